@@ -1,0 +1,327 @@
+//! The kernel view: memory, paging state and the kernel's address-space layout together.
+//!
+//! [`KernelView`] translates any kernel virtual address: the direct map and the kernel
+//! image by arithmetic, everything else (vmalloc, modules, per-CPU chunks) by a cached
+//! page walk. The walkers read kernel memory through the [`KernelRead`] trait, which
+//! `KernelView` implements; a test can implement it more simply.
+
+use crate::addr::{Kva, Pa};
+use crate::arch::{self, Paging, TranslationCache};
+use crate::error::{Error, Result};
+use crate::limits::Limits;
+use crate::mem::{len_u64, PhysRange, PhysRead, PhysReadExt, PhysWrite, PhysWriteExt, ReadOp};
+
+/// Reads kernel virtual memory.
+pub trait KernelRead {
+    /// The physical address of `va` and how many bytes from there on are physically
+    /// contiguous with it (at least one).
+    ///
+    /// # Errors
+    /// [`Error::NotMapped`] and the other translation errors.
+    fn kva_to_pa(&self, va: Kva) -> Result<PhysRange>;
+
+    /// Fills `buf` from `va .. va + buf.len()`, which may span pages.
+    ///
+    /// # Errors
+    /// A translation or read error for the first byte that could not be read; nothing
+    /// in `buf` is then meaningful.
+    fn read_kernel(&self, va: Kva, buf: &mut [u8]) -> Result<()>;
+
+    /// The limits walkers over this memory obey.
+    fn limits(&self) -> &Limits;
+
+    /// Reads a little-endian `u32`.
+    ///
+    /// # Errors
+    /// As [`read_kernel`](Self::read_kernel).
+    fn read_kernel_u32(&self, va: Kva) -> Result<u32> {
+        let mut b = [0u8; 4];
+        self.read_kernel(va, &mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    /// Reads a little-endian `u64`.
+    ///
+    /// # Errors
+    /// As [`read_kernel`](Self::read_kernel).
+    fn read_kernel_u64(&self, va: Kva) -> Result<u64> {
+        let mut b = [0u8; 8];
+        self.read_kernel(va, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+}
+
+impl<K: KernelRead + ?Sized> KernelRead for &K {
+    fn kva_to_pa(&self, va: Kva) -> Result<PhysRange> {
+        (**self).kva_to_pa(va)
+    }
+    fn read_kernel(&self, va: Kva, buf: &mut [u8]) -> Result<()> {
+        (**self).read_kernel(va, buf)
+    }
+    fn limits(&self) -> &Limits {
+        (**self).limits()
+    }
+}
+
+/// A virtual range mapped linearly onto physical memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinearRegion {
+    /// First virtual address.
+    pub virt: Kva,
+    /// The physical address `virt` maps to.
+    pub phys: Pa,
+    /// Length in bytes.
+    pub len: u64,
+}
+
+impl LinearRegion {
+    /// The physical span of `va`, if the region holds it. The physical address wraps
+    /// rather than overflows: a wrapped address is simply not RAM, and reading it fails.
+    pub fn lookup(&self, va: Kva) -> Option<PhysRange> {
+        let off = va.offset_from(self.virt).filter(|&off| off < self.len)?;
+        Some(PhysRange { start: Pa(self.phys.0.wrapping_add(off)), len: self.len.wrapping_sub(off) })
+    }
+}
+
+/// `__START_KERNEL_map`: where x86_64 maps the kernel image (before the virtual KASLR
+/// slide, which moves symbols, not this mapping).
+pub const X86_START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
+
+/// `KERNEL_IMAGE_SIZE` on x86_64 with KASLR: the image mapping's length.
+pub const X86_KERNEL_IMAGE_SIZE: u64 = 1 << 30;
+
+/// The kernel's linear mappings. Addresses in neither are translated by a page walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KernelAddrs {
+    /// The direct map of all RAM (`page_offset_base` on x86_64, `PAGE_OFFSET` on arm64).
+    pub direct_map: Option<LinearRegion>,
+    /// The kernel image (text, data, bss): `__START_KERNEL_map` + `phys_base` on x86_64,
+    /// `kimage_voffset` on arm64.
+    pub image: Option<LinearRegion>,
+}
+
+impl KernelAddrs {
+    /// The x86_64 layout: the direct map at `page_offset_base` covering physical
+    /// `0 .. ram_end`, and the kernel image at `__START_KERNEL_map` loaded at `phys_base`.
+    pub const fn x86_64(page_offset_base: u64, ram_end: u64, phys_base: u64) -> Self {
+        Self {
+            direct_map: Some(LinearRegion { virt: Kva(page_offset_base), phys: Pa(0), len: ram_end }),
+            image: Some(LinearRegion {
+                virt: Kva(X86_START_KERNEL_MAP),
+                phys: Pa(phys_base),
+                len: X86_KERNEL_IMAGE_SIZE,
+            }),
+        }
+    }
+}
+
+/// Memory, paging state and kernel layout: reads any kernel virtual address.
+///
+/// Translations are cached; call [`invalidate`](Self::invalidate) whenever the guest may
+/// have run since the last read (one pause of the guest is one epoch).
+///
+/// ```
+/// use mapwalk_core::kernel::{KernelAddrs, KernelRead, KernelView};
+/// use mapwalk_core::arch::{x86_64::X86Paging, Paging};
+/// use mapwalk_core::{Kva, Pa, Ram};
+///
+/// let mut bytes = vec![0u8; 0x4000];
+/// bytes[0x2000..0x2008].copy_from_slice(&0x1122_3344_5566_7788u64.to_le_bytes());
+/// let view = KernelView::new(
+///     Ram::new(Pa(0), bytes),
+///     Paging::X86_64(X86Paging::new(0, false)),
+///     KernelAddrs::x86_64(0xffff_8880_0000_0000, 0x4000, 0),
+/// );
+/// // A direct-map address needs no page walk.
+/// assert_eq!(view.read_kernel_u64(Kva(0xffff_8880_0000_2000)).unwrap(), 0x1122_3344_5566_7788);
+/// ```
+#[derive(Debug)]
+pub struct KernelView<M> {
+    mem: M,
+    paging: Paging,
+    addrs: KernelAddrs,
+    cache: TranslationCache,
+    limits: Limits,
+}
+
+impl<M: PhysRead> KernelView<M> {
+    /// A view of the kernel in `mem`, with default [`Limits`].
+    pub fn new(mem: M, paging: Paging, addrs: KernelAddrs) -> Self {
+        Self { mem, paging, addrs, cache: TranslationCache::new(), limits: Limits::DEFAULT }
+    }
+
+    /// Replaces the limits.
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The memory.
+    pub fn mem(&self) -> &M {
+        &self.mem
+    }
+
+    /// The paging state.
+    pub fn paging(&self) -> &Paging {
+        &self.paging
+    }
+
+    /// The linear mappings.
+    pub fn addrs(&self) -> &KernelAddrs {
+        &self.addrs
+    }
+
+    /// The translation cache (for statistics or sharing its epoch).
+    pub fn cache(&self) -> &TranslationCache {
+        &self.cache
+    }
+
+    /// Forgets cached translations: the guest may have changed its page tables.
+    pub fn invalidate(&self) {
+        self.cache.invalidate();
+    }
+
+    /// Finds `phys_base` (x86_64) by walking the page tables to the kernel's own
+    /// `phys_base` variable at `symbol`, reads it, checks that it agrees with the walk,
+    /// and makes the image mapping use it. Returns the value.
+    ///
+    /// # Errors
+    /// [`Error::LayoutMissing`] without an image mapping, a translation or read error,
+    /// or [`Error::Corrupt`] when the value read contradicts the walk.
+    pub fn resolve_phys_base(&mut self, symbol: Kva) -> Result<u64> {
+        let image = self.addrs.image.ok_or(Error::LayoutMissing { what: "kernel image mapping" })?;
+        let walked = arch::translate(&self.mem, &self.paging, symbol)?.mapped(symbol)?;
+        let value = self.mem.read_u64(walked.pa)?;
+        let off = symbol.offset_from(image.virt).filter(|&o| o < image.len).ok_or(Error::Corrupt {
+            what: "phys_base symbol outside the kernel image",
+            at: symbol,
+            value: symbol.0,
+        })?;
+        if value.wrapping_add(off) != walked.pa.0 {
+            return Err(Error::Corrupt { what: "phys_base (disagrees with the page walk)", at: symbol, value });
+        }
+        self.addrs.image = Some(LinearRegion { phys: Pa(value), ..image });
+        self.cache.invalidate();
+        Ok(value)
+    }
+
+    /// Fills several buffers from kernel addresses with as few backend calls as
+    /// possible: each piece that is physically contiguous becomes one piece of one
+    /// vectored read. A piece that spans a physical discontinuity is read separately.
+    ///
+    /// # Errors
+    /// The first translation or read error.
+    pub fn read_kernel_many(&self, ops: &mut [(Kva, &mut [u8])]) -> Result<()> {
+        const BATCH: usize = 16;
+        for chunk in ops.chunks_mut(BATCH) {
+            let mut reqs: [ReadOp<'_>; BATCH] = core::array::from_fn(|_| ReadOp { pa: Pa(0), buf: &mut [] });
+            let mut n = 0usize;
+            for (va, buf) in chunk.iter_mut() {
+                let span = self.kva_to_pa(*va)?;
+                match reqs.get_mut(n) {
+                    Some(slot) if span.len >= len_u64(buf.len()) => {
+                        *slot = ReadOp { pa: span.start, buf: &mut **buf };
+                        n = n.saturating_add(1);
+                    }
+                    _ => self.read_kernel(*va, buf)?,
+                }
+            }
+            let live = reqs.get_mut(..n).unwrap_or_default();
+            self.mem.read_phys_many(live).map_err(|e| {
+                let (pa, len) = live.get(e.index).map_or((Pa(0), 0), |op| (op.pa, len_u64(op.buf.len())));
+                Error::Phys { access: crate::Access::Read, pa, len, kind: crate::PhysError::kind(&e.error) }
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Calls `f` with each physically contiguous run of `va .. va + len`, in order:
+    /// `(offset into the range, physical address, run length)`. Translates every page
+    /// before the first call when `pretranslate` is set, so that an unmapped page fails
+    /// the whole operation before anything happened.
+    fn for_each_run(
+        &self,
+        va: Kva,
+        len: u64,
+        pretranslate: bool,
+        mut f: impl FnMut(u64, Pa, u64) -> Result<()>,
+    ) -> Result<()> {
+        va.checked_add(len).ok_or(Error::AddrOverflow { addr: va.0, len })?;
+        if pretranslate {
+            self.for_each_run(va, len, false, |_, _, _| Ok(()))?;
+        }
+        let mut done = 0u64;
+        // The loop advances by at least one byte per page translated, and `len` is the
+        // caller's own length: it ends without a separate cap.
+        while done < len {
+            let here = Kva(va.0.wrapping_add(done));
+            let first = self.kva_to_pa(here)?;
+            let mut run = first.len.min(len.wrapping_sub(done));
+            // Merge physically contiguous pages into one run.
+            while done.wrapping_add(run) < len {
+                let next = self.kva_to_pa(Kva(here.0.wrapping_add(run)))?;
+                if next.start.0 != first.start.0.wrapping_add(run) {
+                    break;
+                }
+                run = run.saturating_add(next.len).min(len.wrapping_sub(done));
+            }
+            f(done, first.start, run)?;
+            done = done.saturating_add(run);
+        }
+        Ok(())
+    }
+}
+
+impl<M: PhysRead> KernelRead for KernelView<M> {
+    fn kva_to_pa(&self, va: Kva) -> Result<PhysRange> {
+        if let Some(span) = self.addrs.direct_map.and_then(|r| r.lookup(va)) {
+            return Ok(span);
+        }
+        if let Some(span) = self.addrs.image.and_then(|r| r.lookup(va)) {
+            return Ok(span);
+        }
+        let m = arch::translate_cached(&self.mem, &self.paging, &self.cache, va)?.mapped(va)?;
+        Ok(PhysRange { start: m.pa, len: m.bytes_to_page_end() })
+    }
+
+    fn read_kernel(&self, va: Kva, buf: &mut [u8]) -> Result<()> {
+        // Fast path: the whole buffer inside one contiguous span.
+        let span = self.kva_to_pa(va)?;
+        let len = len_u64(buf.len());
+        if span.len >= len {
+            return self.mem.read_bytes(span.start, buf);
+        }
+        self.for_each_run(va, len, false, |off, pa, run| {
+            let lo = usize::try_from(off).map_err(|_| Error::AddrOverflow { addr: va.0, len })?;
+            let hi = usize::try_from(off.saturating_add(run)).map_err(|_| Error::AddrOverflow { addr: va.0, len })?;
+            let piece = buf.get_mut(lo..hi).ok_or(Error::AddrOverflow { addr: va.0, len })?;
+            self.mem.read_bytes(pa, piece)
+        })
+    }
+
+    fn limits(&self) -> &Limits {
+        &self.limits
+    }
+}
+
+impl<M: PhysWrite> KernelView<M> {
+    /// Writes `data` at kernel address `va`, which may span pages.
+    ///
+    /// Every page is translated before anything is written, so an unmapped page refuses
+    /// the whole write. A write of 1, 2, 4 or 8 bytes that is aligned to its size lies in
+    /// one page and reaches the backend as one call, which [`PhysWrite`] lands as one
+    /// store.
+    ///
+    /// # Errors
+    /// A translation error (nothing written), or the backend's write error.
+    pub fn write_kernel(&self, va: Kva, data: &[u8]) -> Result<()> {
+        let len = len_u64(data.len());
+        self.for_each_run(va, len, true, |off, pa, run| {
+            let lo = usize::try_from(off).map_err(|_| Error::AddrOverflow { addr: va.0, len })?;
+            let hi = usize::try_from(off.saturating_add(run)).map_err(|_| Error::AddrOverflow { addr: va.0, len })?;
+            let piece = data.get(lo..hi).ok_or(Error::AddrOverflow { addr: va.0, len })?;
+            self.mem.write_bytes(pa, piece)
+        })
+    }
+}

@@ -1,0 +1,78 @@
+//! The kernel's data layout, as plain data.
+//!
+//! Every struct offset a walker uses comes from here. The values are filled by whoever
+//! knows the kernel: the harness resolves them from BTF, tests write them as literals.
+//! Nothing here parses or reads anything.
+//!
+//! Groups that only some walkers need are `Option`s in [`KernelLayout`]: a kernel
+//! without them (or a description that could not resolve them) disables those walkers,
+//! which then return [`crate::Error::LayoutMissing`].
+
+/// Offsets in `struct xarray` and `struct xa_node`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct XarrayLayout {
+    /// `xarray.xa_head`.
+    pub xa_head: u32,
+    /// `xa_node.shift` (a `u8`).
+    pub node_shift: u32,
+    /// `xa_node.slots` (64 pointers).
+    pub node_slots: u32,
+}
+
+/// Offsets in `struct idr`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IdrLayout {
+    /// `idr.idr_rt`, the embedded `struct xarray`.
+    pub idr_rt: u32,
+    /// `idr.idr_next` (an `unsigned int`).
+    pub idr_next: u32,
+}
+
+/// Offsets in `struct bpf_map`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BpfMapLayout {
+    /// `map_type` (`enum bpf_map_type`, 4 bytes).
+    pub map_type: u32,
+    /// `key_size` (u32).
+    pub key_size: u32,
+    /// `value_size` (u32).
+    pub value_size: u32,
+    /// `max_entries` (u32).
+    pub max_entries: u32,
+    /// `map_flags` (u32).
+    pub map_flags: u32,
+    /// `id` (u32).
+    pub id: u32,
+    /// `name` (`char[16]`).
+    pub name: u32,
+    /// `btf` (`struct btf *`).
+    pub btf: u32,
+    /// `btf_key_type_id` (u32).
+    pub btf_key_type_id: u32,
+    /// `btf_value_type_id` (u32).
+    pub btf_value_type_id: u32,
+    /// `btf_vmlinux_value_type_id` (u32); absent on kernels without it.
+    pub btf_vmlinux_value_type_id: Option<u32>,
+}
+
+/// Offsets in `struct bpf_array`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ArrayLayout {
+    /// `bpf_array.elem_size` (u32).
+    pub elem_size: u32,
+    /// `bpf_array.value` (the flexible array; `pptrs` shares the offset).
+    pub value: u32,
+}
+
+/// Every offset the walkers use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KernelLayout {
+    /// `struct xarray` / `struct xa_node`.
+    pub xarray: XarrayLayout,
+    /// `struct idr`.
+    pub idr: IdrLayout,
+    /// `struct bpf_map`.
+    pub bpf_map: BpfMapLayout,
+    /// `struct bpf_array`: ARRAY and PERCPU_ARRAY walkers.
+    pub array: Option<ArrayLayout>,
+}

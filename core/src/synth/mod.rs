@@ -1,0 +1,19 @@
+//! Synthetic guests: page tables, xarrays and BPF map objects laid into a byte buffer.
+//!
+//! The core's own tests, the fuzz targets and the benchmarks walk guests built here, and
+//! so can your tests: enable the `synth` feature. A builder works on data its caller
+//! chose, so it panics on misuse (a full buffer, an address outside it); the walkers it
+//! feeds never panic.
+#![allow(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::as_conversions,
+    reason = "a test-data builder: its inputs are the caller's own, and misuse should fail loudly"
+)]
+
+mod ram;
+
+pub use ram::SynthRam;

@@ -1,0 +1,3 @@
+//! Walkers over the kernel's generic data structures.
+
+pub mod xarray;

@@ -1,0 +1,1 @@
+//! The xarray (and IDR) walk.
