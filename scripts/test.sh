@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, docs, unit and integration tests (real
+# kernels under QEMU included), the bare-metal builds of the core and the licence rule.
+# Installs what it needs on a fresh machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain targets"
+rustup target add x86_64-unknown-none aarch64-unknown-none >/dev/null
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (workspace, all targets, all features)"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+step "rustdoc -D warnings"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
+
+step "bare-metal builds of the core (no_std, no alloc)"
+for target in x86_64-unknown-none aarch64-unknown-none; do
+    cargo build -p mapwalk-core --no-default-features --target "$target"
+    cargo build -p mapwalk-core --no-default-features --features alloc --target "$target"
+done
+
+step "licences"
+bash scripts/check-licences.sh
+
+step "tests"
+cargo test --workspace --all-features
