@@ -10,15 +10,29 @@ use mapwalk_core::{Bpf, MapType};
 fn main() -> Result<(), mapwalk_core::Error> {
     let mut builder = GuestBuilder::x86_64(true);
     builder
-        .add_map(MapSpec::array(3, "counters", 8, 4).with_values(|k| (u64::from(k) * 1000 + 7).to_le_bytes().to_vec()))
-        .add_map(MapSpec::array(9, "sched.bss", 24, 1).vmalloc().with_values(|_| b"scx: tick=42 nr_running=3".to_vec()[..24].to_vec()))
+        .add_map(
+            MapSpec::array(3, "counters", 8, 4)
+                .with_values(|k| (u64::from(k) * 1000 + 7).to_le_bytes().to_vec()),
+        )
+        .add_map(
+            MapSpec::array(9, "sched.bss", 24, 1)
+                .vmalloc()
+                .with_values(|_| b"scx: tick=42 nr_running=3".to_vec()[..24].to_vec()),
+        )
         .add_map(MapSpec::new(12, MapType::HASH, "flows", 16, 32, 1024))
-        .add_map(MapSpec::array(4097, "big_mmap", 4096, 300).mmapable().with_values(|k| vec![(k % 251) as u8; 4096]));
+        .add_map(
+            MapSpec::array(4097, "big_mmap", 4096, 300)
+                .mmapable()
+                .with_values(|k| vec![(k % 251) as u8; 4096]),
+        );
     let guest = builder.build();
     let view = guest.view();
     let bpf = Bpf::new(&view, &guest.layout, guest.map_idr);
 
-    println!("{:>6}  {:<14} {:<16} {:>5} {:>7} {:>11}  flags", "id", "type", "name", "key", "value", "max_entries");
+    println!(
+        "{:>6}  {:<14} {:<16} {:>5} {:>7} {:>11}  flags",
+        "id", "type", "name", "key", "value", "max_entries"
+    );
     for map in bpf.maps()? {
         let m = map?;
         println!(

@@ -141,7 +141,10 @@ mod tests {
     fn formatting_is_hex() {
         extern crate std;
         use std::format;
-        assert_eq!(format!("{}", Kva(0xffff_8880_0000_1000)), "0xffff888000001000");
+        assert_eq!(
+            format!("{}", Kva(0xffff_8880_0000_1000)),
+            "0xffff888000001000"
+        );
         assert_eq!(format!("{:?}", Pa(0x1000)), "Pa(0x1000)");
     }
 }

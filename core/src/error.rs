@@ -181,7 +181,12 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Self::Phys { access, pa, len, kind } => {
+            Self::Phys {
+                access,
+                pa,
+                len,
+                kind,
+            } => {
                 let verb = match access {
                     Access::Read => "read",
                     Access::Write => "write",
@@ -189,10 +194,16 @@ impl fmt::Display for Error {
                 write!(f, "physical {verb} of {len} bytes at {pa} failed: {kind}")
             }
             Self::AddrOverflow { addr, len } => {
-                write!(f, "address {addr:#x} + {len:#x} overflows the address space")
+                write!(
+                    f,
+                    "address {addr:#x} + {len:#x} overflows the address space"
+                )
             }
             Self::NotMapped { va, level } => {
-                write!(f, "virtual address {va} is not mapped (no entry at level {level})")
+                write!(
+                    f,
+                    "virtual address {va} is not mapped (no entry at level {level})"
+                )
             }
             Self::BadPte { va, level, raw } => write!(
                 f,
@@ -200,7 +211,10 @@ impl fmt::Display for Error {
             ),
             Self::BadPaging { what, value } => write!(f, "bad paging state: {what} ({value:#x})"),
             Self::NotKernelAddress { va } => {
-                write!(f, "{va} is not a kernel address these page tables translate")
+                write!(
+                    f,
+                    "{va} is not a kernel address these page tables translate"
+                )
             }
             Self::LimitExceeded { what, limit, at } => {
                 write!(f, "{what} exceeds the limit of {limit} (at {at:#x})")
@@ -208,7 +222,11 @@ impl fmt::Display for Error {
             Self::Corrupt { what, at, value } => {
                 write!(f, "corrupt {what} at {at}: {value:#x}")
             }
-            Self::BadXaNode { node, shift, expected } => write!(
+            Self::BadXaNode {
+                node,
+                shift,
+                expected,
+            } => write!(
                 f,
                 "xarray node at {node} has shift {shift} where {expected} is required"
             ),
@@ -216,7 +234,10 @@ impl fmt::Display for Error {
                 write!(f, "map {id} of type {map_type} does not support {op}")
             }
             Self::KeyOutOfRange { key, max_entries } => {
-                write!(f, "key {key} is past the end of an array of {max_entries} entries")
+                write!(
+                    f,
+                    "key {key} is past the end of an array of {max_entries} entries"
+                )
             }
             Self::OutOfBounds { offset, len, size } => write!(
                 f,

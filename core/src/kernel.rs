@@ -79,7 +79,10 @@ impl LinearRegion {
     /// rather than overflows: a wrapped address is simply not RAM, and reading it fails.
     pub fn lookup(&self, va: Kva) -> Option<PhysRange> {
         let off = va.offset_from(self.virt).filter(|&off| off < self.len)?;
-        Some(PhysRange { start: Pa(self.phys.0.wrapping_add(off)), len: self.len.wrapping_sub(off) })
+        Some(PhysRange {
+            start: Pa(self.phys.0.wrapping_add(off)),
+            len: self.len.wrapping_sub(off),
+        })
     }
 }
 
@@ -105,7 +108,11 @@ impl KernelAddrs {
     /// `0 .. ram_end`, and the kernel image at `__START_KERNEL_map` loaded at `phys_base`.
     pub const fn x86_64(page_offset_base: u64, ram_end: u64, phys_base: u64) -> Self {
         Self {
-            direct_map: Some(LinearRegion { virt: Kva(page_offset_base), phys: Pa(0), len: ram_end }),
+            direct_map: Some(LinearRegion {
+                virt: Kva(page_offset_base),
+                phys: Pa(0),
+                len: ram_end,
+            }),
             image: Some(LinearRegion {
                 virt: Kva(X86_START_KERNEL_MAP),
                 phys: Pa(phys_base),
@@ -147,7 +154,13 @@ pub struct KernelView<M> {
 impl<M: PhysRead> KernelView<M> {
     /// A view of the kernel in `mem`, with default [`Limits`].
     pub fn new(mem: M, paging: Paging, addrs: KernelAddrs) -> Self {
-        Self { mem, paging, addrs, cache: TranslationCache::new(), limits: Limits::DEFAULT }
+        Self {
+            mem,
+            paging,
+            addrs,
+            cache: TranslationCache::new(),
+            limits: Limits::DEFAULT,
+        }
     }
 
     /// Replaces the limits.
@@ -190,18 +203,30 @@ impl<M: PhysRead> KernelView<M> {
     /// [`Error::LayoutMissing`] without an image mapping, a translation or read error,
     /// or [`Error::Corrupt`] when the value read contradicts the walk.
     pub fn resolve_phys_base(&mut self, symbol: Kva) -> Result<u64> {
-        let image = self.addrs.image.ok_or(Error::LayoutMissing { what: "kernel image mapping" })?;
+        let image = self.addrs.image.ok_or(Error::LayoutMissing {
+            what: "kernel image mapping",
+        })?;
         let walked = arch::translate(&self.mem, &self.paging, symbol)?.mapped(symbol)?;
         let value = self.mem.read_u64(walked.pa)?;
-        let off = symbol.offset_from(image.virt).filter(|&o| o < image.len).ok_or(Error::Corrupt {
-            what: "phys_base symbol outside the kernel image",
-            at: symbol,
-            value: symbol.0,
-        })?;
+        let off = symbol
+            .offset_from(image.virt)
+            .filter(|&o| o < image.len)
+            .ok_or(Error::Corrupt {
+                what: "phys_base symbol outside the kernel image",
+                at: symbol,
+                value: symbol.0,
+            })?;
         if value.wrapping_add(off) != walked.pa.0 {
-            return Err(Error::Corrupt { what: "phys_base (disagrees with the page walk)", at: symbol, value });
+            return Err(Error::Corrupt {
+                what: "phys_base (disagrees with the page walk)",
+                at: symbol,
+                value,
+            });
         }
-        self.addrs.image = Some(LinearRegion { phys: Pa(value), ..image });
+        self.addrs.image = Some(LinearRegion {
+            phys: Pa(value),
+            ..image
+        });
         self.cache.invalidate();
         Ok(value)
     }
@@ -215,13 +240,19 @@ impl<M: PhysRead> KernelView<M> {
     pub fn read_kernel_many(&self, ops: &mut [(Kva, &mut [u8])]) -> Result<()> {
         const BATCH: usize = 16;
         for chunk in ops.chunks_mut(BATCH) {
-            let mut reqs: [ReadOp<'_>; BATCH] = core::array::from_fn(|_| ReadOp { pa: Pa(0), buf: &mut [] });
+            let mut reqs: [ReadOp<'_>; BATCH] = core::array::from_fn(|_| ReadOp {
+                pa: Pa(0),
+                buf: &mut [],
+            });
             let mut n = 0usize;
             for (va, buf) in chunk.iter_mut() {
                 let span = self.kva_to_pa(*va)?;
                 match reqs.get_mut(n) {
                     Some(slot) if span.len >= len_u64(buf.len()) => {
-                        *slot = ReadOp { pa: span.start, buf: &mut **buf };
+                        *slot = ReadOp {
+                            pa: span.start,
+                            buf,
+                        };
                         n = n.saturating_add(1);
                     }
                     _ => self.read_kernel(*va, buf)?,
@@ -229,8 +260,15 @@ impl<M: PhysRead> KernelView<M> {
             }
             let live = reqs.get_mut(..n).unwrap_or_default();
             self.mem.read_phys_many(live).map_err(|e| {
-                let (pa, len) = live.get(e.index).map_or((Pa(0), 0), |op| (op.pa, len_u64(op.buf.len())));
-                Error::Phys { access: crate::Access::Read, pa, len, kind: crate::PhysError::kind(&e.error) }
+                let (pa, len) = live
+                    .get(e.index)
+                    .map_or((Pa(0), 0), |op| (op.pa, len_u64(op.buf.len())));
+                Error::Phys {
+                    access: crate::Access::Read,
+                    pa,
+                    len,
+                    kind: crate::PhysError::kind(&e.error),
+                }
             })?;
         }
         Ok(())
@@ -245,11 +283,12 @@ impl<M: PhysRead> KernelView<M> {
         va: Kva,
         len: u64,
         pretranslate: bool,
-        mut f: impl FnMut(u64, Pa, u64) -> Result<()>,
+        f: &mut dyn FnMut(u64, Pa, u64) -> Result<()>,
     ) -> Result<()> {
-        va.checked_add(len).ok_or(Error::AddrOverflow { addr: va.0, len })?;
+        va.checked_add(len)
+            .ok_or(Error::AddrOverflow { addr: va.0, len })?;
         if pretranslate {
-            self.for_each_run(va, len, false, |_, _, _| Ok(()))?;
+            self.for_each_run(va, len, false, &mut |_, _, _| Ok(()))?;
         }
         let mut done = 0u64;
         // The loop advances by at least one byte per page translated, and `len` is the
@@ -282,7 +321,10 @@ impl<M: PhysRead> KernelRead for KernelView<M> {
             return Ok(span);
         }
         let m = arch::translate_cached(&self.mem, &self.paging, &self.cache, va)?.mapped(va)?;
-        Ok(PhysRange { start: m.pa, len: m.bytes_to_page_end() })
+        Ok(PhysRange {
+            start: m.pa,
+            len: m.bytes_to_page_end(),
+        })
     }
 
     fn read_kernel(&self, va: Kva, buf: &mut [u8]) -> Result<()> {
@@ -292,10 +334,13 @@ impl<M: PhysRead> KernelRead for KernelView<M> {
         if span.len >= len {
             return self.mem.read_bytes(span.start, buf);
         }
-        self.for_each_run(va, len, false, |off, pa, run| {
+        self.for_each_run(va, len, false, &mut |off, pa, run| {
             let lo = usize::try_from(off).map_err(|_| Error::AddrOverflow { addr: va.0, len })?;
-            let hi = usize::try_from(off.saturating_add(run)).map_err(|_| Error::AddrOverflow { addr: va.0, len })?;
-            let piece = buf.get_mut(lo..hi).ok_or(Error::AddrOverflow { addr: va.0, len })?;
+            let hi = usize::try_from(off.saturating_add(run))
+                .map_err(|_| Error::AddrOverflow { addr: va.0, len })?;
+            let piece = buf
+                .get_mut(lo..hi)
+                .ok_or(Error::AddrOverflow { addr: va.0, len })?;
             self.mem.read_bytes(pa, piece)
         })
     }
@@ -305,7 +350,25 @@ impl<M: PhysRead> KernelRead for KernelView<M> {
     }
 }
 
-impl<M: PhysWrite> KernelView<M> {
+/// Writes kernel virtual memory.
+pub trait KernelWrite: KernelRead {
+    /// Writes `data` at kernel address `va`, which may span pages.
+    ///
+    /// Implementations translate every page before writing anything, and land an
+    /// aligned write of 1, 2, 4 or 8 bytes as one store.
+    ///
+    /// # Errors
+    /// A translation error (nothing written), or the backend's write error.
+    fn write_kernel(&self, va: Kva, data: &[u8]) -> Result<()>;
+}
+
+impl<K: KernelWrite + ?Sized> KernelWrite for &K {
+    fn write_kernel(&self, va: Kva, data: &[u8]) -> Result<()> {
+        (**self).write_kernel(va, data)
+    }
+}
+
+impl<M: PhysWrite> KernelWrite for KernelView<M> {
     /// Writes `data` at kernel address `va`, which may span pages.
     ///
     /// Every page is translated before anything is written, so an unmapped page refuses
@@ -315,12 +378,15 @@ impl<M: PhysWrite> KernelView<M> {
     ///
     /// # Errors
     /// A translation error (nothing written), or the backend's write error.
-    pub fn write_kernel(&self, va: Kva, data: &[u8]) -> Result<()> {
+    fn write_kernel(&self, va: Kva, data: &[u8]) -> Result<()> {
         let len = len_u64(data.len());
-        self.for_each_run(va, len, true, |off, pa, run| {
+        self.for_each_run(va, len, true, &mut |off, pa, run| {
             let lo = usize::try_from(off).map_err(|_| Error::AddrOverflow { addr: va.0, len })?;
-            let hi = usize::try_from(off.saturating_add(run)).map_err(|_| Error::AddrOverflow { addr: va.0, len })?;
-            let piece = data.get(lo..hi).ok_or(Error::AddrOverflow { addr: va.0, len })?;
+            let hi = usize::try_from(off.saturating_add(run))
+                .map_err(|_| Error::AddrOverflow { addr: va.0, len })?;
+            let piece = data
+                .get(lo..hi)
+                .ok_or(Error::AddrOverflow { addr: va.0, len })?;
             self.mem.write_bytes(pa, piece)
         })
     }

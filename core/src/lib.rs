@@ -82,7 +82,7 @@ pub use addr::{Kva, Pa};
 pub use arch::{translate, Mapping, Paging, Translation, TranslationCache};
 pub use bpf::{Bpf, MapInfo, MapType};
 pub use error::{Access, Error, PhysError, PhysErrorKind, Result};
-pub use kernel::{KernelAddrs, KernelRead, KernelView};
+pub use kernel::{KernelAddrs, KernelRead, KernelView, KernelWrite};
 pub use layout::KernelLayout;
 pub use limits::Limits;
 pub use mem::{PhysRange, PhysRead, PhysReadExt, PhysWrite, PhysWriteExt, Ram, RamCell, ReadOp};

@@ -294,13 +294,20 @@ impl<B: AsRef<[u8]>> Ram<B> {
 
 impl<B> fmt::Debug for Ram<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Ram").field("range", &self.range[0]).finish()
+        f.debug_struct("Ram")
+            .field("range", &self.range[0])
+            .finish()
     }
 }
 
 /// Finds `[pa, pa + len)` inside a slice that starts at `base`.
 #[inline]
-fn locate(base: Pa, total: usize, pa: Pa, len: usize) -> Result<core::ops::Range<usize>, PhysErrorKind> {
+fn locate(
+    base: Pa,
+    total: usize,
+    pa: Pa,
+    len: usize,
+) -> Result<core::ops::Range<usize>, PhysErrorKind> {
     let off = pa.0.checked_sub(base.0).ok_or(PhysErrorKind::Unmapped)?;
     let off = usize::try_from(off).map_err(|_| PhysErrorKind::Unmapped)?;
     if off >= total && len > 0 {
@@ -358,7 +365,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> RamCell<B> {
 
 impl<B> fmt::Debug for RamCell<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RamCell").field("range", &self.range[0]).finish()
+        f.debug_struct("RamCell")
+            .field("range", &self.range[0])
+            .finish()
     }
 }
 
@@ -380,7 +389,10 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> PhysRead for RamCell<B> {
 
 impl<B: AsRef<[u8]> + AsMut<[u8]>> PhysWrite for RamCell<B> {
     fn write_phys(&self, pa: Pa, data: &[u8]) -> Result<(), Self::Error> {
-        let mut guard = self.bytes.try_borrow_mut().map_err(|_| PhysErrorKind::Other)?;
+        let mut guard = self
+            .bytes
+            .try_borrow_mut()
+            .map_err(|_| PhysErrorKind::Other)?;
         let bytes = guard.as_mut();
         let r = locate(self.range[0].start, bytes.len(), pa, data.len())?;
         bytes
@@ -402,14 +414,31 @@ mod tests {
         let mut buf = [0u8; 4];
         ram.read_phys(Pa(0x4000_000c), &mut buf).unwrap();
         assert_eq!(buf, [12, 13, 14, 15]);
-        assert_eq!(ram.read_phys(Pa(0x4000_000d), &mut buf), Err(PhysErrorKind::OutOfRange));
-        assert_eq!(ram.read_phys(Pa(0x3fff_fffc), &mut buf), Err(PhysErrorKind::Unmapped));
-        assert_eq!(ram.read_phys(Pa(u64::MAX), &mut buf), Err(PhysErrorKind::Unmapped));
-        assert_eq!(ram.read_u64(Pa(0x4000_0008)).unwrap(), 0x0f0e_0d0c_0b0a_0908);
+        assert_eq!(
+            ram.read_phys(Pa(0x4000_000d), &mut buf),
+            Err(PhysErrorKind::OutOfRange)
+        );
+        assert_eq!(
+            ram.read_phys(Pa(0x3fff_fffc), &mut buf),
+            Err(PhysErrorKind::Unmapped)
+        );
+        assert_eq!(
+            ram.read_phys(Pa(u64::MAX), &mut buf),
+            Err(PhysErrorKind::Unmapped)
+        );
+        assert_eq!(
+            ram.read_u64(Pa(0x4000_0008)).unwrap(),
+            0x0f0e_0d0c_0b0a_0908
+        );
         let err = ram.read_u64(Pa(0x4000_0009)).unwrap_err();
         assert_eq!(
             err,
-            Error::Phys { access: Access::Read, pa: Pa(0x4000_0009), len: 8, kind: PhysErrorKind::OutOfRange }
+            Error::Phys {
+                access: Access::Read,
+                pa: Pa(0x4000_0009),
+                len: 8,
+                kind: PhysErrorKind::OutOfRange
+            }
         );
     }
 
@@ -417,7 +446,16 @@ mod tests {
     fn read_many_reports_the_failing_piece() {
         let ram = Ram::new(Pa(0), [7u8; 32]);
         let (mut a, mut b) = ([0u8; 8], [0u8; 8]);
-        let mut ops = [ReadOp { pa: Pa(0), buf: &mut a }, ReadOp { pa: Pa(30), buf: &mut b }];
+        let mut ops = [
+            ReadOp {
+                pa: Pa(0),
+                buf: &mut a,
+            },
+            ReadOp {
+                pa: Pa(30),
+                buf: &mut b,
+            },
+        ];
         let err = ram.read_phys_many(&mut ops).unwrap_err();
         assert_eq!(err.index, 1);
         assert_eq!(a, [7; 8]);
@@ -434,7 +472,10 @@ mod tests {
 
     #[test]
     fn range_contains() {
-        let r = PhysRange { start: Pa(0x1000), len: 0x1000 };
+        let r = PhysRange {
+            start: Pa(0x1000),
+            len: 0x1000,
+        };
         assert!(r.contains(Pa(0x1000), 0x1000));
         assert!(!r.contains(Pa(0x1000), 0x1001));
         assert!(!r.contains(Pa(0xfff), 1));

@@ -117,7 +117,7 @@ impl fmt::Debug for MapType {
 impl fmt::Display for MapType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.name() {
-            Some(n) => f.write_str(n),
+            Some(n) => f.pad(n),
             None => write!(f, "MapType({:#x})", self.0),
         }
     }

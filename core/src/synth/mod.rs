@@ -14,6 +14,17 @@
     reason = "a test-data builder: its inputs are the caller's own, and misuse should fail loudly"
 )]
 
+mod pgtable;
 mod ram;
+mod xarray;
 
+pub use pgtable::{Aarch64PageTables, X86PageTables};
 pub use ram::SynthRam;
+pub use xarray::{
+    alloc_xa_node, build_xarray, build_xarray_with_nodes, xa_node_entry, xa_node_size, SynthXaNode,
+    SynthXarray, KERNEL_XARRAY_LAYOUT, XA_NODE_ALIGN, XA_NODE_SIZE,
+};
+
+mod guest;
+
+pub use guest::{default_layout, BuiltMap, GuestBuilder, MapSpec, Placement, SynthArch, SynthSymbols, SyntheticGuest};

@@ -21,7 +21,11 @@ pub struct SynthRam {
 impl SynthRam {
     /// `size` bytes of zeroed RAM whose first byte is at physical address `base`.
     pub fn new(base: Pa, size: usize) -> Self {
-        Self { base, bytes: alloc::vec![0; size], next: 0 }
+        Self {
+            base,
+            bytes: alloc::vec![0; size],
+            next: 0,
+        }
     }
 
     /// The first physical address.
@@ -41,7 +45,10 @@ impl SynthRam {
 
     /// Allocates `size` zeroed bytes aligned to `align` (a power of two).
     pub fn alloc(&mut self, size: u64, align: u64) -> Pa {
-        assert!(align.is_power_of_two(), "alignment {align:#x} is not a power of two");
+        assert!(
+            align.is_power_of_two(),
+            "alignment {align:#x} is not a power of two"
+        );
         let base = self.base.0;
         let start = (base + self.next).next_multiple_of(align);
         let end = start + size;
@@ -62,13 +69,21 @@ impl SynthRam {
     /// Moves the allocator to `pa` (forwards only), so later allocations come after it.
     pub fn skip_to(&mut self, pa: Pa) {
         let off = pa.0 - self.base.0;
-        assert!(off >= self.next, "cannot move the allocator backwards to {pa}");
+        assert!(
+            off >= self.next,
+            "cannot move the allocator backwards to {pa}"
+        );
         self.next = off;
     }
 
     fn range(&self, pa: Pa, len: usize) -> core::ops::Range<usize> {
-        let off = pa.0.checked_sub(self.base.0).expect("address below synthetic RAM") as usize;
-        assert!(off + len <= self.bytes.len(), "{len} bytes at {pa} run past synthetic RAM");
+        let off =
+            pa.0.checked_sub(self.base.0)
+                .expect("address below synthetic RAM") as usize;
+        assert!(
+            off + len <= self.bytes.len(),
+            "{len} bytes at {pa} run past synthetic RAM"
+        );
         off..off + len
     }
 

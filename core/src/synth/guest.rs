@@ -1,0 +1,583 @@
+//! Whole synthetic guests: a kernel image with `map_idr`, page tables, and BPF maps.
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use crate::addr::{Kva, Pa};
+use crate::arch::Paging;
+use crate::bpf::{MapType, BPF_F_MMAPABLE};
+use crate::kernel::{
+    KernelAddrs, KernelView, LinearRegion, X86_KERNEL_IMAGE_SIZE, X86_START_KERNEL_MAP,
+};
+use crate::layout::{ArrayLayout, BpfMapLayout, IdrLayout, KernelLayout, XarrayLayout};
+use crate::limits::BPF_OBJ_NAME_LEN;
+use crate::mem::{Ram, RamCell};
+use crate::synth::{build_xarray, Aarch64PageTables, SynthRam, X86PageTables};
+
+/// A layout like Linux 6.1's on x86_64 (the values are realistic but only need to be
+/// self-consistent: the walkers take whatever layout they are given).
+pub fn default_layout() -> KernelLayout {
+    KernelLayout {
+        xarray: XarrayLayout {
+            xa_head: 8,
+            node_shift: 0,
+            node_slots: 40,
+        },
+        idr: IdrLayout {
+            idr_rt: 0,
+            idr_next: 20,
+        },
+        bpf_map: BpfMapLayout {
+            map_type: 24,
+            key_size: 28,
+            value_size: 32,
+            max_entries: 36,
+            map_flags: 48,
+            id: 60,
+            btf_key_type_id: 68,
+            btf_value_type_id: 72,
+            btf_vmlinux_value_type_id: Some(76),
+            btf: 80,
+            name: 96,
+        },
+        array: Some(ArrayLayout {
+            elem_size: 256,
+            value: 272,
+        }),
+    }
+}
+
+/// Where a map object is allocated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// kmalloc: physically contiguous, in the direct map.
+    DirectMap,
+    /// vmalloc: virtually contiguous pages scattered over physical memory, reached
+    /// only through the page tables.
+    Vmalloc,
+}
+
+/// A BPF map to lay into a synthetic guest.
+#[derive(Debug, Clone)]
+pub struct MapSpec {
+    /// Its id (the `map_idr` index and `bpf_map.id`).
+    pub id: u32,
+    /// `map_type`.
+    pub map_type: MapType,
+    /// `name` (at most 15 bytes, NUL-padded).
+    pub name: Vec<u8>,
+    /// `key_size`.
+    pub key_size: u32,
+    /// `value_size`.
+    pub value_size: u32,
+    /// `max_entries`.
+    pub max_entries: u32,
+    /// `map_flags`.
+    pub map_flags: u32,
+    /// Values of an ARRAY, by key (missing keys stay zero).
+    pub values: Vec<Vec<u8>>,
+    /// Where the object goes.
+    pub placement: Placement,
+    /// `btf_key_type_id` and `btf_value_type_id`.
+    pub btf_ids: (u32, u32),
+}
+
+impl MapSpec {
+    /// An ARRAY map with 4-byte keys, zero values, in the direct map.
+    pub fn array(id: u32, name: &str, value_size: u32, max_entries: u32) -> Self {
+        Self::new(id, MapType::ARRAY, name, 4, value_size, max_entries)
+    }
+
+    /// A map of any type (only its `struct bpf_map` header is laid out for types without
+    /// a builder of their own).
+    pub fn new(
+        id: u32,
+        map_type: MapType,
+        name: &str,
+        key_size: u32,
+        value_size: u32,
+        max_entries: u32,
+    ) -> Self {
+        assert!(
+            name.len() < BPF_OBJ_NAME_LEN,
+            "map name {name:?} is too long"
+        );
+        Self {
+            id,
+            map_type,
+            name: name.as_bytes().to_vec(),
+            key_size,
+            value_size,
+            max_entries,
+            map_flags: 0,
+            values: Vec::new(),
+            placement: Placement::DirectMap,
+            btf_ids: (0, 0),
+        }
+    }
+
+    /// Sets every value from `f(key)` (each value must be `value_size` bytes or shorter).
+    #[must_use]
+    pub fn with_values(mut self, f: impl Fn(u32) -> Vec<u8>) -> Self {
+        self.values = (0..self.max_entries).map(f).collect();
+        self
+    }
+
+    /// Allocates the object with vmalloc (scattered physical pages).
+    #[must_use]
+    pub fn vmalloc(mut self) -> Self {
+        self.placement = Placement::Vmalloc;
+        self
+    }
+
+    /// A `BPF_F_MMAPABLE` array: vmalloc'd, with its values starting on a page boundary.
+    #[must_use]
+    pub fn mmapable(mut self) -> Self {
+        self.map_flags |= BPF_F_MMAPABLE;
+        self.placement = Placement::Vmalloc;
+        self
+    }
+}
+
+/// The architecture of a synthetic guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SynthArch {
+    /// x86_64, 4- or 5-level.
+    X86_64 {
+        /// 5-level paging.
+        five_level: bool,
+    },
+    /// aarch64 with a 48-bit kernel VA space.
+    Aarch64 {
+        /// 12, 14 or 16.
+        granule_shift: u32,
+    },
+}
+
+/// Builds a [`SyntheticGuest`].
+#[derive(Debug, Clone)]
+pub struct GuestBuilder {
+    arch: SynthArch,
+    ram_size: usize,
+    layout: KernelLayout,
+    maps: Vec<MapSpec>,
+    idr_next: Option<u32>,
+}
+
+/// Kernel-image symbols of a synthetic guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SynthSymbols {
+    /// `map_idr`.
+    pub map_idr: Kva,
+    /// `phys_base` (x86_64).
+    pub phys_base: Kva,
+    /// `page_offset_base` (x86_64).
+    pub page_offset_base: Kva,
+}
+
+/// A map as laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuiltMap {
+    /// Its id.
+    pub id: u32,
+    /// The address of its `struct bpf_map`.
+    pub kva: Kva,
+}
+
+/// A guest built by [`GuestBuilder`]: RAM, paging state, layout and where things are.
+#[derive(Debug, Clone)]
+pub struct SyntheticGuest {
+    /// The RAM.
+    pub ram: SynthRam,
+    /// The paging state.
+    pub paging: Paging,
+    /// The kernel's linear mappings.
+    pub addrs: KernelAddrs,
+    /// The layout the objects were laid out with.
+    pub layout: KernelLayout,
+    /// `map_idr`.
+    pub map_idr: Kva,
+    /// The kernel-image symbols.
+    pub symbols: SynthSymbols,
+    /// The maps, in the order they were added.
+    pub maps: Vec<BuiltMap>,
+    /// `phys_base` (x86_64; 0 on aarch64).
+    pub phys_base: u64,
+    /// Pages mapped by the page tables outside the linear maps: virtual page to
+    /// physical page.
+    pub vmalloc_pages: BTreeMap<u64, Pa>,
+}
+
+impl SyntheticGuest {
+    /// A kernel view over the guest's RAM (read-only).
+    pub fn view(&self) -> KernelView<Ram<&[u8]>> {
+        KernelView::new(self.ram.as_ram(), self.paging, self.addrs)
+    }
+
+    /// A writable kernel view over a copy of the guest's RAM.
+    pub fn view_mut(&self) -> KernelView<RamCell<Vec<u8>>> {
+        KernelView::new(
+            RamCell::new(self.ram.base(), self.ram.bytes().to_vec()),
+            self.paging,
+            self.addrs,
+        )
+    }
+
+    /// The physical address of kernel address `va` by the builder's own records.
+    pub fn pa_of(&self, va: Kva) -> Pa {
+        if let Some(span) = self.addrs.direct_map.and_then(|r| r.lookup(va)) {
+            return span.start;
+        }
+        if let Some(span) = self.addrs.image.and_then(|r| r.lookup(va)) {
+            return span.start;
+        }
+        let page = self
+            .vmalloc_pages
+            .get(&(va.0 & !0xfff))
+            .unwrap_or_else(|| panic!("{va} is not mapped"));
+        Pa(page.0 + (va.0 & 0xfff))
+    }
+}
+
+/// x86_64 direct-map base (randomized-looking, as with CONFIG_RANDOMIZE_MEMORY).
+const X86_PAGE_OFFSET_4L: u64 = 0xffff_9a40_0000_0000;
+const X86_PAGE_OFFSET_5L: u64 = 0xff2f_ef18_8000_0000;
+const X86_VMALLOC: u64 = 0xffff_c900_0000_0000;
+/// Where the synthetic kernel image's data starts, as `_text` would.
+const X86_TEXT: u64 = X86_START_KERNEL_MAP + 0x0100_0000;
+/// Physical KASLR: the image is loaded this far above its link address.
+const X86_PHYS_BASE: u64 = 0x0020_0000;
+const A64_RAM_BASE: u64 = 0x4000_0000;
+const A64_PAGE_OFFSET: u64 = 0xffff_0000_0000_0000;
+const A64_KIMAGE: u64 = 0xffff_8000_8000_0000;
+const A64_VMALLOC: u64 = 0xffff_8000_9000_0000;
+const IMAGE_SIZE: u64 = 2 << 20;
+
+impl GuestBuilder {
+    /// An x86_64 guest with 64 MiB of RAM at physical 0.
+    pub fn x86_64(five_level: bool) -> Self {
+        Self::new(SynthArch::X86_64 { five_level })
+    }
+
+    /// An aarch64 guest with 64 MiB of RAM at physical `0x4000_0000`.
+    pub fn aarch64(granule_shift: u32) -> Self {
+        Self::new(SynthArch::Aarch64 { granule_shift })
+    }
+
+    /// A guest of `arch` with the [`default_layout`].
+    pub fn new(arch: SynthArch) -> Self {
+        Self {
+            arch,
+            ram_size: 64 << 20,
+            layout: default_layout(),
+            maps: Vec::new(),
+            idr_next: None,
+        }
+    }
+
+    /// Sets the RAM size (at least 32 MiB).
+    #[must_use]
+    pub fn ram_size(mut self, bytes: usize) -> Self {
+        assert!(bytes >= 32 << 20, "synthetic guests need at least 32 MiB");
+        self.ram_size = bytes;
+        self
+    }
+
+    /// Uses `layout` instead of the default.
+    #[must_use]
+    pub fn layout(mut self, layout: KernelLayout) -> Self {
+        self.layout = layout;
+        self
+    }
+
+    /// Sets `map_idr.idr_next` (default: one past the highest id).
+    #[must_use]
+    pub fn idr_next(mut self, next: u32) -> Self {
+        self.idr_next = Some(next);
+        self
+    }
+
+    /// Adds a map.
+    pub fn add_map(&mut self, spec: MapSpec) -> &mut Self {
+        self.maps.push(spec);
+        self
+    }
+
+    /// Lays everything out.
+    pub fn build(&self) -> SyntheticGuest {
+        Layouter::new(self).run()
+    }
+}
+
+enum Tables {
+    X86(X86PageTables),
+    A64(Aarch64PageTables),
+}
+
+struct Layouter<'b> {
+    b: &'b GuestBuilder,
+    ram: SynthRam,
+    tables: Tables,
+    addrs: KernelAddrs,
+    image_va: u64,
+    image_next: u64,
+    vmalloc_next: u64,
+    vmalloc_pages: BTreeMap<u64, Pa>,
+    page_shift: u32,
+}
+
+impl<'b> Layouter<'b> {
+    fn new(b: &'b GuestBuilder) -> Self {
+        let ram_size = b.ram_size as u64;
+        match b.arch {
+            SynthArch::X86_64 { five_level } => {
+                let mut ram = SynthRam::new(Pa(0), b.ram_size);
+                // The image sits where `_text` would be loaded with physical KASLR.
+                let image_pa = X86_TEXT - X86_START_KERNEL_MAP + X86_PHYS_BASE;
+                ram.skip_to(Pa(image_pa + IMAGE_SIZE));
+                let tables = X86PageTables::new(&mut ram, five_level);
+                let page_offset = if five_level {
+                    X86_PAGE_OFFSET_5L
+                } else {
+                    X86_PAGE_OFFSET_4L
+                };
+                tables.map_range(&mut ram, Kva(page_offset), Pa(0), ram_size, 21);
+                tables.map_range(&mut ram, Kva(X86_TEXT), Pa(image_pa), IMAGE_SIZE, 21);
+                let addrs = KernelAddrs::x86_64(page_offset, ram_size, X86_PHYS_BASE);
+                Self {
+                    b,
+                    ram,
+                    tables: Tables::X86(tables),
+                    addrs,
+                    image_va: X86_TEXT,
+                    image_next: X86_TEXT,
+                    vmalloc_next: X86_VMALLOC,
+                    vmalloc_pages: BTreeMap::new(),
+                    page_shift: 12,
+                }
+            }
+            SynthArch::Aarch64 { granule_shift } => {
+                let mut ram = SynthRam::new(Pa(A64_RAM_BASE), b.ram_size);
+                let image_pa = ram.alloc(IMAGE_SIZE, 1 << 21);
+                let tables = Aarch64PageTables::new(&mut ram, granule_shift, 16, 0x42);
+                let block = match granule_shift {
+                    12 => 21,
+                    14 => 25,
+                    _ => granule_shift,
+                };
+                tables.map_range(
+                    &mut ram,
+                    Kva(A64_PAGE_OFFSET),
+                    Pa(A64_RAM_BASE),
+                    ram_size,
+                    block,
+                );
+                tables.map_range(
+                    &mut ram,
+                    Kva(A64_KIMAGE),
+                    image_pa,
+                    IMAGE_SIZE,
+                    granule_shift,
+                );
+                let addrs = KernelAddrs {
+                    direct_map: Some(LinearRegion {
+                        virt: Kva(A64_PAGE_OFFSET),
+                        phys: Pa(A64_RAM_BASE),
+                        len: ram_size,
+                    }),
+                    image: Some(LinearRegion {
+                        virt: Kva(A64_KIMAGE),
+                        phys: image_pa,
+                        len: IMAGE_SIZE,
+                    }),
+                };
+                Self {
+                    b,
+                    ram,
+                    tables: Tables::A64(tables),
+                    addrs,
+                    image_va: A64_KIMAGE,
+                    image_next: A64_KIMAGE,
+                    vmalloc_next: A64_VMALLOC,
+                    vmalloc_pages: BTreeMap::new(),
+                    page_shift: granule_shift,
+                }
+            }
+        }
+    }
+
+    fn map_page(&mut self, va: u64, pa: Pa) {
+        match &self.tables {
+            Tables::X86(t) => t.map(&mut self.ram, Kva(va), pa, 12),
+            Tables::A64(t) => t.map(&mut self.ram, Kva(va), pa, self.page_shift),
+        }
+        let page = 1u64 << self.page_shift;
+        for sub in (0..page).step_by(0x1000) {
+            self.vmalloc_pages.insert(va + sub, Pa(pa.0 + sub));
+        }
+    }
+
+    /// A kernel-image variable of `size` bytes.
+    fn image_var(&mut self, size: u64) -> Kva {
+        let va = self.image_next.next_multiple_of(64);
+        self.image_next = va + size;
+        assert!(
+            self.image_next - self.image_va <= IMAGE_SIZE,
+            "synthetic kernel image is full"
+        );
+        Kva(va)
+    }
+
+    /// `size` bytes of kmalloc'd memory: its kernel address.
+    fn kmalloc(&mut self, size: u64) -> Kva {
+        let pa = self.ram.alloc(size.max(8), 64);
+        Kva(self.addrs.direct_map.unwrap().virt.0 + (pa.0 - self.ram.base().0))
+    }
+
+    /// `size` bytes of vmalloc'd memory whose byte `align_at` lands on a page boundary:
+    /// the kernel address of byte 0.
+    fn vmalloc(&mut self, size: u64, align_at: u64) -> Kva {
+        let page = 1u64 << self.page_shift;
+        let lead = align_at.next_multiple_of(page) - align_at;
+        let pages = (lead + size).div_ceil(page);
+        let start = self.vmalloc_next;
+        for i in 0..pages {
+            // Every other physical page: virtually contiguous, physically scattered.
+            let _gap = self.ram.alloc_page(self.page_shift);
+            let pa = self.ram.alloc_page(self.page_shift);
+            self.map_page(start + i * page, pa);
+        }
+        // A guard page between areas, as vmalloc leaves.
+        self.vmalloc_next = start + (pages + 1) * page;
+        Kva(start + lead)
+    }
+
+    fn pa_of(&self, va: u64) -> Pa {
+        if let Some(span) = self.addrs.direct_map.and_then(|r| r.lookup(Kva(va))) {
+            return span.start;
+        }
+        if let Some(span) = self.addrs.image.and_then(|r| r.lookup(Kva(va))) {
+            return span.start;
+        }
+        let page = self
+            .vmalloc_pages
+            .get(&(va & !0xfff))
+            .unwrap_or_else(|| panic!("{va:#x} is not mapped"));
+        Pa(page.0 + (va & 0xfff))
+    }
+
+    /// Writes `data` at kernel address `va`, page by page.
+    fn write(&mut self, va: u64, data: &[u8]) {
+        let mut done = 0usize;
+        while done < data.len() {
+            let here = va + done as u64;
+            let chunk = ((0x1000 - (here & 0xfff)) as usize).min(data.len() - done);
+            let pa = self.pa_of(here);
+            self.ram.write(pa, &data[done..done + chunk]);
+            done += chunk;
+        }
+    }
+
+    fn write_u32(&mut self, va: u64, v: u32) {
+        self.write(va, &v.to_le_bytes());
+    }
+
+    fn write_u64(&mut self, va: u64, v: u64) {
+        self.write(va, &v.to_le_bytes());
+    }
+
+    fn lay_map(&mut self, spec: &MapSpec) -> BuiltMap {
+        let l = &self.b.layout;
+        let m = l.bpf_map;
+        let elem = u64::from(spec.value_size).next_multiple_of(8);
+        let (size, align_at) = match (spec.map_type, l.array) {
+            (MapType::ARRAY, Some(a)) => (
+                u64::from(a.value) + elem * u64::from(spec.max_entries),
+                u64::from(a.value),
+            ),
+            _ => (u64::from(m.name) + 64, 0),
+        };
+        let kva = match spec.placement {
+            Placement::DirectMap => self.kmalloc(size),
+            Placement::Vmalloc => {
+                let align_at = if spec.map_flags & BPF_F_MMAPABLE != 0 {
+                    align_at
+                } else {
+                    0
+                };
+                self.vmalloc(size, align_at)
+            }
+        };
+        let base = kva.0;
+        self.write_u32(base + u64::from(m.map_type), spec.map_type.0);
+        self.write_u32(base + u64::from(m.key_size), spec.key_size);
+        self.write_u32(base + u64::from(m.value_size), spec.value_size);
+        self.write_u32(base + u64::from(m.max_entries), spec.max_entries);
+        self.write_u32(base + u64::from(m.map_flags), spec.map_flags);
+        self.write_u32(base + u64::from(m.id), spec.id);
+        self.write_u32(base + u64::from(m.btf_key_type_id), spec.btf_ids.0);
+        self.write_u32(base + u64::from(m.btf_value_type_id), spec.btf_ids.1);
+        let mut name = [0u8; BPF_OBJ_NAME_LEN];
+        name[..spec.name.len()].copy_from_slice(&spec.name);
+        self.write(base + u64::from(m.name), &name);
+        if let (MapType::ARRAY, Some(a)) = (spec.map_type, l.array) {
+            self.write_u32(base + u64::from(a.elem_size), elem as u32);
+            for (key, value) in spec.values.iter().enumerate() {
+                assert!(
+                    value.len() <= spec.value_size as usize,
+                    "value of key {key} is too long"
+                );
+                self.write(base + u64::from(a.value) + key as u64 * elem, value);
+            }
+        }
+        BuiltMap { id: spec.id, kva }
+    }
+
+    fn run(mut self) -> SyntheticGuest {
+        let l = self.b.layout;
+        let map_idr = self.image_var(64);
+        let phys_base_sym = self.image_var(8);
+        let page_offset_sym = self.image_var(8);
+        let phys_base = match self.tables {
+            Tables::X86(_) => X86_PHYS_BASE,
+            Tables::A64(_) => 0,
+        };
+        self.write_u64(phys_base_sym.0, phys_base);
+        let direct = self.addrs.direct_map.unwrap();
+        self.write_u64(page_offset_sym.0, direct.virt.0);
+
+        let specs = self.b.maps.clone();
+        let maps: Vec<BuiltMap> = specs.iter().map(|s| self.lay_map(s)).collect();
+        let entries: Vec<(u64, u64)> = maps.iter().map(|m| (u64::from(m.id), m.kva.0)).collect();
+        let direct_base = direct.virt.0.wrapping_sub(direct.phys.0);
+        let head = build_xarray(&mut self.ram, &l.xarray, direct_base, &entries);
+        let xa = map_idr.0 + u64::from(l.idr.idr_rt);
+        self.write_u64(xa + u64::from(l.xarray.xa_head), head);
+        let next = self
+            .b
+            .idr_next
+            .unwrap_or_else(|| maps.iter().map(|m| m.id + 1).max().unwrap_or(1));
+        self.write_u32(map_idr.0 + u64::from(l.idr.idr_next), next);
+
+        let paging = match &self.tables {
+            Tables::X86(t) => t.paging(),
+            Tables::A64(t) => t.paging(),
+        };
+        let _ = X86_KERNEL_IMAGE_SIZE;
+        SyntheticGuest {
+            ram: self.ram,
+            paging,
+            addrs: self.addrs,
+            layout: l,
+            map_idr,
+            symbols: SynthSymbols {
+                map_idr,
+                phys_base: phys_base_sym,
+                page_offset_base: page_offset_sym,
+            },
+            maps,
+            phys_base,
+            vmalloc_pages: self.vmalloc_pages,
+        }
+    }
+}
