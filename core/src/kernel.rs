@@ -391,3 +391,242 @@ impl<M: PhysWrite> KernelWrite for KernelView<M> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use alloc::vec;
+    use alloc::vec::Vec;
+    use core::cell::Cell;
+
+    use super::*;
+    use crate::arch::x86_64::X86Paging;
+    use crate::error::PhysErrorKind;
+    use crate::mem::{Ram, ReadManyError, ReadOp};
+    use crate::synth::{GuestBuilder, SynthRam, X86PageTables};
+
+    /// Counts the backend calls a read makes, page-table entries (8-byte reads) aside.
+    struct Counting<M> {
+        inner: M,
+        reads: Cell<u32>,
+        batches: Cell<u32>,
+    }
+
+    impl<M: PhysRead> PhysRead for Counting<M> {
+        type Error = M::Error;
+        fn read_phys(&self, pa: Pa, buf: &mut [u8]) -> core::result::Result<(), M::Error> {
+            if buf.len() != 8 {
+                self.reads.set(self.reads.get() + 1);
+            }
+            self.inner.read_phys(pa, buf)
+        }
+        fn ranges(&self) -> &[PhysRange] {
+            self.inner.ranges()
+        }
+        fn read_phys_many(
+            &self,
+            ops: &mut [ReadOp<'_>],
+        ) -> core::result::Result<(), ReadManyError<M::Error>> {
+            self.batches.set(self.batches.get() + 1);
+            for (index, op) in ops.iter_mut().enumerate() {
+                self.inner
+                    .read_phys(op.pa, op.buf)
+                    .map_err(|error| ReadManyError { index, error })?;
+            }
+            Ok(())
+        }
+    }
+
+    const VA: u64 = 0xffff_c900_0000_0000;
+
+    /// Eight 4 KiB pages at `VA`: pages 0-3 physically contiguous, 4-7 scattered.
+    fn paged() -> (SynthRam, X86PageTables, Vec<Pa>) {
+        let mut ram = SynthRam::new(Pa(0), 4 << 20);
+        let pt = X86PageTables::new(&mut ram, false);
+        let run = ram.alloc(4 * 4096, 4096);
+        let mut pages: Vec<Pa> = (0..4).map(|i| Pa(run.0 + i * 4096)).collect();
+        for _ in 0..4 {
+            ram.alloc_page(12);
+            pages.push(ram.alloc_page(12));
+        }
+        for (i, pa) in pages.iter().enumerate() {
+            pt.map(&mut ram, Kva(VA + i as u64 * 4096), *pa, 12);
+            let fill: Vec<u8> = (0..4096u32).map(|b| (b as u8) ^ (i as u8 * 17)).collect();
+            ram.write(*pa, &fill);
+        }
+        (ram, pt, pages)
+    }
+
+    fn expected(from: u64, len: usize) -> Vec<u8> {
+        (from..from + len as u64)
+            .map(|o| ((o % 4096) as u8) ^ ((o / 4096) as u8 * 17))
+            .collect()
+    }
+
+    #[test]
+    fn contiguous_pages_are_read_in_one_piece() {
+        let (ram, pt, _) = paged();
+        let mem = Counting {
+            inner: ram.as_ram(),
+            reads: Cell::new(0),
+            batches: Cell::new(0),
+        };
+        let view = KernelView::new(&mem, pt.paging(), KernelAddrs::default());
+        let mut buf = vec![0u8; 4 * 4096 - 100];
+        view.read_kernel(Kva(VA + 50), &mut buf).unwrap();
+        assert_eq!(buf, expected(50, buf.len()));
+        assert_eq!(
+            mem.reads.get(),
+            1,
+            "four contiguous pages, one backend read"
+        );
+
+        mem.reads.set(0);
+        let mut buf = vec![0u8; 3 * 4096];
+        view.read_kernel(Kva(VA + 4 * 4096 + 10), &mut buf).unwrap();
+        assert_eq!(buf, expected(4 * 4096 + 10, buf.len()));
+        assert_eq!(mem.reads.get(), 4, "scattered pages, one read each");
+    }
+
+    #[test]
+    fn an_unmapped_page_fails_the_read() {
+        let (ram, pt, _) = paged();
+        let view = KernelView::new(ram.as_ram(), pt.paging(), KernelAddrs::default());
+        let mut buf = vec![0u8; 2 * 4096];
+        let err = view.read_kernel(Kva(VA + 7 * 4096), &mut buf).unwrap_err();
+        assert_eq!(
+            err,
+            Error::NotMapped {
+                va: Kva(VA + 8 * 4096),
+                level: 0
+            }
+        );
+        assert!(matches!(
+            view.read_kernel(Kva(u64::MAX - 3), &mut buf),
+            Err(Error::AddrOverflow { .. }) | Err(_)
+        ));
+    }
+
+    #[test]
+    fn many_pieces_are_one_batch() {
+        let (ram, pt, _) = paged();
+        let mem = Counting {
+            inner: ram.as_ram(),
+            reads: Cell::new(0),
+            batches: Cell::new(0),
+        };
+        let view = KernelView::new(&mem, pt.paging(), KernelAddrs::default());
+        let mut bufs = [[0u8; 16]; 8];
+        let mut ops: Vec<(Kva, &mut [u8])> = bufs
+            .iter_mut()
+            .enumerate()
+            .map(|(i, b)| (Kva(VA + i as u64 * 4096 + 8), &mut b[..]))
+            .collect();
+        view.read_kernel_many(&mut ops).unwrap();
+        assert_eq!((mem.batches.get(), mem.reads.get()), (1, 0));
+        for (i, b) in bufs.iter().enumerate() {
+            assert_eq!(b[..], expected(i as u64 * 4096 + 8, 16)[..]);
+        }
+    }
+
+    #[test]
+    fn translations_are_cached_until_invalidated() {
+        let (mut ram, pt, pages) = paged();
+        let fresh = ram.alloc_page(12);
+        ram.write(fresh, &[0x5a; 4096]);
+        let mut bytes = ram.bytes().to_vec();
+        let view = KernelView::new(
+            Ram::new(Pa(0), &bytes[..]),
+            pt.paging(),
+            KernelAddrs::default(),
+        );
+        assert_eq!(
+            view.read_kernel_u32(Kva(VA)).unwrap(),
+            u32::from_le_bytes([0, 1, 2, 3])
+        );
+        drop(view);
+        // Remap page 0 to the fresh page; a view that kept its cache keeps the old page.
+        let pte = pt.entry_addr(&ram, Kva(VA), 0);
+        let old = u64::from_le_bytes(
+            bytes[pte.0 as usize..pte.0 as usize + 8]
+                .try_into()
+                .unwrap(),
+        );
+        assert_eq!(old & 0x000f_ffff_ffff_f000, pages[0].0);
+        let new = (old & 0xfff) | fresh.0;
+        bytes[pte.0 as usize..pte.0 as usize + 8].copy_from_slice(&new.to_le_bytes());
+        let view = KernelView::new(
+            Ram::new(Pa(0), &bytes[..]),
+            pt.paging(),
+            KernelAddrs::default(),
+        );
+        assert_eq!(view.read_kernel_u32(Kva(VA)).unwrap(), 0x5a5a_5a5a);
+        view.invalidate();
+        assert_eq!(view.read_kernel_u32(Kva(VA + 4)).unwrap(), 0x5a5a_5a5a);
+    }
+
+    #[test]
+    fn phys_base_is_found_by_walking_to_its_symbol() {
+        let g = GuestBuilder::x86_64(false).build();
+        let wrong = KernelAddrs::x86_64(g.addrs.direct_map.unwrap().virt.0, g.ram.len(), 0);
+        let mut view = KernelView::new(g.ram.as_ram(), g.paging, wrong);
+        assert_ne!(
+            view.read_kernel_u64(g.symbols.phys_base).ok(),
+            Some(g.phys_base)
+        );
+        assert_eq!(
+            view.resolve_phys_base(g.symbols.phys_base).unwrap(),
+            g.phys_base
+        );
+        assert_eq!(
+            view.read_kernel_u64(g.symbols.phys_base).unwrap(),
+            g.phys_base
+        );
+        assert_eq!(
+            view.read_kernel_u64(g.symbols.page_offset_base).unwrap(),
+            g.addrs.direct_map.unwrap().virt.0
+        );
+    }
+
+    #[test]
+    fn a_phys_base_that_contradicts_the_walk_is_corrupt() {
+        let mut g = GuestBuilder::x86_64(true).build();
+        let pa = g.pa_of(g.symbols.phys_base);
+        g.ram.write_u64(pa, 0x1234_5000);
+        let mut view = KernelView::new(g.ram.as_ram(), g.paging, g.addrs);
+        assert_eq!(
+            view.resolve_phys_base(g.symbols.phys_base),
+            Err(Error::Corrupt {
+                what: "phys_base (disagrees with the page walk)",
+                at: g.symbols.phys_base,
+                value: 0x1234_5000
+            })
+        );
+        let mut no_image = KernelView::new(g.ram.as_ram(), g.paging, KernelAddrs::default());
+        assert_eq!(
+            no_image.resolve_phys_base(g.symbols.phys_base),
+            Err(Error::LayoutMissing {
+                what: "kernel image mapping"
+            })
+        );
+    }
+
+    #[test]
+    fn the_direct_map_needs_no_page_tables() {
+        let mut bytes = vec![0u8; 0x3000];
+        bytes[0x2ff8..].copy_from_slice(&7u64.to_le_bytes());
+        let view = KernelView::new(
+            Ram::new(Pa(0), bytes),
+            Paging::X86_64(X86Paging::new(0x10_0000, false)),
+            KernelAddrs::x86_64(0xffff_8880_0000_0000, 0x3000, 0),
+        );
+        assert_eq!(view.read_kernel_u64(Kva(0xffff_8880_0000_2ff8)).unwrap(), 7);
+        // Past the end of RAM the direct map gives way to a page walk, whose root is not RAM.
+        assert!(matches!(
+            view.read_kernel_u64(Kva(0xffff_8880_0000_3000)),
+            Err(Error::Phys {
+                kind: PhysErrorKind::Unmapped,
+                ..
+            })
+        ));
+    }
+}

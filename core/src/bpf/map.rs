@@ -562,6 +562,24 @@ mod tests {
     }
 
     #[test]
+    fn a_failing_backend_is_an_error_for_the_map_it_holds() {
+        let g = sample(SynthArch::X86_64 { five_level: false });
+        let victim = g.pa_of(g.maps[4].kva);
+        let mem = crate::synth::FaultyMem::new(g.ram.as_ram(), victim, 1, crate::PhysErrorKind::Io);
+        let view = KernelView::new(&mem, g.paging, g.addrs);
+        let bpf = Bpf::new(&view, &g.layout, g.map_idr);
+        let items: Vec<Result<MapInfo>> = bpf.maps().unwrap().collect();
+        assert_eq!(items.len(), 6);
+        assert!(
+            matches!(items[4], Err(Error::Phys { kind: crate::PhysErrorKind::Io, pa, .. }) if pa == victim),
+            "{:?}",
+            items[4]
+        );
+        assert_eq!(items[5].as_ref().unwrap().id, 70_000);
+        assert!(mem.failed() >= 1);
+    }
+
+    #[test]
     fn a_non_pointer_entry_is_corrupt() {
         assert!(matches!(map_pointer(1, 0x1234), Err(Error::Corrupt { .. })));
         assert!(matches!(

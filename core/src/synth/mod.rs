@@ -28,3 +28,7 @@ pub use xarray::{
 mod guest;
 
 pub use guest::{default_layout, BuiltMap, GuestBuilder, MapSpec, Placement, SynthArch, SynthSymbols, SyntheticGuest};
+
+mod faulty;
+
+pub use faulty::FaultyMem;
