@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# Prepares what mapwalk's real-kernel tests need, on a Debian bookworm machine:
+#   - host packages: qemu-system-x86, busybox-static, cpio, gcc + static glibc;
+#   - guest kernels, downloaded as Debian packages and unpacked into the cache;
+#   - the guest initramfs (static busybox + guest/init.c), rebuilt when its inputs change.
+#
+# Cache: ${MAPWALK_E2E_CACHE:-$HOME/.cache/mapwalk-e2e}. Idempotent; on a warm cache it
+# runs no apt command and takes a fraction of a second. MAPWALK_E2E_REFRESH=1 looks for
+# newer kernel packages again.
+#
+# Usage: setup.sh [KERNEL...]   (default: every kernel below)
+# Prints, on stdout, one line per asset (logs go to stderr):
+#   initramfs PATH
+#   kernel NAME RELEASE PATH
+# Exit status: 0 ready; 2 a prerequisite could not be had (not root, no package
+# registry, package missing); anything else is a bug or an unexpected failure.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cache=${MAPWALK_E2E_CACHE:-$HOME/.cache/mapwalk-e2e}
+
+log() { printf 'setup.sh: %s\n' "$*" >&2; }
+missing() {
+	log "missing prerequisite: $*"
+	exit 2
+}
+
+mkdir -p "$cache" || missing "cannot create the cache directory $cache"
+# Test processes may run this concurrently: one at a time.
+exec 9>"$cache/.lock"
+flock 9
+
+# ---------------------------------------------------------------------------------------
+# Host packages.
+
+# apt_update [APT-OPTION...]: `apt-get update` once per set of options (the system's
+# sources, or a private sources directory).
+apt_updated=()
+apt_update() {
+	local key="$*"
+	local k
+	for k in "${apt_updated[@]}"; do
+		[ "$k" = "$key" ] && return 0
+	done
+	[ "$(id -u)" = 0 ] || missing "root, to run apt-get (or install the packages by hand)"
+	log "apt-get update $*"
+	apt-get "$@" update -qq >&2 || missing "Debian package lists (apt-get $* update failed)"
+	apt_updated+=("$key")
+}
+
+pkgs=()
+command -v qemu-system-x86_64 >/dev/null || pkgs+=(qemu-system-x86)
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install ok installed' || pkgs+=(busybox-static)
+command -v cpio >/dev/null || pkgs+=(cpio)
+command -v gcc >/dev/null || pkgs+=(gcc)
+[ -f "$(gcc -print-file-name=libc.a 2>/dev/null || true)" ] || pkgs+=(libc6-dev)
+if [ ${#pkgs[@]} -gt 0 ]; then
+	apt_update
+	log "apt-get install ${pkgs[*]}"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >&2 ||
+		missing "Debian packages ${pkgs[*]}"
+fi
+
+# ---------------------------------------------------------------------------------------
+# Guest kernels.
+#
+# A kernel is a name, a regular expression for its package names (the newest version
+# that matches wins, resolved at run time) and, for kernels outside the system's apt
+# sources, the apt options of a private sources/lists directory. Adding a kernel is a
+# function of a few lines and one entry in `all_kernels`.
+
+# fetch_kernel NAME PACKAGE-REGEX [APT-OPTION...]
+fetch_kernel() {
+	local name=$1 regex=$2
+	shift 2
+	local dir="$cache/kernels/$name"
+	if [ -s "$dir/vmlinuz" ] && [ -s "$dir/release" ] && [ -z "${MAPWALK_E2E_REFRESH:-}" ]; then
+		return 0
+	fi
+	apt_update "$@"
+	local pkg
+	pkg=$(apt-cache "$@" search --names-only "$regex" | awk '{print $1}' | sort -V | tail -n 1)
+	[ -n "$pkg" ] || missing "a Debian package matching $regex"
+	local release=${pkg#linux-image-}
+	release=${release%-unsigned}
+	if [ -s "$dir/vmlinuz" ] && [ "$(cat "$dir/release")" = "$release" ]; then
+		return 0
+	fi
+	log "downloading $pkg"
+	local tmp
+	tmp=$(mktemp -d "$cache/.kernel.XXXXXX")
+	(cd "$tmp" && apt-get "$@" -o APT::Sandbox::User=root download -qq "$pkg" >&2) || {
+		rm -rf "$tmp"
+		missing "package $pkg (apt-get download failed)"
+	}
+	mkdir "$tmp/x" "$tmp/out"
+	dpkg-deb --fsys-tarfile "$tmp"/*.deb | tar -x -C "$tmp/x" --wildcards './boot/*'
+	cp "$tmp/x/boot/vmlinuz-$release" "$tmp/out/vmlinuz"
+	cp "$tmp/x/boot/config-$release" "$tmp/out/config"
+	echo "$release" >"$tmp/out/release"
+	rm -rf "$dir"
+	mkdir -p "$(dirname "$dir")"
+	mv "$tmp/out" "$dir"
+	rm -rf "$tmp"
+	log "kernel $name: $release"
+}
+
+# Debian 12 (bookworm) cloud kernel, Linux 6.1.
+kernel_deb12_cloud() {
+	fetch_kernel deb12-cloud '^linux-image-6\.1\.0-[0-9]+-cloud-amd64-unsigned$'
+}
+
+# Apt options for a private view of one Debian suite: its own sources, lists and
+# package cache under the cache directory; the system's sources stay untouched.
+# Sets the array `suite_apt`.
+private_suite() {
+	local suite=$1
+	local d="$cache/apt/$suite"
+	mkdir -p "$d/lists/partial" "$d/cache/archives/partial" "$d/sources.list.d"
+	local keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+	cat >"$d/sources.list" <<EOF
+deb [signed-by=$keyring] http://deb.debian.org/debian $suite main
+deb [signed-by=$keyring] http://deb.debian.org/debian $suite-updates main
+deb [signed-by=$keyring] http://deb.debian.org/debian-security $suite-security main
+EOF
+	suite_apt=(
+		-o "Dir::Etc::SourceList=$d/sources.list"
+		-o "Dir::Etc::SourceParts=$d/sources.list.d"
+		-o "Dir::State::Lists=$d/lists"
+		-o "Dir::Cache=$d/cache"
+		-o "APT::Sandbox::User=root"
+	)
+}
+
+# Debian 13 (trixie) cloud kernel, Linux 6.12.
+kernel_deb13_cloud() {
+	private_suite trixie
+	fetch_kernel deb13-cloud '^linux-image-6\.12\.[0-9]+\+deb13(u[0-9]+)?-cloud-amd64-unsigned$' "${suite_apt[@]}"
+}
+
+all_kernels=(deb12-cloud deb13-cloud)
+
+# ---------------------------------------------------------------------------------------
+# The initramfs: /init (guest/init.c, static) and a static busybox for debugging.
+
+build_initramfs() {
+	local out="$cache/initramfs.cpio.gz"
+	local busybox
+	busybox=$(command -v busybox)
+	local stamp
+	stamp=$(
+		{
+			echo "recipe 1"
+			cat "$here"/guest/*
+			sha256sum "$busybox"
+			gcc --version | head -n 1
+		} | sha256sum | cut -d' ' -f1
+	)
+	if [ -s "$out" ] && [ "$(cat "$cache/initramfs.stamp" 2>/dev/null)" = "$stamp" ]; then
+		return 0
+	fi
+	log "building the initramfs"
+	local tmp
+	tmp=$(mktemp -d "$cache/.initramfs.XXXXXX")
+	local root="$tmp/root"
+	mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,run}
+	gcc -static -O2 -Wall -Wextra -o "$root/init" "$here/guest/init.c"
+	cp "$busybox" "$root/bin/busybox"
+	ln -s busybox "$root/bin/sh"
+	(cd "$root" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc -R 0:0 --quiet) |
+		gzip -6n >"$tmp/initramfs.cpio.gz"
+	mv "$tmp/initramfs.cpio.gz" "$out"
+	echo "$stamp" >"$cache/initramfs.stamp"
+	rm -rf "$tmp"
+}
+
+# ---------------------------------------------------------------------------------------
+
+kernels=("$@")
+[ ${#kernels[@]} -gt 0 ] || kernels=("${all_kernels[@]}")
+for k in "${kernels[@]}"; do
+	case $k in
+	deb12-cloud) kernel_deb12_cloud ;;
+	deb13-cloud) kernel_deb13_cloud ;;
+	*)
+		log "unknown kernel $k (known: ${all_kernels[*]})"
+		exit 1
+		;;
+	esac
+done
+build_initramfs
+
+echo "initramfs $cache/initramfs.cpio.gz"
+for k in "${kernels[@]}"; do
+	echo "kernel $k $(cat "$cache/kernels/$k/release") $cache/kernels/$k/vmlinuz"
+done

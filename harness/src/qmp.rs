@@ -1,0 +1,217 @@
+//! A small synchronous client for QEMU's machine protocol (QMP) over a Unix socket.
+//!
+//! ```no_run
+//! use mapwalk::qmp::{Qmp, X86ControlRegs};
+//! use std::time::Duration;
+//!
+//! let mut qmp = Qmp::connect("/tmp/vm/qmp.sock", Duration::from_secs(10))?;
+//! qmp.stop()?;
+//! let regs = X86ControlRegs::parse(&qmp.hmp("info registers")?).unwrap();
+//! println!("CR3={:#x} 5-level={}", regs.cr3, regs.la57());
+//! qmp.cont()?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+use serde_json::{json, Value};
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// A QMP connection in command mode (capabilities negotiated).
+#[derive(Debug)]
+pub struct Qmp {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+fn bad_data(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+impl Qmp {
+    /// Connects to the QMP socket at `path`, retrying until `timeout` while QEMU has not
+    /// created it yet, reads the greeting and leaves capabilities negotiation. Every
+    /// later reply is awaited for at most `timeout` too.
+    ///
+    /// # Errors
+    /// The last connection error once `timeout` has passed, or a protocol error.
+    pub fn connect(path: impl AsRef<Path>, timeout: Duration) -> io::Result<Self> {
+        let deadline = Instant::now() + timeout;
+        let stream = loop {
+            match UnixStream::connect(path.as_ref()) {
+                Ok(s) => break s,
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        let writer = stream.try_clone()?;
+        let mut qmp = Self {
+            reader: BufReader::new(stream),
+            writer,
+        };
+        let greeting = qmp.read_message()?;
+        if greeting.get("QMP").is_none() {
+            return Err(bad_data(format!("QMP: unexpected greeting {greeting}")));
+        }
+        qmp.execute("qmp_capabilities", None)?;
+        Ok(qmp)
+    }
+
+    fn read_message(&mut self) -> io::Result<Value> {
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "QMP: connection closed",
+            ));
+        }
+        serde_json::from_str(&line).map_err(|e| bad_data(format!("QMP: bad JSON {line:?}: {e}")))
+    }
+
+    /// Runs `command` with optional `arguments` and returns its `return` value.
+    /// Asynchronous events that arrive before the reply are dropped.
+    ///
+    /// # Errors
+    /// An I/O error, or [`io::ErrorKind::Other`] carrying QEMU's error class and
+    /// description.
+    pub fn execute(&mut self, command: &str, arguments: Option<Value>) -> io::Result<Value> {
+        let mut msg = json!({ "execute": command });
+        if let Some(args) = arguments {
+            msg["arguments"] = args;
+        }
+        let mut text = msg.to_string();
+        text.push('\n');
+        self.writer.write_all(text.as_bytes())?;
+        loop {
+            let mut reply = self.read_message()?;
+            if reply.get("event").is_some() {
+                continue;
+            }
+            if let Some(ret) = reply.get_mut("return") {
+                return Ok(ret.take());
+            }
+            if let Some(err) = reply.get("error") {
+                let class = err.get("class").and_then(Value::as_str).unwrap_or("?");
+                let desc = err.get("desc").and_then(Value::as_str).unwrap_or("?");
+                return Err(io::Error::other(format!("QMP {command}: {class}: {desc}")));
+            }
+            return Err(bad_data(format!("QMP {command}: unexpected reply {reply}")));
+        }
+    }
+
+    /// Runs a human-monitor (HMP) command such as `info registers` and returns its text.
+    ///
+    /// # Errors
+    /// As [`execute`](Self::execute).
+    pub fn hmp(&mut self, command_line: &str) -> io::Result<String> {
+        let out = self.execute(
+            "human-monitor-command",
+            Some(json!({ "command-line": command_line })),
+        )?;
+        out.as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| bad_data(format!("QMP human-monitor-command: not a string: {out}")))
+    }
+
+    /// Pauses every vCPU.
+    ///
+    /// # Errors
+    /// As [`execute`](Self::execute).
+    pub fn stop(&mut self) -> io::Result<()> {
+        self.execute("stop", None).map(drop)
+    }
+
+    /// Resumes the vCPUs.
+    ///
+    /// # Errors
+    /// As [`execute`](Self::execute).
+    pub fn cont(&mut self) -> io::Result<()> {
+        self.execute("cont", None).map(drop)
+    }
+
+    /// Whether the guest is running (`query-status`).
+    ///
+    /// # Errors
+    /// As [`execute`](Self::execute).
+    pub fn running(&mut self) -> io::Result<bool> {
+        let status = self.execute("query-status", None)?;
+        status
+            .get("running")
+            .and_then(Value::as_bool)
+            .ok_or_else(|| bad_data(format!("QMP query-status: no 'running' in {status}")))
+    }
+}
+
+/// The x86 control registers of one vCPU, from HMP `info registers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct X86ControlRegs {
+    /// CR0.
+    pub cr0: u64,
+    /// CR3: the page-table root (with PCID bits).
+    pub cr3: u64,
+    /// CR4.
+    pub cr4: u64,
+}
+
+/// CR4.LA57: 5-level paging is on.
+pub const CR4_LA57: u64 = 1 << 12;
+
+impl X86ControlRegs {
+    /// Reads `CR0=`, `CR3=` and `CR4=` from the first vCPU in `info registers` output.
+    /// `None` when one is missing or not hexadecimal.
+    pub fn parse(info_registers: &str) -> Option<Self> {
+        let reg = |name: &str| -> Option<u64> {
+            let key = format!("{name}=");
+            let at = info_registers
+                .match_indices(&key)
+                .map(|(i, _)| i)
+                // `CR3=` must not match inside a longer name.
+                .find(|&i| i == 0 || !info_registers.as_bytes()[i - 1].is_ascii_alphanumeric())?;
+            let rest = &info_registers[at + key.len()..];
+            let end = rest
+                .find(|c: char| !c.is_ascii_hexdigit())
+                .unwrap_or(rest.len());
+            u64::from_str_radix(&rest[..end], 16).ok()
+        };
+        Some(Self {
+            cr0: reg("CR0")?,
+            cr3: reg("CR3")?,
+            cr4: reg("CR4")?,
+        })
+    }
+
+    /// Whether 5-level paging is on (CR4.LA57).
+    pub fn la57(&self) -> bool {
+        self.cr4 & CR4_LA57 != 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_control_registers() {
+        let text = "CPU#0\n\
+            RAX=000000000001ad40 RBX=0000000000000000 RCX=0000000000000001\n\
+            GS =0000 ff48f6f79f200000 00000000 00000000\n\
+            CR0=80050033 CR2=ff48f6f790801000 CR3=000000000fa10000 CR4=00751eb0\n\
+            DR0=0000000000000000\n\
+            CPU#1\n\
+            CR0=80050033 CR2=0000000000000000 CR3=0000000000aaa000 CR4=00750eb0\n";
+        let r = X86ControlRegs::parse(text).unwrap();
+        assert_eq!(
+            (r.cr0, r.cr3, r.cr4),
+            (0x8005_0033, 0x0fa1_0000, 0x0075_1eb0)
+        );
+        assert!(r.la57());
+        let r = X86ControlRegs::parse("CR0=1 XCR3=5 CR3=2000 CR4=0").unwrap();
+        assert_eq!(r.cr3, 0x2000);
+        assert!(!r.la57());
+        assert_eq!(X86ControlRegs::parse("CR0=1 CR3=zz CR4=0"), None);
+        assert_eq!(X86ControlRegs::parse("CR0=1 CR4=0"), None);
+    }
+}
