@@ -534,16 +534,17 @@ mod tests {
         let fresh = ram.alloc_page(12);
         ram.write(fresh, &[0x5a; 4096]);
         let mut bytes = ram.bytes().to_vec();
-        let view = KernelView::new(
-            Ram::new(Pa(0), &bytes[..]),
-            pt.paging(),
-            KernelAddrs::default(),
-        );
-        assert_eq!(
-            view.read_kernel_u32(Kva(VA)).unwrap(),
-            u32::from_le_bytes([0, 1, 2, 3])
-        );
-        drop(view);
+        {
+            let view = KernelView::new(
+                Ram::new(Pa(0), &bytes[..]),
+                pt.paging(),
+                KernelAddrs::default(),
+            );
+            assert_eq!(
+                view.read_kernel_u32(Kva(VA)).unwrap(),
+                u32::from_le_bytes([0, 1, 2, 3])
+            );
+        }
         // Remap page 0 to the fresh page; a view that kept its cache keeps the old page.
         let pte = pt.entry_addr(&ram, Kva(VA), 0);
         let old = u64::from_le_bytes(

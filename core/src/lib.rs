@@ -27,6 +27,7 @@
 //! guest values is checked, and bad data is an [`Error`] that says what and where.
 //!
 //! ```
+//! # #[cfg(feature = "synth")] fn main() {
 //! use mapwalk_core::synth::{GuestBuilder, MapSpec};
 //! use mapwalk_core::{Bpf, MapType};
 //!
@@ -42,6 +43,8 @@
 //! let mut value = [0u8; 8];
 //! bpf.read_array_value(&map, 3, 0, &mut value).unwrap();
 //! assert_eq!(u64::from_le_bytes(value), 30);
+//! # }
+//! # #[cfg(not(feature = "synth"))] fn main() {}
 //! ```
 #![no_std]
 #![forbid(unsafe_code)]

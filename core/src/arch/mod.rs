@@ -43,8 +43,9 @@ impl Mapping {
     /// Bytes from `pa` to the end of its leaf page: how far a read may run before the
     /// next translation.
     pub const fn bytes_to_page_end(&self) -> u64 {
-        let size = 1u64 << self.page_shift;
-        size - self.pa.page_offset(self.page_shift)
+        // The offset's bits are a subset of the mask's, so the XOR is the difference.
+        let mask = crate::addr::low_mask(self.page_shift);
+        (mask ^ self.pa.page_offset(self.page_shift)).saturating_add(1)
     }
 }
 

@@ -101,7 +101,7 @@ impl ArrayMap {
     /// # Errors
     /// As [`read`](Self::read), or [`Error::LimitExceeded`] when `value_size` is above
     /// [`crate::Limits::value_size`].
-    #[cfg(feature = "alloc")]
+    #[cfg(any(feature = "alloc", test))]
     pub fn value<K: KernelRead + ?Sized>(&self, mem: &K, key: u32) -> Result<alloc::vec::Vec<u8>> {
         let size = u64::from(self.info.value_size);
         let limit = mem.limits().value_size;

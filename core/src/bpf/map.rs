@@ -392,7 +392,7 @@ impl<'a, K: KernelRead + ?Sized> Bpf<'a, K> {
     ///
     /// # Errors
     /// When the walk itself fails (a corrupt tree, a cap crossed, `map_idr` unreadable).
-    #[cfg(feature = "alloc")]
+    #[cfg(any(feature = "alloc", test))]
     pub fn collect_maps(&self) -> Result<MapList> {
         let mut maps = alloc::vec::Vec::new();
         let mut errors = alloc::vec::Vec::new();
@@ -412,7 +412,7 @@ impl<'a, K: KernelRead + ?Sized> Bpf<'a, K> {
 }
 
 /// Every map of a kernel, and the maps that could not be read.
-#[cfg(feature = "alloc")]
+#[cfg(any(feature = "alloc", test))]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MapList {
     /// The maps that were read, in id order.
