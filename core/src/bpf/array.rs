@@ -327,6 +327,31 @@ mod tests {
     }
 
     #[test]
+    fn the_value_size_cap_holds_at_and_fails_past_its_limit() {
+        let g = guest(SynthArch::X86_64 { five_level: false });
+        let size = 3 * 4096 + 100;
+        let at = KernelView::new(g.ram.as_ram(), g.paging, g.addrs).with_limits(crate::Limits {
+            value_size: size,
+            ..crate::Limits::DEFAULT
+        });
+        let bpf = Bpf::new(&at, &g.layout, g.map_idr);
+        let a = bpf.array(&bpf.map_by_id(2).unwrap().unwrap()).unwrap();
+        assert_eq!(a.value(&at, 0).unwrap().len() as u64, size);
+        let below = KernelView::new(g.ram.as_ram(), g.paging, g.addrs).with_limits(crate::Limits {
+            value_size: size - 1,
+            ..crate::Limits::DEFAULT
+        });
+        assert_eq!(
+            a.value(&below, 0),
+            Err(Error::LimitExceeded {
+                what: "map value size",
+                limit: size - 1,
+                at: size
+            })
+        );
+    }
+
+    #[test]
     fn a_corrupt_stride_is_refused() {
         let mut g = guest(SynthArch::X86_64 { five_level: false });
         let at = Kva(g.maps[0].kva.0 + u64::from(g.layout.array.unwrap().elem_size));
