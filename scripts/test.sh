@@ -28,5 +28,14 @@ done
 step "licences"
 bash scripts/check-licences.sh
 
+step "real-kernel prerequisites (QEMU, Debian kernels, bpftool; cached)"
+if ! bash harness/e2e/setup.sh; then
+    if [ "${CI:-}" = true ]; then
+        echo "real-kernel prerequisites could not be installed" >&2
+        exit 1
+    fi
+    echo "WARNING: real-kernel prerequisites missing: those tests will say so and skip" >&2
+fi
+
 step "tests"
 cargo test --workspace --all-features

@@ -52,6 +52,7 @@ pkgs=()
 command -v qemu-system-x86_64 >/dev/null || pkgs+=(qemu-system-x86)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install ok installed' || pkgs+=(busybox-static)
 command -v cpio >/dev/null || pkgs+=(cpio)
+command -v bpftool >/dev/null || [ -x /usr/sbin/bpftool ] || pkgs+=(bpftool)
 command -v gcc >/dev/null || pkgs+=(gcc)
 [ -f "$(gcc -print-file-name=libc.a 2>/dev/null || true)" ] || pkgs+=(libc6-dev)
 if [ ${#pkgs[@]} -gt 0 ]; then

@@ -1,6 +1,8 @@
 //! Real Debian kernels under QEMU: the core's x86_64 page walk and kernel view against
 //! what the guest reports about itself (`/proc/version`, `/proc/kallsyms`,
-//! `/proc/iomem`). Nothing here is a per-kernel constant.
+//! `/proc/iomem`); in the module `bpf` (`real_kernel/bpf.rs`), BPF map discovery and
+//! ARRAY reads and writes against the maps the guest created. Nothing here is a
+//! per-kernel constant.
 //!
 //! Each configuration boots one guest (shared by every test of this binary that names
 //! it); the two configurations boot in parallel. Prerequisites (QEMU, root to install
@@ -9,10 +11,14 @@
 
 use mapwalk::e2e::{self, GuestConfig, GuestReport};
 use mapwalk::kallsyms::{Symbol, SymbolTable};
+use mapwalk::qmp::X86ControlRegs;
 use mapwalk_core::arch::x86_64::X86Paging;
 use mapwalk_core::kernel::{KernelAddrs, KernelRead, KernelView, X86_START_KERNEL_MAP};
 use mapwalk_core::{arch, Kva, Pa, Paging, PhysRead, Ram, Translation};
 use std::collections::BTreeMap;
+
+#[path = "real_kernel/bpf.rs"]
+mod bpf;
 
 const MIB: u64 = 1 << 20;
 
@@ -65,29 +71,13 @@ fn translation(config: &GuestConfig) {
         "{test}: RAM file size"
     );
     let mem = Ram::new(Pa(0), ram);
-    let paging = Paging::X86_64(X86Paging::new(regs.cr3, regs.la57()));
-
-    // phys_base: a page walk to the kernel's own variable breaks the loop.
-    let image_only = KernelAddrs {
-        direct_map: None,
-        ..KernelAddrs::x86_64(0, 0, 0)
-    };
-    let mut view = KernelView::new(&mem, paging, image_only);
-    let phys_base = view
-        .resolve_phys_base(Kva(sym("phys_base")))
-        .unwrap_or_else(|e| panic!("{test}: resolve_phys_base (CR3={:#x}): {e}", regs.cr3));
-    let page_offset_base = view
-        .read_kernel_u64(Kva(sym("page_offset_base")))
-        .unwrap_or_else(|e| panic!("{test}: read page_offset_base: {e}"));
-    let view = KernelView::new(
-        &mem,
-        paging,
-        KernelAddrs::x86_64(page_offset_base, ram_len, phys_base),
-    );
+    let (view, phys_base, page_offset_base) = kernel_view(&test, syms, regs, &mem, ram_len);
     eprintln!(
-        "{test}: CR3={:#x} CR4={:#x} phys_base={phys_base:#x} page_offset_base={page_offset_base:#x} _text={:#x}",
+        "{test}: CR3={:#x} CR4={:#x} phys_base={:#x} page_offset_base={:#x} _text={:#x}",
         regs.cr3,
         regs.cr4,
+        phys_base,
+        page_offset_base,
         sym("_text")
     );
 
@@ -106,6 +96,41 @@ fn translation(config: &GuestConfig) {
     }
     check_image_walks(&test, syms, &view);
     check_direct_map_walks(&test, report, &view, ram_len);
+}
+
+/// The kernel view of a paused guest's memory `mem` (`ram_len` bytes from physical 0),
+/// from its control registers and kallsyms alone: `phys_base` by a page walk to the
+/// kernel's own variable (which breaks the loop), then `page_offset_base` read through
+/// the image mapping. Returns the view, `phys_base` and `page_offset_base`.
+fn kernel_view<M: PhysRead + Copy>(
+    test: &str,
+    syms: &SymbolTable,
+    regs: X86ControlRegs,
+    mem: M,
+    ram_len: u64,
+) -> (KernelView<M>, u64, u64) {
+    let sym = |name: &str| {
+        syms.lookup(name)
+            .unwrap_or_else(|| panic!("{test}: the guest's kallsyms has no {name}"))
+    };
+    let paging = Paging::X86_64(X86Paging::new(regs.cr3, regs.la57()));
+    let image_only = KernelAddrs {
+        direct_map: None,
+        ..KernelAddrs::x86_64(0, 0, 0)
+    };
+    let mut view = KernelView::new(mem, paging, image_only);
+    let phys_base = view
+        .resolve_phys_base(Kva(sym("phys_base")))
+        .unwrap_or_else(|e| panic!("{test}: resolve_phys_base (CR3={:#x}): {e}", regs.cr3));
+    let page_offset_base = view
+        .read_kernel_u64(Kva(sym("page_offset_base")))
+        .unwrap_or_else(|e| panic!("{test}: read page_offset_base: {e}"));
+    let addrs = KernelAddrs::x86_64(page_offset_base, ram_len, phys_base);
+    (
+        KernelView::new(mem, paging, addrs),
+        phys_base,
+        page_offset_base,
+    )
 }
 
 /// The kernel's own `Kernel code` / `Kernel data` / `Kernel bss` resources are the

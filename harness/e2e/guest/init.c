@@ -9,16 +9,29 @@
  *     MAPWALK-END <name> <byte count>
  *
  * (a newline is added before the END line when the content does not end with one; it
- * is not counted). When everything is written it prints `MAPWALK-READY` on the console
- * (ttyS0) and sleeps forever: PID 1 must never exit, and later versions keep BPF map
- * file descriptors open here. A failure prints `MAPWALK-ERROR <what>` on the console
- * and still sleeps, so the host sees the error rather than a kernel panic.
+ * is not counted). After /proc/kallsyms it creates BPF maps through the raw bpf()
+ * syscall, fills them, and writes their ground truth as the section `bpf-maps`:
+ *
+ *     MAP id=<id> type=<n> name=<s> key=<ks> value=<vs> max=<n> flags=<f>
+ *     VAL <id> <key> <value as hex>          (ARRAY maps, every key, read back)
+ *
+ * When everything is written it prints `MAPWALK-READY` on the console (ttyS0) and
+ * keeps the map fds open forever (PID 1 must never exit; the maps die with their fds):
+ * every ~200 ms it looks up key 0 of `mw_array` and, when the value changed (the host
+ * wrote guest memory), prints `CHANGED <id> 0 <hex>` on the console. A failure prints
+ * `MAPWALK-ERROR <what>` on the console and still sleeps, so the host sees the error
+ * rather than a kernel panic.
  *
  * Built with `gcc -static -O2` by harness/e2e/setup.sh; needs nothing but static glibc.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/bpf.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -132,6 +145,197 @@ write_err:
 	return -1;
 }
 
+/* ------------------------------------------------------------------------------------
+ * BPF maps, through the raw syscall (no libbpf). */
+
+static long sys_bpf(int cmd, union bpf_attr *attr)
+{
+	return syscall(__NR_bpf, cmd, attr, sizeof *attr);
+}
+
+/* A deterministic, non-trivial byte stream (64-bit LCG, high bytes). */
+static uint64_t lcg_state = 0x9e3779b97f4a7c15ULL;
+static unsigned char lcg_byte(void)
+{
+	lcg_state = lcg_state * 6364136223846793005ULL + 1442695040888963407ULL;
+	return (unsigned char)(lcg_state >> 56);
+}
+
+struct map_spec {
+	const char *name;
+	unsigned type, key_size, value_size, max_entries, flags;
+	int fd;
+	unsigned id;
+};
+
+static struct map_spec maps[] = {
+	{ "mw_array", BPF_MAP_TYPE_ARRAY, 4, 24, 7, 0, -1, 0 },
+	{ "mw_one.bss", BPF_MAP_TYPE_ARRAY, 4, 100, 1, 0, -1, 0 },
+	/* 300 pages: more than 1 MiB of values, vmalloc'd, page-aligned. */
+	{ "mw_mmap", BPF_MAP_TYPE_ARRAY, 4, 4096, 300, BPF_F_MMAPABLE, -1, 0 },
+	{ "mw_hash", BPF_MAP_TYPE_HASH, 8, 16, 64, 0, -1, 0 },
+	{ "mw_pcpu", BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, 4, 0, -1, 0 },
+};
+#define NMAPS (sizeof maps / sizeof maps[0])
+
+static int map_create(struct map_spec *m)
+{
+	union bpf_attr a;
+	memset(&a, 0, sizeof a);
+	a.map_type = m->type;
+	a.key_size = m->key_size;
+	a.value_size = m->value_size;
+	a.max_entries = m->max_entries;
+	a.map_flags = m->flags;
+	strncpy(a.map_name, m->name, sizeof a.map_name - 1);
+	long fd = sys_bpf(BPF_MAP_CREATE, &a);
+	if (fd < 0) {
+		say("MAPWALK-ERROR ERR create %s errno=%d (%s)\n", m->name, errno, strerror(errno));
+		return -1;
+	}
+	m->fd = (int)fd;
+	struct bpf_map_info info;
+	memset(&info, 0, sizeof info);
+	memset(&a, 0, sizeof a);
+	a.info.bpf_fd = (unsigned)m->fd;
+	a.info.info_len = sizeof info;
+	a.info.info = (uint64_t)(uintptr_t)&info;
+	if (sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &a) != 0) {
+		say("MAPWALK-ERROR ERR info %s errno=%d (%s)\n", m->name, errno, strerror(errno));
+		return -1;
+	}
+	m->id = info.id;
+	return 0;
+}
+
+static int map_update(struct map_spec *m, const void *key, const void *value)
+{
+	union bpf_attr a;
+	memset(&a, 0, sizeof a);
+	a.map_fd = (unsigned)m->fd;
+	a.key = (uint64_t)(uintptr_t)key;
+	a.value = (uint64_t)(uintptr_t)value;
+	a.flags = BPF_ANY;
+	if (sys_bpf(BPF_MAP_UPDATE_ELEM, &a) != 0) {
+		say("MAPWALK-ERROR ERR update %s errno=%d (%s)\n", m->name, errno, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int map_lookup(struct map_spec *m, const void *key, void *value)
+{
+	union bpf_attr a;
+	memset(&a, 0, sizeof a);
+	a.map_fd = (unsigned)m->fd;
+	a.key = (uint64_t)(uintptr_t)key;
+	a.value = (uint64_t)(uintptr_t)value;
+	if (sys_bpf(BPF_MAP_LOOKUP_ELEM, &a) != 0) {
+		say("MAPWALK-ERROR ERR lookup %s errno=%d (%s)\n", m->name, errno, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void hex(FILE *f, const unsigned char *p, size_t n)
+{
+	static const char digits[] = "0123456789abcdef";
+	for (size_t i = 0; i < n; i++) {
+		fputc(digits[p[i] >> 4], f);
+		fputc(digits[p[i] & 15], f);
+	}
+}
+
+/* Creates and fills the maps and writes their ground truth to `path`. Returns 0 on
+ * success. */
+static int make_maps(const char *path)
+{
+	/* Per-CPU lookups return round_up(value_size, 8) bytes per possible CPU. */
+	static unsigned char value[4096 * 64];
+	FILE *f = fopen(path, "w");
+	if (!f) {
+		say("MAPWALK-ERROR open %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	int rc = 0;
+	for (size_t i = 0; i < NMAPS; i++) {
+		struct map_spec *m = &maps[i];
+		if (map_create(m) != 0) {
+			rc = -1;
+			continue;
+		}
+		if (m->type == BPF_MAP_TYPE_HASH) {
+			for (uint64_t k = 0; k < m->max_entries; k++) {
+				uint64_t key = k * 0x100000001b3ULL + 17;
+				for (unsigned b = 0; b < m->value_size; b++)
+					value[b] = lcg_byte();
+				if (map_update(m, &key, value) != 0)
+					rc = -1;
+			}
+		} else if (m->type == BPF_MAP_TYPE_PERCPU_ARRAY) {
+			/* A possible CPU count above 64 would overflow `value`: cloud guests
+			 * here have 2. */
+			for (uint32_t k = 0; k < m->max_entries; k++) {
+				for (unsigned b = 0; b < 8 * 64; b++)
+					value[b] = lcg_byte();
+				if (map_update(m, &k, value) != 0)
+					rc = -1;
+			}
+		} else {
+			for (uint32_t k = 0; k < m->max_entries; k++) {
+				for (unsigned b = 0; b < m->value_size; b++)
+					value[b] = lcg_byte();
+				if (map_update(m, &k, value) != 0)
+					rc = -1;
+			}
+		}
+		fprintf(f, "MAP id=%u type=%u name=%s key=%u value=%u max=%u flags=%u\n", m->id,
+			m->type, m->name, m->key_size, m->value_size, m->max_entries, m->flags);
+		if (m->type != BPF_MAP_TYPE_ARRAY)
+			continue;
+		/* The ground truth is what the kernel hands back, not what was sent. */
+		for (uint32_t k = 0; k < m->max_entries; k++) {
+			if (map_lookup(m, &k, value) != 0) {
+				rc = -1;
+				continue;
+			}
+			fprintf(f, "VAL %u %u ", m->id, k);
+			hex(f, value, m->value_size);
+			fputc('\n', f);
+		}
+	}
+	if (fclose(f) != 0) {
+		say("MAPWALK-ERROR write %s: %s\n", path, strerror(errno));
+		rc = -1;
+	}
+	return rc;
+}
+
+/* Forever: print `CHANGED <id> 0 <hex>` on the console when key 0 of mw_array changes. */
+static void watch(void)
+{
+	struct map_spec *m = &maps[0];
+	unsigned char last[64], now[64];
+	uint32_t key = 0;
+	int have = m->fd >= 0 && map_lookup(m, &key, last) == 0;
+	for (;;) {
+		struct timespec ts = { 0, 200 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+		if (!have) {
+			pause();
+			continue;
+		}
+		if (map_lookup(m, &key, now) != 0 || memcmp(now, last, m->value_size) == 0)
+			continue;
+		memcpy(last, now, m->value_size);
+		char line[256];
+		int n = snprintf(line, sizeof line, "CHANGED %u 0 ", m->id);
+		for (unsigned i = 0; i < m->value_size; i++)
+			n += snprintf(line + n, sizeof line - (size_t)n, "%02x", now[i]);
+		say("%s\n", line);
+	}
+}
+
 int main(void)
 {
 	mount_fs("devtmpfs", "/dev", "devtmpfs");
@@ -162,6 +366,8 @@ int main(void)
 		for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++)
 			if (section(sections[i][0], sections[i][1]) != 0)
 				ok = 0;
+		if (make_maps("/tmp/bpf-maps") != 0 || section("bpf-maps", "/tmp/bpf-maps") != 0)
+			ok = 0;
 		/* Everything written has left the guest before READY is announced. */
 		tcdrain(data);
 	}
@@ -169,6 +375,5 @@ int main(void)
 		say("MAPWALK-READY\n");
 	else
 		say("MAPWALK-ERROR setup incomplete\n");
-	for (;;)
-		pause();
+	watch();
 }

@@ -15,7 +15,7 @@ mod guest;
 mod report;
 
 pub use guest::{Guest, Paused};
-pub use report::GuestReport;
+pub use report::{parse_hex, GuestMap, GuestReport};
 
 use std::collections::HashMap;
 use std::fmt;

@@ -3,7 +3,7 @@
 
 use super::{failed, Result};
 use crate::kallsyms::SymbolTable;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// The guest's own account of itself, the ground truth of the real-kernel tests.
 #[derive(Debug, Clone)]
@@ -61,6 +61,95 @@ impl GuestReport {
     pub fn iomem(&self, name: &str) -> Vec<(u64, u64)> {
         iomem_ranges(&self.sections["iomem"], name)
     }
+}
+
+/// A BPF map the guest's `/init` created, as it reported it (section `bpf-maps`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestMap {
+    /// Its id.
+    pub id: u32,
+    /// `enum bpf_map_type`.
+    pub map_type: u32,
+    /// Its name.
+    pub name: String,
+    /// Key size.
+    pub key_size: u32,
+    /// Value size.
+    pub value_size: u32,
+    /// `max_entries`.
+    pub max_entries: u32,
+    /// `map_flags`.
+    pub flags: u32,
+    /// For ARRAY maps: every key's value, as the kernel returned it to a lookup.
+    pub values: BTreeMap<u32, Vec<u8>>,
+}
+
+impl GuestReport {
+    /// The maps of section `bpf-maps`: lines `MAP id=.. type=.. name=.. key=.. value=..
+    /// max=.. flags=..` and `VAL <id> <key> <hex>`.
+    ///
+    /// # Errors
+    /// [`super::Error::Failed`] without the section or for a malformed line.
+    pub fn bpf_maps(&self) -> Result<Vec<GuestMap>> {
+        let text = self
+            .section("bpf-maps")
+            .ok_or_else(|| failed("guest report: no section \"bpf-maps\""))?;
+        parse_bpf_maps(text)
+    }
+}
+
+pub(crate) fn parse_bpf_maps(text: &str) -> Result<Vec<GuestMap>> {
+    let mut maps: Vec<GuestMap> = Vec::new();
+    for line in text.lines() {
+        let bad = || failed(format!("guest bpf-maps: bad line {line:?}"));
+        let mut words = line.split_ascii_whitespace();
+        match words.next() {
+            Some("MAP") => {
+                let mut kv = HashMap::new();
+                for w in words {
+                    let (k, v) = w.split_once('=').ok_or_else(bad)?;
+                    kv.insert(k, v);
+                }
+                let num = |k: &str| -> Result<u32> {
+                    kv.get(k).and_then(|v| v.parse().ok()).ok_or_else(bad)
+                };
+                maps.push(GuestMap {
+                    id: num("id")?,
+                    map_type: num("type")?,
+                    name: (*kv.get("name").ok_or_else(bad)?).to_owned(),
+                    key_size: num("key")?,
+                    value_size: num("value")?,
+                    max_entries: num("max")?,
+                    flags: num("flags")?,
+                    values: BTreeMap::new(),
+                });
+            }
+            Some("VAL") => {
+                let id: u32 = words.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+                let key: u32 = words.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+                let bytes = parse_hex(words.next().ok_or_else(bad)?).ok_or_else(bad)?;
+                let map = maps.iter_mut().find(|m| m.id == id).ok_or_else(bad)?;
+                if bytes.len() != map.value_size as usize {
+                    return Err(bad());
+                }
+                map.values.insert(key, bytes);
+            }
+            None => {}
+            Some(_) => return Err(bad()),
+        }
+    }
+    Ok(maps)
+}
+
+/// Bytes from lower-case or upper-case hex digits.
+pub fn parse_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// The ranges of `/proc/iomem` text named `name`, half-open.
@@ -164,6 +253,27 @@ mod tests {
         );
         assert_eq!(r.iomem("Kernel code"), vec![(0x100_0000, 0x200_0000)]);
         assert_eq!(r.kallsyms.lookup("phys_base"), Some(0xffff_ffff_8200_0010));
+    }
+
+    #[test]
+    fn parses_bpf_maps() {
+        let text = "MAP id=3 type=2 name=mw_array key=4 value=2 max=2 flags=0\n\
+                    VAL 3 0 0aff\nVAL 3 1 1000\n\
+                    MAP id=4 type=1 name=mw_hash key=8 value=16 max=64 flags=1024\n";
+        let maps = parse_bpf_maps(text).unwrap();
+        assert_eq!(maps.len(), 2);
+        assert_eq!((maps[0].id, maps[0].name.as_str()), (3, "mw_array"));
+        assert_eq!(maps[0].values[&0], [0x0a, 0xff]);
+        assert_eq!(maps[0].values[&1], [0x10, 0]);
+        assert_eq!((maps[1].flags, maps[1].key_size), (1024, 8));
+        assert!(parse_bpf_maps("VAL 3 0 00\n").is_err());
+        assert!(
+            parse_bpf_maps("MAP id=3 type=2 name=a key=4 value=2 max=2 flags=0\nVAL 3 0 0\n")
+                .is_err()
+        );
+        assert!(parse_bpf_maps("MAP id=x\n").is_err());
+        assert_eq!(parse_hex("0aFF"), Some(vec![10, 255]));
+        assert_eq!(parse_hex("0g"), None);
     }
 
     #[test]
