@@ -176,6 +176,14 @@ pub enum Error {
         /// The group, such as `"bpf_array"`.
         what: &'static str,
     },
+    /// Guest data that fits more than one reading, with nothing to choose between them:
+    /// the caller must choose (for instance, force a per-CPU pointer placement).
+    Ambiguous {
+        /// What could not be decided.
+        what: &'static str,
+        /// The object it is about.
+        at: Kva,
+    },
 }
 
 impl fmt::Display for Error {
@@ -248,6 +256,9 @@ impl fmt::Display for Error {
             }
             Self::LayoutMissing { what } => {
                 write!(f, "the kernel layout has no `{what}` offsets")
+            }
+            Self::Ambiguous { what, at } => {
+                write!(f, "cannot decide {what} of the object at {at}")
             }
         }
     }

@@ -64,6 +64,30 @@ pub struct ArrayLayout {
     pub value: u32,
 }
 
+/// Offsets in `struct bpf_htab`, `struct bucket` and `struct htab_elem`: the HASH,
+/// LRU_HASH, PERCPU_HASH and LRU_PERCPU_HASH walkers.
+///
+/// Two kernel structs are named `bucket`; the one of `kernel/bpf/hashtab.c` is the one
+/// with a `head` member (an `hlist_nulls_head`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HtabLayout {
+    /// `bpf_htab.buckets` (`struct bucket *`).
+    pub buckets: u32,
+    /// `bpf_htab.n_buckets` (u32).
+    pub n_buckets: u32,
+    /// `bpf_htab.elem_size` (u32).
+    pub elem_size: u32,
+    /// `bucket.head`: an `hlist_nulls_head`, whose `first` pointer is its first 8 bytes.
+    pub bucket_head: u32,
+    /// `sizeof(struct bucket)`: the stride of the bucket array.
+    pub bucket_size: u32,
+    /// `htab_elem.hash_node`: the `hlist_nulls_node` (with `next` first) that chain
+    /// pointers point at.
+    pub elem_hash_node: u32,
+    /// `htab_elem.key` (the flexible array at the end: `sizeof(struct htab_elem)`).
+    pub elem_key: u32,
+}
+
 /// Every offset the walkers use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct KernelLayout {
@@ -75,4 +99,6 @@ pub struct KernelLayout {
     pub bpf_map: BpfMapLayout,
     /// `struct bpf_array`: ARRAY and PERCPU_ARRAY walkers.
     pub array: Option<ArrayLayout>,
+    /// `struct bpf_htab`, `struct bucket`, `struct htab_elem`: the hash walkers.
+    pub htab: Option<HtabLayout>,
 }

@@ -29,6 +29,24 @@ pub const MAX_MAP_HEADER: usize = 1024;
 /// Largest possible-CPU count (`NR_CPUS` of the biggest kernel configurations).
 pub const MAX_CPUS: u32 = 8192;
 
+/// Largest per-CPU value, `round_up(value_size, 8)`, of a per-CPU map
+/// (`PCPU_MIN_UNIT_SIZE`: the kernel refuses bigger ones).
+pub const PCPU_MIN_UNIT_SIZE: u32 = 32 << 10;
+
+/// Largest `max_entries` of an array map (the kernel refuses more than `1 << 31`).
+pub const MAX_ARRAY_ENTRIES: u32 = 1 << 31;
+
+/// Elements a hash walk may visit beyond the map's `max_entries`: each CPU can be midway
+/// through an update that holds one element more than the map's capacity (the new
+/// element is linked before the old one is unlinked, and the fullness check races).
+/// A walk visiting `max_entries + HTAB_EXTRA_ELEMS` elements ends with
+/// [`crate::Error::LimitExceeded`].
+pub const HTAB_EXTRA_ELEMS: u32 = MAX_CPUS;
+
+/// Elements of a per-CPU hash map looked at to decide where its elements hold their
+/// per-CPU pointer (see [`crate::bpf::PptrPlacement`]).
+pub const PPTR_PROBE_ELEMS: usize = 8;
+
 /// Caps a user may raise. The defaults suit any real kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -38,9 +56,11 @@ pub struct Limits {
     pub maps: u32,
     /// Largest value an allocating reader copies in one piece (default 256 MiB).
     pub value_size: u64,
-    /// Buckets of one hash map (default 2^28).
+    /// Buckets of one hash map (default 2^28); a map with more is refused before its
+    /// bucket array is read.
     pub htab_buckets: u32,
-    /// Elements of one hash bucket's chain (default 65,536).
+    /// Elements of one hash bucket's chain (default 65,536); the element past it is an
+    /// error for that bucket, and the walk goes on with the next one.
     pub bucket_chain: u32,
 }
 

@@ -22,7 +22,7 @@
 //! ```
 
 use btf_rs::{Btf, Type};
-use mapwalk_core::layout::{ArrayLayout, BpfMapLayout, IdrLayout, XarrayLayout};
+use mapwalk_core::layout::{ArrayLayout, BpfMapLayout, HtabLayout, IdrLayout, XarrayLayout};
 use mapwalk_core::KernelLayout;
 use std::fmt;
 
@@ -234,6 +234,29 @@ pub fn struct_size(btf: &Btf, struct_name: &str) -> Result<usize, BtfError> {
     }
 }
 
+/// The size in bytes of the first struct named `struct_name` that has member `path`
+/// (the kernel has more than one `struct bucket`, for instance).
+///
+/// # Errors
+/// [`BtfError::NoStruct`] or the member's resolution error.
+pub fn struct_size_having(btf: &Btf, struct_name: &str, path: &str) -> Result<u32, BtfError> {
+    let mut first_err = None;
+    for ty in aggregates(btf, struct_name)? {
+        match path_bits(btf, &ty, struct_name, path) {
+            Ok(_) => {
+                if let Type::Struct(s) | Type::Union(s) = &ty {
+                    return u32::try_from(s.size())
+                        .map_err(|_| BtfError::TooFar(format!("sizeof({struct_name})")));
+                }
+            }
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_err.unwrap_or_else(|| BtfError::NoStruct(struct_name.to_owned())))
+}
+
 /// Resolves every group of [`KernelLayout`] from `btf`.
 ///
 /// Required: `xarray`, `idr`, `bpf_map` (except `btf_vmlinux_value_type_id`).
@@ -276,12 +299,24 @@ pub fn resolve_layout(btf: &Btf) -> Result<ResolvedLayout, BtfError> {
             value: off("bpf_array", "value")?,
         })
     });
+    let htab = group(&mut warnings, "bpf_htab (HASH maps)", || {
+        Ok(HtabLayout {
+            buckets: off("bpf_htab", "buckets")?,
+            n_buckets: off("bpf_htab", "n_buckets")?,
+            elem_size: off("bpf_htab", "elem_size")?,
+            bucket_head: off("bucket", "head")?,
+            bucket_size: struct_size_having(btf, "bucket", "head")?,
+            elem_hash_node: off("htab_elem", "hash_node")?,
+            elem_key: off("htab_elem", "key")?,
+        })
+    });
     Ok(ResolvedLayout {
         layout: KernelLayout {
             xarray,
             idr,
             bpf_map,
             array,
+            htab,
         },
         warnings,
     })
@@ -464,6 +499,11 @@ mod tests {
         };
         let types = parse_bpftool(&String::from_utf8_lossy(&out.stdout));
         let array = l.array.unwrap();
+        let htab = l.htab.unwrap();
+        assert!(
+            htab.bucket_size >= 8,
+            "struct bucket (with head) holds at least a pointer"
+        );
         let fields: Vec<(&str, &str, u32)> = vec![
             ("xarray", "xa_head", l.xarray.xa_head),
             ("xa_node", "shift", l.xarray.node_shift),
@@ -490,6 +530,11 @@ mod tests {
             ("bpf_array", "value", array.value),
             ("bpf_array", "pptrs", array.value),
             ("bpf_array", "map.id", l.bpf_map.id),
+            ("bpf_htab", "buckets", htab.buckets),
+            ("bpf_htab", "n_buckets", htab.n_buckets),
+            ("bpf_htab", "elem_size", htab.elem_size),
+            ("htab_elem", "hash_node", htab.elem_hash_node),
+            ("htab_elem", "key", htab.elem_key),
         ];
         for (s, f, ours) in fields {
             let theirs = bpftool_offset(&types, s, f)

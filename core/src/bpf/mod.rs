@@ -2,15 +2,30 @@
 //!
 //! [`Bpf`] ties together the kernel memory, the layout and the address of `map_idr`.
 //! [`Bpf::maps`] walks every map in id order; [`Bpf::map_by_id`], [`Bpf::find_by_name`]
-//! and [`Bpf::find_by_suffix`] pick one. Values are read through per-type handles such
-//! as [`ArrayMap`].
+//! and [`Bpf::find_by_suffix`] pick one. Values are read through per-type handles:
+//! [`ArrayMap`] (ARRAY), [`PerCpuArrayMap`] (PERCPU_ARRAY) and [`HtabMap`] (HASH,
+//! LRU_HASH, PERCPU_HASH, LRU_PERCPU_HASH). Per-CPU values are found through
+//! [`PerCpuOffsets`].
 
 mod array;
+mod htab;
 mod map;
 mod maptype;
+mod percpu;
 
 pub use array::ArrayMap;
+#[cfg(feature = "alloc")]
+pub use htab::{HtabEntries, PerCpuHtabEntries};
+pub use htab::{
+    HtabEntry, HtabMap, HtabPos, HtabValue, HtabWalk, PptrDecision, PptrEvidence, PptrPlacement,
+    ELEM_BUF, HEAD_BATCH_BYTES,
+};
 #[cfg(feature = "alloc")]
 pub use map::MapList;
 pub use map::{read_map_info, Bpf, MapInfo, MapName, Maps};
 pub use maptype::{MapType, BPF_F_MMAPABLE};
+#[cfg(feature = "alloc")]
+pub use percpu::PerCpuValue;
+pub use percpu::{
+    CpuCopy, PerCpuArrayEntry, PerCpuArrayMap, PerCpuArrayWalk, PerCpuOffsets, PossibleCpus,
+};

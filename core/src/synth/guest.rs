@@ -5,12 +5,12 @@ use alloc::vec::Vec;
 
 use crate::addr::{Kva, Pa};
 use crate::arch::Paging;
-use crate::bpf::{MapType, BPF_F_MMAPABLE};
+use crate::bpf::{MapType, PerCpuOffsets, PossibleCpus, PptrPlacement, BPF_F_MMAPABLE};
 use crate::kernel::{
     KernelAddrs, KernelView, LinearRegion, X86_KERNEL_IMAGE_SIZE, X86_START_KERNEL_MAP,
 };
-use crate::layout::{ArrayLayout, BpfMapLayout, IdrLayout, KernelLayout, XarrayLayout};
-use crate::limits::BPF_OBJ_NAME_LEN;
+use crate::layout::{ArrayLayout, BpfMapLayout, HtabLayout, IdrLayout, KernelLayout, XarrayLayout};
+use crate::limits::{BPF_OBJ_NAME_LEN, MAX_CPUS};
 use crate::mem::{Ram, RamCell};
 use crate::synth::{build_xarray, Aarch64PageTables, SynthRam, X86PageTables};
 
@@ -44,6 +44,15 @@ pub fn default_layout() -> KernelLayout {
             elem_size: 256,
             value: 272,
         }),
+        htab: Some(HtabLayout {
+            buckets: 304,
+            n_buckets: 580,
+            elem_size: 584,
+            bucket_head: 0,
+            bucket_size: 16,
+            elem_hash_node: 0,
+            elem_key: 48,
+        }),
     }
 }
 
@@ -57,7 +66,28 @@ pub enum Placement {
     Vmalloc,
 }
 
+/// One element of a hash map to lay into a synthetic guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntrySpec {
+    /// The key (`key_size` bytes).
+    pub key: Vec<u8>,
+    /// The value of a HASH or LRU_HASH element (at most `value_size` bytes; the rest is
+    /// zero).
+    pub value: Vec<u8>,
+    /// The per-CPU values of a PERCPU_HASH or LRU_PERCPU_HASH element, by CPU (missing
+    /// CPUs and bytes stay zero).
+    pub cpu_values: Vec<Vec<u8>>,
+    /// Its bucket; by default a hash of the key picks one.
+    pub bucket: Option<u32>,
+}
+
 /// A BPF map to lay into a synthetic guest.
+///
+/// Only the `struct bpf_map` header is laid out for types without a builder of their
+/// own. ARRAY, PERCPU_ARRAY, HASH, LRU_HASH, PERCPU_HASH and LRU_PERCPU_HASH maps get
+/// their values too (when the layout has their group): arrays their values by key, hash
+/// maps a bucket array of `roundup_pow_of_two(max_entries)` buckets and one element per
+/// [`EntrySpec`], chained in the order given (several in one bucket collide).
 #[derive(Debug, Clone)]
 pub struct MapSpec {
     /// Its id (the `map_idr` index and `bpf_map.id`).
@@ -80,6 +110,16 @@ pub struct MapSpec {
     pub placement: Placement,
     /// `btf_key_type_id` and `btf_value_type_id`.
     pub btf_ids: (u32, u32),
+    /// Elements of a hash map, in chain order within each bucket.
+    pub entries: Vec<EntrySpec>,
+    /// Values of a PERCPU_ARRAY, by key and then by CPU (missing ones stay zero).
+    pub cpu_values: Vec<Vec<Vec<u8>>>,
+    /// Where the per-CPU copies of a per-CPU map go: the first per-CPU chunk (direct
+    /// map) or a vmalloc'd chunk.
+    pub percpu_placement: Placement,
+    /// Where a per-CPU hash map's elements keep their `__percpu` pointer (default: the
+    /// 6.1 way, [`PptrPlacement::KeySize`]).
+    pub pptr_placement: PptrPlacement,
 }
 
 impl MapSpec {
@@ -113,7 +153,87 @@ impl MapSpec {
             values: Vec::new(),
             placement: Placement::DirectMap,
             btf_ids: (0, 0),
+            entries: Vec::new(),
+            cpu_values: Vec::new(),
+            percpu_placement: Placement::DirectMap,
+            pptr_placement: PptrPlacement::KeySize,
         }
+    }
+
+    /// A HASH map, empty, in the direct map.
+    pub fn hash(id: u32, name: &str, key_size: u32, value_size: u32, max_entries: u32) -> Self {
+        Self::new(id, MapType::HASH, name, key_size, value_size, max_entries)
+    }
+
+    /// Adds an element of a HASH or LRU_HASH map, in the bucket its key hashes to.
+    #[must_use]
+    pub fn entry(self, key: &[u8], value: &[u8]) -> Self {
+        self.push_entry(None, key, value, Vec::new())
+    }
+
+    /// Adds an element of a HASH or LRU_HASH map in bucket `bucket`, after the ones
+    /// already there.
+    #[must_use]
+    pub fn entry_in_bucket(self, bucket: u32, key: &[u8], value: &[u8]) -> Self {
+        self.push_entry(Some(bucket), key, value, Vec::new())
+    }
+
+    /// Adds an element of a PERCPU_HASH or LRU_PERCPU_HASH map with one value per CPU.
+    #[must_use]
+    pub fn percpu_entry(self, key: &[u8], cpu_values: Vec<Vec<u8>>) -> Self {
+        self.push_entry(None, key, &[], cpu_values)
+    }
+
+    /// Adds an element of a per-CPU hash map in bucket `bucket`.
+    #[must_use]
+    pub fn percpu_entry_in_bucket(self, bucket: u32, key: &[u8], cpu_values: Vec<Vec<u8>>) -> Self {
+        self.push_entry(Some(bucket), key, &[], cpu_values)
+    }
+
+    fn push_entry(
+        mut self,
+        bucket: Option<u32>,
+        key: &[u8],
+        value: &[u8],
+        cpu_values: Vec<Vec<u8>>,
+    ) -> Self {
+        assert_eq!(
+            key.len(),
+            self.key_size as usize,
+            "key {key:?} is not key_size long"
+        );
+        assert!(value.len() <= self.value_size as usize, "value is too long");
+        self.entries.push(EntrySpec {
+            key: key.to_vec(),
+            value: value.to_vec(),
+            cpu_values,
+            bucket,
+        });
+        self
+    }
+
+    /// Sets every per-CPU value of a PERCPU_ARRAY from `f(key, cpu)`, for CPUs
+    /// `0 .. cpus`.
+    #[must_use]
+    pub fn with_cpu_values(mut self, cpus: u32, f: impl Fn(u32, u32) -> Vec<u8>) -> Self {
+        self.cpu_values = (0..self.max_entries)
+            .map(|key| (0..cpus).map(|cpu| f(key, cpu)).collect())
+            .collect();
+        self
+    }
+
+    /// Puts the per-CPU copies in a vmalloc'd per-CPU chunk (scattered pages).
+    #[must_use]
+    pub fn percpu_vmalloc(mut self) -> Self {
+        self.percpu_placement = Placement::Vmalloc;
+        self
+    }
+
+    /// Where a per-CPU hash map's elements keep their `__percpu` pointer.
+    #[must_use]
+    pub fn pptr_placement(mut self, placement: PptrPlacement) -> Self {
+        self.pptr_placement = placement;
+        self
     }
 
     /// Sets every value from `f(key)` (each value must be `value_size` bytes or shorter).
@@ -162,6 +282,8 @@ pub struct GuestBuilder {
     layout: KernelLayout,
     maps: Vec<MapSpec>,
     idr_next: Option<u32>,
+    possible_cpus: u32,
+    nr_cpus: u32,
 }
 
 /// Kernel-image symbols of a synthetic guest.
@@ -173,6 +295,34 @@ pub struct SynthSymbols {
     pub phys_base: Kva,
     /// `page_offset_base` (x86_64).
     pub page_offset_base: Kva,
+    /// `__per_cpu_offset` (`NR_CPUS` `u64`s; zero past the possible CPUs).
+    pub per_cpu_offset: Kva,
+    /// `nr_cpu_ids` (an `unsigned int`: the possible CPUs).
+    pub nr_cpu_ids: Kva,
+}
+
+/// One element of a hash map as laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuiltElem {
+    /// Its bucket.
+    pub bucket: u32,
+    /// The address of its `struct htab_elem`.
+    pub kva: Kva,
+    /// Its `__percpu` pointer (per-CPU maps).
+    pub pptr: Option<u64>,
+}
+
+/// A hash map as laid out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltHtab {
+    /// The bucket array.
+    pub buckets: Kva,
+    /// Its length.
+    pub n_buckets: u32,
+    /// `bpf_htab.elem_size`.
+    pub elem_size: u32,
+    /// The elements, in the order of the [`MapSpec`]'s entries.
+    pub elems: Vec<BuiltElem>,
 }
 
 /// A map as laid out.
@@ -206,6 +356,14 @@ pub struct SyntheticGuest {
     /// Pages mapped by the page tables outside the linear maps: virtual page to
     /// physical page.
     pub vmalloc_pages: BTreeMap<u64, Pa>,
+    /// The possible CPUs.
+    pub possible_cpus: u32,
+    /// `__per_cpu_offset`, all `NR_CPUS` slots as written.
+    pub per_cpu_offsets: Vec<u64>,
+    /// The hash maps, by id.
+    pub htabs: BTreeMap<u32, BuiltHtab>,
+    /// The `__percpu` pointers of the PERCPU_ARRAY maps, by id and key.
+    pub percpu_arrays: BTreeMap<u32, Vec<u64>>,
 }
 
 impl SyntheticGuest {
@@ -221,6 +379,16 @@ impl SyntheticGuest {
             self.paging,
             self.addrs,
         )
+    }
+
+    /// The possible CPUs, as a [`PossibleCpus`].
+    pub fn possible(&self) -> PossibleCpus {
+        PossibleCpus::count(self.possible_cpus).unwrap()
+    }
+
+    /// `__per_cpu_offset` of the possible CPUs.
+    pub fn offsets(&self) -> PerCpuOffsets<Vec<u64>> {
+        PerCpuOffsets::new(self.per_cpu_offsets[..self.possible_cpus as usize].to_vec()).unwrap()
     }
 
     /// The physical address of kernel address `va` by the builder's own records.
@@ -272,7 +440,24 @@ impl GuestBuilder {
             layout: default_layout(),
             maps: Vec::new(),
             idr_next: None,
+            possible_cpus: 2,
+            nr_cpus: 64,
         }
+    }
+
+    /// Sets the number of possible CPUs (default 2; at most [`MAX_CPUS`]).
+    #[must_use]
+    pub fn possible_cpus(mut self, n: u32) -> Self {
+        assert!((1..=MAX_CPUS).contains(&n), "{n} possible CPUs");
+        self.possible_cpus = n;
+        self
+    }
+
+    /// Sets `NR_CPUS`, the length of `__per_cpu_offset` (default 64).
+    #[must_use]
+    pub fn nr_cpus(mut self, n: u32) -> Self {
+        self.nr_cpus = n;
+        self
     }
 
     /// Sets the RAM size (at least 32 MiB).
@@ -324,6 +509,52 @@ struct Layouter<'b> {
     vmalloc_next: u64,
     vmalloc_pages: BTreeMap<u64, Pa>,
     page_shift: u32,
+    pcpu: Pcpu,
+    htabs: BTreeMap<u32, BuiltHtab>,
+    percpu_arrays: BTreeMap<u32, Vec<u64>>,
+}
+
+/// One per-CPU chunk: `possible` units of `unit` bytes from `base`.
+#[derive(Default)]
+struct PcpuChunk {
+    base: u64,
+    next: u64,
+}
+
+/// The per-CPU areas: every chunk has the same unit layout, as in the kernel, so that
+/// `pptr + __per_cpu_offset[n]` is CPU `n`'s copy whichever chunk `pptr` is in.
+#[derive(Default)]
+struct Pcpu {
+    /// `__per_cpu_start`: 0 on x86_64 (zero-based per-CPU), an image address on arm64.
+    start: u64,
+    unit: u64,
+    offsets: Vec<u64>,
+    first: PcpuChunk,
+    vm: Option<PcpuChunk>,
+}
+
+/// Bytes at the start of every unit standing for the static per-CPU variables.
+const PCPU_STATIC: u64 = 0x100;
+
+/// Where arm64's pretend `__per_cpu_start` is (in the image, but never read).
+const A64_PER_CPU_START: u64 = A64_KIMAGE + 0x18_0000;
+
+fn is_hash(t: MapType) -> bool {
+    matches!(
+        t,
+        MapType::HASH | MapType::LRU_HASH | MapType::PERCPU_HASH | MapType::LRU_PERCPU_HASH
+    )
+}
+
+fn is_percpu_hash(t: MapType) -> bool {
+    matches!(t, MapType::PERCPU_HASH | MapType::LRU_PERCPU_HASH)
+}
+
+/// The synthetic kernel's hash: FNV-1a (the real one is jhash with a random seed).
+fn key_hash(key: &[u8]) -> u32 {
+    key.iter().fold(0x811c_9dc5u32, |h, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 impl<'b> Layouter<'b> {
@@ -354,6 +585,9 @@ impl<'b> Layouter<'b> {
                     vmalloc_next: X86_VMALLOC,
                     vmalloc_pages: BTreeMap::new(),
                     page_shift: 12,
+                    pcpu: Pcpu::default(),
+                    htabs: BTreeMap::new(),
+                    percpu_arrays: BTreeMap::new(),
                 }
             }
             SynthArch::Aarch64 { granule_shift } => {
@@ -401,6 +635,12 @@ impl<'b> Layouter<'b> {
                     vmalloc_next: A64_VMALLOC,
                     vmalloc_pages: BTreeMap::new(),
                     page_shift: granule_shift,
+                    pcpu: Pcpu {
+                        start: A64_PER_CPU_START,
+                        ..Pcpu::default()
+                    },
+                    htabs: BTreeMap::new(),
+                    percpu_arrays: BTreeMap::new(),
                 }
             }
         }
@@ -490,12 +730,24 @@ impl<'b> Layouter<'b> {
         let l = &self.b.layout;
         let m = l.bpf_map;
         let elem = u64::from(spec.value_size).next_multiple_of(8);
-        let (size, align_at) = match (spec.map_type, l.array) {
-            (MapType::ARRAY, Some(a)) => (
+        let header = u64::from(m.name) + 64;
+        let (size, align_at) = match (spec.map_type, l.array, l.htab) {
+            (MapType::ARRAY, Some(a), _) => (
                 u64::from(a.value) + elem * u64::from(spec.max_entries),
                 u64::from(a.value),
             ),
-            _ => (u64::from(m.name) + 64, 0),
+            (MapType::PERCPU_ARRAY, Some(a), _) => (
+                (u64::from(a.value) + 8 * u64::from(spec.max_entries)).max(header),
+                0,
+            ),
+            (t, _, Some(h)) if is_hash(t) => (
+                header
+                    .max(u64::from(h.buckets) + 8)
+                    .max(u64::from(h.n_buckets) + 4)
+                    .max(u64::from(h.elem_size) + 4),
+                0,
+            ),
+            _ => (header, 0),
         };
         let kva = match spec.placement {
             Placement::DirectMap => self.kmalloc(size),
@@ -530,7 +782,179 @@ impl<'b> Layouter<'b> {
                 self.write(base + u64::from(a.value) + key as u64 * elem, value);
             }
         }
+        if let (MapType::PERCPU_ARRAY, Some(a)) = (spec.map_type, l.array) {
+            self.write_u32(base + u64::from(a.elem_size), elem as u32);
+            let vm = spec.percpu_placement == Placement::Vmalloc;
+            let mut pptrs = Vec::new();
+            for key in 0..spec.max_entries {
+                let pptr = self.pcpu_alloc(elem, vm);
+                self.write_u64(base + u64::from(a.value) + u64::from(key) * 8, pptr);
+                let values = spec
+                    .cpu_values
+                    .get(key as usize)
+                    .cloned()
+                    .unwrap_or_default();
+                self.pcpu_fill(pptr, spec.value_size, &values);
+                pptrs.push(pptr);
+            }
+            self.percpu_arrays.insert(spec.id, pptrs);
+        }
+        if let (true, Some(_)) = (is_hash(spec.map_type), l.htab) {
+            self.lay_htab(spec, base);
+        }
         BuiltMap { id: spec.id, kva }
+    }
+
+    /// Sizes and places the per-CPU chunks, and fills `__per_cpu_offset`.
+    fn setup_pcpu(&mut self) {
+        let l = self.b.layout;
+        let possible = u64::from(self.b.possible_cpus);
+        let (mut direct, mut vm) = (0u64, 0u64);
+        for spec in &self.b.maps {
+            let copies = match spec.map_type {
+                MapType::PERCPU_ARRAY if l.array.is_some() => u64::from(spec.max_entries),
+                t if is_percpu_hash(t) && l.htab.is_some() => spec.entries.len() as u64,
+                _ => 0,
+            };
+            let bytes = copies * u64::from(spec.value_size).next_multiple_of(8);
+            match spec.percpu_placement {
+                Placement::DirectMap => direct += bytes,
+                Placement::Vmalloc => vm += bytes,
+            }
+        }
+        let unit = (PCPU_STATIC + direct.max(vm)).next_multiple_of(64);
+        self.pcpu.unit = unit;
+        let first = self.kmalloc(possible * unit).0;
+        for cpu in 0..possible {
+            // The static area: the CPU number, as `cpu_number` would hold it.
+            self.write_u32(first + cpu * unit, cpu as u32);
+        }
+        self.pcpu.first = PcpuChunk {
+            base: first,
+            next: PCPU_STATIC,
+        };
+        if vm > 0 {
+            let base = self.vmalloc(possible * unit, 0).0;
+            self.pcpu.vm = Some(PcpuChunk { base, next: 0 });
+        }
+        self.pcpu.offsets = (0..possible)
+            .map(|cpu| (first + cpu * unit).wrapping_sub(self.pcpu.start))
+            .collect();
+    }
+
+    /// Allocates `size` bytes of per-CPU memory: the `__percpu` pointer.
+    fn pcpu_alloc(&mut self, size: u64, vm: bool) -> u64 {
+        let (unit, start, first) = (self.pcpu.unit, self.pcpu.start, self.pcpu.first.base);
+        let chunk = if vm {
+            self.pcpu.vm.as_mut().expect("a vmalloc'd per-CPU chunk")
+        } else {
+            &mut self.pcpu.first
+        };
+        let off = chunk.next.next_multiple_of(8);
+        chunk.next = off + size;
+        assert!(
+            chunk.next <= unit,
+            "per-CPU unit of {unit:#x} bytes is full"
+        );
+        chunk
+            .base
+            .wrapping_add(off)
+            .wrapping_sub(first)
+            .wrapping_add(start)
+    }
+
+    /// Writes each CPU's value of the per-CPU object `pptr`.
+    fn pcpu_fill(&mut self, pptr: u64, value_size: u32, values: &[Vec<u8>]) {
+        for (cpu, value) in values.iter().enumerate().take(self.pcpu.offsets.len()) {
+            assert!(
+                value.len() <= value_size as usize,
+                "per-CPU value is too long"
+            );
+            let va = pptr.wrapping_add(self.pcpu.offsets[cpu]);
+            self.write(va, value);
+        }
+    }
+
+    /// `size` bytes where the map's placement says.
+    fn map_alloc(&mut self, spec: &MapSpec, size: u64) -> u64 {
+        match spec.placement {
+            Placement::DirectMap => self.kmalloc(size).0,
+            Placement::Vmalloc => self.vmalloc(size.max(8), 0).0,
+        }
+    }
+
+    /// The bucket array and elements of a hash map whose `struct bpf_htab` is at `base`.
+    fn lay_htab(&mut self, spec: &MapSpec, base: u64) {
+        let h = self.b.layout.htab.unwrap();
+        let n = u64::from(spec.max_entries.max(1)).next_power_of_two();
+        let percpu = is_percpu_hash(spec.map_type);
+        let ks = u64::from(spec.key_size);
+        let rounded = ks.next_multiple_of(8);
+        let vr = u64::from(spec.value_size).next_multiple_of(8);
+        let elem_size = u64::from(h.elem_key) + rounded + if percpu { 8 } else { vr };
+        let stride = u64::from(h.bucket_size);
+        let buckets = self.map_alloc(spec, n * stride);
+        let nulls = |b: u64| (b << 1) | 1;
+        for b in 0..n {
+            self.write_u64(buckets + b * stride + u64::from(h.bucket_head), nulls(b));
+        }
+        let elems = self.map_alloc(spec, elem_size * spec.entries.len().max(1) as u64);
+        let vm = spec.percpu_placement == Placement::Vmalloc;
+        let mut chains: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+        let mut built = Vec::new();
+        for (i, e) in spec.entries.iter().enumerate() {
+            let bucket = u64::from(e.bucket.unwrap_or_else(|| key_hash(&e.key))) & (n - 1);
+            assert!(
+                e.bucket.is_none_or(|b| u64::from(b) < n),
+                "bucket {:?} of a map of {n} buckets",
+                e.bucket
+            );
+            chains.entry(bucket).or_default().push(i);
+            let elem = elems + i as u64 * elem_size;
+            let key = elem + u64::from(h.elem_key);
+            self.write(key, &e.key);
+            let pptr = if percpu {
+                let pptr = self.pcpu_alloc(vr, vm);
+                let at = match spec.pptr_placement {
+                    PptrPlacement::KeySize => key + ks,
+                    PptrPlacement::Aligned => key + rounded,
+                };
+                self.write_u64(at, pptr);
+                self.pcpu_fill(pptr, spec.value_size, &e.cpu_values);
+                Some(pptr)
+            } else {
+                self.write(key + rounded, &e.value);
+                None
+            };
+            built.push(BuiltElem {
+                bucket: bucket as u32,
+                kva: Kva(elem),
+                pptr,
+            });
+        }
+        let node = |i: usize| elems + i as u64 * elem_size + u64::from(h.elem_hash_node);
+        for (&bucket, list) in &chains {
+            self.write_u64(
+                buckets + bucket * stride + u64::from(h.bucket_head),
+                node(list[0]),
+            );
+            for (j, &i) in list.iter().enumerate() {
+                let next = list.get(j + 1).map_or(nulls(bucket), |&k| node(k));
+                self.write_u64(node(i), next);
+            }
+        }
+        self.write_u64(base + u64::from(h.buckets), buckets);
+        self.write_u32(base + u64::from(h.n_buckets), n as u32);
+        self.write_u32(base + u64::from(h.elem_size), elem_size as u32);
+        self.htabs.insert(
+            spec.id,
+            BuiltHtab {
+                buckets: Kva(buckets),
+                n_buckets: n as u32,
+                elem_size: elem_size as u32,
+                elems: built,
+            },
+        );
     }
 
     fn run(mut self) -> SyntheticGuest {
@@ -545,6 +969,22 @@ impl<'b> Layouter<'b> {
         self.write_u64(phys_base_sym.0, phys_base);
         let direct = self.addrs.direct_map.unwrap();
         self.write_u64(page_offset_sym.0, direct.virt.0);
+        let (possible, nr_cpus) = (self.b.possible_cpus, self.b.nr_cpus);
+        assert!(
+            nr_cpus >= possible,
+            "NR_CPUS {nr_cpus} below {possible} possible CPUs"
+        );
+        let per_cpu_offset_sym = self.image_var(8 * u64::from(nr_cpus));
+        let nr_cpu_ids_sym = self.image_var(4);
+        self.write_u32(nr_cpu_ids_sym.0, possible);
+        self.setup_pcpu();
+        let mut per_cpu_offsets = self.pcpu.offsets.clone();
+        per_cpu_offsets.resize(nr_cpus as usize, 0);
+        let raw: Vec<u8> = per_cpu_offsets
+            .iter()
+            .flat_map(|o| o.to_le_bytes())
+            .collect();
+        self.write(per_cpu_offset_sym.0, &raw);
 
         let specs = self.b.maps.clone();
         let maps: Vec<BuiltMap> = specs.iter().map(|s| self.lay_map(s)).collect();
@@ -574,10 +1014,16 @@ impl<'b> Layouter<'b> {
                 map_idr,
                 phys_base: phys_base_sym,
                 page_offset_base: page_offset_sym,
+                per_cpu_offset: per_cpu_offset_sym,
+                nr_cpu_ids: nr_cpu_ids_sym,
             },
             maps,
             phys_base,
             vmalloc_pages: self.vmalloc_pages,
+            possible_cpus: possible,
+            per_cpu_offsets,
+            htabs: self.htabs,
+            percpu_arrays: self.percpu_arrays,
         }
     }
 }

@@ -27,7 +27,10 @@ pub use xarray::{
 
 mod guest;
 
-pub use guest::{default_layout, BuiltMap, GuestBuilder, MapSpec, Placement, SynthArch, SynthSymbols, SyntheticGuest};
+pub use guest::{
+    default_layout, BuiltElem, BuiltHtab, BuiltMap, EntrySpec, GuestBuilder, MapSpec, Placement,
+    SynthArch, SynthSymbols, SyntheticGuest,
+};
 
 mod faulty;
 
