@@ -1,11 +1,12 @@
 //! Real Debian kernels under QEMU: the core's x86_64 page walk and kernel view against
 //! what the guest reports about itself (`/proc/version`, `/proc/kallsyms`,
 //! `/proc/iomem`); in the module `bpf` (`real_kernel/bpf.rs`), BPF map discovery and
-//! ARRAY reads and writes against the maps the guest created. Nothing here is a
-//! per-kernel constant.
+//! ARRAY reads and writes against the maps the guest created; in the module `htab`
+//! (`real_kernel/htab.rs`), hash and per-CPU maps byte-exact per key and per CPU.
+//! Nothing here is a per-kernel constant.
 //!
 //! Each configuration boots one guest (shared by every test of this binary that names
-//! it); the two configurations boot in parallel. Prerequisites (QEMU, root to install
+//! it); configurations boot in parallel. Prerequisites (QEMU, root to install
 //! it, the Debian registry) missing: the tests say so and pass, except under `CI=true`.
 //! See `harness/e2e/README.md`.
 
@@ -19,6 +20,8 @@ use std::collections::BTreeMap;
 
 #[path = "real_kernel/bpf.rs"]
 mod bpf;
+#[path = "real_kernel/htab.rs"]
+mod htab;
 
 const MIB: u64 = 1 << 20;
 
@@ -35,6 +38,11 @@ fn deb12_nokaslr_4level_translation() {
 #[test]
 fn deb13_kaslr_5level_translation() {
     translation(&GuestConfig::DEB13_KASLR_5LEVEL);
+}
+
+#[test]
+fn deb12_kaslr_4level_smp4_translation() {
+    translation(&GuestConfig::DEB12_KASLR_4LEVEL_SMP4);
 }
 
 fn translation(config: &GuestConfig) {

@@ -12,8 +12,12 @@
  * is not counted). After /proc/kallsyms it creates BPF maps through the raw bpf()
  * syscall, fills them, and writes their ground truth as the section `bpf-maps`:
  *
+ *     CPUS possible=<n>                      (from /sys/devices/system/cpu/possible)
  *     MAP id=<id> type=<n> name=<s> key=<ks> value=<vs> max=<n> flags=<f>
  *     VAL <id> <key> <value as hex>          (ARRAY maps, every key, read back)
+ *     HVAL <id> <key hex> <value hex>        (HASH, LRU_HASH: every key the map holds)
+ *     PVAL <id> <key hex> <cpu> <value hex>  (per-CPU maps: every key, every possible
+ *                                             CPU, value_size bytes of its copy)
  *
  * When everything is written it prints `MAPWALK-READY` on the console (ttyS0) and
  * keeps the map fds open forever (PID 1 must never exit; the maps die with their fds):
@@ -164,17 +168,28 @@ static unsigned char lcg_byte(void)
 struct map_spec {
 	const char *name;
 	unsigned type, key_size, value_size, max_entries, flags;
+	/* Hash maps: how many keys to insert (array maps fill every key). */
+	unsigned fill;
 	int fd;
 	unsigned id;
 };
 
 static struct map_spec maps[] = {
-	{ "mw_array", BPF_MAP_TYPE_ARRAY, 4, 24, 7, 0, -1, 0 },
-	{ "mw_one.bss", BPF_MAP_TYPE_ARRAY, 4, 100, 1, 0, -1, 0 },
+	{ "mw_array", BPF_MAP_TYPE_ARRAY, 4, 24, 7, 0, 0, -1, 0 },
+	{ "mw_one.bss", BPF_MAP_TYPE_ARRAY, 4, 100, 1, 0, 0, -1, 0 },
 	/* 300 pages: more than 1 MiB of values, vmalloc'd, page-aligned. */
-	{ "mw_mmap", BPF_MAP_TYPE_ARRAY, 4, 4096, 300, BPF_F_MMAPABLE, -1, 0 },
-	{ "mw_hash", BPF_MAP_TYPE_HASH, 8, 16, 64, 0, -1, 0 },
-	{ "mw_pcpu", BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, 4, 0, -1, 0 },
+	{ "mw_mmap", BPF_MAP_TYPE_ARRAY, 4, 4096, 300, BPF_F_MMAPABLE, 0, -1, 0 },
+	/* 200 keys in 256 buckets: chains of two and more. */
+	{ "mw_hash", BPF_MAP_TYPE_HASH, 8, 16, 256, 0, 200, -1, 0 },
+	{ "mw_lru", BPF_MAP_TYPE_LRU_HASH, 8, 24, 128, 0, 100, -1, 0 },
+	{ "mw_pcpu", BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, 4, 0, 0, -1, 0 },
+	/* 20-byte values: 4 bytes of padding per CPU in a lookup's buffer. */
+	{ "mw_pcpu20", BPF_MAP_TYPE_PERCPU_ARRAY, 4, 20, 5, 0, 0, -1, 0 },
+	/* Keys of 6 and 12 bytes: the __percpu pointer's place differs between kernels. */
+	{ "mw_ph6", BPF_MAP_TYPE_PERCPU_HASH, 6, 12, 64, 0, 40, -1, 0 },
+	{ "mw_ph12", BPF_MAP_TYPE_PERCPU_HASH, 12, 16, 64, 0, 50, -1, 0 },
+	{ "mw_lph12", BPF_MAP_TYPE_LRU_PERCPU_HASH, 12, 8, 128, 0, 60, -1, 0 },
+	{ "mw_ph8", BPF_MAP_TYPE_PERCPU_HASH, 8, 24, 32, 0, 20, -1, 0 },
 };
 #define NMAPS (sizeof maps / sizeof maps[0])
 
@@ -237,6 +252,22 @@ static int map_lookup(struct map_spec *m, const void *key, void *value)
 	return 0;
 }
 
+static int map_next_key(struct map_spec *m, const void *key, void *next)
+{
+	union bpf_attr a;
+	memset(&a, 0, sizeof a);
+	a.map_fd = (unsigned)m->fd;
+	a.key = (uint64_t)(uintptr_t)key;
+	a.next_key = (uint64_t)(uintptr_t)next;
+	if (sys_bpf(BPF_MAP_GET_NEXT_KEY, &a) != 0) {
+		if (errno == ENOENT)
+			return 1;
+		say("MAPWALK-ERROR ERR next_key %s errno=%d (%s)\n", m->name, errno, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 static void hex(FILE *f, const unsigned char *p, size_t n)
 {
 	static const char digits[] = "0123456789abcdef";
@@ -246,44 +277,150 @@ static void hex(FILE *f, const unsigned char *p, size_t n)
 	}
 }
 
+/* The possible CPUs, from /sys/devices/system/cpu/possible ("0-3", "0,2-5", ...), in
+ * the order a per-CPU lookup fills its buffer (for_each_possible_cpu). */
+#define MAX_GUEST_CPUS 64
+static unsigned cpu_ids[MAX_GUEST_CPUS];
+static unsigned ncpus;
+
+static int read_possible_cpus(void)
+{
+	char buf[256];
+	int fd = open("/sys/devices/system/cpu/possible", O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		say("MAPWALK-ERROR open cpu/possible: %s\n", strerror(errno));
+		return -1;
+	}
+	ssize_t r = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (r <= 0) {
+		say("MAPWALK-ERROR read cpu/possible\n");
+		return -1;
+	}
+	buf[r] = 0;
+	char *p = buf;
+	ncpus = 0;
+	while (*p && *p != '\n') {
+		char *end;
+		unsigned long lo = strtoul(p, &end, 10), hi = lo;
+		if (end == p)
+			break;
+		p = end;
+		if (*p == '-') {
+			hi = strtoul(p + 1, &end, 10);
+			p = end;
+		}
+		for (unsigned long c = lo; c <= hi; c++) {
+			if (ncpus == MAX_GUEST_CPUS) {
+				say("MAPWALK-ERROR more than %d possible CPUs\n", MAX_GUEST_CPUS);
+				return -1;
+			}
+			cpu_ids[ncpus++] = (unsigned)c;
+		}
+		if (*p == ',')
+			p++;
+	}
+	if (ncpus == 0) {
+		say("MAPWALK-ERROR cannot parse cpu/possible: %s\n", buf);
+		return -1;
+	}
+	return 0;
+}
+
+static int is_percpu(unsigned type)
+{
+	return type == BPF_MAP_TYPE_PERCPU_ARRAY || type == BPF_MAP_TYPE_PERCPU_HASH ||
+	       type == BPF_MAP_TYPE_LRU_PERCPU_HASH;
+}
+
+static int is_hash(unsigned type)
+{
+	return type == BPF_MAP_TYPE_HASH || type == BPF_MAP_TYPE_LRU_HASH ||
+	       type == BPF_MAP_TYPE_PERCPU_HASH || type == BPF_MAP_TYPE_LRU_PERCPU_HASH;
+}
+
+/* Bytes of a lookup's or an update's value buffer: round_up(value_size, 8) per possible
+ * CPU for the per-CPU types. */
+static size_t value_buf_len(const struct map_spec *m)
+{
+	if (is_percpu(m->type))
+		return (size_t)((m->value_size + 7) / 8 * 8) * ncpus;
+	return m->value_size;
+}
+
+/* Writes the ground truth of one key, as a lookup returns it: `VAL <id> <key> <hex>`
+ * for ARRAY maps, `HVAL <id> <keyhex> <hex>` for HASH and LRU_HASH,
+ * `PVAL <id> <keyhex> <cpu> <hex>` (value_size bytes, one line per possible CPU) for
+ * the per-CPU types. */
+static int print_key(FILE *f, struct map_spec *m, const unsigned char *key, unsigned char *value)
+{
+	if (map_lookup(m, key, value) != 0)
+		return -1;
+	if (m->type == BPF_MAP_TYPE_ARRAY) {
+		uint32_t k;
+		memcpy(&k, key, 4);
+		fprintf(f, "VAL %u %u ", m->id, k);
+		hex(f, value, m->value_size);
+		fputc('\n', f);
+	} else if (is_percpu(m->type)) {
+		size_t stride = (m->value_size + 7) / 8 * 8;
+		for (unsigned i = 0; i < ncpus; i++) {
+			fprintf(f, "PVAL %u ", m->id);
+			hex(f, key, m->key_size);
+			fprintf(f, " %u ", cpu_ids[i]);
+			hex(f, value + stride * i, m->value_size);
+			fputc('\n', f);
+		}
+	} else {
+		fprintf(f, "HVAL %u ", m->id);
+		hex(f, key, m->key_size);
+		fputc(' ', f);
+		hex(f, value, m->value_size);
+		fputc('\n', f);
+	}
+	return 0;
+}
+
 /* Creates and fills the maps and writes their ground truth to `path`. Returns 0 on
  * success. */
 static int make_maps(const char *path)
 {
 	/* Per-CPU lookups return round_up(value_size, 8) bytes per possible CPU. */
-	static unsigned char value[4096 * 64];
+	static unsigned char value[4096 * MAX_GUEST_CPUS];
+	unsigned char key[64], next[64];
 	FILE *f = fopen(path, "w");
 	if (!f) {
 		say("MAPWALK-ERROR open %s: %s\n", path, strerror(errno));
 		return -1;
 	}
-	int rc = 0;
+	int rc = read_possible_cpus();
+	if (rc != 0) {
+		fclose(f);
+		return rc;
+	}
+	fprintf(f, "CPUS possible=%u\n", ncpus);
 	for (size_t i = 0; i < NMAPS; i++) {
 		struct map_spec *m = &maps[i];
 		if (map_create(m) != 0) {
 			rc = -1;
 			continue;
 		}
-		if (m->type == BPF_MAP_TYPE_HASH) {
-			for (uint64_t k = 0; k < m->max_entries; k++) {
-				uint64_t key = k * 0x100000001b3ULL + 17;
-				for (unsigned b = 0; b < m->value_size; b++)
+		size_t vlen = value_buf_len(m);
+		if (is_hash(m->type)) {
+			/* Keys: LCG bytes, the last two replaced by the key's number (unique). */
+			for (unsigned k = 0; k < m->fill; k++) {
+				for (unsigned b = 0; b < m->key_size; b++)
+					key[b] = lcg_byte();
+				key[m->key_size - 2] = (unsigned char)k;
+				key[m->key_size - 1] = (unsigned char)(k >> 8);
+				for (size_t b = 0; b < vlen; b++)
 					value[b] = lcg_byte();
-				if (map_update(m, &key, value) != 0)
-					rc = -1;
-			}
-		} else if (m->type == BPF_MAP_TYPE_PERCPU_ARRAY) {
-			/* A possible CPU count above 64 would overflow `value`: cloud guests
-			 * here have 2. */
-			for (uint32_t k = 0; k < m->max_entries; k++) {
-				for (unsigned b = 0; b < 8 * 64; b++)
-					value[b] = lcg_byte();
-				if (map_update(m, &k, value) != 0)
+				if (map_update(m, key, value) != 0)
 					rc = -1;
 			}
 		} else {
 			for (uint32_t k = 0; k < m->max_entries; k++) {
-				for (unsigned b = 0; b < m->value_size; b++)
+				for (size_t b = 0; b < vlen; b++)
 					value[b] = lcg_byte();
 				if (map_update(m, &k, value) != 0)
 					rc = -1;
@@ -291,17 +428,27 @@ static int make_maps(const char *path)
 		}
 		fprintf(f, "MAP id=%u type=%u name=%s key=%u value=%u max=%u flags=%u\n", m->id,
 			m->type, m->name, m->key_size, m->value_size, m->max_entries, m->flags);
-		if (m->type != BPF_MAP_TYPE_ARRAY)
-			continue;
 		/* The ground truth is what the kernel hands back, not what was sent. */
-		for (uint32_t k = 0; k < m->max_entries; k++) {
-			if (map_lookup(m, &k, value) != 0) {
-				rc = -1;
-				continue;
+		if (!is_hash(m->type)) {
+			for (uint32_t k = 0; k < m->max_entries; k++)
+				if (print_key(f, m, (unsigned char *)&k, value) != 0)
+					rc = -1;
+			continue;
+		}
+		/* Every key the map holds (an LRU map may have evicted some), in the kernel's
+		 * order. */
+		const void *prev = NULL;
+		for (unsigned n = 0; n <= m->max_entries; n++) {
+			int r = map_next_key(m, prev, next);
+			if (r != 0) {
+				if (r < 0)
+					rc = -1;
+				break;
 			}
-			fprintf(f, "VAL %u %u ", m->id, k);
-			hex(f, value, m->value_size);
-			fputc('\n', f);
+			memcpy(key, next, m->key_size);
+			prev = key;
+			if (print_key(f, m, key, value) != 0)
+				rc = -1;
 		}
 	}
 	if (fclose(f) != 0) {

@@ -205,6 +205,17 @@ impl GuestConfig {
         smp: 2,
     };
 
+    /// Debian 12's cloud kernel (Linux 6.1) with KASLR, `no5lvl` and 4 vCPUs: per-CPU
+    /// maps with more than two copies per value.
+    pub const DEB12_KASLR_4LEVEL_SMP4: Self = Self {
+        name: "deb12-kaslr-4level-smp4",
+        kernel: "deb12-cloud",
+        kaslr: true,
+        five_level: false,
+        mem_mib: 512,
+        smp: 4,
+    };
+
     /// The kernel command line.
     pub fn cmdline(&self) -> String {
         let mut s = String::from("console=ttyS0 panic=-1 quiet");

@@ -82,6 +82,12 @@ pub struct GuestMap {
     pub flags: u32,
     /// For ARRAY maps: every key's value, as the kernel returned it to a lookup.
     pub values: BTreeMap<u32, Vec<u8>>,
+    /// For HASH and LRU_HASH maps (`HVAL` lines): every key the map held and its value,
+    /// as the kernel returned them (`BPF_MAP_GET_NEXT_KEY`, then a lookup).
+    pub hash_values: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// For per-CPU maps (`PVAL` lines): every key, then every possible CPU's copy
+    /// (`value_size` bytes of it) by CPU number, as a lookup returned them.
+    pub percpu_values: BTreeMap<Vec<u8>, BTreeMap<u32, Vec<u8>>>,
 }
 
 impl GuestReport {
@@ -95,6 +101,20 @@ impl GuestReport {
             .section("bpf-maps")
             .ok_or_else(|| failed("guest report: no section \"bpf-maps\""))?;
         parse_bpf_maps(text)
+    }
+
+    /// The possible CPUs the guest counted when it made its maps (the line
+    /// `CPUS possible=<n>` of section `bpf-maps`).
+    ///
+    /// # Errors
+    /// [`super::Error::Failed`] without the section or the line.
+    pub fn bpf_possible_cpus(&self) -> Result<u32> {
+        let text = self
+            .section("bpf-maps")
+            .ok_or_else(|| failed("guest report: no section \"bpf-maps\""))?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("CPUS possible=")?.trim().parse().ok())
+            .ok_or_else(|| failed("guest bpf-maps: no line \"CPUS possible=<n>\""))
     }
 }
 
@@ -122,6 +142,8 @@ pub(crate) fn parse_bpf_maps(text: &str) -> Result<Vec<GuestMap>> {
                     max_entries: num("max")?,
                     flags: num("flags")?,
                     values: BTreeMap::new(),
+                    hash_values: BTreeMap::new(),
+                    percpu_values: BTreeMap::new(),
                 });
             }
             Some("VAL") => {
@@ -134,6 +156,37 @@ pub(crate) fn parse_bpf_maps(text: &str) -> Result<Vec<GuestMap>> {
                 }
                 map.values.insert(key, bytes);
             }
+            Some("HVAL") => {
+                let id: u32 = words.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+                let key = parse_hex(words.next().ok_or_else(bad)?).ok_or_else(bad)?;
+                let bytes = parse_hex(words.next().ok_or_else(bad)?).ok_or_else(bad)?;
+                let map = maps.iter_mut().find(|m| m.id == id).ok_or_else(bad)?;
+                if key.len() != map.key_size as usize
+                    || bytes.len() != map.value_size as usize
+                    || map.hash_values.insert(key, bytes).is_some()
+                {
+                    return Err(bad());
+                }
+            }
+            Some("PVAL") => {
+                let id: u32 = words.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+                let key = parse_hex(words.next().ok_or_else(bad)?).ok_or_else(bad)?;
+                let cpu: u32 = words.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+                let bytes = parse_hex(words.next().ok_or_else(bad)?).ok_or_else(bad)?;
+                let map = maps.iter_mut().find(|m| m.id == id).ok_or_else(bad)?;
+                if key.len() != map.key_size as usize
+                    || bytes.len() != map.value_size as usize
+                    || map
+                        .percpu_values
+                        .entry(key)
+                        .or_default()
+                        .insert(cpu, bytes)
+                        .is_some()
+                {
+                    return Err(bad());
+                }
+            }
+            Some("CPUS") => {}
             None => {}
             Some(_) => return Err(bad()),
         }
@@ -272,6 +325,24 @@ mod tests {
                 .is_err()
         );
         assert!(parse_bpf_maps("MAP id=x\n").is_err());
+        let text = "CPUS possible=2\n\
+                    MAP id=5 type=1 name=h key=2 value=1 max=4 flags=0\n\
+                    HVAL 5 0a0b ff\n\
+                    MAP id=6 type=5 name=p key=3 value=2 max=4 flags=0\n\
+                    PVAL 6 010203 0 aabb\nPVAL 6 010203 1 ccdd\n";
+        let maps = parse_bpf_maps(text).unwrap();
+        assert_eq!(maps[0].hash_values[&vec![0x0a, 0x0b]], [0xff]);
+        assert_eq!(maps[1].percpu_values[&vec![1, 2, 3]][&1], [0xcc, 0xdd]);
+        let dup = format!("{text}PVAL 6 010203 1 ccdd\n");
+        assert!(parse_bpf_maps(&dup).is_err());
+        assert!(parse_bpf_maps(&text.replace("HVAL 5 0a0b", "HVAL 5 0a")).is_err());
+        assert!(parse_bpf_maps(&text.replace("1 ccdd", "1 cc")).is_err());
+        let r = GuestReport::parse(&(sample() + &section("bpf-maps", text))).unwrap();
+        assert_eq!(r.bpf_possible_cpus().unwrap(), 2);
+        assert!(GuestReport::parse(&sample())
+            .unwrap()
+            .bpf_possible_cpus()
+            .is_err());
         assert_eq!(parse_hex("0aFF"), Some(vec![10, 255]));
         assert_eq!(parse_hex("0g"), None);
     }

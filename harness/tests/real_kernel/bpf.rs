@@ -8,10 +8,11 @@
 use super::{kernel_view, MIB};
 use mapwalk::btf;
 use mapwalk::e2e::{self, GuestConfig, GuestMap};
+use mapwalk::kallsyms::SymbolTable;
 use mapwalk_core::bpf::{MapList, BPF_F_MMAPABLE};
 use mapwalk_core::{
-    Bpf, KernelRead, KernelView, Kva, MapInfo, MapType, Pa, PhysErrorKind, PhysRange, PhysRead,
-    PhysWrite, Ram,
+    Bpf, KernelLayout, KernelRead, KernelView, Kva, MapInfo, MapType, Pa, PhysErrorKind, PhysRange,
+    PhysRead, PhysWrite, Ram,
 };
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -32,8 +33,25 @@ fn deb13_kaslr_5level_bpf_maps() {
     bpf_maps(&GuestConfig::DEB13_KASLR_5LEVEL);
 }
 
+#[test]
+fn deb12_kaslr_4level_smp4_bpf_maps() {
+    bpf_maps(&GuestConfig::DEB12_KASLR_4LEVEL_SMP4);
+}
+
 /// The maps `/init` creates (see `harness/e2e/guest/init.c`).
-const GUEST_MAPS: [&str; 5] = ["mw_array", "mw_one.bss", "mw_mmap", "mw_hash", "mw_pcpu"];
+pub(super) const GUEST_MAPS: [&str; 11] = [
+    "mw_array",
+    "mw_one.bss",
+    "mw_mmap",
+    "mw_hash",
+    "mw_lru",
+    "mw_pcpu",
+    "mw_pcpu20",
+    "mw_ph6",
+    "mw_ph12",
+    "mw_lph12",
+    "mw_ph8",
+];
 
 /// How long the guest may take to notice a write (it polls every 200 ms; TCG is slow).
 const CHANGE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -115,26 +133,7 @@ fn bpf_maps(config: &GuestConfig) {
     let mem = Ram::new(Pa(0), ram);
     let (view, _, _) = kernel_view(&test, syms, regs, &mem, ram_len);
 
-    // The kernel's BTF, out of guest memory.
-    let (start, stop) = (sym("__start_BTF"), sym("__stop_BTF"));
-    assert!(
-        start < stop,
-        "{test}: __start_BTF={start:#x} __stop_BTF={stop:#x}"
-    );
-    let mut raw = vec![0u8; usize::try_from(stop - start).unwrap()];
-    view.read_kernel(Kva(start), &mut raw)
-        .unwrap_or_else(|e| panic!("{test}: read the BTF at {start:#x}: {e}"));
-    assert_eq!(raw[..4], [0x9f, 0xeb, 1, 0], "{test}: BTF magic");
-    let started = Instant::now();
-    let resolved = btf::layout_from_bytes(&raw).unwrap_or_else(|e| panic!("{test}: {e}"));
-    eprintln!(
-        "{test}: {} bytes of BTF resolved in {:.2} s: {:?}; warnings: {:?}",
-        raw.len(),
-        started.elapsed().as_secs_f64(),
-        resolved.layout,
-        resolved.warnings
-    );
-    let layout = resolved.layout;
+    let layout = layout_from_guest(&test, syms, &view);
     let map_idr = Kva(sym("map_idr"));
 
     let bpf = Bpf::new(&view, &layout, map_idr);
@@ -246,6 +245,38 @@ fn bpf_maps(config: &GuestConfig) {
         expected.len(),
         waited.elapsed().as_secs_f64()
     );
+}
+
+/// The kernel's layout, from the BTF in guest memory (between `__start_BTF` and
+/// `__stop_BTF` of the guest's kallsyms).
+pub(super) fn layout_from_guest<M: PhysRead>(
+    test: &str,
+    syms: &SymbolTable,
+    view: &KernelView<M>,
+) -> KernelLayout {
+    let sym = |name: &str| {
+        syms.lookup(name)
+            .unwrap_or_else(|| panic!("{test}: the guest's kallsyms has no {name}"))
+    };
+    let (start, stop) = (sym("__start_BTF"), sym("__stop_BTF"));
+    assert!(
+        start < stop,
+        "{test}: __start_BTF={start:#x} __stop_BTF={stop:#x}"
+    );
+    let mut raw = vec![0u8; usize::try_from(stop - start).unwrap()];
+    view.read_kernel(Kva(start), &mut raw)
+        .unwrap_or_else(|e| panic!("{test}: read the BTF at {start:#x}: {e}"));
+    assert_eq!(raw[..4], [0x9f, 0xeb, 1, 0], "{test}: BTF magic");
+    let started = Instant::now();
+    let resolved = btf::layout_from_bytes(&raw).unwrap_or_else(|e| panic!("{test}: {e}"));
+    eprintln!(
+        "{test}: {} bytes of BTF resolved in {:.2} s: {:?}; warnings: {:?}",
+        raw.len(),
+        started.elapsed().as_secs_f64(),
+        resolved.layout,
+        resolved.warnings
+    );
+    resolved.layout
 }
 
 fn check_info(test: &str, want: &GuestMap, got: &MapInfo) {
