@@ -269,18 +269,35 @@ fn owner_key(paging: &Paging) -> [u64; 2] {
 ///
 /// # Errors
 /// As [`translate`]. Errors and absent entries are never cached.
-#[inline]
+#[inline(always)]
 pub fn translate_cached<M: PhysRead + ?Sized>(
     mem: &M,
     paging: &Paging,
     cache: &TranslationCache,
     va: Kva,
 ) -> Result<Translation> {
-    cache.claim(paging);
-    if let Some(m) = cache.probe(va) {
-        cache.hits.set(cache.hits.get().wrapping_add(1));
-        return Ok(Translation::Mapped(m));
+    // The hit path is small enough to inline into every reader; the walk is not.
+    if cache.owner.get() == Some(owner_key(paging)) {
+        if let Some(m) = cache.probe(va) {
+            cache.hits.set(cache.hits.get().wrapping_add(1));
+            return Ok(Translation::Mapped(m));
+        }
     }
+    translate_miss(mem, paging, cache, va)
+}
+
+/// The miss path of [`translate_cached`]: claim the cache, walk, remember.
+#[cold]
+#[inline(never)]
+fn translate_miss<M: PhysRead + ?Sized>(
+    mem: &M,
+    paging: &Paging,
+    cache: &TranslationCache,
+    va: Kva,
+) -> Result<Translation> {
+    // The caller probed already when the owner matched; when it did not, `claim`
+    // empties the cache, so probing again could only miss.
+    cache.claim(paging);
     cache.misses.set(cache.misses.get().wrapping_add(1));
     let t = translate(mem, paging, va)?;
     if let Translation::Mapped(m) = &t {

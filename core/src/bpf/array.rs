@@ -273,6 +273,28 @@ mod tests {
     }
 
     #[test]
+    fn a_value_over_more_scattered_pages_than_one_batch_reads_whole() {
+        let size = 70 * 4096 + 12;
+        let mut b = GuestBuilder::x86_64(true);
+        b.add_map(
+            MapSpec::array(1, "huge", size, 1)
+                .vmalloc()
+                .with_values(|k| pattern(k, size as usize)),
+        );
+        let g = b.build();
+        let view = g.view();
+        let bpf = Bpf::new(&view, &g.layout, g.map_idr);
+        let a = bpf.array(&bpf.map_by_id(1).unwrap().unwrap()).unwrap();
+        assert_eq!(a.value(&view, 0).unwrap(), pattern(0, size as usize));
+        let mut piece = vec![0u8; 40 * 4096];
+        a.read(&view, 0, 4096 * 20 + 7, &mut piece).unwrap();
+        assert_eq!(
+            piece[..],
+            pattern(0, size as usize)[4096 * 20 + 7..4096 * 60 + 7]
+        );
+    }
+
+    #[test]
     fn mmapable_values_are_page_aligned() {
         let g = guest(SynthArch::X86_64 { five_level: false });
         let view = g.view();
