@@ -331,6 +331,10 @@ impl<M: PhysRead> KernelRead for KernelView<M> {
     }
 
     fn read_kernel(&self, va: Kva, buf: &mut [u8]) -> Result<()> {
+        // Nothing to read, nothing to translate (as `write_kernel` of nothing).
+        if buf.is_empty() {
+            return Ok(());
+        }
         // Fast path: the whole buffer inside one contiguous span.
         let span = self.kva_to_pa(va)?;
         let len = len_u64(buf.len());

@@ -445,9 +445,12 @@ impl<K: KernelRead + ?Sized> FusedIterator for XaWalk<'_, K> {}
 /// slot is empty or holds a marker.
 ///
 /// Descends by the index bits, reading one node per level (at most [`MAX_XA_DEPTH`]),
-/// with the same checks and node cap as [`XaWalk`]. Returns `Some(e)` exactly when the
-/// walk would yield `(index, e)`: like the walk, it does not follow sibling entries to
-/// the head of a multi-index entry (IDRs never store those).
+/// with the same checks and node cap as [`XaWalk`]. For single-index entries (all an
+/// IDR stores) it returns `Some(e)` exactly when the walk yields `(index, e)`. An entry
+/// that stands in a node above the last level covers a range of indices, as the kernel's
+/// multi-index entries do: `xa_load` returns it for every index of the range, while the
+/// walk yields it once, at the range's first index. Like the walk, it does not follow
+/// sibling entries to the head of a multi-index entry.
 ///
 /// # Errors
 /// A read error, or bad tree data on the path to `index` as the
