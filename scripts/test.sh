@@ -39,3 +39,10 @@ fi
 
 step "tests"
 cargo test --workspace --all-features
+
+step "no_std agent: a static, freestanding program walking a synthetic guest"
+bash agent/run.sh
+
+step "fuzz smoke: every target briefly (nightly, cargo-fuzz)"
+rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+SMOKE_SECONDS="${SMOKE_SECONDS:-15}" bash fuzz/smoke.sh
