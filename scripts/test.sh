@@ -40,6 +40,9 @@ fi
 step "tests"
 cargo test --workspace --all-features
 
+step "miri: the file backend's unsafe copy-out (the tests that make no syscalls)"
+bash backends/file/miri.sh
+
 step "no_std agent: a static, freestanding program walking a synthetic guest"
 bash agent/run.sh
 
