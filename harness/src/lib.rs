@@ -16,8 +16,11 @@
 #![deny(missing_docs)]
 
 pub mod btf;
+pub mod describe;
 pub mod kallsyms;
 pub mod qmp;
+pub mod render;
+pub mod source;
 
 #[doc(hidden)]
 pub mod e2e;

@@ -1,0 +1,115 @@
+//! Why a kernel could not be described.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::btf::BtfError;
+
+/// Why [`describe`](super::describe) failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DescribeError {
+    /// A file could not be read.
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A vmlinux or symbol file is not what it should be (not ELF, no symbol table, a
+    /// malformed line).
+    BadFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+    /// A symbol the description needs is not in the symbols.
+    MissingSymbol(&'static str),
+    /// No page-table root: no CR3 was given and no VMCOREINFO (given or found in
+    /// memory) names `init_top_pgt`/`swapper_pg_dir` with `phys_base`.
+    NoPagingRoot,
+    /// The user's files and the memory describe different kernels (or different boots
+    /// of one kernel): `what` differs, `files` is what the symbols (or VMCOREINFO) say,
+    /// `memory` what the memory holds.
+    Mismatch {
+        /// What was compared.
+        what: String,
+        /// The value from the symbols / the user's files.
+        files: String,
+        /// The value found in memory.
+        memory: String,
+    },
+    /// Reading or translating kernel memory failed.
+    Kernel {
+        /// What was being done.
+        what: String,
+        /// The core's error.
+        source: mapwalk_core::Error,
+    },
+    /// The BTF could not be found, read or resolved into a layout.
+    Btf {
+        /// Where it came from.
+        what: String,
+        /// The error.
+        source: BtfError,
+    },
+}
+
+impl DescribeError {
+    pub(super) fn kernel(what: impl Into<String>) -> impl FnOnce(mapwalk_core::Error) -> Self {
+        let what = what.into();
+        move |source| Self::Kernel { what, source }
+    }
+
+    pub(super) fn mismatch(
+        what: impl Into<String>,
+        files: impl Into<String>,
+        memory: impl Into<String>,
+    ) -> Self {
+        Self::Mismatch {
+            what: what.into(),
+            files: files.into(),
+            memory: memory.into(),
+        }
+    }
+}
+
+impl fmt::Display for DescribeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            Self::BadFile { path, what } => write!(f, "{}: {what}", path.display()),
+            Self::MissingSymbol(name) => {
+                write!(f, "the kernel symbols have no {name}, which is required")
+            }
+            Self::NoPagingRoot => write!(
+                f,
+                "no page-table root: give a CR3 (an ELF core with CPU state, or --cr3), \
+                 or memory with a VMCOREINFO that names init_top_pgt"
+            ),
+            Self::Mismatch {
+                what,
+                files,
+                memory,
+            } => write!(
+                f,
+                "the kernel symbols do not match the memory ({what}): the symbols/files say \
+                 {files}, the memory holds {memory}"
+            ),
+            Self::Kernel { what, source } => write!(f, "{what}: {source}"),
+            Self::Btf { what, source } => write!(f, "{what}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for DescribeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io { source, .. } => Some(source),
+            Self::Kernel { source, .. } => Some(source),
+            Self::Btf { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

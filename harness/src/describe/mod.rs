@@ -1,0 +1,732 @@
+//! Kernel description: from memory and the files a user has (a vmlinux or a symbol
+//! file, maybe BTF, maybe CPU state) to a ready [`KernelView`], a [`KernelLayout`] and
+//! the kernel's symbols at their runtime addresses.
+//!
+//! [`describe`] takes what each source offers (x86_64 only):
+//!
+//! - **Symbols**: a vmlinux ELF's `.symtab` (link-time addresses) or a `System.map` /
+//!   `/proc/kallsyms` text ([`SymbolSource`]).
+//! - **VMCOREINFO**: from an ELF core's note ([`MemoryHints::vmcoreinfo`]) or found in
+//!   memory by [`mapwalk_file::find_vmcoreinfo_with`] (page probe first; the full scan
+//!   only when the description cannot do without it: no CR3, or link-time symbols).
+//!   It gives `KERNELOFFSET` (the virtual KASLR slide), `NUMBER(phys_base)`,
+//!   `NUMBER(pgtable_l5_enabled)`, `SYMBOL(init_top_pgt)` (the page-table root, used as
+//!   CR3 when none is given) and `OSRELEASE`.
+//! - **The slide**: symbols are checked against every kernel-image `SYMBOL(...)` of the
+//!   VMCOREINFO (runtime addresses). A vmlinux gets `KERNELOFFSET`; a symbol file gets
+//!   0 (a runtime kallsyms) or `KERNELOFFSET` (a link-time `System.map`), whichever
+//!   agrees; neither agreeing is a [`DescribeError::Mismatch`].
+//! - **Paging**: CR3 from [`KernelSpec::cr3`], else [`MemoryHints::cr3`], else the
+//!   VMCOREINFO root. 5-level from CR4.LA57, else `NUMBER(pgtable_l5_enabled)`, else the
+//!   `__pgtable_l5_enabled` variable (trying both when `phys_base` must be walked to).
+//!   Never from `page_offset_base`.
+//! - **Layout**: `phys_base` from VMCOREINFO (checked against the variable) or by
+//!   [`KernelView::resolve_phys_base`]; `page_offset_base` read from its variable; the
+//!   direct map covers memory up to the end of [`PhysRead::ranges`].
+//! - **Checks**: `linux_banner` read through the view must start with `Linux version `,
+//!   name the VMCOREINFO `OSRELEASE` when there is one, and equal the vmlinux's own
+//!   banner when the symbols come from a vmlinux. Symbols of another kernel, or of
+//!   another boot of a KASLR kernel, are an error, never garbage.
+//! - **BTF**: a file (raw, or an ELF with `.BTF`), the vmlinux's `.BTF`, or the bytes
+//!   between `__start_BTF` and `__stop_BTF` in memory; the layout is resolved from it by
+//!   [`crate::btf::resolve_layout`] unless [`KernelSpec::layout_override`] gives one.
+//!
+//! ```no_run
+//! use mapwalk::describe::{describe, KernelSpec, MemoryHints, SymbolSource};
+//! use mapwalk_file::RamFile;
+//!
+//! let ram = RamFile::open("/dev/shm/guest-ram")?;
+//! let spec = KernelSpec::new(SymbolSource::SymbolFile("guest-kallsyms".into()));
+//! let kernel = describe(ram, &spec, &MemoryHints::default())?;
+//! for w in &kernel.warnings {
+//!     eprintln!("warning: {w}");
+//! }
+//! for map in kernel.bpf().collect_maps()?.maps {
+//!     println!("{} {:?}", map.id, map.name.as_str());
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod error;
+mod symbols;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use goblin::elf::Elf;
+use mapwalk_core::arch::x86_64::X86Paging;
+use mapwalk_core::bpf::PossibleCpus;
+use mapwalk_core::kernel::{KernelAddrs, KernelRead, KernelView, X86_START_KERNEL_MAP};
+use mapwalk_core::{Bpf, KernelLayout, Kva, Paging, PhysRead};
+use mapwalk_file::{find_vmcoreinfo_with, ElfCore, FindOptions, Vmcoreinfo};
+
+use crate::btf;
+use crate::kallsyms::SymbolTable;
+
+pub use error::DescribeError;
+pub use symbols::Symbols;
+
+/// Where the kernel's symbols come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SymbolSource {
+    /// A vmlinux ELF with a symbol table (link-time addresses).
+    Vmlinux(PathBuf),
+    /// A `System.map` (link-time addresses) or `/proc/kallsyms` (runtime addresses)
+    /// text.
+    SymbolFile(PathBuf),
+}
+
+/// Where the kernel's BTF comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BtfSource {
+    /// A file: raw BTF (`/sys/kernel/btf/vmlinux`) or an ELF with a `.BTF` section.
+    File(PathBuf),
+    /// The kernel's own, in memory between `__start_BTF` and `__stop_BTF`.
+    GuestMemory,
+}
+
+/// What the user says about the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelSpec {
+    /// The symbols.
+    pub symbols: SymbolSource,
+    /// The BTF; `None`: the `.BTF` of a vmlinux, else guest memory.
+    pub btf: Option<BtfSource>,
+    /// The page-table root (CR3), overriding [`MemoryHints::cr3`].
+    pub cr3: Option<u64>,
+    /// A layout to use instead of resolving one from the BTF (tests, and kernels whose
+    /// BTF lacks something). The BTF is still loaded, for rendering.
+    pub layout_override: Option<KernelLayout>,
+}
+
+impl KernelSpec {
+    /// Symbols from `symbols`, everything else found.
+    pub fn new(symbols: SymbolSource) -> Self {
+        Self {
+            symbols,
+            btf: None,
+            cr3: None,
+            layout_override: None,
+        }
+    }
+}
+
+/// What the memory's container says about the kernel (an ELF core's notes).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemoryHints {
+    /// VMCOREINFO from an ELF core note. `None`: search memory for it; an empty
+    /// [`Vmcoreinfo`]: there is none, do not search.
+    pub vmcoreinfo: Option<Vmcoreinfo>,
+    /// CR3 from the CPU state.
+    pub cr3: Option<u64>,
+    /// CR4 from the CPU state (bit 12, LA57: 5-level paging).
+    pub cr4: Option<u64>,
+}
+
+impl MemoryHints {
+    /// The hints an ELF core holds: its VMCOREINFO note and the control registers of
+    /// the first vCPU that has them.
+    pub fn from_elf_core(core: &ElfCore) -> Self {
+        let vcpu = core.vcpus().iter().find(|v| v.cr3().is_some());
+        Self {
+            vmcoreinfo: core.vmcoreinfo().cloned(),
+            cr3: vcpu.and_then(|v| v.cr3()),
+            cr4: vcpu.and_then(|v| v.cr4()),
+        }
+    }
+}
+
+/// CR4.LA57: 5-level paging.
+pub const CR4_LA57: u64 = 1 << 12;
+
+/// The most BTF read from memory (Debian's is about 5 MiB).
+pub const MAX_BTF_BYTES: u64 = 256 << 20;
+
+/// How many bytes of `linux_banner` are read.
+const BANNER_MAX: usize = 512;
+const BANNER_PREFIX: &str = "Linux version ";
+
+/// A described kernel: a view of its memory, its layout, BTF and symbols.
+pub struct Kernel<M> {
+    /// The kernel view.
+    pub view: KernelView<M>,
+    /// The struct layout.
+    pub layout: KernelLayout,
+    /// The kernel's BTF (vmlinux types), for rendering.
+    pub btf: btf_rs::Btf,
+    /// The symbols, at runtime addresses.
+    pub symbols: Symbols,
+    /// `map_idr`.
+    pub map_idr: Kva,
+    /// `__per_cpu_offset`, when the symbols have it.
+    pub per_cpu_offset: Option<Kva>,
+    /// `nr_cpu_ids`, when the symbols have it.
+    pub nr_cpu_ids: Option<Kva>,
+    /// The kernel release, from `linux_banner` (or VMCOREINFO).
+    pub release: Option<String>,
+    /// What was left out or assumed.
+    pub warnings: Vec<String>,
+    /// The VMCOREINFO used, if any.
+    pub vmcoreinfo: Option<Vmcoreinfo>,
+    /// `phys_base`.
+    pub phys_base: u64,
+    /// `page_offset_base`.
+    pub page_offset_base: u64,
+    /// The virtual KASLR slide applied to the symbols' file addresses.
+    pub slide: u64,
+}
+
+impl<M: fmt::Debug> fmt::Debug for Kernel<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Kernel")
+            .field("view", &self.view)
+            .field("layout", &self.layout)
+            .field("btf", &format_args!("<BTF>"))
+            .field("symbols", &format_args!("<{} symbols>", self.symbols.len()))
+            .field("map_idr", &self.map_idr)
+            .field("per_cpu_offset", &self.per_cpu_offset)
+            .field("nr_cpu_ids", &self.nr_cpu_ids)
+            .field("release", &self.release)
+            .field("warnings", &self.warnings)
+            .field("phys_base", &self.phys_base)
+            .field("page_offset_base", &self.page_offset_base)
+            .field("slide", &self.slide)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: PhysRead> Kernel<M> {
+    /// The BPF map walkers over this kernel.
+    pub fn bpf(&self) -> Bpf<'_, KernelView<M>> {
+        Bpf::new(&self.view, &self.layout, self.map_idr)
+    }
+
+    /// The possible CPUs as the kernel counts them (`nr_cpu_ids`), if the symbols have
+    /// it.
+    pub fn possible_cpus(&self) -> Option<PossibleCpus> {
+        self.nr_cpu_ids.map(PossibleCpus::NrCpuIds)
+    }
+}
+
+/// Symbols loaded from the user's file, before the slide is known.
+struct Loaded {
+    symbols: Symbols,
+    /// The addresses are link-time for sure (a vmlinux).
+    link_time: bool,
+    /// The vmlinux's `.BTF`.
+    elf_btf: Option<Vec<u8>>,
+    /// The vmlinux's own `linux_banner` text.
+    elf_banner: Option<String>,
+    path: PathBuf,
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, DescribeError> {
+    std::fs::read(path).map_err(|source| DescribeError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn bad_file(path: &Path, what: impl Into<String>) -> DescribeError {
+    DescribeError::BadFile {
+        path: path.to_path_buf(),
+        what: what.into(),
+    }
+}
+
+fn load_symbols(source: &SymbolSource) -> Result<Loaded, DescribeError> {
+    match source {
+        SymbolSource::Vmlinux(path) => {
+            let bytes = read_file(path)?;
+            let elf = Elf::parse(&bytes)
+                .map_err(|e| bad_file(path, format!("not an ELF vmlinux: {e}")))?;
+            let symbols = Symbols::from_elf(&elf);
+            if symbols.is_empty() {
+                return Err(bad_file(path, "no symbol table (a stripped vmlinux?)"));
+            }
+            let elf_btf = symbols::elf_section(&elf, &bytes, ".BTF").map(<[u8]>::to_vec);
+            let elf_banner = symbols
+                .file_addr("linux_banner")
+                .and_then(|addr| elf_string_at(&elf, &bytes, addr));
+            Ok(Loaded {
+                symbols,
+                link_time: true,
+                elf_btf,
+                elf_banner,
+                path: path.clone(),
+            })
+        }
+        SymbolSource::SymbolFile(path) => {
+            let bytes = read_file(path)?;
+            let text = String::from_utf8_lossy(&bytes);
+            let table = SymbolTable::parse(&text).map_err(|e| bad_file(path, e.to_string()))?;
+            if table.is_empty() {
+                return Err(bad_file(path, "no symbols"));
+            }
+            if table.addresses_hidden() {
+                return Err(bad_file(
+                    path,
+                    "every address is zero (read /proc/kallsyms as root, with kptr_restrict < 2)",
+                ));
+            }
+            Ok(Loaded {
+                symbols: Symbols::from_table(&table),
+                link_time: false,
+                elf_btf: None,
+                elf_banner: None,
+                path: path.clone(),
+            })
+        }
+    }
+}
+
+/// The NUL-terminated string at virtual address `addr` of an ELF's sections.
+fn elf_string_at(elf: &Elf<'_>, bytes: &[u8], addr: u64) -> Option<String> {
+    let sh = elf.section_headers.iter().find(|sh| {
+        sh.sh_type == goblin::elf::section_header::SHT_PROGBITS
+            && sh.sh_addr <= addr
+            && addr < sh.sh_addr.saturating_add(sh.sh_size)
+    })?;
+    let off = sh.sh_offset.checked_add(addr.checked_sub(sh.sh_addr)?)?;
+    let start = usize::try_from(off).ok()?;
+    let rest = bytes.get(start..)?;
+    let rest = rest.get(..rest.len().min(BANNER_MAX)).unwrap_or(rest);
+    Some(c_string(rest))
+}
+
+fn c_string(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(bytes.get(..end).unwrap_or_default()).into_owned()
+}
+
+/// The kernel-image `SYMBOL(name)=addr` entries of a VMCOREINFO.
+fn image_symbols(info: &Vmcoreinfo) -> Vec<(String, u64)> {
+    info.entries()
+        .filter_map(|(k, _)| k.strip_prefix("SYMBOL(")?.strip_suffix(')'))
+        .filter_map(|name| Some((name.to_owned(), info.symbol(name)?)))
+        .filter(|&(_, addr)| addr >= X86_START_KERNEL_MAP)
+        .collect()
+}
+
+/// The KASLR slide that makes the symbols agree with the VMCOREINFO.
+fn choose_slide(
+    loaded: &Loaded,
+    info: Option<&Vmcoreinfo>,
+    warnings: &mut Vec<String>,
+) -> Result<u64, DescribeError> {
+    let Some(info) = info else {
+        if loaded.link_time {
+            warnings.push(
+                "no VMCOREINFO: the KASLR slide is unknown, assuming none (the banner \
+                 check catches a wrong guess)"
+                    .to_owned(),
+            );
+        }
+        return Ok(0);
+    };
+    let offset = info.kernel_offset();
+    let candidates: Vec<u64> = match (loaded.link_time, offset) {
+        (true, Some(o)) => vec![o],
+        (true, None) => vec![0],
+        (false, Some(o)) if o != 0 => vec![0, o],
+        (false, _) => vec![0],
+    };
+    let common: Vec<(String, u64, u64)> = image_symbols(info)
+        .into_iter()
+        .filter_map(|(name, runtime)| {
+            let file = loaded.symbols.file_addr(&name)?;
+            (file >= X86_START_KERNEL_MAP).then_some((name, runtime, file))
+        })
+        .collect();
+    if common.is_empty() {
+        warnings.push(format!(
+            "no VMCOREINFO SYMBOL(...) entry is in {}: the slide ({:#x}) is not checked",
+            loaded.path.display(),
+            candidates.first().copied().unwrap_or(0)
+        ));
+        return Ok(candidates.first().copied().unwrap_or(0));
+    }
+    let disagreement = |slide: u64| {
+        common
+            .iter()
+            .find(|(_, runtime, file)| file.wrapping_add(slide) != *runtime)
+    };
+    for &slide in &candidates {
+        if disagreement(slide).is_none() {
+            return Ok(slide);
+        }
+    }
+    let slide = candidates.last().copied().unwrap_or(0);
+    let (name, runtime, file) = disagreement(slide).cloned().unwrap_or_default();
+    let tried: Vec<String> = candidates.iter().map(|s| format!("{s:#x}")).collect();
+    Err(DescribeError::mismatch(
+        format!("address of {name}"),
+        format!(
+            "{file:#x} in {} (slides tried: {})",
+            loaded.path.display(),
+            tried.join(", ")
+        ),
+        format!("{runtime:#x} (VMCOREINFO SYMBOL({name}))"),
+    ))
+}
+
+/// The kernel-image mapping alone, at `phys_base`: enough to read image variables.
+fn image_only(phys_base: u64) -> KernelAddrs {
+    KernelAddrs {
+        direct_map: None,
+        ..KernelAddrs::x86_64(0, 0, phys_base)
+    }
+}
+
+/// Reads `__pgtable_l5_enabled` through the image mapping, if the symbols have it.
+fn read_l5<M: PhysRead>(view: &KernelView<&M>, symbols: &Symbols) -> Option<bool> {
+    let at = symbols.lookup("__pgtable_l5_enabled")?;
+    view.read_kernel_u32(at).ok().map(|v| v != 0)
+}
+
+/// Paging and the kernel image's place in memory.
+struct Placed {
+    paging: Paging,
+    phys_base: u64,
+    page_offset_base: u64,
+}
+
+fn place<M: PhysRead>(
+    mem: &M,
+    spec: &KernelSpec,
+    hints: &MemoryHints,
+    info: Option<&Vmcoreinfo>,
+    symbols: &Symbols,
+    warnings: &mut Vec<String>,
+) -> Result<Placed, DescribeError> {
+    let vm_phys_base = info.and_then(|i| i.number("phys_base"));
+    let cr3 = match spec.cr3.or(hints.cr3) {
+        Some(cr3) => cr3,
+        None => {
+            let root = info
+                .and_then(|i| {
+                    i.symbol("init_top_pgt")
+                        .or_else(|| i.symbol("swapper_pg_dir"))
+                })
+                .or_else(|| symbols.lookup("init_top_pgt").map(|k| k.0));
+            match (root, vm_phys_base) {
+                (Some(root), Some(pb)) => root.wrapping_sub(X86_START_KERNEL_MAP).wrapping_add(pb),
+                _ => return Err(DescribeError::NoPagingRoot),
+            }
+        }
+    };
+    let known_l5 = hints.cr4.map(|cr4| cr4 & CR4_LA57 != 0).or_else(|| {
+        info.and_then(|i| i.number("pgtable_l5_enabled"))
+            .map(|v| v != 0)
+    });
+    let paging = |l5| Paging::X86_64(X86Paging::new(cr3, l5));
+
+    let (five_level, phys_base) = match vm_phys_base {
+        Some(pb) => {
+            let view = KernelView::new(mem, paging(false), image_only(pb));
+            let l5 = known_l5
+                .or_else(|| read_l5(&view, symbols))
+                .unwrap_or(false);
+            if let Some(at) = symbols.lookup("phys_base") {
+                let value = view
+                    .read_kernel_u64(at)
+                    .map_err(DescribeError::kernel(format!("read phys_base at {at}")))?;
+                if value != pb {
+                    return Err(DescribeError::mismatch(
+                        "phys_base",
+                        format!("{value:#x} in the variable phys_base at {at} (by the symbols)"),
+                        format!("{pb:#x} (VMCOREINFO NUMBER(phys_base))"),
+                    ));
+                }
+            }
+            (l5, pb)
+        }
+        None => {
+            let at = symbols
+                .lookup("phys_base")
+                .ok_or(DescribeError::MissingSymbol("phys_base"))?;
+            let tries = known_l5.map_or(vec![false, true], |l5| vec![l5]);
+            let mut first_err = None;
+            let mut found = None;
+            for l5 in tries {
+                let mut view = KernelView::new(mem, paging(l5), image_only(0));
+                match view.resolve_phys_base(at) {
+                    Ok(pb) => {
+                        // Without CR4, the variable must agree with the guess.
+                        if known_l5.is_none() && read_l5(&view, symbols).is_some_and(|v| v != l5) {
+                            continue;
+                        }
+                        found = Some((l5, pb));
+                        break;
+                    }
+                    Err(e) => {
+                        first_err.get_or_insert(e);
+                    }
+                }
+            }
+            match (found, first_err) {
+                (Some(f), _) => f,
+                (None, source) => {
+                    return Err(DescribeError::Kernel {
+                        what: format!(
+                            "find phys_base by a page walk from CR3 {cr3:#x} to the variable \
+                             phys_base at {at} (do the symbols belong to this memory?)"
+                        ),
+                        source: source.unwrap_or(mapwalk_core::Error::Corrupt {
+                            what: "__pgtable_l5_enabled (contradicts every paging mode)",
+                            at,
+                            value: 0,
+                        }),
+                    })
+                }
+            }
+        }
+    };
+    let view = KernelView::new(mem, paging(five_level), image_only(phys_base));
+    if let (Some(known), Some(var)) = (known_l5, read_l5(&view, symbols)) {
+        if known != var {
+            warnings.push(format!(
+                "__pgtable_l5_enabled says {}-level paging, CR4/VMCOREINFO {}-level; \
+                 using the latter",
+                if var { 5 } else { 4 },
+                if known { 5 } else { 4 }
+            ));
+        }
+    }
+    let page_offset_base = match symbols.lookup("page_offset_base") {
+        Some(at) => {
+            let v = view
+                .read_kernel_u64(at)
+                .map_err(DescribeError::kernel(format!(
+                    "read page_offset_base at {at}"
+                )))?;
+            // The direct map lies in the upper half, below the image.
+            if !(0xff00_0000_0000_0000..X86_START_KERNEL_MAP).contains(&v) || v & 0xfff != 0 {
+                return Err(DescribeError::mismatch(
+                    "page_offset_base",
+                    format!("the variable page_offset_base at {at}"),
+                    format!("{v:#x}, not a direct-map base"),
+                ));
+            }
+            v
+        }
+        None => {
+            let v = if five_level {
+                0xff11_0000_0000_0000
+            } else {
+                0xffff_8880_0000_0000
+            };
+            warnings.push(format!(
+                "no page_offset_base symbol: assuming the unrandomized direct map at {v:#x}"
+            ));
+            v
+        }
+    };
+    Ok(Placed {
+        paging: paging(five_level),
+        phys_base,
+        page_offset_base,
+    })
+}
+
+/// Reads `linux_banner` and checks it against VMCOREINFO and the vmlinux. Returns the
+/// release it names.
+fn check_banner<K: KernelRead>(
+    view: &K,
+    symbols: &Symbols,
+    info: Option<&Vmcoreinfo>,
+    loaded: &Loaded,
+) -> Result<String, DescribeError> {
+    let at = symbols
+        .lookup("linux_banner")
+        .ok_or(DescribeError::MissingSymbol("linux_banner"))?;
+    let mut buf = vec![0u8; BANNER_MAX];
+    let files = format!("\"Linux version ...\" at linux_banner = {at}");
+    if let Err(e) = view.read_kernel(at, &mut buf) {
+        return Err(DescribeError::mismatch(
+            "linux_banner",
+            files,
+            format!("no readable memory there ({e})"),
+        ));
+    }
+    let text = c_string(&buf);
+    let Some(rest) = text.strip_prefix(BANNER_PREFIX) else {
+        let shown: String = text.chars().take(48).collect();
+        return Err(DescribeError::mismatch(
+            "linux_banner",
+            files,
+            format!("{shown:?} ({:02x?})", &buf[..16]),
+        ));
+    };
+    let release = rest.split_whitespace().next().unwrap_or("").to_owned();
+    if let Some(os) = info.and_then(Vmcoreinfo::osrelease) {
+        if os != release {
+            return Err(DescribeError::mismatch(
+                "kernel release",
+                format!("{release} (linux_banner, read by the symbols)"),
+                format!("{os} (VMCOREINFO OSRELEASE)"),
+            ));
+        }
+    }
+    if let Some(elf) = &loaded.elf_banner {
+        if elf.trim_end() != text.trim_end() {
+            return Err(DescribeError::mismatch(
+                "linux_banner",
+                format!("{:?} (in {})", elf.trim_end(), loaded.path.display()),
+                format!("{:?}", text.trim_end()),
+            ));
+        }
+    }
+    Ok(release)
+}
+
+/// Reads the kernel's BTF from memory, between `__start_BTF` and `__stop_BTF`.
+fn btf_from_memory<K: KernelRead>(view: &K, symbols: &Symbols) -> Result<Vec<u8>, DescribeError> {
+    let start = symbols
+        .lookup("__start_BTF")
+        .ok_or(DescribeError::MissingSymbol("__start_BTF"))?;
+    let stop = symbols
+        .lookup("__stop_BTF")
+        .ok_or(DescribeError::MissingSymbol("__stop_BTF"))?;
+    let len = stop
+        .0
+        .checked_sub(start.0)
+        .filter(|&l| l > 0 && l <= MAX_BTF_BYTES)
+        .ok_or_else(|| DescribeError::Btf {
+            what: format!("BTF in memory from __start_BTF={start} to __stop_BTF={stop}"),
+            source: btf::BtfError::Parse("implausible size".to_owned()),
+        })?;
+    let mut raw = vec![0u8; usize::try_from(len).unwrap_or(0)];
+    view.read_kernel(start, &mut raw)
+        .map_err(DescribeError::kernel(format!("read the BTF at {start}")))?;
+    Ok(raw)
+}
+
+/// Raw BTF from a file: the file itself, or the `.BTF` section of an ELF.
+fn btf_from_file(path: &Path) -> Result<Vec<u8>, DescribeError> {
+    let bytes = read_file(path)?;
+    if !bytes.starts_with(b"\x7fELF") {
+        return Ok(bytes);
+    }
+    let elf = Elf::parse(&bytes).map_err(|e| bad_file(path, format!("bad ELF: {e}")))?;
+    symbols::elf_section(&elf, &bytes, ".BTF")
+        .map(<[u8]>::to_vec)
+        .ok_or_else(|| bad_file(path, "ELF without a .BTF section"))
+}
+
+/// Describes the kernel in `mem`: see the [module documentation](self).
+///
+/// # Errors
+/// - [`DescribeError::Io`] / [`DescribeError::BadFile`] for the user's files;
+/// - [`DescribeError::MissingSymbol`] for a required symbol (`map_idr`, `phys_base`
+///   when VMCOREINFO does not give it, `linux_banner`, the BTF bounds when reading BTF
+///   from memory);
+/// - [`DescribeError::NoPagingRoot`] without a CR3 or a VMCOREINFO root;
+/// - [`DescribeError::Mismatch`] when the symbols do not fit the memory;
+/// - [`DescribeError::Kernel`] when memory cannot be read or translated;
+/// - [`DescribeError::Btf`] when the BTF cannot be parsed or lacks a required field.
+pub fn describe<M: PhysRead>(
+    mem: M,
+    spec: &KernelSpec,
+    hints: &MemoryHints,
+) -> Result<Kernel<M>, DescribeError> {
+    let mut warnings = Vec::new();
+    let loaded = load_symbols(&spec.symbols)?;
+
+    let vmcoreinfo = match &hints.vmcoreinfo {
+        Some(v) => Some(v.clone()),
+        None => {
+            // The page probe is cheap; the full scan only when the description needs
+            // VMCOREINFO (no CR3 to start from, or link-time symbols to slide).
+            let needed = spec.cr3.or(hints.cr3).is_none() || loaded.link_time;
+            let opts = FindOptions {
+                scan: needed,
+                ..FindOptions::default()
+            };
+            match find_vmcoreinfo_with(&mem, &opts) {
+                Ok(found) => found.map(|f| f.vmcoreinfo),
+                Err(e) => {
+                    warnings.push(format!("searching memory for VMCOREINFO failed: {e}"));
+                    None
+                }
+            }
+        }
+    };
+    // An empty hint means "do not search": there is none.
+    let vmcoreinfo = vmcoreinfo.filter(|v| !v.is_empty());
+    let info = vmcoreinfo.as_ref();
+
+    let slide = choose_slide(&loaded, info, &mut warnings)?;
+    let symbols = loaded.symbols.clone().with_slide(slide);
+    let map_idr = symbols
+        .lookup("map_idr")
+        .ok_or(DescribeError::MissingSymbol("map_idr"))?;
+
+    let placed = place(&mem, spec, hints, info, &symbols, &mut warnings)?;
+    let ram_end = mem.ranges().iter().map(|r| r.end()).max().unwrap_or(0);
+    let view = KernelView::new(
+        mem,
+        placed.paging,
+        KernelAddrs::x86_64(placed.page_offset_base, ram_end, placed.phys_base),
+    );
+
+    let release = check_banner(&view, &symbols, info, &loaded)?;
+
+    let (raw_btf, btf_what) = match (&spec.btf, &loaded.elf_btf) {
+        (Some(BtfSource::File(path)), _) => (btf_from_file(path)?, path.display().to_string()),
+        (None, Some(b)) => (b.clone(), format!("{} .BTF", loaded.path.display())),
+        (Some(BtfSource::GuestMemory), _) | (None, None) => (
+            btf_from_memory(&view, &symbols)?,
+            "BTF in memory (__start_BTF)".to_owned(),
+        ),
+    };
+    let btf_err = |source| DescribeError::Btf {
+        what: btf_what.clone(),
+        source,
+    };
+    let btf = btf::parse(&raw_btf).map_err(btf_err)?;
+    let layout = match spec.layout_override {
+        Some(layout) => layout,
+        None => {
+            let resolved = btf::resolve_layout(&btf).map_err(btf_err)?;
+            warnings.extend(resolved.warnings);
+            resolved.layout
+        }
+    };
+
+    let optional = |warnings: &mut Vec<String>, name: &str, why: &str| {
+        let kva = symbols.lookup(name);
+        if kva.is_none() {
+            warnings.push(format!("no {name} symbol: {why}"));
+        }
+        kva
+    };
+    let per_cpu_offset = optional(
+        &mut warnings,
+        "__per_cpu_offset",
+        "per-CPU map values cannot be read",
+    );
+    let nr_cpu_ids = optional(
+        &mut warnings,
+        "nr_cpu_ids",
+        "the possible CPUs must be given",
+    );
+
+    Ok(Kernel {
+        view,
+        layout,
+        btf,
+        symbols,
+        map_idr,
+        per_cpu_offset,
+        nr_cpu_ids,
+        release: Some(release),
+        warnings,
+        vmcoreinfo,
+        phys_base: placed.phys_base,
+        page_offset_base: placed.page_offset_base,
+        slide,
+    })
+}

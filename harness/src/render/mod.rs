@@ -1,0 +1,311 @@
+//! Maps and their entries as text: JSON in `bpftool -j`'s shapes, and human lines in
+//! the style of `bpftool map show` / `map dump`.
+//!
+//! - [`map_json`] / [`write_map_human`]: one map's metadata.
+//! - [`DumpWriter`]: a streaming dump. JSON entries are `{"key":["0x01",..],
+//!   "value":[..]}`, per-CPU ones `{"key":[..],"values":[{"cpu":0,"value":[..]},..]}`,
+//!   plus `"formatted":{"key":..,"value"(s):..}` when the map's BTF is known
+//!   ([`btf::TypeRenderer`]).
+
+pub mod btf;
+
+use std::io::{self, Write};
+
+use serde_json::{json, Map, Value};
+
+use crate::source::{MapMeta, ValueRef};
+
+/// `"0x00"` .. `"0xff"` with their quotes, for the hex arrays.
+const fn hex_table() -> [[u8; 6]; 256] {
+    let digits = b"0123456789abcdef";
+    let mut t = [[0u8; 6]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [b'"', b'0', b'x', digits[i >> 4], digits[i & 15], b'"'];
+        i += 1;
+    }
+    t
+}
+static HEX: [[u8; 6]; 256] = hex_table();
+
+/// Appends `["0x01","0x02",...]` to `out`.
+pub fn push_hex_json(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.reserve(bytes.len() * 7 + 2);
+    out.push(b'[');
+    for (i, &b) in bytes.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&HEX[usize::from(b)]);
+    }
+    out.push(b']');
+}
+
+/// Appends `01 02 ff` to `out`.
+pub fn push_hex_spaced(out: &mut Vec<u8>, bytes: &[u8]) {
+    for (i, &b) in bytes.iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        out.extend_from_slice(&HEX[usize::from(b)][3..5]);
+    }
+}
+
+/// `01 02 ff`.
+pub fn hex_spaced(bytes: &[u8]) -> String {
+    let mut v = Vec::new();
+    push_hex_spaced(&mut v, bytes);
+    String::from_utf8(v).unwrap_or_default()
+}
+
+/// The type as `bpftool` prints it: its name, or its number when unknown.
+pub fn type_json(m: &MapMeta) -> Value {
+    match m.map_type.name() {
+        Some(n) => Value::from(n),
+        None => Value::from(m.map_type.0),
+    }
+}
+
+/// One map as `bpftool -j map show` gives it (the keys both know).
+pub fn map_json(m: &MapMeta) -> Value {
+    let mut o = Map::new();
+    o.insert("id".into(), json!(m.id));
+    o.insert("type".into(), type_json(m));
+    if !m.name.as_bytes().is_empty() {
+        o.insert("name".into(), json!(m.name_string()));
+    }
+    o.insert("flags".into(), json!(m.flags));
+    o.insert("bytes_key".into(), json!(m.key_size));
+    o.insert("bytes_value".into(), json!(m.value_size));
+    o.insert("max_entries".into(), json!(m.max_entries));
+    if m.btf_id != 0 {
+        o.insert("btf_id".into(), json!(m.btf_id));
+    }
+    Value::Object(o)
+}
+
+/// One map as `bpftool map show` prints it:
+/// `ID: TYPE  name NAME  flags 0x0` / `\tkey 4B  value 8B  max_entries 4`.
+///
+/// # Errors
+/// The writer's.
+pub fn write_map_human(w: &mut impl Write, m: &MapMeta) -> io::Result<()> {
+    match m.map_type.name() {
+        Some(n) => write!(w, "{}: {n}  ", m.id)?,
+        None => write!(w, "{}: type {}  ", m.id, m.map_type.0)?,
+    }
+    if !m.name.as_bytes().is_empty() {
+        write!(w, "name {}  ", m.name)?;
+    }
+    writeln!(w, "flags {:#x}", m.flags)?;
+    write!(
+        w,
+        "\tkey {}B  value {}B  max_entries {}",
+        m.key_size, m.value_size, m.max_entries
+    )?;
+    if m.btf_id != 0 {
+        write!(w, "\n\tbtf_id {}", m.btf_id)?;
+    }
+    writeln!(w)
+}
+
+/// How a dump is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `bpftool -j`.
+    Json,
+    /// `bpftool`'s plain lines.
+    Human,
+}
+
+/// The BTF of a map and its key and value type ids.
+#[derive(Debug, Clone, Copy)]
+pub struct Types<'a> {
+    /// The renderer.
+    pub renderer: btf::TypeRenderer<'a>,
+    /// `btf_key_type_id` (0: none).
+    pub key: u32,
+    /// `btf_value_type_id` (0: none).
+    pub value: u32,
+}
+
+impl Types<'_> {
+    fn key(&self, bytes: &[u8]) -> Option<Value> {
+        (self.key != 0).then(|| self.renderer.render(self.key, bytes))
+    }
+
+    fn value(&self, bytes: &[u8]) -> Option<Value> {
+        (self.value != 0).then(|| self.renderer.render(self.value, bytes))
+    }
+}
+
+/// Output is handed to the writer in chunks of about this many bytes (few `write`s).
+const FLUSH_AT: usize = 1 << 20;
+
+/// Writes a dump entry by entry. JSON output is one array (`[` at the first entry or
+/// at [`finish`](Self::finish), `]` at `finish`).
+#[derive(Debug)]
+pub struct DumpWriter<'a, W: Write> {
+    out: W,
+    format: Format,
+    types: Option<Types<'a>>,
+    buf: Vec<u8>,
+    count: u64,
+    open: bool,
+}
+
+impl<'a, W: Write> DumpWriter<'a, W> {
+    /// A writer to `out`.
+    pub fn new(out: W, format: Format, types: Option<Types<'a>>) -> Self {
+        Self {
+            out,
+            format,
+            types,
+            buf: Vec::with_capacity(FLUSH_AT + 4096),
+            count: 0,
+            open: false,
+        }
+    }
+
+    /// The entries written so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    fn start(&mut self) {
+        if !self.open && self.format == Format::Json {
+            self.buf.push(b'[');
+        }
+        self.open = true;
+    }
+
+    /// Writes one entry.
+    ///
+    /// # Errors
+    /// The writer's.
+    pub fn entry(&mut self, key: &[u8], value: ValueRef<'_>) -> io::Result<()> {
+        self.start();
+        match self.format {
+            Format::Json => self.entry_json(key, value),
+            Format::Human => self.entry_human(key, value),
+        }
+        self.count += 1;
+        if self.buf.len() >= FLUSH_AT {
+            self.out.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    fn entry_json(&mut self, key: &[u8], value: ValueRef<'_>) {
+        let b = &mut self.buf;
+        if self.count > 0 {
+            b.push(b',');
+        }
+        b.extend_from_slice(b"{\"key\":");
+        push_hex_json(b, key);
+        match value {
+            ValueRef::Single(v) => {
+                b.extend_from_slice(b",\"value\":");
+                push_hex_json(b, v);
+            }
+            ValueRef::PerCpu(p) => {
+                b.extend_from_slice(b",\"values\":[");
+                for (i, (cpu, v)) in p.iter().enumerate() {
+                    if i > 0 {
+                        b.push(b',');
+                    }
+                    b.extend_from_slice(format!("{{\"cpu\":{cpu},\"value\":").as_bytes());
+                    push_hex_json(b, v);
+                    b.push(b'}');
+                }
+                b.push(b']');
+            }
+        }
+        if let Some(t) = self.types {
+            let f = formatted(&t, key, value);
+            b.extend_from_slice(b",\"formatted\":");
+            // Serializing a `Value` into a `Vec` cannot fail.
+            let _ = serde_json::to_writer(&mut *b, &f);
+        }
+        b.push(b'}');
+    }
+
+    fn entry_human(&mut self, key: &[u8], value: ValueRef<'_>) {
+        let b = &mut self.buf;
+        if let Some(t) = self.types {
+            let f = formatted(&t, key, value);
+            let _ = serde_json::to_writer(&mut *b, &f);
+            b.push(b'\n');
+            return;
+        }
+        match value {
+            ValueRef::Single(v) => {
+                b.extend_from_slice(b"key: ");
+                push_hex_spaced(b, key);
+                b.extend_from_slice(b"  value: ");
+                push_hex_spaced(b, v);
+                b.push(b'\n');
+            }
+            ValueRef::PerCpu(p) => {
+                b.extend_from_slice(b"key:\n");
+                push_hex_spaced(b, key);
+                b.push(b'\n');
+                for (cpu, v) in p.iter() {
+                    b.extend_from_slice(format!("value (CPU {cpu:02}): ").as_bytes());
+                    push_hex_spaced(b, v);
+                    b.push(b'\n');
+                }
+            }
+        }
+    }
+
+    /// Closes the dump (`]` for JSON, `Found N elements` for humans) and flushes.
+    ///
+    /// # Errors
+    /// The writer's.
+    pub fn finish(mut self) -> io::Result<W> {
+        self.start();
+        match self.format {
+            Format::Json => self.buf.extend_from_slice(b"]\n"),
+            Format::Human => self
+                .buf
+                .extend_from_slice(format!("Found {} elements\n", self.count).as_bytes()),
+        }
+        self.out.write_all(&self.buf)?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+/// `{"key":..,"value":..}` or `{"key":..,"values":[{"cpu":N,"value":..}]}` through BTF.
+pub fn formatted(t: &Types<'_>, key: &[u8], value: ValueRef<'_>) -> Value {
+    let mut o = Map::new();
+    // bpftool leaves the key out when the map has no key type (`.bss` and friends).
+    if let Some(k) = t.key(key) {
+        o.insert("key".into(), k);
+    }
+    match value {
+        ValueRef::Single(v) => {
+            o.insert("value".into(), t.value(v).unwrap_or_else(|| hex_value(v)));
+        }
+        ValueRef::PerCpu(p) => {
+            let values = p
+                .iter()
+                .map(|(cpu, v)| json!({"cpu": cpu, "value": t.value(v).unwrap_or_else(|| hex_value(v))}))
+                .collect();
+            o.insert("values".into(), Value::Array(values));
+        }
+    }
+    Value::Object(o)
+}
+
+/// `["0x01",..]` as a `Value`.
+pub fn hex_value(bytes: &[u8]) -> Value {
+    Value::Array(
+        bytes
+            .iter()
+            .map(|&b| Value::String(format!("0x{b:02x}")))
+            .collect(),
+    )
+}
