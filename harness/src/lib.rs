@@ -5,11 +5,14 @@
 //!
 //! - **Kernel description**: where a kernel's symbols are ([`kallsyms`]) and its
 //!   struct layouts, resolved from the kernel's BTF into a
-//!   [`mapwalk_core::KernelLayout`] ([`btf`], with the `btf-rs` crate); later also the
-//!   paging state, turned into the plain data `mapwalk_core` takes.
-//! - **Rendering** (to come): map values shown through their BTF types.
-//! - **The `mapwalk` CLI** (to come): lists and dumps the BPF maps of a VM or a memory
-//!   dump from outside the guest.
+//!   [`mapwalk_core::KernelLayout`] ([`btf`], with the `btf-rs` crate), and the KASLR
+//!   and paging state, all put together by [`describe`] into a ready kernel view.
+//! - **Sources** ([`source`]): one read-only view of maps over guest memory (the core's
+//!   walkers behind a [`describe::Kernel`]) and over the live host (`mapwalk-live`).
+//! - **Rendering** ([`render`]): keys and values shown through their BTF types, as text
+//!   like `bpftool`'s and as JSON that scripts written for `bpftool -j` read unchanged.
+//! - **The `mapwalk` CLI** (`src/bin/mapwalk.rs`): lists, dumps and writes the BPF maps of
+//!   the live host, a VM's RAM file or a memory dump.
 //! - **Real-kernel tests**: [`qmp`] talks to QEMU, and the test driver (`e2e`, not part
 //!   of the public API) boots Debian kernels under QEMU so that `tests/` can check the
 //!   core against what the guest itself reports. See `harness/e2e/README.md`.
