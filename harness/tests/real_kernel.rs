@@ -22,6 +22,8 @@ use std::collections::BTreeMap;
 mod bpf;
 #[path = "real_kernel/describe.rs"]
 mod describe;
+#[path = "real_kernel/dump.rs"]
+mod dump;
 #[path = "real_kernel/htab.rs"]
 mod htab;
 

@@ -56,6 +56,16 @@ impl Guest {
                 "/dev/shm (guest RAM lives there)".into(),
             ));
         }
+        if let Some(free) = free_bytes(shm) {
+            let need = u64::from(config.mem_mib) << 20;
+            if free < need {
+                return Err(Error::Unavailable(format!(
+                    "{} MiB free in /dev/shm for {} MiB of guest RAM",
+                    free >> 20,
+                    config.mem_mib
+                )));
+            }
+        }
         let tag = format!("mapwalk-e2e-{}-{}", std::process::id(), config.name);
         let dir = std::env::temp_dir().join(&tag);
         let ram_path = shm.join(&tag);
@@ -173,9 +183,39 @@ impl Guest {
         self.boot_time
     }
 
-    /// The file that holds guest RAM (offset = guest physical address).
+    /// The file that holds guest RAM: offset = guest physical address up to 2 GiB of
+    /// RAM; see [`ram_layout`](Self::ram_layout) for larger guests.
     pub fn ram_path(&self) -> &Path {
         &self.ram_path
+    }
+
+    /// The guest's directory (logs, QMP socket), removed with the guest: a place for
+    /// large temporary files such as ELF dumps.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Runs an HMP command without pausing the guest. Waits while another thread
+    /// holds a [`Paused`] of this guest; never call it while this thread holds one (use
+    /// [`Paused::qmp`] then).
+    ///
+    /// # Errors
+    /// [`Error::Failed`] when QMP fails.
+    pub fn hmp(&self, command_line: &str) -> Result<String> {
+        let mut qmp = self.qmp.lock().unwrap_or_else(|e| e.into_inner());
+        qmp.hmp(command_line)
+            .map_err(|e| failed(format!("QMP {command_line}: {e}")))
+    }
+
+    /// CR0/CR3/CR4 of the first vCPU, read while the guest runs (HMP `info
+    /// registers`). Same caveat as [`hmp`](Self::hmp).
+    ///
+    /// # Errors
+    /// [`Error::Failed`] when QMP fails or the registers cannot be parsed.
+    pub fn x86_regs(&self) -> Result<X86ControlRegs> {
+        let text = self.hmp("info registers")?;
+        X86ControlRegs::parse(&text)
+            .ok_or_else(|| failed(format!("no CR0/CR3/CR4 in info registers:\n{text}")))
     }
 
     /// The guest's console output so far.
@@ -361,6 +401,21 @@ fn wait_ready(qemu: &mut Child, dir: &Path, started: Instant) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Free bytes in the file system of `path`, by `df -Pk`; `None` when `df` fails.
+/// (Guest RAM files are sparse: a full /dev/shm kills QEMU with `SIGBUS` mid-boot.)
+fn free_bytes(path: &Path) -> Option<u64> {
+    let out = Command::new("df").arg("-Pk").arg(path).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let kib: u64 = text
+        .lines()
+        .nth(1)?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 fn tail(s: &str, n: usize) -> &str {

@@ -12,9 +12,11 @@
 //!   [`unavailable`].
 
 mod guest;
+mod memory;
 mod report;
 
 pub use guest::{Guest, Paused};
+pub use memory::parse_mtree_layout;
 pub use report::{parse_hex, GuestMap, GuestReport};
 
 use std::collections::HashMap;
@@ -166,8 +168,9 @@ pub struct GuestConfig {
     pub kaslr: bool,
     /// 5-level paging (`-cpu max` offers LA57); `false` adds `no5lvl`.
     pub five_level: bool,
-    /// Guest RAM in MiB (at most 2048, so that the RAM file offset is the guest
-    /// physical address on q35).
+    /// Guest RAM in MiB. Up to 2048 the RAM file offset is the guest physical address
+    /// on q35; with more (3072), q35 keeps 2 GiB below 4 GiB and puts the rest at
+    /// 4 GiB, at file offset 2 GiB: see [`Guest::ram_layout`].
     pub mem_mib: u32,
     /// vCPUs.
     pub smp: u32,
@@ -214,6 +217,31 @@ impl GuestConfig {
         five_level: false,
         mem_mib: 512,
         smp: 4,
+    };
+
+    /// Debian 13's cloud kernel (Linux 6.12) with `nokaslr no5lvl`, **3 GiB** (RAM
+    /// above 4 GiB: the RAM file is not an identity map) and **1 vCPU**. Checked by
+    /// `tests/real_kernel/dump.rs` only, through [`Guest::ram_layout`].
+    pub const DEB13_NOKASLR_4LEVEL_3G_SMP1: Self = Self {
+        name: "deb13-nokaslr-4level-3g-smp1",
+        kernel: "deb13-cloud",
+        kaslr: false,
+        five_level: false,
+        mem_mib: 3072,
+        smp: 1,
+    };
+
+    /// Debian 12's cloud kernel (Linux 6.1) with KASLR, 5-level paging, **3 GiB** and
+    /// **1 vCPU**: the complement of [`Self::DEB13_NOKASLR_4LEVEL_3G_SMP1`] in kernel,
+    /// KASLR and paging, so that 3 GiB meets each of their values.
+    /// `tests/real_kernel/dump.rs` only.
+    pub const DEB12_KASLR_5LEVEL_3G_SMP1: Self = Self {
+        name: "deb12-kaslr-5level-3g-smp1",
+        kernel: "deb12-cloud",
+        kaslr: true,
+        five_level: true,
+        mem_mib: 3072,
+        smp: 1,
     };
 
     /// The kernel command line.

@@ -10,10 +10,13 @@
 use super::bpf::{layout_from_guest, GUEST_MAPS};
 use super::{kernel_view, MIB};
 use mapwalk::e2e::{self, GuestConfig, GuestMap};
+use mapwalk::kallsyms::SymbolTable;
 use mapwalk_core::bpf::{
     CpuCopy, HtabValue, PerCpuOffsets, PerCpuValue, PossibleCpus, PptrEvidence, PptrPlacement,
 };
-use mapwalk_core::{Bpf, KernelRead, KernelView, Kva, MapInfo, MapType, Pa, Ram};
+use mapwalk_core::{
+    Bpf, KernelLayout, KernelRead, KernelView, Kva, MapInfo, MapType, Pa, PhysRead, Ram,
+};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -42,8 +45,6 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-type View<'a> = KernelView<&'a Ram<Vec<u8>>>;
-
 fn hash_maps(config: &GuestConfig) {
     let test = format!("real_kernel::htab::{}", config.name);
     let Some(guest) = e2e::guest(&test, config) else {
@@ -51,10 +52,6 @@ fn hash_maps(config: &GuestConfig) {
     };
     let report = guest.report();
     let syms = &report.kallsyms;
-    let sym = |name: &str| {
-        syms.lookup(name)
-            .unwrap_or_else(|| panic!("{test}: the guest's kallsyms has no {name}"))
-    };
     let expected = report.bpf_maps().unwrap_or_else(|e| panic!("{test}: {e}"));
     for name in GUEST_MAPS {
         assert!(
@@ -82,16 +79,43 @@ fn hash_maps(config: &GuestConfig) {
     let mem = Ram::new(Pa(0), ram);
     let (view, _, _) = kernel_view(&test, syms, regs, &mem, ram_len);
     let layout = layout_from_guest(&test, syms, &view);
+    check_hash_maps(
+        &test,
+        syms,
+        &view,
+        &layout,
+        &expected,
+        cpus,
+        guest.release(),
+    );
+}
+
+/// Every HASH, LRU_HASH and per-CPU map of `expected` through `view` and `layout`,
+/// byte-exact per key and per possible CPU (`cpus` of them, by `nr_cpu_ids` and
+/// `__per_cpu_offset` from `syms`); prints a summary naming `release`.
+pub(super) fn check_hash_maps<M: PhysRead>(
+    test: &str,
+    syms: &SymbolTable,
+    view: &KernelView<M>,
+    layout: &KernelLayout,
+    expected: &[GuestMap],
+    cpus: u32,
+    release: &str,
+) {
+    let sym = |name: &str| {
+        syms.lookup(name)
+            .unwrap_or_else(|| panic!("{test}: the guest's kallsyms has no {name}"))
+    };
     assert!(
         layout.htab.is_some(),
         "{test}: bpf_htab did not resolve from the guest's BTF"
     );
-    let bpf = Bpf::new(&view, &layout, Kva(sym("map_idr")));
+    let bpf = Bpf::new(view, layout, Kva(sym("map_idr")));
 
     // __per_cpu_offset[0 .. nr_cpu_ids], nr_cpu_ids read from the guest.
     let nr_cpu_ids = Kva(sym("nr_cpu_ids"));
     let offsets = PerCpuOffsets::read_vec(
-        &view,
+        view,
         Kva(sym("__per_cpu_offset")),
         PossibleCpus::NrCpuIds(nr_cpu_ids),
     )
@@ -118,17 +142,17 @@ fn hash_maps(config: &GuestConfig) {
 
     let started = Instant::now();
     let mut summary = String::new();
-    for want in &expected {
+    for want in expected {
         let info = bpf
             .map_by_id(want.id)
             .unwrap_or_else(|e| panic!("{test}: map_by_id({}): {e}", want.id))
             .unwrap_or_else(|| panic!("{test}: map {} ({}) not in map_idr", want.id, want.name));
         let line = match MapType(want.map_type) {
-            MapType::HASH | MapType::LRU_HASH => check_htab(&test, &bpf, &info, want),
+            MapType::HASH | MapType::LRU_HASH => check_htab(test, &bpf, &info, want),
             MapType::PERCPU_HASH | MapType::LRU_PERCPU_HASH => {
-                check_percpu_htab(&test, &bpf, &offsets, &info, want)
+                check_percpu_htab(test, &bpf, &offsets, &info, want)
             }
-            MapType::PERCPU_ARRAY => check_percpu_array(&test, &bpf, &offsets, &info, want),
+            MapType::PERCPU_ARRAY => check_percpu_array(test, &bpf, &offsets, &info, want),
             _ => continue,
         };
         writeln!(summary, "  {}", line).unwrap();
@@ -136,7 +160,7 @@ fn hash_maps(config: &GuestConfig) {
     eprintln!(
         "{test}: kernel {}, {cpus} possible CPUs, per-CPU offsets {:x?} \
          (slot {cpus}, not read: {past:#x}); checks took {:.2} s:\n{summary}",
-        guest.release(),
+        release,
         offsets.as_slice(),
         started.elapsed().as_secs_f64()
     );
@@ -144,7 +168,12 @@ fn hash_maps(config: &GuestConfig) {
 
 /// HASH and LRU_HASH: `entries` is the guest's `HVAL` set, with no error; `mw_hash` has
 /// chains longer than one element.
-fn check_htab(test: &str, bpf: &Bpf<'_, View<'_>>, info: &MapInfo, want: &GuestMap) -> String {
+fn check_htab<M: PhysRead>(
+    test: &str,
+    bpf: &Bpf<'_, KernelView<M>>,
+    info: &MapInfo,
+    want: &GuestMap,
+) -> String {
     let name = &want.name;
     let h = bpf
         .htab(info)
@@ -282,9 +311,9 @@ fn check_copies(
 /// PERCPU_HASH and LRU_PERCPU_HASH: the placement decided from the data, then every
 /// key and every possible CPU byte-exact; no CPU past the possible ones; the other
 /// placement, forced, does not reproduce the values.
-fn check_percpu_htab(
+fn check_percpu_htab<M: PhysRead>(
     test: &str,
-    bpf: &Bpf<'_, View<'_>>,
+    bpf: &Bpf<'_, KernelView<M>>,
     offsets: &PerCpuOffsets<Vec<u64>>,
     info: &MapInfo,
     want: &GuestMap,
@@ -415,9 +444,9 @@ fn check_percpu_htab(
 }
 
 /// PERCPU_ARRAY: every key, every possible CPU, byte-exact.
-fn check_percpu_array(
+fn check_percpu_array<M: PhysRead>(
     test: &str,
-    bpf: &Bpf<'_, View<'_>>,
+    bpf: &Bpf<'_, KernelView<M>>,
     offsets: &PerCpuOffsets<Vec<u64>>,
     info: &MapInfo,
     want: &GuestMap,
