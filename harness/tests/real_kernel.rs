@@ -20,6 +20,8 @@ use std::collections::BTreeMap;
 
 #[path = "real_kernel/bpf.rs"]
 mod bpf;
+#[path = "real_kernel/cli.rs"]
+mod cli;
 #[path = "real_kernel/describe.rs"]
 mod describe;
 #[path = "real_kernel/dump.rs"]

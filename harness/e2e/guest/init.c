@@ -21,10 +21,10 @@
  *
  * When everything is written it prints `MAPWALK-READY` on the console (ttyS0) and
  * keeps the map fds open forever (PID 1 must never exit; the maps die with their fds):
- * every ~200 ms it looks up key 0 of `mw_array` and, when the value changed (the host
- * wrote guest memory), prints `CHANGED <id> 0 <hex>` on the console. A failure prints
- * `MAPWALK-ERROR <what>` on the console and still sleeps, so the host sees the error
- * rather than a kernel panic.
+ * every ~200 ms it looks up key 0 of `mw_array` and of `mw_one.bss` and, when one
+ * changed (the host wrote guest memory), prints `CHANGED <id> 0 <hex>` on the console.
+ * A failure prints `MAPWALK-ERROR <what>` on the console and still sleeps, so the host
+ * sees the error rather than a kernel panic.
  *
  * Built with `gcc -static -O2` by harness/e2e/setup.sh; needs nothing but static glibc.
  */
@@ -458,28 +458,43 @@ static int make_maps(const char *path)
 	return rc;
 }
 
-/* Forever: print `CHANGED <id> 0 <hex>` on the console when key 0 of mw_array changes. */
+/*
+ * Forever: print `CHANGED <id> 0 <hex>` on the console when key 0 of a watched map
+ * changes: `mw_array` (maps[0]) and `mw_one.bss` (maps[1]), each on its own.
+ */
+#define NWATCH 2
+#define WATCH_MAX 128
 static void watch(void)
 {
-	struct map_spec *m = &maps[0];
-	unsigned char last[64], now[64];
+	unsigned char last[NWATCH][WATCH_MAX], now[WATCH_MAX];
+	int have[NWATCH];
 	uint32_t key = 0;
-	int have = m->fd >= 0 && map_lookup(m, &key, last) == 0;
+	int any = 0;
+	for (int w = 0; w < NWATCH; w++) {
+		struct map_spec *m = &maps[w];
+		have[w] = m->fd >= 0 && m->value_size <= WATCH_MAX &&
+			  map_lookup(m, &key, last[w]) == 0;
+		any |= have[w];
+	}
 	for (;;) {
 		struct timespec ts = { 0, 200 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
-		if (!have) {
+		if (!any) {
 			pause();
 			continue;
 		}
-		if (map_lookup(m, &key, now) != 0 || memcmp(now, last, m->value_size) == 0)
-			continue;
-		memcpy(last, now, m->value_size);
-		char line[256];
-		int n = snprintf(line, sizeof line, "CHANGED %u 0 ", m->id);
-		for (unsigned i = 0; i < m->value_size; i++)
-			n += snprintf(line + n, sizeof line - (size_t)n, "%02x", now[i]);
-		say("%s\n", line);
+		for (int w = 0; w < NWATCH; w++) {
+			struct map_spec *m = &maps[w];
+			if (!have[w] || map_lookup(m, &key, now) != 0 ||
+			    memcmp(now, last[w], m->value_size) == 0)
+				continue;
+			memcpy(last[w], now, m->value_size);
+			char line[2 * WATCH_MAX + 64];
+			int n = snprintf(line, sizeof line, "CHANGED %u 0 ", m->id);
+			for (unsigned i = 0; i < m->value_size; i++)
+				n += snprintf(line + n, sizeof line - (size_t)n, "%02x", now[i]);
+			say("%s\n", line);
+		}
 	}
 }
 

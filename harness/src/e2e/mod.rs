@@ -288,3 +288,12 @@ pub fn guest(test: &str, config: &GuestConfig) -> Option<&'static Guest> {
         Err(Error::Failed(what)) => panic!("{test}: guest {}: {what}", config.name),
     }
 }
+
+/// Serializes the tests that write guest memory and those that compare map values a
+/// write could change. Boots stay parallel: a test takes the lock after its guest is up.
+pub fn value_lock() -> std::sync::MutexGuard<'static, ()> {
+    static VALUES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    VALUES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

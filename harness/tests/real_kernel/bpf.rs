@@ -109,6 +109,8 @@ fn bpf_maps(config: &GuestConfig) {
     let Some(guest) = e2e::guest(&test, config) else {
         return;
     };
+    // Writers and exact value checks of the shared guests take turns.
+    let _values = e2e::value_lock();
     let report = guest.report();
     let syms = &report.kallsyms;
     let sym = |name: &str| {
