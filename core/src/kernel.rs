@@ -262,17 +262,7 @@ impl<M: PhysRead> KernelView<M> {
                 }
             }
             let live = reqs.get_mut(..n).unwrap_or_default();
-            self.mem.read_phys_many(live).map_err(|e| {
-                let (pa, len) = live
-                    .get(e.index)
-                    .map_or((Pa(0), 0), |op| (op.pa, len_u64(op.buf.len())));
-                Error::Phys {
-                    access: crate::Access::Read,
-                    pa,
-                    len,
-                    kind: crate::PhysError::kind(&e.error),
-                }
-            })?;
+            self.mem.read_many(live)?;
         }
         Ok(())
     }
@@ -404,17 +394,7 @@ impl<M: PhysRead> KernelRead for KernelView<M> {
                 rest = tail;
             }
             let live = ops.get_mut(..n).unwrap_or_default();
-            self.mem.read_phys_many(live).map_err(|e| {
-                let (pa, len) = live
-                    .get(e.index)
-                    .map_or((Pa(0), 0), |op| (op.pa, len_u64(op.buf.len())));
-                Error::Phys {
-                    access: crate::Access::Read,
-                    pa,
-                    len,
-                    kind: crate::PhysError::kind(&e.error),
-                }
-            })?;
+            self.mem.read_many(live)?;
         }
         Ok(())
     }

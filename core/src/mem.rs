@@ -152,6 +152,25 @@ pub trait PhysReadExt: PhysRead {
         })
     }
 
+    /// [`PhysRead::read_phys_many`] with the error converted.
+    ///
+    /// # Errors
+    /// [`Error::Phys`] naming the address and length of the piece that failed.
+    #[inline]
+    fn read_many(&self, ops: &mut [ReadOp<'_>]) -> Result<(), Error> {
+        self.read_phys_many(ops).map_err(|e| {
+            let (pa, len) = ops
+                .get(e.index)
+                .map_or((Pa(0), 0), |op| (op.pa, len_u64(op.buf.len())));
+            Error::Phys {
+                access: Access::Read,
+                pa,
+                len,
+                kind: e.error.kind(),
+            }
+        })
+    }
+
     /// Reads a little-endian `u8`.
     ///
     /// # Errors
