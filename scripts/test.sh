@@ -39,6 +39,8 @@ fi
 
 step "tests"
 cargo test --workspace --all-features
+# The core's own tests also pass without any feature (what a no_std user builds).
+cargo test -p mapwalk-core
 
 step "miri: the file backend's unsafe copy-out (the tests that make no syscalls)"
 bash backends/file/miri.sh

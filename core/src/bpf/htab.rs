@@ -159,6 +159,8 @@ struct Geometry {
 /// The map is read while the walk runs: walk a paused guest.
 ///
 /// ```
+/// # #[cfg(feature = "synth")]
+/// # fn main() -> Result<(), mapwalk_core::Error> {
 /// use mapwalk_core::synth::{GuestBuilder, MapSpec};
 /// use mapwalk_core::Bpf;
 ///
@@ -180,7 +182,10 @@ struct Geometry {
 ///     sum += u64::from(u32::from_le_bytes(key)) * u64::from_le_bytes(value);
 /// }
 /// assert_eq!(sum, 7 * 70 + 9 * 90);
-/// # Ok::<(), mapwalk_core::Error>(())
+/// # Ok(())
+/// # }
+/// # #[cfg(not(feature = "synth"))]
+/// # fn main() {}
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HtabMap {
@@ -435,7 +440,7 @@ impl HtabMap {
     /// [`percpu_entries`](Self::percpu_entries)), or [`Error::LimitExceeded`] when
     /// `key_size` or `value_size` is above [`crate::Limits::value_size`]. Errors met
     /// while walking are in the result.
-    #[cfg(feature = "alloc")]
+    #[cfg(any(feature = "alloc", test))]
     pub fn entries<K: KernelRead + ?Sized>(&self, mem: &K) -> Result<HtabEntries> {
         use alloc::vec;
         if self.is_percpu() {
@@ -464,7 +469,7 @@ impl HtabMap {
     /// [`Error::WrongMapType`] for a map that is not per-CPU, or
     /// [`Error::LimitExceeded`] when `key_size` or `value_size` is above
     /// [`crate::Limits::value_size`]. Errors met while walking are in the result.
-    #[cfg(feature = "alloc")]
+    #[cfg(any(feature = "alloc", test))]
     pub fn percpu_entries<K: KernelRead + ?Sized, B: AsRef<[u64]>>(
         &self,
         mem: &K,
@@ -505,7 +510,7 @@ impl HtabMap {
 }
 
 /// Every element of a HASH or LRU_HASH map, as [`HtabMap::entries`] collects them.
-#[cfg(feature = "alloc")]
+#[cfg(any(feature = "alloc", test))]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HtabEntries {
     /// `(key, value)` of every element read, in walk order.
@@ -518,7 +523,7 @@ pub struct HtabEntries {
 
 /// Every element of a PERCPU_HASH or LRU_PERCPU_HASH map, as
 /// [`HtabMap::percpu_entries`] collects them.
-#[cfg(feature = "alloc")]
+#[cfg(any(feature = "alloc", test))]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PerCpuHtabEntries {
     /// `(key, values by CPU)` of every element read, in walk order.
@@ -1247,6 +1252,8 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
     /// The decision holds for the map as it was probed: an empty map's is a default.
     ///
     /// ```
+    /// # #[cfg(feature = "synth")]
+    /// # fn main() -> Result<(), mapwalk_core::Error> {
     /// use mapwalk_core::bpf::{CpuCopy, PerCpuOffsets, PossibleCpus, PptrPlacement};
     /// use mapwalk_core::synth::{GuestBuilder, MapSpec};
     /// use mapwalk_core::{Bpf, MapType};
@@ -1273,7 +1280,10 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
     ///     .map(|v| u64::from_le_bytes(v.as_ref().present().unwrap()[..].try_into().unwrap()))
     ///     .collect();
     /// assert_eq!(per_cpu, [1, 2, 3]);
-    /// # Ok::<(), mapwalk_core::Error>(())
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "synth"))]
+    /// # fn main() {}
     /// ```
     ///
     /// # Errors

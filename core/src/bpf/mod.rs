@@ -14,17 +14,17 @@ mod maptype;
 mod percpu;
 
 pub use array::ArrayMap;
-#[cfg(feature = "alloc")]
+#[cfg(any(feature = "alloc", test))]
 pub use htab::{HtabEntries, PerCpuHtabEntries};
 pub use htab::{
     HtabEntry, HtabMap, HtabPos, HtabValue, HtabWalk, PptrDecision, PptrEvidence, PptrPlacement,
     ELEM_BUF, HEAD_BATCH_BYTES,
 };
-#[cfg(feature = "alloc")]
+#[cfg(any(feature = "alloc", test))]
 pub use map::MapList;
 pub use map::{read_map_info, Bpf, MapInfo, MapName, Maps};
 pub use maptype::{MapType, BPF_F_MMAPABLE};
-#[cfg(feature = "alloc")]
+#[cfg(any(feature = "alloc", test))]
 pub use percpu::PerCpuValue;
 pub use percpu::{
     CpuCopy, PerCpuArrayEntry, PerCpuArrayMap, PerCpuArrayWalk, PerCpuOffsets, PossibleCpus,

@@ -103,7 +103,7 @@ impl<T> CpuCopy<T> {
 }
 
 /// One CPU's copy of a per-CPU value, as an allocating reader returns it.
-#[cfg(feature = "alloc")]
+#[cfg(any(feature = "alloc", test))]
 pub type PerCpuValue = CpuCopy<alloc::vec::Vec<u8>>;
 
 /// `__per_cpu_offset[0 .. possible]`: where each possible CPU's per-CPU copies are.
@@ -251,7 +251,7 @@ impl<B: AsRef<[u64]>> PerCpuOffsets<B> {
     /// # Errors
     /// [`Error::LimitExceeded`] for a size above [`crate::Limits::value_size`], or the
     /// first copy that cannot be read.
-    #[cfg(feature = "alloc")]
+    #[cfg(any(feature = "alloc", test))]
     pub fn read_copies<K: KernelRead + ?Sized>(
         &self,
         mem: &K,
@@ -271,7 +271,7 @@ impl<B: AsRef<[u64]>> PerCpuOffsets<B> {
     }
 }
 
-#[cfg(feature = "alloc")]
+#[cfg(any(feature = "alloc", test))]
 impl PerCpuOffsets<alloc::vec::Vec<u64>> {
     /// [`read`](Self::read) into a `Vec` of the right length.
     ///
@@ -289,7 +289,7 @@ impl PerCpuOffsets<alloc::vec::Vec<u64>> {
 
 /// A size read from the guest, checked against [`crate::Limits::value_size`] before it
 /// sizes an allocation.
-#[cfg(feature = "alloc")]
+#[cfg(any(feature = "alloc", test))]
 pub(crate) fn alloc_len<K: KernelRead + ?Sized>(
     mem: &K,
     size: u32,
@@ -417,7 +417,7 @@ impl PerCpuArrayMap {
     ///
     /// # Errors
     /// As [`pptr`](Self::pptr) and [`PerCpuOffsets::read_copies`].
-    #[cfg(feature = "alloc")]
+    #[cfg(any(feature = "alloc", test))]
     pub fn values<K: KernelRead + ?Sized, B: AsRef<[u64]>>(
         &self,
         mem: &K,
