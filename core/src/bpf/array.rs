@@ -135,6 +135,22 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
                 op: "array access",
             });
         }
+        let (elem_size, values) = self.array_geometry(map)?;
+        Ok(ArrayMap {
+            info: *map,
+            values,
+            elem_size,
+        })
+    }
+
+    /// The stride and the start of the value (or `pptrs`) array of a `struct bpf_array`,
+    /// after checking that the stride the kernel holds is `round_up(value_size, 8)`,
+    /// that the key is 4 bytes and that the value is not empty.
+    ///
+    /// # Errors
+    /// [`Error::LayoutMissing`] without `bpf_array` offsets, [`Error::Corrupt`], or a
+    /// read error.
+    pub(crate) fn array_geometry(&self, map: &MapInfo) -> Result<(u32, Kva)> {
         let layout = self
             .layout
             .array
@@ -148,9 +164,10 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
                 })?;
         let elem_size = self.mem.read_kernel_u32(stride_at)?;
         let expected = align_up(u64::from(map.value_size), 8);
-        if expected != Some(u64::from(elem_size)) || map.key_size != 4 {
+        if expected != Some(u64::from(elem_size)) || map.key_size != 4 || map.value_size == 0 {
             return Err(Error::Corrupt {
-                what: "bpf_array.elem_size (not round_up(value_size, 8), or key_size not 4)",
+                what: "bpf_array.elem_size (not round_up(value_size, 8), or key_size not 4, \
+                       or value_size 0)",
                 at: stride_at,
                 value: u64::from(elem_size),
             });
@@ -162,11 +179,7 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
                 addr: map.kva.0,
                 len: u64::from(layout.value),
             })?;
-        Ok(ArrayMap {
-            info: *map,
-            values,
-            elem_size,
-        })
+        Ok((elem_size, values))
     }
 
     /// Reads `buf.len()` bytes at `offset` in the value of `key` of ARRAY `map`.

@@ -550,8 +550,8 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
                 op: "per-CPU array access",
             });
         }
-        let layout = self
-            .layout
+        // Without `bpf_array` offsets that is the error, whatever else is wrong.
+        self.layout
             .array
             .ok_or(Error::LayoutMissing { what: "bpf_array" })?;
         check_percpu_value_size(map.value_size)?;
@@ -562,30 +562,7 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
                 at: u64::from(map.max_entries),
             });
         }
-        let stride_at =
-            map.kva
-                .checked_add(u64::from(layout.elem_size))
-                .ok_or(Error::AddrOverflow {
-                    addr: map.kva.0,
-                    len: u64::from(layout.elem_size),
-                })?;
-        let elem_size = self.mem.read_kernel_u32(stride_at)?;
-        let expected = align_up(u64::from(map.value_size), 8);
-        if expected != Some(u64::from(elem_size)) || map.key_size != 4 || map.value_size == 0 {
-            return Err(Error::Corrupt {
-                what: "bpf_array.elem_size (not round_up(value_size, 8), or key_size not 4, \
-                       or value_size 0)",
-                at: stride_at,
-                value: u64::from(elem_size),
-            });
-        }
-        let pptrs = map
-            .kva
-            .checked_add(u64::from(layout.value))
-            .ok_or(Error::AddrOverflow {
-                addr: map.kva.0,
-                len: u64::from(layout.value),
-            })?;
+        let (_, pptrs) = self.array_geometry(map)?;
         Ok(PerCpuArrayMap { info: *map, pptrs })
     }
 }
