@@ -27,7 +27,8 @@
  *
  * When the initramfs holds /bin/mapwalk (a static build the in-guest test appends as
  * a second cpio archive; the other guests have none), it then runs it, at a moment
- * when nothing in the guest modifies a map any more, as `mapwalk maps --json` and
+ * when nothing in the guest modifies a map any more (after one more map, `mw_btf`, with
+ * BTF-typed key and value: see make_btf_map()), as `mapwalk maps --json` and
  * `mapwalk dump --all --json` (the live view, through bpf()). The listing and both
  * stderrs go to the host whole (sections `mapwalk-maps`, `mapwalk-maps-stderr`,
  * `mapwalk-dump-stderr`); the dump (8.7 MB, 18 s over the serial port under TCG) as
@@ -737,12 +738,94 @@ static int dump_digests(void)
 	return 0;
 }
 
+/* One more map for the in-guest guests only (not in `bpf-maps`): `mw_btf`, an ARRAY
+ * whose key and value have BTF types, so that both views render them through BTF
+ * (the live view from the kernel's BTF object by id, the memory view from the
+ * `struct btf` in guest memory): key `int`, value
+ * `struct mw_val { int a; unsigned int b; long long unsigned int c; }`, 4 entries of
+ * LCG bytes. Prints `MAPWALK-INGUEST btf-map id=<id>` on the console. Returns 0 on
+ * success. */
+static int make_btf_map(void)
+{
+	static const char strs[] = "\0int\0unsigned int\0long long unsigned int\0mw_val\0a\0b\0c";
+	enum { S_INT = 1, S_UINT = 5, S_ULL = 18, S_MW_VAL = 41, S_A = 48, S_B = 50, S_C = 52 };
+	/* Kinds: INT 1, STRUCT 4; an INT's extra word: encoding << 24 | bits. */
+	static const uint32_t types[] = {
+		S_INT, 1u << 24, 4, 1u << 24 | 32,	/* [1] int (signed) */
+		S_UINT, 1u << 24, 4, 32,		/* [2] unsigned int */
+		S_ULL, 1u << 24, 8, 64,			/* [3] long long unsigned int */
+		S_MW_VAL, 4u << 24 | 3, 16,		/* [4] struct mw_val, 3 members */
+		S_A, 1, 0,				/*     int a (bit offset 0) */
+		S_B, 2, 32,				/*     unsigned int b */
+		S_C, 3, 64,				/*     long long unsigned int c */
+	};
+	static unsigned char blob[24 + sizeof types + sizeof strs];
+	struct {
+		uint16_t magic;
+		uint8_t version, flags;
+		uint32_t hdr_len, type_off, type_len, str_off, str_len;
+	} hdr = { 0xeb9f, 1, 0, 24, 0, sizeof types, sizeof types, sizeof strs };
+	memcpy(blob, &hdr, 24);
+	memcpy(blob + 24, types, sizeof types);
+	memcpy(blob + 24 + sizeof types, strs, sizeof strs);
+	static char log[4096];
+	union bpf_attr a;
+	memset(&a, 0, sizeof a);
+	a.btf = (uint64_t)(uintptr_t)blob;
+	a.btf_size = sizeof blob;
+	a.btf_log_buf = (uint64_t)(uintptr_t)log;
+	a.btf_log_size = sizeof log;
+	a.btf_log_level = 1;
+	long btf_fd = sys_bpf(BPF_BTF_LOAD, &a);
+	if (btf_fd < 0) {
+		say("MAPWALK-ERROR ERR btf_load errno=%d (%s): %.300s\n", errno, strerror(errno), log);
+		return -1;
+	}
+	struct map_spec m = { "mw_btf", BPF_MAP_TYPE_ARRAY, 4, 16, 4, 0, 0, -1, 0 };
+	memset(&a, 0, sizeof a);
+	a.map_type = m.type;
+	a.key_size = m.key_size;
+	a.value_size = m.value_size;
+	a.max_entries = m.max_entries;
+	a.btf_fd = (uint32_t)btf_fd;
+	a.btf_key_type_id = 1;
+	a.btf_value_type_id = 4;
+	strncpy(a.map_name, m.name, sizeof a.map_name - 1);
+	long fd = sys_bpf(BPF_MAP_CREATE, &a);
+	if (fd < 0) {
+		say("MAPWALK-ERROR ERR create mw_btf errno=%d (%s)\n", errno, strerror(errno));
+		return -1;
+	}
+	m.fd = (int)fd;
+	struct bpf_map_info info;
+	memset(&info, 0, sizeof info);
+	memset(&a, 0, sizeof a);
+	a.info.bpf_fd = (unsigned)m.fd;
+	a.info.info_len = sizeof info;
+	a.info.info = (uint64_t)(uintptr_t)&info;
+	if (sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &a) != 0) {
+		say("MAPWALK-ERROR ERR info mw_btf errno=%d (%s)\n", errno, strerror(errno));
+		return -1;
+	}
+	for (uint32_t k = 0; k < m.max_entries; k++) {
+		unsigned char value[16];
+		for (size_t b = 0; b < sizeof value; b++)
+			value[b] = lcg_byte();
+		if (map_update(&m, &k, value) != 0)
+			return -1;
+	}
+	say("MAPWALK-INGUEST btf-map id=%u\n", info.id);
+	return 0;
+}
+
 /* With /bin/mapwalk present: its live view of every map, to the host. Returns 0 on
  * success (the runs' own exit statuses are for the host to judge). */
 static int inguest_mapwalk(void)
 {
 	if (access(MAPWALK_BIN, X_OK) != 0)
 		return 0;
+	if (make_btf_map() != 0)
+		return -1;
 	static char *const maps_argv[] = { "mapwalk", "maps", "--json", NULL };
 	static char *const dump_argv[] = { "mapwalk", "dump", "--all", "--json", NULL };
 	int maps_status, dump_status;

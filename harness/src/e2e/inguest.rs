@@ -186,6 +186,9 @@ pub struct Piece {
 /// smaller maps' pieces whole.
 #[derive(Debug, Clone)]
 pub struct InGuestView {
+    /// The id of `mw_btf`, the map with BTF-typed key and value that `/init` makes for
+    /// these guests only (it is not in the `bpf-maps` section).
+    pub btf_map_id: u32,
     /// `mapwalk maps --json`.
     pub maps_run: Run,
     /// `mapwalk dump --all --json`.
@@ -234,12 +237,18 @@ impl InGuestView {
                 .map(str::to_owned)
                 .ok_or_else(|| failed(format!("guest report: no section {name:?}")))
         };
+        let btf_map_id = console
+            .lines()
+            .find_map(|l| l.trim_end().strip_prefix("MAPWALK-INGUEST btf-map id="))
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| failed("no console line \"MAPWALK-INGUEST btf-map id=<id>\""))?;
         let maps_run = run("maps")?;
         let dump_run = run("dump")?;
         let mut view = Self {
             maps: section("mapwalk-maps")?,
             maps_stderr: section("mapwalk-maps-stderr")?,
             dump_stderr: section("mapwalk-dump-stderr")?,
+            btf_map_id,
             maps_run,
             dump_run,
             dump_sha256: None,

@@ -7,10 +7,12 @@
 //! The guest's `/init` runs the static binary (appended to its initramfs by the driver,
 //! rebuilt by cargo whenever a source changes) after it has made and filled its maps,
 //! when nothing in the guest modifies a map any more, and no other test uses these
-//! guests: what the guest saw is what its memory holds. The listing comes back whole;
-//! the dump (8.7 MB, 18 s over the serial port under TCG) as the SHA-256 of the whole
-//! and of each map's top-level object, and the JSON of every map under 256 KiB whole
-//! (all but `mw_mmap`). The test requires the same listing, the same dump digest and
+//! guests: what the guest saw is what its memory holds. Besides the maps of its
+//! `bpf-maps` report, these guests hold `mw_btf`, whose key and value have BTF types:
+//! both views must render it through BTF, and list its `btf_id`. The listing comes back
+//! whole; the dump (8.7 MB, 18 s over the serial port under TCG) as the SHA-256 of the
+//! whole and of each map's top-level object, and the JSON of every map under 256 KiB
+//! whole (all but `mw_mmap`). The test requires the same listing, the same dump digest and
 //! length, and, to say where a mismatch is, compares map by map and shows the first
 //! differing entry. No normalization: both views must print the same bytes.
 
@@ -180,12 +182,25 @@ fn live_equals_memory(config: &GuestConfig) {
         "{test}: maps --json: the memory view (left) differs from the in-guest live view \
          (right)"
     );
+    // The maps of `bpf-maps` and `mw_btf`; the latter with its BTF, so that both views
+    // rendered its keys and values through BTF.
     let listed: Value = serde_json::from_str(&maps)
         .unwrap_or_else(|e| panic!("{test}: maps --json is not JSON ({e}): {maps}"));
+    let listed = listed
+        .as_array()
+        .unwrap_or_else(|| panic!("{test}: maps --json is not an array: {maps}"));
     assert_eq!(
-        listed.as_array().map(Vec::len),
-        Some(truth.len()),
+        listed.len(),
+        truth.len() + 1,
         "{test}: maps --json lists other maps than the guest made: {maps}"
+    );
+    let btf_map = listed
+        .iter()
+        .find(|m| m["id"] == view.btf_map_id)
+        .unwrap_or_else(|| panic!("{test}: mw_btf (id {}) not listed", view.btf_map_id));
+    assert!(
+        btf_map["name"] == "mw_btf" && btf_map["btf_id"].as_u64().is_some_and(|id| id > 0),
+        "{test}: mw_btf listed as {btf_map}"
     );
 
     // The dump: map by map first (to say where), then the whole.
@@ -194,10 +209,10 @@ fn live_equals_memory(config: &GuestConfig) {
         .unwrap_or_else(|| panic!("{test}: dump --all --json: not an array of objects"));
     assert_eq!(
         pieces.len(),
-        truth.len(),
-        "{test}: the memory view dumps {} maps, the guest made {}",
+        listed.len(),
+        "{test}: the memory view dumps {} maps, lists {}",
         pieces.len(),
-        truth.len()
+        listed.len()
     );
     assert_eq!(
         view.pieces.len(),
@@ -219,6 +234,17 @@ fn live_equals_memory(config: &GuestConfig) {
             describe_difference(g.text.as_deref(), ours)
         );
     }
+    let btf_start = format!("{{\"id\":{},", view.btf_map_id);
+    let btf_piece = pieces
+        .iter()
+        .map(|&(o, l)| &dump[o..o + l])
+        .find(|p| p.starts_with(&btf_start))
+        .unwrap_or_else(|| panic!("{test}: mw_btf not dumped"));
+    assert!(
+        btf_piece.contains(r#""formatted":{"key":"#),
+        "{test}: mw_btf dumped without its BTF types: {}",
+        head(btf_piece, 2000)
+    );
     let whole = sha256(dump.as_bytes());
     assert_eq!(
         (dump.len() as u64, Some(whole.as_str())),
@@ -232,13 +258,14 @@ fn live_equals_memory(config: &GuestConfig) {
     eprintln!(
         "{test}: {} maps, dump of {} bytes identical (sha256 {whole}); in the guest: \
          listing {} ms, dump {} ms; outside (paused): {:.2} s; test {:.1} s after a boot \
-         of {:.1} s",
-        truth.len(),
+         of {:.1} s; mw_btf: {}",
+        listed.len(),
         dump.len(),
         view.maps_run.ms,
         view.dump_run.ms,
         memory_time.as_secs_f64(),
         started.elapsed().as_secs_f64(),
-        guest.boot_time().as_secs_f64()
+        guest.boot_time().as_secs_f64(),
+        head(btf_piece, 400)
     );
 }
