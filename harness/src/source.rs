@@ -57,6 +57,7 @@ impl MapMeta {
             key_size: info.key_size,
             value_size: info.value_size,
             max_entries: info.max_entries,
+            // `btf->id` needs a read: `MemorySource` fills it in.
             btf_id: 0,
             has_btf: info.btf.0 != 0,
             btf_key_type_id: info.btf_key_type_id,
@@ -507,6 +508,26 @@ mod memory {
             Ok(self.kernel.view.read_kernel_u64(at)?)
         }
 
+        /// [`MapMeta::from_core`] plus the id of the map's `struct btf` (`btf->id`), as
+        /// `BPF_OBJ_GET_INFO_BY_FD` reports it for a live map. When it cannot be read the
+        /// id stays 0, with a warning (the map itself is still listed and dumped).
+        fn meta(&self, info: &mapwalk_core::MapInfo) -> MapMeta {
+            let mut meta = MapMeta::from_core(info);
+            if info.btf.0 != 0 {
+                let id = self
+                    .btf_field("id")
+                    .and_then(|off| Ok(self.kernel.view.read_kernel_u32(add(info.btf, off)?)?));
+                match id {
+                    Ok(id) => meta.btf_id = id,
+                    Err(e) => eprintln!(
+                        "mapwalk: warning: map {}: cannot read the id of its BTF: {e}",
+                        info.id
+                    ),
+                }
+            }
+            meta
+        }
+
         fn btf_field(&self, name: &str) -> Result<u64, SourceError> {
             crate::btf::member_offset(&self.kernel.btf, "btf", name)
                 .map(u64::from)
@@ -541,11 +562,11 @@ mod memory {
                     id.map(|i| format!("id {i}: ")).unwrap_or_default()
                 );
             }
-            Ok(list.maps.iter().map(MapMeta::from_core).collect())
+            Ok(list.maps.iter().map(|m| self.meta(m)).collect())
         }
 
         fn map_by_id(&self, id: u32) -> Result<Option<MapMeta>, SourceError> {
-            Ok(self.bpf().map_by_id(id)?.as_ref().map(MapMeta::from_core))
+            Ok(self.bpf().map_by_id(id)?.as_ref().map(|m| self.meta(m)))
         }
 
         fn btf(&self, map: &MapMeta) -> Result<Option<Btf>, SourceError> {

@@ -2,7 +2,9 @@
 //! what the guest reports about itself (`/proc/version`, `/proc/kallsyms`,
 //! `/proc/iomem`); in the module `bpf` (`real_kernel/bpf.rs`), BPF map discovery and
 //! ARRAY reads and writes against the maps the guest created; in the module `htab`
-//! (`real_kernel/htab.rs`), hash and per-CPU maps byte-exact per key and per CPU.
+//! (`real_kernel/htab.rs`), hash and per-CPU maps byte-exact per key and per CPU; in
+//! the module `inguest` (`real_kernel/inguest.rs`), a static `mapwalk` run inside the
+//! guest, whose live view must equal the view from outside byte for byte.
 //! Nothing here is a per-kernel constant.
 //!
 //! Each configuration boots one guest (shared by every test of this binary that names
@@ -28,6 +30,8 @@ mod describe;
 mod dump;
 #[path = "real_kernel/htab.rs"]
 mod htab;
+#[path = "real_kernel/inguest.rs"]
+mod inguest;
 
 const MIB: u64 = 1 << 20;
 

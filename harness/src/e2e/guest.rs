@@ -77,6 +77,15 @@ impl Guest {
             .try_clone()
             .map_err(|e| failed(format!("qemu.log: {e}")))?;
 
+        let initramfs = if config.inguest {
+            let bin = super::inguest::static_mapwalk()?;
+            let path = dir.join("initramfs-mapwalk.cpio");
+            super::inguest::initramfs_with_mapwalk(&assets.initramfs, bin, &path)?;
+            path
+        } else {
+            assets.initramfs.clone()
+        };
+
         let mem = format!("{}M", config.mem_mib);
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args([
@@ -98,7 +107,7 @@ impl Guest {
         .arg("-kernel")
         .arg(&kernel.vmlinuz)
         .arg("-initrd")
-        .arg(&assets.initramfs)
+        .arg(&initramfs)
         .args(["-append", &config.cmdline()])
         .args([
             "-nodefaults",

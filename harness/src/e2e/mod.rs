@@ -12,10 +12,12 @@
 //!   [`unavailable`].
 
 mod guest;
+pub mod inguest;
 mod memory;
 mod report;
 
 pub use guest::{Guest, Paused};
+pub use inguest::InGuestView;
 pub use memory::parse_mtree_layout;
 pub use report::{parse_hex, GuestMap, GuestReport};
 
@@ -174,6 +176,11 @@ pub struct GuestConfig {
     pub mem_mib: u32,
     /// vCPUs.
     pub smp: u32,
+    /// Whether the initramfs also carries a static `mapwalk` (see [`inguest`]), which
+    /// the guest's `/init` runs once its maps are made: `maps --json` and `dump --all
+    /// --json`, reported as [`InGuestView`]. Costs a build (13-16 s from cold) and
+    /// 2-3 s of boot.
+    pub inguest: bool,
 }
 
 impl GuestConfig {
@@ -186,6 +193,7 @@ impl GuestConfig {
         five_level: true,
         mem_mib: 512,
         smp: 2,
+        inguest: false,
     };
 
     /// Debian 12's cloud kernel with `nokaslr no5lvl`.
@@ -196,6 +204,7 @@ impl GuestConfig {
         five_level: false,
         mem_mib: 512,
         smp: 2,
+        inguest: false,
     };
 
     /// Debian 13's cloud kernel (Linux 6.12) with KASLR and 5-level paging.
@@ -206,6 +215,7 @@ impl GuestConfig {
         five_level: true,
         mem_mib: 512,
         smp: 2,
+        inguest: false,
     };
 
     /// Debian 12's cloud kernel (Linux 6.1) with KASLR, `no5lvl` and 4 vCPUs: per-CPU
@@ -217,6 +227,7 @@ impl GuestConfig {
         five_level: false,
         mem_mib: 512,
         smp: 4,
+        inguest: false,
     };
 
     /// Debian 13's cloud kernel (Linux 6.12) with `nokaslr no5lvl`, **3 GiB** (RAM
@@ -229,6 +240,7 @@ impl GuestConfig {
         five_level: false,
         mem_mib: 3072,
         smp: 1,
+        inguest: false,
     };
 
     /// Debian 12's cloud kernel (Linux 6.1) with KASLR, 5-level paging, **3 GiB** and
@@ -242,6 +254,34 @@ impl GuestConfig {
         five_level: true,
         mem_mib: 3072,
         smp: 1,
+        inguest: false,
+    };
+
+    /// Debian 12's cloud kernel (Linux 6.1) with KASLR, 4-level paging, 2 vCPUs and the
+    /// static `mapwalk` in its initramfs ([`Self::inguest`]): its live view against the
+    /// view from outside, `tests/real_kernel/inguest.rs` only. No other test writes to
+    /// its maps, so they hold what `/init` put there.
+    pub const DEB12_KASLR_4LEVEL_INGUEST: Self = Self {
+        name: "deb12-kaslr-4level-inguest",
+        kernel: "deb12-cloud",
+        kaslr: true,
+        five_level: false,
+        mem_mib: 512,
+        smp: 2,
+        inguest: true,
+    };
+
+    /// Debian 13's cloud kernel (Linux 6.12) with `nokaslr`, 5-level paging, 2 vCPUs and
+    /// the static `mapwalk` in its initramfs: [`Self::DEB12_KASLR_4LEVEL_INGUEST`] on
+    /// the other kernel.
+    pub const DEB13_NOKASLR_5LEVEL_INGUEST: Self = Self {
+        name: "deb13-nokaslr-5level-inguest",
+        kernel: "deb13-cloud",
+        kaslr: false,
+        five_level: true,
+        mem_mib: 512,
+        smp: 2,
+        inguest: true,
     };
 
     /// The kernel command line.
