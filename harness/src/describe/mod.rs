@@ -30,6 +30,8 @@
 //! - **BTF**: a file (raw, or an ELF with `.BTF`), the vmlinux's `.BTF`, or the bytes
 //!   between `__start_BTF` and `__stop_BTF` in memory; the layout is resolved from it by
 //!   [`crate::btf::resolve_layout`] unless [`KernelSpec::layout_override`] gives one.
+//!   The BTF is kept raw ([`crate::btf::KernelBtf`]): `btf-rs` parses it only if a
+//!   map's split BTF needs it as a base.
 //!
 //! ```no_run
 //! use mapwalk::describe::{describe, KernelSpec, MemoryHints, SymbolSource};
@@ -154,8 +156,12 @@ pub struct Kernel<M> {
     pub view: KernelView<M>,
     /// The struct layout.
     pub layout: KernelLayout,
-    /// The kernel's BTF (vmlinux types), for rendering.
-    pub btf: btf_rs::Btf,
+    /// The kernel's BTF (vmlinux types), parsed for rendering only when a split BTF
+    /// needs it as its base.
+    pub btf: btf::KernelBtf,
+    /// Where a `struct btf` keeps its data (for reading maps' BTF), or why that is
+    /// unknown.
+    pub btf_object: Result<btf::BtfObjectLayout, btf::BtfError>,
     /// The symbols, at runtime addresses.
     pub symbols: Symbols,
     /// `map_idr`.
@@ -183,7 +189,7 @@ impl<M: fmt::Debug> fmt::Debug for Kernel<M> {
         f.debug_struct("Kernel")
             .field("view", &self.view)
             .field("layout", &self.layout)
-            .field("btf", &format_args!("<BTF>"))
+            .field("btf", &self.btf)
             .field("symbols", &format_args!("<{} symbols>", self.symbols.len()))
             .field("map_idr", &self.map_idr)
             .field("per_cpu_offset", &self.per_cpu_offset)
@@ -686,15 +692,17 @@ pub fn describe<M: PhysRead>(
         what: btf_what.clone(),
         source,
     };
-    let btf = btf::parse(&raw_btf).map_err(btf_err)?;
+    let reader = btf::BtfReader::with_names(&raw_btf, btf::LAYOUT_STRUCTS).map_err(btf_err)?;
     let layout = match spec.layout_override {
         Some(layout) => layout,
         None => {
-            let resolved = btf::resolve_layout(&btf).map_err(btf_err)?;
+            let resolved = btf::resolve_layout(&reader).map_err(btf_err)?;
             warnings.extend(resolved.warnings);
             resolved.layout
         }
     };
+    let btf_object = btf::BtfObjectLayout::resolve(&reader);
+    drop(reader);
 
     let optional = |warnings: &mut Vec<String>, name: &str, why: &str| {
         let kva = symbols.lookup(name);
@@ -717,7 +725,8 @@ pub fn describe<M: PhysRead>(
     Ok(Kernel {
         view,
         layout,
-        btf,
+        btf: btf::KernelBtf::new(raw_btf),
+        btf_object,
         symbols,
         map_idr,
         per_cpu_offset,
