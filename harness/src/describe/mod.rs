@@ -65,7 +65,6 @@ use mapwalk_core::{Bpf, KernelLayout, Kva, Paging, PhysRead};
 use mapwalk_file::{find_vmcoreinfo_with, ElfCore, FindOptions, Vmcoreinfo};
 
 use crate::btf;
-use crate::kallsyms::SymbolTable;
 
 pub use error::DescribeError;
 pub use symbols::Symbols;
@@ -146,6 +145,21 @@ pub const CR4_LA57: u64 = 1 << 12;
 /// The most BTF read from memory (Debian's is about 5 MiB).
 pub const MAX_BTF_BYTES: u64 = 256 << 20;
 
+/// The symbols a description looks up (with the VMCOREINFO's `SYMBOL(...)` names):
+/// found in one pass over a symbol text.
+pub const DESCRIBE_SYMBOLS: &[&str] = &[
+    "map_idr",
+    "phys_base",
+    "page_offset_base",
+    "linux_banner",
+    "__start_BTF",
+    "__stop_BTF",
+    "__per_cpu_offset",
+    "nr_cpu_ids",
+    "__pgtable_l5_enabled",
+    "init_top_pgt",
+];
+
 /// How many bytes of `linux_banner` are read.
 const BANNER_MAX: usize = 512;
 const BANNER_PREFIX: &str = "Linux version ";
@@ -190,7 +204,7 @@ impl<M: fmt::Debug> fmt::Debug for Kernel<M> {
             .field("view", &self.view)
             .field("layout", &self.layout)
             .field("btf", &self.btf)
-            .field("symbols", &format_args!("<{} symbols>", self.symbols.len()))
+            .field("symbols", &self.symbols)
             .field("map_idr", &self.map_idr)
             .field("per_cpu_offset", &self.per_cpu_offset)
             .field("nr_cpu_ids", &self.nr_cpu_ids)
@@ -266,19 +280,21 @@ fn load_symbols(source: &SymbolSource) -> Result<Loaded, DescribeError> {
         }
         SymbolSource::SymbolFile(path) => {
             let bytes = read_file(path)?;
-            let text = String::from_utf8_lossy(&bytes);
-            let table = SymbolTable::parse(&text).map_err(|e| bad_file(path, e.to_string()))?;
-            if table.is_empty() {
-                return Err(bad_file(path, "no symbols"));
-            }
-            if table.addresses_hidden() {
+            let symbols = Symbols::from_text(bytes).map_err(|e| {
+                if e.what == "no symbols" {
+                    bad_file(path, "no symbols")
+                } else {
+                    bad_file(path, e.to_string())
+                }
+            })?;
+            if symbols.addresses_hidden() {
                 return Err(bad_file(
                     path,
                     "every address is zero (read /proc/kallsyms as root, with kptr_restrict < 2)",
                 ));
             }
             Ok(Loaded {
-                symbols: Symbols::from_table(&table),
+                symbols,
                 link_time: false,
                 elf_btf: None,
                 elf_banner: None,
@@ -663,6 +679,18 @@ pub fn describe<M: PhysRead>(
     // An empty hint means "do not search": there is none.
     let vmcoreinfo = vmcoreinfo.filter(|v| !v.is_empty());
     let info = vmcoreinfo.as_ref();
+
+    let image_names = info.map(image_symbols).unwrap_or_default();
+    let wanted: Vec<&str> = DESCRIBE_SYMBOLS
+        .iter()
+        .copied()
+        .chain(image_names.iter().map(|(n, _)| n.as_str()))
+        .collect();
+    let mut loaded = loaded;
+    loaded
+        .symbols
+        .prefetch(&wanted)
+        .map_err(|e| bad_file(&loaded.path, e.to_string()))?;
 
     let slide = choose_slide(&loaded, info, &mut warnings)?;
     let symbols = loaded.symbols.clone().with_slide(slide);
