@@ -24,6 +24,7 @@ pub mod kallsyms;
 pub mod qmp;
 pub mod render;
 pub mod source;
+pub mod timing;
 
 #[doc(hidden)]
 pub mod e2e;

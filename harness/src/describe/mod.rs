@@ -656,6 +656,7 @@ pub fn describe<M: PhysRead>(
 ) -> Result<Kernel<M>, DescribeError> {
     let mut warnings = Vec::new();
     let loaded = load_symbols(&spec.symbols)?;
+    crate::timing::mark("symbols read");
 
     let vmcoreinfo = match &hints.vmcoreinfo {
         Some(v) => Some(v.clone()),
@@ -678,6 +679,7 @@ pub fn describe<M: PhysRead>(
     };
     // An empty hint means "do not search": there is none.
     let vmcoreinfo = vmcoreinfo.filter(|v| !v.is_empty());
+    crate::timing::mark("VMCOREINFO");
     let info = vmcoreinfo.as_ref();
 
     let image_names = info.map(image_symbols).unwrap_or_default();
@@ -691,6 +693,7 @@ pub fn describe<M: PhysRead>(
         .symbols
         .prefetch(&wanted)
         .map_err(|e| bad_file(&loaded.path, e.to_string()))?;
+    crate::timing::mark("symbols found");
 
     let slide = choose_slide(&loaded, info, &mut warnings)?;
     let symbols = loaded.symbols.clone().with_slide(slide);
@@ -707,6 +710,7 @@ pub fn describe<M: PhysRead>(
     );
 
     let release = check_banner(&view, &symbols, info, &loaded)?;
+    crate::timing::mark("paging, banner");
 
     let (raw_btf, btf_what) = match (&spec.btf, &loaded.elf_btf) {
         (Some(BtfSource::File(path)), _) => (btf_from_file(path)?, path.display().to_string()),
@@ -716,6 +720,7 @@ pub fn describe<M: PhysRead>(
             "BTF in memory (__start_BTF)".to_owned(),
         ),
     };
+    crate::timing::mark("BTF read");
     let btf_err = |source| DescribeError::Btf {
         what: btf_what.clone(),
         source,
@@ -731,6 +736,7 @@ pub fn describe<M: PhysRead>(
     };
     let btf_object = btf::BtfObjectLayout::resolve(&reader);
     drop(reader);
+    crate::timing::mark("BTF indexed, layout resolved");
 
     let optional = |warnings: &mut Vec<String>, name: &str, why: &str| {
         let kva = symbols.lookup(name);

@@ -49,7 +49,7 @@ pub struct Symbols {
     /// Names looked up (or read from an ELF): `None` when the text has no such name.
     by_name: HashMap<String, Option<Sym>>,
     /// The symbol text, when the symbols come from one.
-    text: Option<Arc<[u8]>>,
+    text: Option<Arc<Vec<u8>>>,
     slide: u64,
 }
 
@@ -92,33 +92,57 @@ fn name_of(line: &[u8]) -> Option<&[u8]> {
     (!name.is_empty() && !name.contains(&b' ')).then_some(name)
 }
 
-/// Each line of `text` with its number (from 1), without its `\n`.
+/// Each non-empty line of `text` with where it starts, without its `\n`.
 fn lines(text: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
     let mut start = 0usize;
     let mut ends = memchr::memchr_iter(b'\n', text).chain(std::iter::once(text.len()));
     std::iter::from_fn(move || {
         let end = ends.next()?;
-        let line = text.get(start..end).unwrap_or_default();
+        let at = start;
         start = end.saturating_add(1);
-        Some(line)
+        Some((at, text.get(at..end).unwrap_or_default()))
     })
-    .enumerate()
-    .map(|(i, l)| (i.saturating_add(1), l))
     .filter(|(_, l)| !l.is_empty())
 }
 
-/// Parses one line fully (the slow path, and the lines of wanted names).
-fn parse_full(number: usize, line: &[u8]) -> Result<Option<crate::kallsyms::Symbol>, ParseError> {
+/// Parses the line at `at` of `text` fully (the slow path, and the lines of wanted
+/// names); its number, for an error, is counted only then.
+fn parse_at(
+    text: &[u8],
+    at: usize,
+    line: &[u8],
+) -> Result<Option<crate::kallsyms::Symbol>, ParseError> {
+    parse_full(line).map_err(|(what, shown)| ParseError {
+        line: memchr::memchr_iter(b'\n', text.get(..at).unwrap_or_default())
+            .count()
+            .saturating_add(1),
+        what,
+        text: shown,
+    })
+}
+
+/// Parses one line fully: `None` for a blank one.
+fn parse_full(line: &[u8]) -> Result<Option<crate::kallsyms::Symbol>, (&'static str, String)> {
     let text = String::from_utf8_lossy(line);
     let text = text.trim_end_matches('\r');
     if text.trim().is_empty() {
         return Ok(None);
     }
-    parse_line(text).map(Some).map_err(|what| ParseError {
-        line: number,
-        what,
-        text: text.chars().take(120).collect(),
-    })
+    parse_line(text)
+        .map(Some)
+        .map_err(|what| (what, text.chars().take(120).collect()))
+}
+
+/// Whether the address of a line of the usual shape is all zeros (`Some(false)`: it is
+/// not; `None`: another shape).
+fn zero_address(line: &[u8]) -> Option<bool> {
+    name_of(line)?;
+    let sp = memchr::memchr(b' ', line)?;
+    let addr = line.get(..sp)?;
+    if addr.iter().all(|&b| b == b'0') {
+        return Some(true);
+    }
+    addr.iter().all(u8::is_ascii_hexdigit).then_some(false)
 }
 
 /// The best symbol of each of `wanted` in `text`, in one pass. Lines of another shape
@@ -126,14 +150,26 @@ fn parse_full(number: usize, line: &[u8]) -> Result<Option<crate::kallsyms::Symb
 fn scan(text: &[u8], wanted: &[&str]) -> Result<Vec<Option<Sym>>, ParseError> {
     const BY_LEN: usize = 128;
     let mut by_len: Vec<Vec<usize>> = vec![Vec::new(); BY_LEN];
+    // Per length, the first bytes of the wanted names of that length: most lines are
+    // passed over on one test of this set.
+    let mut first: Vec<[u64; 4]> = vec![[0; 4]; BY_LEN];
+    let mut long = false;
     for (i, w) in wanted.iter().enumerate() {
-        if let Some(v) = by_len.get_mut(w.len()) {
-            v.push(i);
+        match (
+            by_len.get_mut(w.len()),
+            first.get_mut(w.len()),
+            w.as_bytes().first(),
+        ) {
+            (Some(v), Some(set), Some(&b)) => {
+                v.push(i);
+                set[usize::from(b >> 6)] |= 1 << (b & 63);
+            }
+            _ => long = true,
         }
     }
     let mut best: Vec<Option<(u8, Sym)>> = vec![None; wanted.len()];
-    let mut offer = |number: usize, line: &[u8], i: usize| -> Result<(), ParseError> {
-        let Some(sym) = parse_full(number, line)? else {
+    let mut offer = |at: usize, line: &[u8], i: usize| -> Result<(), ParseError> {
+        let Some(sym) = parse_at(text, at, line)? else {
             return Ok(());
         };
         let r = rank(sym.module.is_some(), sym.is_global());
@@ -151,23 +187,36 @@ fn scan(text: &[u8], wanted: &[&str]) -> Result<Vec<Option<Sym>>, ParseError> {
         }
         Ok(())
     };
-    for (number, line) in lines(text) {
+    for (at, line) in lines(text) {
         match name_of(line) {
             Some(name) => {
+                let maybe = match (first.get(name.len()), name.first()) {
+                    (Some(set), Some(&b)) => set[usize::from(b >> 6)] & (1 << (b & 63)) != 0,
+                    _ => long,
+                };
+                if !maybe {
+                    continue;
+                }
+                if long {
+                    if let Some(i) = wanted.iter().position(|w| w.as_bytes() == name) {
+                        offer(at, line, i)?;
+                    }
+                    continue;
+                }
                 for &i in by_len
                     .get(name.len())
                     .map(Vec::as_slice)
                     .unwrap_or_default()
                 {
                     if wanted.get(i).map(|w| w.as_bytes()) == Some(name) {
-                        offer(number, line, i)?;
+                        offer(at, line, i)?;
                     }
                 }
             }
             None => {
-                if let Some(sym) = parse_full(number, line)? {
+                if let Some(sym) = parse_at(text, at, line)? {
                     if let Some(i) = wanted.iter().position(|w| *w == sym.name) {
-                        offer(number, line, i)?;
+                        offer(at, line, i)?;
                     }
                 }
             }
@@ -221,8 +270,8 @@ impl Symbols {
     /// assert_eq!(syms.lookup("map_idr"), Some(Kva(0xffff_ffff_8200_0010)));
     /// assert_eq!(syms.lookup("nothing"), None);
     /// ```
-    pub fn from_text(text: impl Into<Arc<[u8]>>) -> Result<Self, ParseError> {
-        let text: Arc<[u8]> = text.into();
+    pub fn from_text(text: Vec<u8>) -> Result<Self, ParseError> {
+        let text = Arc::new(text);
         match lines(&text).next() {
             None => {
                 return Err(ParseError {
@@ -231,8 +280,8 @@ impl Symbols {
                     text: String::new(),
                 })
             }
-            Some((number, line)) => {
-                parse_full(number, line)?;
+            Some((at, line)) => {
+                parse_at(&text, at, line)?;
             }
         }
         Ok(Self {
@@ -287,8 +336,8 @@ impl Symbols {
     /// Every symbol of a text, best of each name.
     fn all_of_text(text: &[u8]) -> HashMap<String, Option<Sym>> {
         let mut by_name: HashMap<String, (u8, Sym)> = HashMap::new();
-        for (number, line) in lines(text) {
-            let Ok(Some(sym)) = parse_full(number, line) else {
+        for (_, line) in lines(text) {
+            let Ok(Some(sym)) = parse_full(line) else {
                 continue;
             };
             let r = rank(sym.module.is_some(), sym.is_global());
@@ -414,12 +463,18 @@ impl Symbols {
         match &self.text {
             Some(text) => {
                 let mut any = false;
-                for (number, line) in lines(text) {
-                    if let Ok(Some(sym)) = parse_full(number, line) {
-                        if sym.addr != 0 {
-                            return false;
+                for (_, line) in lines(text) {
+                    match zero_address(line) {
+                        Some(true) => any = true,
+                        Some(false) => return false,
+                        None => {
+                            if let Ok(Some(sym)) = parse_full(line) {
+                                if sym.addr != 0 {
+                                    return false;
+                                }
+                                any = true;
+                            }
                         }
-                        any = true;
                     }
                 }
                 any
