@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Prepares what mapwalk's real-kernel tests need, on a Debian bookworm machine:
 #   - host packages: qemu-system-x86, busybox-static, cpio, gcc + static glibc;
-#   - guest kernels, downloaded as Debian packages and unpacked into the cache;
+#   - guest kernels, downloaded as Debian packages and unpacked into the cache, each
+#     with its uncompressed ELF image (`vmlinux` beside `vmlinuz`: symbols and .BTF of
+#     the exact kernel, for tests that read a kernel image rather than guest memory);
 #   - the guest initramfs (static busybox + guest/init.c), rebuilt when its inputs change.
 #
 # Cache: ${MAPWALK_E2E_CACHE:-$HOME/.cache/mapwalk-e2e}. Idempotent; on a warm cache it
@@ -52,6 +54,8 @@ pkgs=()
 command -v qemu-system-x86_64 >/dev/null || pkgs+=(qemu-system-x86)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install ok installed' || pkgs+=(busybox-static)
 command -v cpio >/dev/null || pkgs+=(cpio)
+command -v lz4 >/dev/null || pkgs+=(lz4)
+command -v zstd >/dev/null || pkgs+=(zstd)
 command -v bpftool >/dev/null || [ -x /usr/sbin/bpftool ] || pkgs+=(bpftool)
 command -v gcc >/dev/null || pkgs+=(gcc)
 [ -f "$(gcc -print-file-name=libc.a 2>/dev/null || true)" ] || pkgs+=(libc6-dev)
@@ -104,6 +108,37 @@ fetch_kernel() {
 	mv "$tmp/out" "$dir"
 	rm -rf "$tmp"
 	log "kernel $name: $release"
+}
+
+# extract_vmlinux DIR: DIR/vmlinux from DIR/vmlinuz (a bzImage whose payload is LZ4
+# legacy, zstd, xz or gzip compressed), unless it is there already.
+extract_vmlinux() {
+	local dir=$1
+	[ -s "$dir/vmlinux" ] && return 0
+	log "extracting $dir/vmlinux"
+	python3 - "$dir/vmlinuz" "$dir/vmlinux.tmp" <<'PY' || missing "an uncompressed image of $dir/vmlinuz"
+import struct, subprocess, sys
+src, dst = sys.argv[1], sys.argv[2]
+d = open(src, "rb").read()
+if d[0x202:0x206] != b"HdrS":
+    sys.exit(f"{src}: not a bzImage")
+# The setup header: setup_sects at 0x1f1, payload_offset/length at 0x248.
+setup = ((d[0x1F1] or 4) + 1) * 512
+off, length = struct.unpack_from("<II", d, 0x248)
+payload = d[setup + off : setup + off + length]
+tools = {b"\x02\x21\x4c\x18": ["lz4", "-dc"], b"\x28\xb5\x2f\xfd": ["zstd", "-dcq"],
+         b"\xfd7zXZ": ["xz", "-dcq"], b"\x1f\x8b": ["gzip", "-dcq"]}
+tool = next((t for m, t in tools.items() if payload.startswith(m)), None)
+if tool is None:
+    sys.exit(f"{src}: unknown payload compression {payload[:6].hex()}")
+# The kernel appends the uncompressed size after the stream: the tools may complain
+# about those bytes (and exit non-zero) after writing everything, so judge the output.
+out = subprocess.run(tool, input=payload, capture_output=True).stdout
+if out[:4] != b"\x7fELF" or len(out) < 1 << 20:
+    sys.exit(f"{src}: {tool[0]} gave no ELF image")
+open(dst, "wb").write(out)
+PY
+	mv "$dir/vmlinux.tmp" "$dir/vmlinux"
 }
 
 # Debian 12 (bookworm) cloud kernel, Linux 6.1.
@@ -188,6 +223,9 @@ for k in "${kernels[@]}"; do
 		exit 1
 		;;
 	esac
+done
+for k in "${kernels[@]}"; do
+	extract_vmlinux "$cache/kernels/$k"
 done
 build_initramfs
 

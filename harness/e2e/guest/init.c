@@ -19,6 +19,12 @@
  *     PVAL <id> <key hex> <cpu> <value hex>  (per-CPU maps: every key, every possible
  *                                             CPU, value_size bytes of its copy)
  *
+ * With `mapwalk.bulk=N` on the kernel command line it then creates N more maps, named
+ * `mw_bulk_<i>`, for benchmarks that want a guest with many small maps (the default is
+ * none): even i a HASH (8-byte key, 16-byte value, 16 slots, 14 keys), odd i an ARRAY
+ * (4-byte key, 32-byte value, 14 entries), filled from the same LCG; their contents are
+ * not part of `bpf-maps`, the console gets `MAPWALK-BULK maps=<n> entries=<n>`.
+ *
  * When everything is written it prints `MAPWALK-READY` on the console (ttyS0) and
  * keeps the map fds open forever (PID 1 must never exit; the maps die with their fds):
  * every ~200 ms it looks up key 0 of `mw_array` and of `mw_one.bss` and, when one
@@ -458,6 +464,64 @@ static int make_maps(const char *path)
 	return rc;
 }
 
+/* The N of `mapwalk.bulk=N` on the kernel command line, 0 without it. */
+#define BULK_MAX 4096
+static unsigned bulk_count(void)
+{
+	char line[4096];
+	int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, line, sizeof line - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	line[n] = 0;
+	const char *p = strstr(line, "mapwalk.bulk=");
+	if (!p)
+		return 0;
+	unsigned long v = strtoul(p + strlen("mapwalk.bulk="), NULL, 10);
+	return v > BULK_MAX ? BULK_MAX : (unsigned)v;
+}
+
+/* Creates and fills the `mapwalk.bulk=N` maps (their fds stay open: PID 1 never exits).
+ * Returns 0 on success. */
+static int make_bulk_maps(void)
+{
+	unsigned n = bulk_count(), entries = 0;
+	static char names[BULK_MAX][16];
+	int rc = 0;
+	for (unsigned i = 0; i < n; i++) {
+		struct map_spec m = { names[i], BPF_MAP_TYPE_HASH, 8, 16, 16, 0, 14, -1, 0 };
+		if (i % 2) {
+			m.type = BPF_MAP_TYPE_ARRAY;
+			m.key_size = 4;
+			m.value_size = 32;
+			m.max_entries = 14;
+		}
+		snprintf(names[i], sizeof names[i], "mw_bulk_%u", i % 10000);
+		if (map_create(&m) != 0)
+			return -1;
+		unsigned char key[8], value[32];
+		unsigned count = m.type == BPF_MAP_TYPE_HASH ? m.fill : m.max_entries;
+		for (uint32_t k = 0; k < count; k++) {
+			memset(key, 0, sizeof key);
+			memcpy(key, &k, sizeof k);
+			if (m.type == BPF_MAP_TYPE_HASH)
+				key[7] = lcg_byte();
+			for (size_t b = 0; b < m.value_size; b++)
+				value[b] = lcg_byte();
+			if (map_update(&m, key, value) != 0)
+				rc = -1;
+			else
+				entries++;
+		}
+	}
+	if (n)
+		say("MAPWALK-BULK maps=%u entries=%u\n", n, entries);
+	return rc;
+}
+
 /*
  * Forever: print `CHANGED <id> 0 <hex>` on the console when key 0 of a watched map
  * changes: `mw_array` (maps[0]) and `mw_one.bss` (maps[1]), each on its own.
@@ -529,6 +593,8 @@ int main(void)
 			if (section(sections[i][0], sections[i][1]) != 0)
 				ok = 0;
 		if (make_maps("/tmp/bpf-maps") != 0 || section("bpf-maps", "/tmp/bpf-maps") != 0)
+			ok = 0;
+		if (make_bulk_maps() != 0)
 			ok = 0;
 		/* Everything written has left the guest before READY is announced. */
 		tcdrain(data);
