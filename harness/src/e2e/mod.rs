@@ -174,6 +174,8 @@ pub struct GuestConfig {
     pub mem_mib: u32,
     /// vCPUs.
     pub smp: u32,
+    /// `mapwalk.bulk=N`: the guest's `/init` creates N more small maps (benchmarks).
+    pub bulk_maps: u32,
 }
 
 impl GuestConfig {
@@ -186,6 +188,7 @@ impl GuestConfig {
         five_level: true,
         mem_mib: 512,
         smp: 2,
+        bulk_maps: 0,
     };
 
     /// Debian 12's cloud kernel with `nokaslr no5lvl`.
@@ -196,6 +199,7 @@ impl GuestConfig {
         five_level: false,
         mem_mib: 512,
         smp: 2,
+        bulk_maps: 0,
     };
 
     /// Debian 13's cloud kernel (Linux 6.12) with KASLR and 5-level paging.
@@ -206,6 +210,7 @@ impl GuestConfig {
         five_level: true,
         mem_mib: 512,
         smp: 2,
+        bulk_maps: 0,
     };
 
     /// Debian 12's cloud kernel (Linux 6.1) with KASLR, `no5lvl` and 4 vCPUs: per-CPU
@@ -217,6 +222,7 @@ impl GuestConfig {
         five_level: false,
         mem_mib: 512,
         smp: 4,
+        bulk_maps: 0,
     };
 
     /// Debian 13's cloud kernel (Linux 6.12) with `nokaslr no5lvl`, **3 GiB** (RAM
@@ -229,6 +235,7 @@ impl GuestConfig {
         five_level: false,
         mem_mib: 3072,
         smp: 1,
+        bulk_maps: 0,
     };
 
     /// Debian 12's cloud kernel (Linux 6.1) with KASLR, 5-level paging, **3 GiB** and
@@ -242,6 +249,20 @@ impl GuestConfig {
         five_level: true,
         mem_mib: 3072,
         smp: 1,
+        bulk_maps: 0,
+    };
+
+    /// Debian 12's cloud kernel (Linux 6.1) with KASLR, `no5lvl`, and 195 more maps
+    /// (`mapwalk.bulk=195`): 206 maps, as the guest the speed figures of issue #5 were
+    /// taken on. For benchmarks.
+    pub const DEB12_KASLR_4LEVEL_BULK: Self = Self {
+        name: "deb12-kaslr-4level-bulk",
+        kernel: "deb12-cloud",
+        kaslr: true,
+        five_level: false,
+        mem_mib: 512,
+        smp: 2,
+        bulk_maps: 195,
     };
 
     /// The kernel command line.
@@ -252,6 +273,9 @@ impl GuestConfig {
         }
         if !self.five_level {
             s.push_str(" no5lvl");
+        }
+        if self.bulk_maps > 0 {
+            s.push_str(&format!(" mapwalk.bulk={}", self.bulk_maps));
         }
         s
     }
