@@ -184,7 +184,7 @@ impl SymbolTable {
     }
 }
 
-fn parse_line(line: &str) -> Result<Symbol, &'static str> {
+pub(crate) fn parse_line(line: &str) -> Result<Symbol, &'static str> {
     let mut fields = line.split_ascii_whitespace();
     let addr = fields.next().ok_or("no address")?;
     let addr = u64::from_str_radix(addr, 16).map_err(|_| "address is not hexadecimal")?;

@@ -5,7 +5,8 @@
 //!
 //! - **Kernel description**: where a kernel's symbols are ([`kallsyms`]) and its
 //!   struct layouts, resolved from the kernel's BTF into a
-//!   [`mapwalk_core::KernelLayout`] ([`btf`], with the `btf-rs` crate), and the KASLR
+//!   [`mapwalk_core::KernelLayout`] ([`btf`], by this crate's own zero-copy BTF
+//!   reader; `btf-rs` parses only the maps' BTF, for rendering), and the KASLR
 //!   and paging state, all put together by [`describe`] into a ready kernel view.
 //! - **Sources** ([`source`]): one read-only view of maps over guest memory (the core's
 //!   walkers behind a [`describe::Kernel`]) and over the live host (`mapwalk-live`).
@@ -24,6 +25,7 @@ pub mod kallsyms;
 pub mod qmp;
 pub mod render;
 pub mod source;
+pub mod timing;
 
 #[doc(hidden)]
 pub mod e2e;

@@ -514,9 +514,12 @@ mod memory {
         fn meta(&self, info: &mapwalk_core::MapInfo) -> MapMeta {
             let mut meta = MapMeta::from_core(info);
             if info.btf.0 != 0 {
-                let id = self
-                    .btf_field("id")
-                    .and_then(|off| Ok(self.kernel.view.read_kernel_u32(add(info.btf, off)?)?));
+                let id = self.btf_object().and_then(|at| {
+                    Ok(self
+                        .kernel
+                        .view
+                        .read_kernel_u32(add(info.btf, u64::from(at.id))?)?)
+                });
                 match id {
                     Ok(id) => meta.btf_id = id,
                     Err(e) => eprintln!(
@@ -528,9 +531,10 @@ mod memory {
             meta
         }
 
-        fn btf_field(&self, name: &str) -> Result<u64, SourceError> {
-            crate::btf::member_offset(&self.kernel.btf, "btf", name)
-                .map(u64::from)
+        fn btf_object(&self) -> Result<crate::btf::BtfObjectLayout, SourceError> {
+            self.kernel
+                .btf_object
+                .clone()
                 .map_err(|e| SourceError::Btf(e.to_string()))
         }
     }
@@ -574,10 +578,11 @@ mod memory {
             if info.btf.0 == 0 {
                 return Ok(None);
             }
-            let data = self.read_u64(add(info.btf, self.btf_field("data")?)?)?;
-            let size_at = add(info.btf, self.btf_field("data_size")?)?;
+            let at = self.btf_object()?;
+            let data = self.read_u64(add(info.btf, at.data.into())?)?;
+            let size_at = add(info.btf, at.data_size.into())?;
             let size = u64::from(self.kernel.view.read_kernel_u32(size_at)?);
-            let base = self.read_u64(add(info.btf, self.btf_field("base_btf")?)?)?;
+            let base = self.read_u64(add(info.btf, at.base_btf.into())?)?;
             if size == 0 || size > MAX_PROG_BTF {
                 return Err(SourceError::Btf(format!(
                     "map {}: struct btf says data_size {size}",
@@ -587,7 +592,12 @@ mod memory {
             let mut bytes = vec![0u8; usize::try_from(size).unwrap_or(0)];
             self.kernel.view.read_kernel(Kva(data), &mut bytes)?;
             let parsed = if base != 0 {
-                Btf::from_split_bytes(&bytes, &self.kernel.btf)
+                let vmlinux = self
+                    .kernel
+                    .btf
+                    .parsed()
+                    .map_err(|e| SourceError::Btf(format!("map {}: base BTF: {e}", map.id)))?;
+                Btf::from_split_bytes(&bytes, vmlinux)
             } else {
                 Btf::from_bytes(&bytes)
             };

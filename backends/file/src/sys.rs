@@ -22,7 +22,7 @@ use core::ptr::{self, NonNull};
 use std::fs::File;
 use std::io;
 
-use memmap2::{MmapOptions, MmapRaw};
+use memmap2::{MmapOptions, MmapRaw, UncheckedAdvice};
 
 /// Why a [`RawRegion`] refused an access.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,6 +257,23 @@ impl Backing {
             opts.map_raw_read_only(file)?
         };
         Ok(Self::Mapped(map, writable))
+    }
+
+    /// Drops this process's page-table entries for the whole mapping (`MADV_DONTNEED`):
+    /// resident memory falls back, and the next access maps the page again from the
+    /// file. Nothing for owned bytes.
+    pub(crate) fn release_resident(&self) -> io::Result<()> {
+        match self {
+            // SAFETY: - the mapping is shared (`map_raw`/`map_raw_read_only` map
+            //           MAP_SHARED): MADV_DONTNEED drops page-table entries only; the
+            //           file keeps every byte, written ones included, and later accesses
+            //           see them again (unlike a private mapping, where it would discard
+            //           copies written to)
+            //         - no reference into the mapping exists (accesses go through
+            //           `RawRegion` copies), so no Rust value observes the change
+            Self::Mapped(map, _) => unsafe { map.unchecked_advise(UncheckedAdvice::DontNeed) },
+            Self::Owned(_) => Ok(()),
+        }
     }
 
     /// The bytes, for raw access.

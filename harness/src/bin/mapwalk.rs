@@ -164,8 +164,12 @@ impl From<io::Error> for Failure {
 }
 
 fn main() -> ExitCode {
+    mapwalk::timing::start();
     let cli = Cli::parse();
-    match run(&cli) {
+    let result = run(&cli);
+    mapwalk::timing::mark("done");
+    mapwalk::timing::memory();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         // A closed pipe (`mapwalk dump x | head`) is not worth a complaint.
         Err(Failure(m)) if m.contains("Broken pipe") => ExitCode::SUCCESS,
@@ -232,8 +236,26 @@ fn memory_source(cli: &Cli) -> Result<(), Failure> {
             opts = opts.layout(layout);
         }
         let ram = opts.open(path).map_err(|e| Failure(e.to_string()))?;
+        mapwalk::timing::mark("RAM file opened");
+        // The search for VMCOREINFO, as describe would make it, done here so that the
+        // pages it touched can be let go of before the description reads more.
+        let scan = k.cr3.is_none() || k.vmlinux.is_some();
+        let opts = mapwalk_file::FindOptions {
+            scan,
+            ..mapwalk_file::FindOptions::default()
+        };
+        let vmcoreinfo = match mapwalk_file::find_vmcoreinfo_with(&ram, &opts) {
+            // None found is an empty one: describe would search in vain again.
+            Ok(found) => Some(found.map(|f| f.vmcoreinfo).unwrap_or_default()),
+            // describe searches again, and warns.
+            Err(_) => None,
+        };
+        if let Err(e) = ram.release_resident() {
+            eprintln!("mapwalk: warning: releasing the probed pages: {e}");
+        }
+        mapwalk::timing::mark("VMCOREINFO searched");
         let hints = MemoryHints {
-            vmcoreinfo: None,
+            vmcoreinfo,
             cr3: k.cr3,
             cr4: None,
         };
@@ -335,6 +357,31 @@ fn map_btf(src: &dyn MapSource, meta: &MapMeta) -> Option<btf_rs::Btf> {
     }
 }
 
+fn types<'a>(btf: Option<&'a btf_rs::Btf>, meta: &MapMeta, format: Format) -> Option<Types<'a>> {
+    btf.map(|b| Types {
+        renderer: TypeRenderer::new(b).hex_pointers(format == Format::Human),
+        key: meta.btf_key_type_id,
+        value: meta.btf_value_type_id,
+    })
+}
+
+/// Writes the entries of one map with `w`; the walk's result, and the writer's error.
+fn walk_into<W: Write>(
+    src: &dyn MapSource,
+    meta: &MapMeta,
+    w: &mut DumpWriter<'_, W>,
+) -> (Result<(), SourceError>, Option<io::Error>) {
+    let mut io_err = None;
+    let walked = src.for_each_entry(meta, &mut |k, v| match w.entry(k, v) {
+        Ok(()) => ControlFlow::Continue(()),
+        Err(e) => {
+            io_err = Some(e);
+            ControlFlow::Break(())
+        }
+    });
+    (walked, io_err)
+}
+
 fn dump_one(
     src: &dyn MapSource,
     meta: &MapMeta,
@@ -342,20 +389,9 @@ fn dump_one(
     out: &mut impl Write,
 ) -> Result<(), Failure> {
     let btf = map_btf(src, meta);
-    let types = btf.as_ref().map(|b| Types {
-        renderer: TypeRenderer::new(b).hex_pointers(format == Format::Human),
-        key: meta.btf_key_type_id,
-        value: meta.btf_value_type_id,
-    });
-    let mut w = DumpWriter::new(out, format, types);
-    let mut io_err = None;
-    src.for_each_entry(meta, &mut |k, v| match w.entry(k, v) {
-        Ok(()) => ControlFlow::Continue(()),
-        Err(e) => {
-            io_err = Some(e);
-            ControlFlow::Break(())
-        }
-    })?;
+    let mut w = DumpWriter::new(out, format, types(btf.as_ref(), meta, format));
+    let (walked, io_err) = walk_into(src, meta, &mut w);
+    walked?;
     if let Some(e) = io_err {
         return Err(e.into());
     }
@@ -363,8 +399,39 @@ fn dump_one(
     Ok(())
 }
 
+/// The `"entries":[...]` of one map in `dump --all --json`, streamed to `out`. When the
+/// walk fails part way, the entries read so far are kept and `,"error":"..."` follows
+/// them (`[],"error":...` when it fails before the first).
+fn dump_entries_json(
+    src: &dyn MapSource,
+    meta: &MapMeta,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    let btf = map_btf(src, meta);
+    let mut w = DumpWriter::new(
+        &mut *out,
+        Format::Json,
+        types(btf.as_ref(), meta, Format::Json),
+    )
+    .trailing_newline(false);
+    let (walked, io_err) = walk_into(src, meta, &mut w);
+    if let Some(e) = io_err {
+        return Err(e.into());
+    }
+    w.finish()?;
+    if let Err(e) = walked {
+        write!(
+            out,
+            ",\"error\":{}",
+            serde_json::Value::from(Failure::from(e).0)
+        )?;
+    }
+    Ok(())
+}
+
 fn dump_all(src: &dyn MapSource, format: Format, out: &mut impl Write) -> Result<(), Failure> {
     let maps = src.maps()?;
+    mapwalk::timing::mark("maps listed");
     if format == Format::Json {
         write!(out, "[")?;
     }
@@ -378,14 +445,9 @@ fn dump_all(src: &dyn MapSource, format: Format, out: &mut impl Write) -> Result
                 let head = serde_json::to_string(&head).map_err(|e| Failure(e.to_string()))?;
                 // `{"id":..,...,"entries":[...]}`: the map object, opened again.
                 write!(out, "{},\"entries\":", head.trim_end_matches('}'))?;
-                let mut buf = Vec::new();
-                match dump_one(src, meta, format, &mut buf) {
-                    Ok(()) => out.write_all(buf.trim_ascii_end())?,
-                    Err(Failure(e)) => {
-                        write!(out, "[],\"error\":{}", serde_json::Value::from(e))?;
-                    }
-                }
+                dump_entries_json(src, meta, out)?;
                 write!(out, "}}")?;
+                mapwalk::timing::mark(&format!("map {} dumped", meta.id));
             }
             Format::Human => {
                 render::write_map_human(out, meta)?;
@@ -401,5 +463,6 @@ fn dump_all(src: &dyn MapSource, format: Format, out: &mut impl Write) -> Result
     if format == Format::Json {
         writeln!(out, "]")?;
     }
+    mapwalk::timing::mark("maps dumped");
     Ok(())
 }

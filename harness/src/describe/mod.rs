@@ -30,6 +30,8 @@
 //! - **BTF**: a file (raw, or an ELF with `.BTF`), the vmlinux's `.BTF`, or the bytes
 //!   between `__start_BTF` and `__stop_BTF` in memory; the layout is resolved from it by
 //!   [`crate::btf::resolve_layout`] unless [`KernelSpec::layout_override`] gives one.
+//!   The BTF is kept raw ([`crate::btf::KernelBtf`]): `btf-rs` parses it only if a
+//!   map's split BTF needs it as a base.
 //!
 //! ```no_run
 //! use mapwalk::describe::{describe, KernelSpec, MemoryHints, SymbolSource};
@@ -63,7 +65,6 @@ use mapwalk_core::{Bpf, KernelLayout, Kva, Paging, PhysRead};
 use mapwalk_file::{find_vmcoreinfo_with, ElfCore, FindOptions, Vmcoreinfo};
 
 use crate::btf;
-use crate::kallsyms::SymbolTable;
 
 pub use error::DescribeError;
 pub use symbols::Symbols;
@@ -144,6 +145,21 @@ pub const CR4_LA57: u64 = 1 << 12;
 /// The most BTF read from memory (Debian's is about 5 MiB).
 pub const MAX_BTF_BYTES: u64 = 256 << 20;
 
+/// The symbols a description looks up (with the VMCOREINFO's `SYMBOL(...)` names):
+/// found in one pass over a symbol text.
+pub const DESCRIBE_SYMBOLS: &[&str] = &[
+    "map_idr",
+    "phys_base",
+    "page_offset_base",
+    "linux_banner",
+    "__start_BTF",
+    "__stop_BTF",
+    "__per_cpu_offset",
+    "nr_cpu_ids",
+    "__pgtable_l5_enabled",
+    "init_top_pgt",
+];
+
 /// How many bytes of `linux_banner` are read.
 const BANNER_MAX: usize = 512;
 const BANNER_PREFIX: &str = "Linux version ";
@@ -154,8 +170,12 @@ pub struct Kernel<M> {
     pub view: KernelView<M>,
     /// The struct layout.
     pub layout: KernelLayout,
-    /// The kernel's BTF (vmlinux types), for rendering.
-    pub btf: btf_rs::Btf,
+    /// The kernel's BTF (vmlinux types), parsed for rendering only when a split BTF
+    /// needs it as its base.
+    pub btf: btf::KernelBtf,
+    /// Where a `struct btf` keeps its data (for reading maps' BTF), or why that is
+    /// unknown.
+    pub btf_object: Result<btf::BtfObjectLayout, btf::BtfError>,
     /// The symbols, at runtime addresses.
     pub symbols: Symbols,
     /// `map_idr`.
@@ -183,8 +203,8 @@ impl<M: fmt::Debug> fmt::Debug for Kernel<M> {
         f.debug_struct("Kernel")
             .field("view", &self.view)
             .field("layout", &self.layout)
-            .field("btf", &format_args!("<BTF>"))
-            .field("symbols", &format_args!("<{} symbols>", self.symbols.len()))
+            .field("btf", &self.btf)
+            .field("symbols", &self.symbols)
             .field("map_idr", &self.map_idr)
             .field("per_cpu_offset", &self.per_cpu_offset)
             .field("nr_cpu_ids", &self.nr_cpu_ids)
@@ -260,19 +280,21 @@ fn load_symbols(source: &SymbolSource) -> Result<Loaded, DescribeError> {
         }
         SymbolSource::SymbolFile(path) => {
             let bytes = read_file(path)?;
-            let text = String::from_utf8_lossy(&bytes);
-            let table = SymbolTable::parse(&text).map_err(|e| bad_file(path, e.to_string()))?;
-            if table.is_empty() {
-                return Err(bad_file(path, "no symbols"));
-            }
-            if table.addresses_hidden() {
+            let symbols = Symbols::from_text(bytes).map_err(|e| {
+                if e.what == "no symbols" {
+                    bad_file(path, "no symbols")
+                } else {
+                    bad_file(path, e.to_string())
+                }
+            })?;
+            if symbols.addresses_hidden() {
                 return Err(bad_file(
                     path,
                     "every address is zero (read /proc/kallsyms as root, with kptr_restrict < 2)",
                 ));
             }
             Ok(Loaded {
-                symbols: Symbols::from_table(&table),
+                symbols,
                 link_time: false,
                 elf_btf: None,
                 elf_banner: None,
@@ -634,6 +656,7 @@ pub fn describe<M: PhysRead>(
 ) -> Result<Kernel<M>, DescribeError> {
     let mut warnings = Vec::new();
     let loaded = load_symbols(&spec.symbols)?;
+    crate::timing::mark("symbols read");
 
     let vmcoreinfo = match &hints.vmcoreinfo {
         Some(v) => Some(v.clone()),
@@ -656,7 +679,21 @@ pub fn describe<M: PhysRead>(
     };
     // An empty hint means "do not search": there is none.
     let vmcoreinfo = vmcoreinfo.filter(|v| !v.is_empty());
+    crate::timing::mark("VMCOREINFO");
     let info = vmcoreinfo.as_ref();
+
+    let image_names = info.map(image_symbols).unwrap_or_default();
+    let wanted: Vec<&str> = DESCRIBE_SYMBOLS
+        .iter()
+        .copied()
+        .chain(image_names.iter().map(|(n, _)| n.as_str()))
+        .collect();
+    let mut loaded = loaded;
+    loaded
+        .symbols
+        .prefetch(&wanted)
+        .map_err(|e| bad_file(&loaded.path, e.to_string()))?;
+    crate::timing::mark("symbols found");
 
     let slide = choose_slide(&loaded, info, &mut warnings)?;
     let symbols = loaded.symbols.clone().with_slide(slide);
@@ -673,6 +710,7 @@ pub fn describe<M: PhysRead>(
     );
 
     let release = check_banner(&view, &symbols, info, &loaded)?;
+    crate::timing::mark("paging, banner");
 
     let (raw_btf, btf_what) = match (&spec.btf, &loaded.elf_btf) {
         (Some(BtfSource::File(path)), _) => (btf_from_file(path)?, path.display().to_string()),
@@ -682,19 +720,23 @@ pub fn describe<M: PhysRead>(
             "BTF in memory (__start_BTF)".to_owned(),
         ),
     };
+    crate::timing::mark("BTF read");
     let btf_err = |source| DescribeError::Btf {
         what: btf_what.clone(),
         source,
     };
-    let btf = btf::parse(&raw_btf).map_err(btf_err)?;
+    let reader = btf::BtfReader::with_names(&raw_btf, btf::LAYOUT_STRUCTS).map_err(btf_err)?;
     let layout = match spec.layout_override {
         Some(layout) => layout,
         None => {
-            let resolved = btf::resolve_layout(&btf).map_err(btf_err)?;
+            let resolved = btf::resolve_layout(&reader).map_err(btf_err)?;
             warnings.extend(resolved.warnings);
             resolved.layout
         }
     };
+    let btf_object = btf::BtfObjectLayout::resolve(&reader);
+    drop(reader);
+    crate::timing::mark("BTF indexed, layout resolved");
 
     let optional = |warnings: &mut Vec<String>, name: &str, why: &str| {
         let kva = symbols.lookup(name);
@@ -717,7 +759,8 @@ pub fn describe<M: PhysRead>(
     Ok(Kernel {
         view,
         layout,
-        btf,
+        btf: btf::KernelBtf::new(raw_btf),
+        btf_object,
         symbols,
         map_idr,
         per_cpu_offset,

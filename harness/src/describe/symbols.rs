@@ -1,8 +1,15 @@
 //! Kernel symbols from a vmlinux ELF or a `System.map` / `/proc/kallsyms` text, with the
 //! KASLR slide that turns their addresses into the running kernel's.
+//!
+//! A kernel's symbol text is large (about 90,000 lines, 3.6 MB, on Debian) and a
+//! description needs some twenty of its names. So a text is not parsed into a table:
+//! [`Symbols::from_text`] keeps the bytes, [`Symbols::prefetch`] finds the names it is
+//! given in one pass over the lines (splitting each line only as far as its name), and
+//! a lookup of any other name scans the text again.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use goblin::elf::section_header::SHN_UNDEF;
 use goblin::elf::sym::{STB_GLOBAL, STB_WEAK, STT_FILE, STT_SECTION};
@@ -10,7 +17,7 @@ use goblin::elf::Elf;
 use mapwalk_core::kernel::X86_START_KERNEL_MAP;
 use mapwalk_core::Kva;
 
-use crate::kallsyms::SymbolTable;
+use crate::kallsyms::{parse_line, ParseError, SymbolTable};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Sym {
@@ -37,10 +44,185 @@ struct Sym {
 /// assert_eq!(syms.lookup("cpu_number"), Some(Kva(0x1000)));
 /// assert_eq!(syms.file_addr("map_idr"), Some(0xffff_ffff_8200_0000));
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Symbols {
-    by_name: HashMap<String, Sym>,
+    /// Names looked up (or read from an ELF): `None` when the text has no such name.
+    by_name: HashMap<String, Option<Sym>>,
+    /// The symbol text, when the symbols come from one.
+    text: Option<Arc<Vec<u8>>>,
     slide: u64,
+}
+
+impl std::fmt::Debug for Symbols {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Symbols")
+            .field("names", &self.by_name.len())
+            .field("text_bytes", &self.text.as_ref().map(|t| t.len()))
+            .field("slide", &self.slide)
+            .finish()
+    }
+}
+
+/// How much a lookup prefers a symbol: kernel-image globals first, then kernel-image
+/// locals, then module symbols (as [`SymbolTable::lookup`]).
+fn rank(module: bool, global: bool) -> u8 {
+    u8::from(module) * 2 + u8::from(!global)
+}
+
+/// The name of a symbol-text line, split as far as the name only: `ADDR T NAME` or
+/// `ADDR T NAME\t[module]`. `None` for a line of another shape (left to
+/// [`parse_line`]).
+fn name_of(line: &[u8]) -> Option<&[u8]> {
+    // 64-bit addresses are 16 digits: no search for the first space then.
+    let sp = if line.get(16) == Some(&b' ') {
+        16
+    } else {
+        memchr::memchr(b' ', line)?
+    };
+    if line.get(sp.checked_add(2)?) != Some(&b' ') {
+        return None;
+    }
+    let rest = line.get(sp.checked_add(3)?..)?;
+    let end = match rest.last() {
+        Some(b']') => memchr::memchr(b'\t', rest)?,
+        Some(b' ' | b'\t' | b'\r') => return None,
+        _ => rest.len(),
+    };
+    let name = rest.get(..end)?;
+    (!name.is_empty() && !name.contains(&b' ')).then_some(name)
+}
+
+/// Each non-empty line of `text` with where it starts, without its `\n`.
+fn lines(text: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+    let mut start = 0usize;
+    let mut ends = memchr::memchr_iter(b'\n', text).chain(std::iter::once(text.len()));
+    std::iter::from_fn(move || {
+        let end = ends.next()?;
+        let at = start;
+        start = end.saturating_add(1);
+        Some((at, text.get(at..end).unwrap_or_default()))
+    })
+    .filter(|(_, l)| !l.is_empty())
+}
+
+/// Parses the line at `at` of `text` fully (the slow path, and the lines of wanted
+/// names); its number, for an error, is counted only then.
+fn parse_at(
+    text: &[u8],
+    at: usize,
+    line: &[u8],
+) -> Result<Option<crate::kallsyms::Symbol>, ParseError> {
+    parse_full(line).map_err(|(what, shown)| ParseError {
+        line: memchr::memchr_iter(b'\n', text.get(..at).unwrap_or_default())
+            .count()
+            .saturating_add(1),
+        what,
+        text: shown,
+    })
+}
+
+/// Parses one line fully: `None` for a blank one.
+fn parse_full(line: &[u8]) -> Result<Option<crate::kallsyms::Symbol>, (&'static str, String)> {
+    let text = String::from_utf8_lossy(line);
+    let text = text.trim_end_matches('\r');
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    parse_line(text)
+        .map(Some)
+        .map_err(|what| (what, text.chars().take(120).collect()))
+}
+
+/// Whether the address of a line of the usual shape is all zeros (`Some(false)`: it is
+/// not; `None`: another shape).
+fn zero_address(line: &[u8]) -> Option<bool> {
+    name_of(line)?;
+    let sp = memchr::memchr(b' ', line)?;
+    let addr = line.get(..sp)?;
+    if addr.iter().all(|&b| b == b'0') {
+        return Some(true);
+    }
+    addr.iter().all(u8::is_ascii_hexdigit).then_some(false)
+}
+
+/// The best symbol of each of `wanted` in `text`, in one pass. Lines of another shape
+/// than `ADDR T NAME [module]` are parsed in full, so a malformed one is an error.
+fn scan(text: &[u8], wanted: &[&str]) -> Result<Vec<Option<Sym>>, ParseError> {
+    const BY_LEN: usize = 128;
+    let mut by_len: Vec<Vec<usize>> = vec![Vec::new(); BY_LEN];
+    // Per length, the first bytes of the wanted names of that length: most lines are
+    // passed over on one test of this set.
+    let mut first: Vec<[u64; 4]> = vec![[0; 4]; BY_LEN];
+    let mut long = false;
+    for (i, w) in wanted.iter().enumerate() {
+        match (
+            by_len.get_mut(w.len()),
+            first.get_mut(w.len()),
+            w.as_bytes().first(),
+        ) {
+            (Some(v), Some(set), Some(&b)) => {
+                v.push(i);
+                set[usize::from(b >> 6)] |= 1 << (b & 63);
+            }
+            _ => long = true,
+        }
+    }
+    let mut best: Vec<Option<(u8, Sym)>> = vec![None; wanted.len()];
+    let mut offer = |at: usize, line: &[u8], i: usize| -> Result<(), ParseError> {
+        let Some(sym) = parse_at(text, at, line)? else {
+            return Ok(());
+        };
+        let r = rank(sym.module.is_some(), sym.is_global());
+        if let Some(slot) = best.get_mut(i) {
+            if slot.is_none_or(|(old, _)| r < old) {
+                *slot = Some((
+                    r,
+                    Sym {
+                        addr: sym.addr,
+                        module: sym.module.is_some(),
+                        global: sym.is_global(),
+                    },
+                ));
+            }
+        }
+        Ok(())
+    };
+    for (at, line) in lines(text) {
+        match name_of(line) {
+            Some(name) => {
+                let maybe = match (first.get(name.len()), name.first()) {
+                    (Some(set), Some(&b)) => set[usize::from(b >> 6)] & (1 << (b & 63)) != 0,
+                    _ => long,
+                };
+                if !maybe {
+                    continue;
+                }
+                if long {
+                    if let Some(i) = wanted.iter().position(|w| w.as_bytes() == name) {
+                        offer(at, line, i)?;
+                    }
+                    continue;
+                }
+                for &i in by_len
+                    .get(name.len())
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                {
+                    if wanted.get(i).map(|w| w.as_bytes()) == Some(name) {
+                        offer(at, line, i)?;
+                    }
+                }
+            }
+            None => {
+                if let Some(sym) = parse_at(text, at, line)? {
+                    if let Some(i) = wanted.iter().position(|w| *w == sym.name) {
+                        offer(at, line, i)?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(best.into_iter().map(|b| b.map(|(_, s)| s)).collect())
 }
 
 impl Symbols {
@@ -55,22 +237,137 @@ impl Symbols {
             if let Some(best) = table.get(&s.name) {
                 by_name.insert(
                     s.name.clone(),
-                    Sym {
+                    Some(Sym {
                         addr: best.addr,
                         module: best.module.is_some(),
                         global: best.is_global(),
-                    },
+                    }),
                 );
             }
         }
-        Self { by_name, slide: 0 }
+        Self {
+            by_name,
+            text: None,
+            slide: 0,
+        }
+    }
+
+    /// The symbols of a `System.map` / `/proc/kallsyms` text, with no slide. Nothing is
+    /// parsed yet: see [`prefetch`](Self::prefetch). Where a name repeats, the choice
+    /// is [`SymbolTable::lookup`]'s.
+    ///
+    /// # Errors
+    /// A [`ParseError`] when the text has no line at all, or when its first line is
+    /// malformed.
+    ///
+    /// ```
+    /// use mapwalk::describe::Symbols;
+    /// use mapwalk_core::Kva;
+    ///
+    /// let text = b"ffffffff82000000 d map_idr\nffffffff82000010 D map_idr\n".to_vec();
+    /// let mut syms = Symbols::from_text(text).unwrap();
+    /// syms.prefetch(&["map_idr", "nothing"]).unwrap();
+    /// assert_eq!(syms.lookup("map_idr"), Some(Kva(0xffff_ffff_8200_0010)));
+    /// assert_eq!(syms.lookup("nothing"), None);
+    /// ```
+    pub fn from_text(text: Vec<u8>) -> Result<Self, ParseError> {
+        let text = Arc::new(text);
+        match lines(&text).next() {
+            None => {
+                return Err(ParseError {
+                    line: 1,
+                    what: "no symbols",
+                    text: String::new(),
+                })
+            }
+            Some((at, line)) => {
+                parse_at(&text, at, line)?;
+            }
+        }
+        Ok(Self {
+            by_name: HashMap::new(),
+            text: Some(text),
+            slide: 0,
+        })
+    }
+
+    /// Finds `names` in the text in one pass, so that their lookups cost nothing.
+    /// Without a text (symbols from an ELF or a table), does nothing.
+    ///
+    /// # Errors
+    /// A [`ParseError`] for a malformed line: one whose shape is not
+    /// `ADDRESS TYPE NAME [module]`, or one of the names asked for whose address or
+    /// type is bad.
+    pub fn prefetch(&mut self, names: &[&str]) -> Result<(), ParseError> {
+        let Some(text) = &self.text else {
+            return Ok(());
+        };
+        let names: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| !self.by_name.contains_key(*n))
+            .collect();
+        let found = scan(text, &names)?;
+        for (name, sym) in names.into_iter().zip(found) {
+            self.by_name.insert(name.to_owned(), sym);
+        }
+        Ok(())
+    }
+
+    /// Whether every address looked up so far is zero (`/proc/kallsyms` read without
+    /// `CAP_SYSLOG`), with at least one found.
+    pub fn found_addresses_hidden(&self) -> bool {
+        let mut found = self.by_name.values().flatten().peekable();
+        found.peek().is_some() && found.all(|s| s.addr == 0)
+    }
+
+    fn get(&self, name: &str) -> Option<Sym> {
+        match self.by_name.get(name) {
+            Some(s) => *s,
+            None => {
+                let text = self.text.as_ref()?;
+                // A name not prefetched: a pass of its own (a malformed line was
+                // reported by the prefetch, if any).
+                scan(text, &[name]).ok()?.into_iter().next().flatten()
+            }
+        }
+    }
+
+    /// Every symbol of a text, best of each name.
+    fn all_of_text(text: &[u8]) -> HashMap<String, Option<Sym>> {
+        let mut by_name: HashMap<String, (u8, Sym)> = HashMap::new();
+        for (_, line) in lines(text) {
+            let Ok(Some(sym)) = parse_full(line) else {
+                continue;
+            };
+            let r = rank(sym.module.is_some(), sym.is_global());
+            let new = Sym {
+                addr: sym.addr,
+                module: sym.module.is_some(),
+                global: sym.is_global(),
+            };
+            match by_name.entry(sym.name) {
+                Entry::Vacant(v) => {
+                    v.insert((r, new));
+                }
+                Entry::Occupied(mut o) => {
+                    if r < o.get().0 {
+                        o.insert((r, new));
+                    }
+                }
+            }
+        }
+        by_name
+            .into_iter()
+            .map(|(n, (_, s))| (n, Some(s)))
+            .collect()
     }
 
     /// The symbols of a parsed ELF's `.symtab` (link-time addresses), with no slide.
     /// Undefined, section and file symbols are left out; where a name repeats, the
     /// first global (or weak) definition wins, else the first local one.
     pub fn from_elf(elf: &Elf<'_>) -> Self {
-        let mut by_name: HashMap<String, Sym> = HashMap::with_capacity(elf.syms.len());
+        let mut by_name: HashMap<String, Option<Sym>> = HashMap::with_capacity(elf.syms.len());
         for sym in elf.syms.iter() {
             if sym.st_shndx == usize::try_from(SHN_UNDEF).unwrap_or(0)
                 || matches!(sym.st_type(), STT_SECTION | STT_FILE)
@@ -91,16 +388,20 @@ impl Symbols {
             };
             match by_name.entry(name.to_owned()) {
                 Entry::Vacant(v) => {
-                    v.insert(new);
+                    v.insert(Some(new));
                 }
                 Entry::Occupied(mut o) => {
-                    if global && !o.get().global {
-                        o.insert(new);
+                    if global && o.get().is_some_and(|s| !s.global) {
+                        o.insert(Some(new));
                     }
                 }
             }
         }
-        Self { by_name, slide: 0 }
+        Self {
+            by_name,
+            text: None,
+            slide: 0,
+        }
     }
 
     /// The same symbols with `slide` (runtime minus file address of kernel-image
@@ -117,36 +418,72 @@ impl Symbols {
         self.slide
     }
 
-    /// The runtime address of `name`.
+    /// The runtime address of `name`. For symbols from a text, a name not
+    /// [prefetched](Self::prefetch) costs a pass over the text.
     pub fn lookup(&self, name: &str) -> Option<Kva> {
-        self.by_name.get(name).map(|s| Kva(self.runtime(*s)))
+        self.get(name).map(|s| Kva(self.runtime(s)))
     }
 
     /// The address of `name` as the file gave it.
     pub fn file_addr(&self, name: &str) -> Option<u64> {
-        self.by_name.get(name).map(|s| s.addr)
+        self.get(name).map(|s| s.addr)
     }
 
-    /// Every symbol with its runtime address, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, Kva)> + '_ {
-        self.by_name
-            .iter()
-            .map(|(n, s)| (n.as_str(), Kva(self.runtime(*s))))
+    /// Every symbol with its runtime address, in no particular order. For symbols from
+    /// a text, this parses the whole text.
+    pub fn iter(&self) -> impl Iterator<Item = (String, Kva)> + '_ {
+        let all = match &self.text {
+            Some(text) => Self::all_of_text(text),
+            None => self.by_name.clone(),
+        };
+        all.into_iter()
+            .filter_map(move |(n, s)| Some((n, Kva(self.runtime(s?)))))
     }
 
-    /// The number of distinct names.
+    /// The number of distinct names. For symbols from a text, this parses the whole
+    /// text.
     pub fn len(&self) -> usize {
-        self.by_name.len()
+        match &self.text {
+            Some(text) => Self::all_of_text(text).len(),
+            None => self.by_name.values().flatten().count(),
+        }
     }
 
     /// Whether there are no symbols.
     pub fn is_empty(&self) -> bool {
-        self.by_name.is_empty()
+        match &self.text {
+            Some(text) => lines(text).next().is_none(),
+            None => self.by_name.values().flatten().next().is_none(),
+        }
     }
 
     /// Whether every address is zero (`/proc/kallsyms` read without `CAP_SYSLOG`).
+    /// For symbols from a text, this reads lines until one has an address.
     pub fn addresses_hidden(&self) -> bool {
-        !self.by_name.is_empty() && self.by_name.values().all(|s| s.addr == 0)
+        match &self.text {
+            Some(text) => {
+                let mut any = false;
+                for (_, line) in lines(text) {
+                    match zero_address(line) {
+                        Some(true) => any = true,
+                        Some(false) => return false,
+                        None => {
+                            if let Ok(Some(sym)) = parse_full(line) {
+                                if sym.addr != 0 {
+                                    return false;
+                                }
+                                any = true;
+                            }
+                        }
+                    }
+                }
+                any
+            }
+            None => {
+                let mut all = self.by_name.values().flatten().peekable();
+                all.peek().is_some() && all.all(|s| s.addr == 0)
+            }
+        }
     }
 
     fn runtime(&self, s: Sym) -> u64 {
@@ -168,4 +505,71 @@ pub(super) fn elf_section<'a>(elf: &Elf<'_>, bytes: &'a [u8], name: &str) -> Opt
         let len = usize::try_from(sh.sh_size).ok()?;
         bytes.get(start..start.checked_add(len)?)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "0000000000000000 A fixed_percpu_data\n\
+                        ffffffff81000000 t dup\n\
+                        ffffffffc0a01000 T dup\t[veth]\n\
+                        ffffffff81000010 T dup\n\
+                        ffffffff82a1c010 D phys_base\n\
+                        ffffffffc0a01000 t veth_open\t[veth]\n\
+                        ffffffffc0a02000 T init_module\t[veth]\n\
+                        \n\
+                        ffffffffc0b02000 T init_module\t[nf_tables]\n\
+                        c1000000   T   short_addr\n\
+                        ffffffff81000020 T last";
+
+    #[test]
+    fn a_text_is_searched_as_a_table_is_looked_up() {
+        let table = SymbolTable::parse(TEXT).unwrap();
+        let from_table = Symbols::from_table(&table);
+        let mut from_text = Symbols::from_text(TEXT.as_bytes().to_vec()).unwrap();
+        let names = [
+            "fixed_percpu_data",
+            "dup",
+            "phys_base",
+            "veth_open",
+            "init_module",
+            "short_addr",
+            "last",
+            "absent",
+        ];
+        // Before the prefetch (one pass per name), and after it.
+        for pass in 0..2 {
+            for n in names {
+                assert_eq!(
+                    from_text.file_addr(n),
+                    from_table.file_addr(n),
+                    "{n}, pass {pass}"
+                );
+            }
+            from_text.prefetch(&names).unwrap();
+        }
+        assert_eq!(from_text.file_addr("dup"), Some(0xffff_ffff_8100_0010));
+        assert_eq!(from_text.len(), from_table.len());
+        assert!(!from_text.addresses_hidden() && !from_text.is_empty());
+    }
+
+    #[test]
+    fn malformed_and_empty_texts_are_refused() {
+        let bad = "ffffffff81000000 T good\nnot a symbol line at all\n";
+        let mut s = Symbols::from_text(bad.as_bytes().to_vec()).unwrap();
+        let e = s.prefetch(&["good"]).unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        // A bad address on a line of the usual shape is found when its name is wanted.
+        let bad = "ffffffff81000000 T good\nzzzzzzzzzzzzzzzz T wanted\n";
+        let mut s = Symbols::from_text(bad.as_bytes().to_vec()).unwrap();
+        assert!(s.prefetch(&["good"]).is_ok());
+        assert_eq!(s.prefetch(&["wanted"]).unwrap_err().line, 2);
+        assert!(Symbols::from_text(b"\n\n".to_vec()).is_err());
+        assert!(Symbols::from_text(b"xyz\n".to_vec()).is_err());
+        let hidden = "0000000000000000 T a\n0000000000000000 D b\n";
+        assert!(Symbols::from_text(hidden.as_bytes().to_vec())
+            .unwrap()
+            .addresses_hidden());
+    }
 }

@@ -578,7 +578,8 @@ fn layout_from_the_hosts_btf() {
     let host = btf::layout_from_bytes(&std::fs::read(HOST_BTF).unwrap()).unwrap();
     assert_eq!(k.layout, host.layout);
     assert!(
-        btf::member_offset(&k.btf, "bpf_map", "id").is_ok(),
+        btf::member_offset(&k.btf.reader().unwrap(), "bpf_map", "id").is_ok()
+            && k.btf.parsed().is_ok(),
         "the BTF is kept for rendering"
     );
 }

@@ -30,15 +30,24 @@ static HEX: [[u8; 6]; 256] = hex_table();
 
 /// Appends `["0x01","0x02",...]` to `out`.
 pub fn push_hex_json(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.reserve(bytes.len() * 7 + 2);
-    out.push(b'[');
-    for (i, &b) in bytes.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(&HEX[usize::from(b)]);
+    let start = out.len();
+    if bytes.is_empty() {
+        out.extend_from_slice(b"[]");
+        return;
     }
-    out.push(b']');
+    // `[` and seven bytes a byte: `"0x01",`, the last comma becoming `]`.
+    out.resize(start + 1 + bytes.len() * 7, 0);
+    let Some(dst) = out.get_mut(start..) else {
+        return;
+    };
+    dst[0] = b'[';
+    for (chunk, &b) in dst[1..].chunks_exact_mut(7).zip(bytes) {
+        chunk[..6].copy_from_slice(&HEX[usize::from(b)]);
+        chunk[6] = b',';
+    }
+    if let Some(last) = out.last_mut() {
+        *last = b']';
+    }
 }
 
 /// Appends `01 02 ff` to `out`.
@@ -152,6 +161,7 @@ pub struct DumpWriter<'a, W: Write> {
     buf: Vec<u8>,
     count: u64,
     open: bool,
+    newline: bool,
 }
 
 impl<'a, W: Write> DumpWriter<'a, W> {
@@ -164,7 +174,16 @@ impl<'a, W: Write> DumpWriter<'a, W> {
             buf: Vec::with_capacity(FLUSH_AT + 4096),
             count: 0,
             open: false,
+            newline: true,
         }
+    }
+
+    /// Whether [`finish`](Self::finish) ends JSON output with a newline (the default);
+    /// not when the array is part of a larger document.
+    #[must_use]
+    pub fn trailing_newline(mut self, newline: bool) -> Self {
+        self.newline = newline;
+        self
     }
 
     /// The entries written so far.
@@ -267,7 +286,8 @@ impl<'a, W: Write> DumpWriter<'a, W> {
     pub fn finish(mut self) -> io::Result<W> {
         self.start();
         match self.format {
-            Format::Json => self.buf.extend_from_slice(b"]\n"),
+            Format::Json if self.newline => self.buf.extend_from_slice(b"]\n"),
+            Format::Json => self.buf.push(b']'),
             Format::Human => self
                 .buf
                 .extend_from_slice(format!("Found {} elements\n", self.count).as_bytes()),

@@ -1,0 +1,241 @@
+//! A real guest, end to end: `mapwalk --ram FILE --symbols KALLSYMS dump --all --json`
+//! as a process, and its phases in this process.
+//!
+//! The guest is either given, or booted here:
+//!
+//! - `MAPWALK_BENCH_RAM` (a guest's RAM file, best paused) and `MAPWALK_BENCH_SYMBOLS`
+//!   (its `/proc/kallsyms`);
+//! - otherwise the harness's real-kernel driver boots Debian 12's kernel (Linux 6.1)
+//!   with `mapwalk.bulk=195`: 206 maps, as the guest of issue #5 (see
+//!   `harness/e2e/README.md` for what it needs; about two minutes to boot), and pauses
+//!   it for the run.
+//!
+//! Benchmarks (group `describe_dump`):
+//!
+//! - `process`: the release `mapwalk` binary (`MAPWALK_BENCH_BIN`, else
+//!   `target/release/mapwalk` beside this bench; build it first with
+//!   `cargo build --release -p mapwalk`), spawned with stdout to a file: process start
+//!   and exit included.
+//! - `describe`: opening the RAM file and describing the kernel (symbols, VMCOREINFO,
+//!   paging, banner, BTF read from guest memory, layout).
+//! - `symbols`: the symbol text searched for the names a description needs.
+//! - `btf_layout`: the layout from the kernel's raw BTF (this crate's reader), next to
+//!   `btf_rs_parse`, a full `btf-rs` parse of the same bytes (what the description did
+//!   before).
+//! - `walk`: every map listed and every entry read, over a described kernel.
+//! - `walk_render`: the same with every entry rendered as `bpftool -j` JSON.
+
+use std::hint::black_box;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use mapwalk::describe::{describe, KernelSpec, MemoryHints, Symbols, DESCRIBE_SYMBOLS};
+use mapwalk::e2e::GuestConfig;
+use mapwalk::render::{DumpWriter, Format};
+use mapwalk::source::{MapSource, MemorySource};
+use mapwalk_benches::WARM_UP;
+use mapwalk_file::RamFile;
+
+/// The guest's RAM file and symbols, and the pause that keeps it still.
+struct Input {
+    ram: PathBuf,
+    symbols: PathBuf,
+    _paused: Option<mapwalk::e2e::Paused<'static>>,
+}
+
+fn loud(what: &str) {
+    eprintln!("\n========================================================================");
+    eprintln!("describe_dump: {what}");
+    eprintln!("========================================================================\n");
+}
+
+fn input() -> Option<Input> {
+    match (
+        std::env::var_os("MAPWALK_BENCH_RAM"),
+        std::env::var_os("MAPWALK_BENCH_SYMBOLS"),
+    ) {
+        (Some(ram), Some(symbols)) => {
+            return Some(Input {
+                ram: ram.into(),
+                symbols: symbols.into(),
+                _paused: None,
+            })
+        }
+        (ram, symbols) => loud(&format!(
+            "MAPWALK_BENCH_RAM is {}, MAPWALK_BENCH_SYMBOLS is {}: booting a guest with \
+             the harness's real-kernel driver instead",
+            if ram.is_some() { "set" } else { "NOT SET" },
+            if symbols.is_some() { "set" } else { "NOT SET" },
+        )),
+    }
+    let config = GuestConfig::DEB12_KASLR_4LEVEL_BULK;
+    let Some(guest) = mapwalk::e2e::guest("describe_dump", &config) else {
+        loud("no guest could be booted (see above): NOTHING IS MEASURED");
+        return None;
+    };
+    let symbols = guest.dir().join("bench-kallsyms");
+    let text = guest.report().section("kallsyms").unwrap_or_default();
+    std::fs::write(&symbols, text).expect("write the guest's kallsyms");
+    let paused = guest.pause().expect("pause the guest");
+    Some(Input {
+        ram: guest.ram_path().to_path_buf(),
+        symbols,
+        _paused: Some(paused),
+    })
+}
+
+fn spec(symbols: &Path) -> KernelSpec {
+    KernelSpec::new(mapwalk::describe::SymbolSource::SymbolFile(
+        symbols.to_path_buf(),
+    ))
+}
+
+fn source(input: &Input) -> MemorySource<RamFile> {
+    let ram = RamFile::open(&input.ram).expect("open the RAM file");
+    let kernel = describe(ram, &spec(&input.symbols), &MemoryHints::default()).expect("describe");
+    MemorySource::new(kernel)
+}
+
+/// Every entry of every map: (maps, entries, key and value bytes).
+fn walk(src: &MemorySource<RamFile>) -> (usize, u64, u64) {
+    let maps = src.maps().expect("maps");
+    let (mut entries, mut bytes) = (0u64, 0u64);
+    for m in &maps {
+        // A map type the walkers do not read is not an error of the bench.
+        let _ = src.for_each_entry(m, &mut |k, v| {
+            entries += 1;
+            bytes += k.len() as u64;
+            match v {
+                mapwalk::source::ValueRef::Single(v) => bytes += v.len() as u64,
+                mapwalk::source::ValueRef::PerCpu(p) => {
+                    bytes += p.iter().map(|(_, v)| v.len() as u64).sum::<u64>()
+                }
+            }
+            std::ops::ControlFlow::Continue(())
+        });
+    }
+    (maps.len(), entries, bytes)
+}
+
+/// Every map's entries rendered as JSON into `out`; the bytes written.
+fn walk_render(src: &MemorySource<RamFile>, out: &mut Vec<u8>) -> usize {
+    out.clear();
+    for m in &src.maps().expect("maps") {
+        let mut w = DumpWriter::new(&mut *out, Format::Json, None);
+        let _ = src.for_each_entry(m, &mut |k, v| {
+            w.entry(k, v).expect("write to memory");
+            std::ops::ControlFlow::Continue(())
+        });
+        w.finish().expect("write to memory");
+    }
+    out.len()
+}
+
+fn binary() -> Option<PathBuf> {
+    if let Some(b) = std::env::var_os("MAPWALK_BENCH_BIN") {
+        return Some(b.into());
+    }
+    // target/release/deps/describe_dump-<hash> -> target/release/mapwalk
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe.parent()?.parent()?.join("mapwalk");
+    bin.exists().then_some(bin)
+}
+
+fn describe_dump(c: &mut Criterion) {
+    let Some(input) = input() else { return };
+    let src = source(&input);
+    let (maps, entries, bytes) = walk(&src);
+    eprintln!(
+        "describe_dump: {} ({} maps, {entries} entries, {bytes} key and value bytes), \
+         kernel {}",
+        input.ram.display(),
+        maps,
+        src.kernel().release.as_deref().unwrap_or("?")
+    );
+    assert!(maps > 0 && entries > 0, "the guest has maps with entries");
+
+    let mut g = c.benchmark_group("describe_dump");
+    g.warm_up_time(WARM_UP);
+    g.measurement_time(Duration::from_secs(3));
+    g.sample_size(20);
+
+    match binary() {
+        Some(bin) => {
+            let out_path =
+                std::env::temp_dir().join(format!("mapwalk-bench-{}.json", std::process::id()));
+            let run = || {
+                let out = std::fs::File::create(&out_path).expect("output file");
+                let status = Command::new(&bin)
+                    .arg("--ram")
+                    .arg(&input.ram)
+                    .arg("--symbols")
+                    .arg(&input.symbols)
+                    .args(["dump", "--all", "--json"])
+                    .stdout(out)
+                    .stderr(Stdio::null())
+                    .status()
+                    .expect("spawn mapwalk");
+                assert!(status.success(), "mapwalk failed: {status}");
+            };
+            run();
+            let json: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&out_path).expect("read output"))
+                    .expect("mapwalk wrote JSON");
+            assert_eq!(
+                json.as_array().map(Vec::len),
+                Some(maps),
+                "one object a map"
+            );
+            g.bench_function("process", |b| b.iter(run));
+            let _ = std::fs::remove_file(&out_path);
+        }
+        None => loud(
+            "no release mapwalk binary (cargo build --release -p mapwalk, or set \
+             MAPWALK_BENCH_BIN): `process` NOT MEASURED",
+        ),
+    }
+
+    g.bench_function("describe", |b| {
+        b.iter(|| {
+            let ram = RamFile::open(black_box(&input.ram)).expect("open");
+            describe(ram, &spec(&input.symbols), &MemoryHints::default()).expect("describe")
+        })
+    });
+
+    let text = std::fs::read(&input.symbols).expect("read the symbols");
+    g.bench_function("symbols", |b| {
+        b.iter(|| {
+            let mut s = Symbols::from_text(black_box(text.clone())).expect("symbols");
+            s.prefetch(DESCRIBE_SYMBOLS).expect("prefetch");
+            s.lookup("map_idr").expect("map_idr")
+        })
+    });
+
+    let raw = src.kernel().btf.raw().to_vec();
+    assert_eq!(
+        mapwalk::btf::layout_from_bytes(&raw)
+            .expect("layout")
+            .layout,
+        src.kernel().layout
+    );
+    g.bench_function("btf_layout", |b| {
+        b.iter(|| mapwalk::btf::layout_from_bytes(black_box(&raw)).expect("layout"))
+    });
+    g.bench_function("btf_rs_parse", |b| {
+        b.iter(|| mapwalk::btf::parse(black_box(&raw)).expect("btf-rs"))
+    });
+
+    g.bench_function("walk", |b| b.iter(|| walk(black_box(&src))));
+    let mut out = Vec::new();
+    g.bench_function("walk_render", |b| {
+        b.iter(|| walk_render(black_box(&src), &mut out))
+    });
+    g.finish();
+    std::io::stderr().flush().ok();
+}
+
+criterion_group!(benches, describe_dump);
+criterion_main!(benches);

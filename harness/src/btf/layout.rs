@@ -1,0 +1,292 @@
+//! Member offsets and struct sizes looked up with the [`BtfReader`], and the
+//! [`KernelLayout`] they make.
+
+use mapwalk_core::layout::{ArrayLayout, BpfMapLayout, HtabLayout, IdrLayout, XarrayLayout};
+use mapwalk_core::KernelLayout;
+
+use super::reader::{BtfReader, TypeRef};
+use super::{BtfError, ResolvedLayout};
+
+/// How deep anonymous structs and unions nest inside one another before the lookup
+/// gives up.
+pub const MAX_ANON_DEPTH: u32 = 16;
+/// The most components of a member path (`"a.b.c"`).
+pub const MAX_PATH_PARTS: u32 = 8;
+
+/// The structs [`resolve_layout`] looks members up in: a reader built with
+/// [`BtfReader::with_names`]`(bytes, LAYOUT_STRUCTS)` finds them without another pass.
+pub const LAYOUT_STRUCTS: &[&str] = &[
+    "xarray",
+    "xa_node",
+    "idr",
+    "bpf_map",
+    "bpf_array",
+    "bpf_htab",
+    "bucket",
+    "htab_elem",
+    "btf",
+];
+
+/// Finds `name` among the members of aggregate `ty`, looking into anonymous struct and
+/// union members. Returns the member's bit offset from the start of `ty` and its type
+/// id.
+fn find_member(
+    r: &BtfReader<'_>,
+    ty: &TypeRef<'_>,
+    name: &[u8],
+    depth: u32,
+) -> Result<Option<(u64, u32)>, BtfError> {
+    if depth > MAX_ANON_DEPTH {
+        return Err(BtfError::LimitExceeded {
+            what: "nesting of anonymous structs and unions",
+            limit: MAX_ANON_DEPTH,
+        });
+    }
+    for m in ty.members() {
+        let bit = u64::from(m.bit_offset);
+        if m.name_off == 0 || r.str_at(m.name_off)?.is_empty() {
+            let inner = r.strip(m.type_id)?;
+            if inner.kind.is_aggregate() {
+                if let Some((off, t)) = find_member(r, &inner, name, depth + 1)? {
+                    return Ok(Some((bit.saturating_add(off), t)));
+                }
+            }
+        } else if r.str_at(m.name_off)? == name {
+            // A bitfield's offset is in bits too: the caller refuses one not on a byte.
+            return Ok(Some((bit, m.type_id)));
+        }
+    }
+    Ok(None)
+}
+
+/// The bit offset of the member path `path` (`"a"`, `"a.b"`) in aggregate `ty`.
+fn path_bits(
+    r: &BtfReader<'_>,
+    ty: &TypeRef<'_>,
+    owner: &str,
+    path: &str,
+) -> Result<u64, BtfError> {
+    let mut total = 0u64;
+    let mut cur = *ty;
+    let mut done = 0usize;
+    for (n, part) in path.split('.').enumerate() {
+        if n >= MAX_PATH_PARTS as usize {
+            return Err(BtfError::LimitExceeded {
+                what: "components of a member path",
+                limit: MAX_PATH_PARTS,
+            });
+        }
+        done = done
+            .saturating_add(part.len())
+            .saturating_add(usize::from(n > 0));
+        let here = || format!("{owner}.{}", path.get(..done).unwrap_or(path));
+        if n > 0 {
+            cur = r.strip(cur.id)?;
+        }
+        if !cur.kind.is_aggregate() {
+            return Err(BtfError::NotAggregate(here()));
+        }
+        let (bit, mty) =
+            find_member(r, &cur, part.as_bytes(), 0)?.ok_or_else(|| BtfError::NoMember(here()))?;
+        total = total.saturating_add(bit);
+        cur = r.type_by_id(mty, cur.id)?;
+    }
+    Ok(total)
+}
+
+/// The structs (or unions) named `name`, in id order.
+fn aggregates<'a>(r: &BtfReader<'a>, name: &str) -> Result<Vec<TypeRef<'a>>, BtfError> {
+    let found = r.aggregates_named(name)?;
+    if found.is_empty() {
+        return Err(BtfError::NoStruct(name.to_owned()));
+    }
+    Ok(found)
+}
+
+/// The first struct named `struct_name` that has the member path `path`, and the
+/// path's bit offset in it.
+fn first_having<'a>(
+    r: &BtfReader<'a>,
+    struct_name: &str,
+    path: &str,
+) -> Result<(TypeRef<'a>, u64), BtfError> {
+    let mut first_err = None;
+    for ty in aggregates(r, struct_name)? {
+        match path_bits(r, &ty, struct_name, path) {
+            Ok(bits) => return Ok((ty, bits)),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_err.unwrap_or_else(|| BtfError::NoMember(format!("{struct_name}.{path}"))))
+}
+
+/// The bit offset of member path `path` in struct `struct_name`. When several structs
+/// share the name (the kernel has two `struct bucket`s), the first one that has the
+/// whole path wins.
+///
+/// # Errors
+/// [`BtfError::NoStruct`] or [`BtfError::NoMember`] (naming `struct.path`),
+/// [`BtfError::NotAggregate`] when a path component is not a struct or union, or the
+/// reader's errors for BTF that does not decode.
+pub fn member_bit_offset(
+    r: &BtfReader<'_>,
+    struct_name: &str,
+    path: &str,
+) -> Result<u64, BtfError> {
+    first_having(r, struct_name, path).map(|(_, bits)| bits)
+}
+
+/// The byte offset of member path `path` (such as `"idr_rt.xa_head"`) in struct
+/// `struct_name`; members of anonymous unions and structs count as members of the
+/// struct that holds them.
+///
+/// # Errors
+/// As [`member_bit_offset`], and [`BtfError::Bitfield`] when the member does not start
+/// on a byte boundary.
+pub fn member_offset(r: &BtfReader<'_>, struct_name: &str, path: &str) -> Result<u32, BtfError> {
+    let bits = member_bit_offset(r, struct_name, path)?;
+    let name = || format!("{struct_name}.{path}");
+    if bits % 8 != 0 {
+        return Err(BtfError::Bitfield(name()));
+    }
+    u32::try_from(bits / 8).map_err(|_| BtfError::TooFar(name()))
+}
+
+/// The size in bytes of the first struct named `struct_name`.
+///
+/// # Errors
+/// [`BtfError::NoStruct`].
+pub fn struct_size(r: &BtfReader<'_>, struct_name: &str) -> Result<u32, BtfError> {
+    aggregates(r, struct_name)?
+        .first()
+        .map(|t| t.size_or_type)
+        .ok_or_else(|| BtfError::NoStruct(struct_name.to_owned()))
+}
+
+/// The size in bytes of the first struct named `struct_name` that has member `path`
+/// (the kernel has more than one `struct bucket`, for instance).
+///
+/// # Errors
+/// [`BtfError::NoStruct`] or the member's resolution error.
+pub fn struct_size_having(
+    r: &BtfReader<'_>,
+    struct_name: &str,
+    path: &str,
+) -> Result<u32, BtfError> {
+    first_having(r, struct_name, path).map(|(ty, _)| ty.size_or_type)
+}
+
+/// Resolves every group of [`KernelLayout`].
+///
+/// Required: `xarray`, `idr`, `bpf_map` (except `btf_vmlinux_value_type_id`).
+/// Optional: `array` and `htab` (`None` and a warning when `bpf_array` or `bpf_htab`
+/// cannot be resolved), and `bpf_map.btf_vmlinux_value_type_id` (`None` and a
+/// warning).
+///
+/// # Errors
+/// The first required field that cannot be resolved, as `struct.field`.
+pub fn resolve_layout(r: &BtfReader<'_>) -> Result<ResolvedLayout, BtfError> {
+    let mut warnings = Vec::new();
+    let off = |s: &str, f: &str| member_offset(r, s, f);
+    let xarray = XarrayLayout {
+        xa_head: off("xarray", "xa_head")?,
+        node_shift: off("xa_node", "shift")?,
+        node_slots: off("xa_node", "slots")?,
+    };
+    let idr = IdrLayout {
+        idr_rt: off("idr", "idr_rt")?,
+        idr_next: off("idr", "idr_next")?,
+    };
+    let bpf_map = BpfMapLayout {
+        map_type: off("bpf_map", "map_type")?,
+        key_size: off("bpf_map", "key_size")?,
+        value_size: off("bpf_map", "value_size")?,
+        max_entries: off("bpf_map", "max_entries")?,
+        map_flags: off("bpf_map", "map_flags")?,
+        id: off("bpf_map", "id")?,
+        name: off("bpf_map", "name")?,
+        btf: off("bpf_map", "btf")?,
+        btf_key_type_id: off("bpf_map", "btf_key_type_id")?,
+        btf_value_type_id: off("bpf_map", "btf_value_type_id")?,
+        btf_vmlinux_value_type_id: optional(
+            &mut warnings,
+            off("bpf_map", "btf_vmlinux_value_type_id"),
+        ),
+    };
+    let array = group(&mut warnings, "bpf_array (ARRAY maps)", || {
+        Ok(ArrayLayout {
+            elem_size: off("bpf_array", "elem_size")?,
+            value: off("bpf_array", "value")?,
+        })
+    });
+    let htab = group(&mut warnings, "bpf_htab (HASH maps)", || {
+        Ok(HtabLayout {
+            buckets: off("bpf_htab", "buckets")?,
+            n_buckets: off("bpf_htab", "n_buckets")?,
+            elem_size: off("bpf_htab", "elem_size")?,
+            bucket_head: off("bucket", "head")?,
+            bucket_size: struct_size_having(r, "bucket", "head")?,
+            elem_hash_node: off("htab_elem", "hash_node")?,
+            elem_key: off("htab_elem", "key")?,
+        })
+    });
+    Ok(ResolvedLayout {
+        layout: KernelLayout {
+            xarray,
+            idr,
+            bpf_map,
+            array,
+            htab,
+        },
+        warnings,
+    })
+}
+
+/// Where a `struct btf` (a BTF object in kernel memory) keeps its bytes: what a map's
+/// BTF is read through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BtfObjectLayout {
+    /// `btf.data`: a pointer to the raw BTF.
+    pub data: u32,
+    /// `btf.data_size`: its length (`u32`).
+    pub data_size: u32,
+    /// `btf.base_btf`: the base of a split BTF (NULL when standalone).
+    pub base_btf: u32,
+    /// `btf.id`: the id `BPF_OBJ_GET_INFO_BY_FD` reports as a map's `btf_id`.
+    pub id: u32,
+}
+
+impl BtfObjectLayout {
+    /// Resolves the offsets in `struct btf`.
+    ///
+    /// # Errors
+    /// The first field that cannot be resolved.
+    pub fn resolve(r: &BtfReader<'_>) -> Result<Self, BtfError> {
+        Ok(Self {
+            data: member_offset(r, "btf", "data")?,
+            data_size: member_offset(r, "btf", "data_size")?,
+            base_btf: member_offset(r, "btf", "base_btf")?,
+            id: member_offset(r, "btf", "id")?,
+        })
+    }
+}
+
+/// An optional field: `None` and a warning when it cannot be resolved.
+fn optional<T>(warnings: &mut Vec<String>, r: Result<T, BtfError>) -> Option<T> {
+    r.map_err(|e| warnings.push(format!("optional field left out: {e}")))
+        .ok()
+}
+
+/// An optional group: `None` and a warning naming the group when any of its fields
+/// cannot be resolved.
+pub fn group<T>(
+    warnings: &mut Vec<String>,
+    what: &str,
+    resolve: impl FnOnce() -> Result<T, BtfError>,
+) -> Option<T> {
+    resolve()
+        .map_err(|e| warnings.push(format!("{what} disabled: {e}")))
+        .ok()
+}
