@@ -52,11 +52,18 @@ use mapwalk_core::{
 };
 
 pub mod array;
+pub mod btf_layout;
+pub mod btf_synth;
 pub mod discovery;
+pub mod elf_core;
 pub mod htab;
+pub mod kallsyms;
 pub mod percpu;
 pub mod pgtable_aarch64;
 pub mod pgtable_x86_64;
+pub mod ram_layout;
+pub mod render;
+pub mod vmcoreinfo;
 pub mod xarray;
 
 /// The direct-map base of the raw-mode kernel views.
