@@ -1,4 +1,5 @@
-//! The fuzz targets of mapwalk-core, as plain functions over bytes.
+//! The fuzz targets of mapwalk (the core's walkers, and the parsers of guest and file
+//! input), as plain functions over bytes.
 //!
 //! Each module is one target: `fuzz_targets/<name>.rs` only calls `<name>::run(data)`.
 //! Keeping the bodies here lets the seed-corpus generator (`examples/gen_corpus.rs`)
