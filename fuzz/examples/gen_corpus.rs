@@ -10,8 +10,10 @@ use std::path::Path;
 
 use mapwalk_core::synth::{build_xarray, default_layout, SynthRam};
 use mapwalk_core::Pa;
+use mapwalk_fuzz::btf_synth::{self, BtfBuilder};
 use mapwalk_fuzz::{
-    array, discovery, htab, percpu, pgtable_aarch64, pgtable_x86_64, xarray, Enc, Mutated,
+    array, btf_layout, discovery, elf_core, htab, percpu, pgtable_aarch64, pgtable_x86_64, render,
+    vmcoreinfo, xarray, Enc, Mutated,
 };
 use mapwalk_fuzz::{GuestKind, RAW_DIRECT_MAP};
 
@@ -509,7 +511,406 @@ fn percpu_seeds() {
     write(t, "raw-percpu-array", &raw(|e| h.encode(e), &ram));
 }
 
+/// One ELF note, padded to 4 bytes.
+fn note(name: &str, n_type: u32, desc: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&(name.len() as u32 + 1).to_le_bytes());
+    v.extend_from_slice(&(desc.len() as u32).to_le_bytes());
+    v.extend_from_slice(&n_type.to_le_bytes());
+    v.extend_from_slice(name.as_bytes());
+    v.push(0);
+    v.resize(v.len().next_multiple_of(4), 0);
+    v.extend_from_slice(desc);
+    v.resize(v.len().next_multiple_of(4), 0);
+    v
+}
+
+/// A `PT_LOAD` to write: `data` at physical `paddr` (and `vaddr`), `memsz` bytes.
+struct Load {
+    paddr: u64,
+    vaddr: u64,
+    data: Vec<u8>,
+    memsz: u64,
+}
+
+fn load(paddr: u64, data: Vec<u8>) -> Load {
+    let memsz = data.len() as u64;
+    Load {
+        paddr,
+        vaddr: 0,
+        data,
+        memsz,
+    }
+}
+
+/// An ELF core as QEMU's `dump-guest-memory` writes one: the ELF header, a `PT_NOTE`
+/// (when there are notes) then the `PT_LOAD`s, the notes, then each load's bytes.
+fn elf(class64: bool, machine: u16, notes: &[Vec<u8>], loads: &[Load]) -> Vec<u8> {
+    let (ehsize, phent) = if class64 {
+        (64usize, 56usize)
+    } else {
+        (52, 32)
+    };
+    let notes: Vec<u8> = notes.concat();
+    let phnum = loads.len() + usize::from(!notes.is_empty());
+    let notes_at = ehsize + phnum * phent;
+    let w = |v: &mut Vec<u8>, x: u64| {
+        if class64 {
+            v.extend_from_slice(&x.to_le_bytes());
+        } else {
+            v.extend_from_slice(&(x as u32).to_le_bytes());
+        }
+    };
+    let mut v = b"\x7fELF".to_vec();
+    v.extend_from_slice(&[if class64 { 2 } else { 1 }, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    v.extend_from_slice(&4u16.to_le_bytes()); // ET_CORE
+    v.extend_from_slice(&machine.to_le_bytes());
+    v.extend_from_slice(&1u32.to_le_bytes());
+    w(&mut v, 0); // e_entry
+    w(&mut v, ehsize as u64); // e_phoff
+    w(&mut v, 0); // e_shoff
+    v.extend_from_slice(&0u32.to_le_bytes()); // e_flags
+    for x in [ehsize, phent, phnum, if class64 { 64 } else { 40 }, 0, 0] {
+        v.extend_from_slice(&(x as u16).to_le_bytes());
+    }
+    assert_eq!(v.len(), ehsize);
+    let phdr = |v: &mut Vec<u8>,
+                p_type: u32,
+                off: u64,
+                vaddr: u64,
+                paddr: u64,
+                filesz: u64,
+                memsz: u64| {
+        v.extend_from_slice(&p_type.to_le_bytes());
+        if class64 {
+            v.extend_from_slice(&0u32.to_le_bytes()); // p_flags
+        }
+        for x in [off, vaddr, paddr, filesz, memsz] {
+            w(v, x);
+        }
+        if !class64 {
+            v.extend_from_slice(&0u32.to_le_bytes()); // p_flags
+        }
+        w(v, 0); // p_align
+    };
+    if !notes.is_empty() {
+        let n = notes.len() as u64;
+        phdr(&mut v, 4, notes_at as u64, 0, 0, n, n);
+    }
+    let mut at = notes_at + notes.len();
+    for l in loads {
+        phdr(
+            &mut v,
+            1,
+            at as u64,
+            l.vaddr,
+            l.paddr,
+            l.data.len() as u64,
+            l.memsz,
+        );
+        at += l.data.len();
+    }
+    v.extend_from_slice(&notes);
+    for l in loads {
+        v.extend_from_slice(&l.data);
+    }
+    v
+}
+
+/// QEMU's x86 CPU-state note (`QEMUCPUState` version 1 plus `kernel_gs_base`).
+fn qemu_cpu(cr3: u64, cr4: u64) -> Vec<u8> {
+    let mut d = vec![0u8; 440];
+    d[0..4].copy_from_slice(&1u32.to_le_bytes());
+    d[4..8].copy_from_slice(&440u32.to_le_bytes());
+    d[392 + 24..392 + 32].copy_from_slice(&cr3.to_le_bytes());
+    d[392 + 32..392 + 40].copy_from_slice(&cr4.to_le_bytes());
+    d[432..440].copy_from_slice(&0xffff_8880_1fc0_0000u64.to_le_bytes());
+    d
+}
+
+/// An `NT_PRSTATUS` descriptor with this pid: x86_64 (336 bytes) or i386 (144).
+fn prstatus(pid: u32, i386: bool) -> Vec<u8> {
+    let (len, pid_at) = if i386 { (144, 24) } else { (336, 32) };
+    let mut d = vec![0u8; len];
+    d[pid_at..pid_at + 4].copy_from_slice(&pid.to_le_bytes());
+    d
+}
+
+const VMCOREINFO: &[u8] = b"OSRELEASE=6.12.38+deb13-cloud-amd64\nPAGESIZE=4096\nKERNELOFFSET=2ac00000\nSYMBOL(init_top_pgt)=ffffffffad822000\nNUMBER(phys_base)=-339738624\nNUMBER(kimage_voffset)=0xffff800008000000\nOFFSET(page.flags)=0\nSIZE(page)=64\nLENGTH(free_area)=11\nCRASHTIME=\n";
+
+/// `n` bytes where byte i is `seed + i` (mod 256).
+fn pattern(n: usize, seed: u8) -> Vec<u8> {
+    (0..n).map(|i| seed.wrapping_add(i as u8)).collect()
+}
+
+fn elf_core_seeds() {
+    use elf_core::{Header, Read};
+    let t = "elf_core";
+    let read = |pick, delta: i32, len| Read {
+        pick,
+        delta: delta as u32,
+        len,
+    };
+    let with = |h: &Header, core: &[u8]| raw(|e| h.encode(e), core);
+    // QEMU, x86_64: one vCPU, VMCOREINFO, RAM at 0 (with a copy of the text at 0x1000),
+    // and a segment at 0x10000 whose last 0xf00 bytes are zero fill.
+    let mut low = pattern(0x2000, 0);
+    low[0x1000..0x1000 + VMCOREINFO.len() + 1].copy_from_slice(&[VMCOREINFO, b"\0"].concat());
+    let mut tail = load(0x10000, pattern(0x100, 0x40));
+    tail.memsz = 0x1000;
+    let notes = [
+        note("CORE", 1, &prstatus(1, false)),
+        note("QEMU", 0, &qemu_cpu(0x2a10000, 0x750eb0)),
+        note("VMCOREINFO", 0, VMCOREINFO),
+    ];
+    let h = Header {
+        reads: [
+            read(0, 0x10, 64),
+            read(0x80, -8, 16),  // across the end of RAM at 0 into the hole
+            read(1, 0xf8, 0x20), // file bytes then zero fill
+            read(1, 0, 0x1000),
+        ],
+    };
+    let core = elf(true, 62, &notes, &[load(0, low), tail]);
+    write(t, "seed-qemu-x86", &with(&h, &core));
+    // kdump: the kernel image described again, by its virtual address, inside RAM; two
+    // adjacent segments; no notes.
+    let mut image = load(0x1000, pattern(0x800, 0x55));
+    image.vaddr = 0xffff_ffff_8100_0000;
+    let core = elf(
+        true,
+        62,
+        &[],
+        &[
+            load(0, pattern(0x2000, 1)),
+            load(0x2000, pattern(0x1000, 2)),
+            image,
+        ],
+    );
+    let h = Header {
+        reads: [
+            read(0, 0x1ff8, 16), // across two adjacent segments
+            read(0x81, 0, 1),    // just past the end
+            read(0, -1, 2),      // just before the start
+            read(1, 0, 0x2000),
+        ],
+    };
+    write(t, "seed-kdump-alias", &with(&h, &core));
+    // i386, ELFCLASS32: two CPUs' NT_PRSTATUS.
+    let notes = [
+        note("CORE", 1, &prstatus(1, true)),
+        note("CORE", 1, &prstatus(2, true)),
+    ];
+    let core = elf(false, 3, &notes, &[load(0x10_0000, pattern(0x400, 9))]);
+    let h = Header {
+        reads: [
+            read(0, 0, 8),
+            read(0, 0x3fc, 8),
+            read(0x80, 0, 0),
+            read(5, 0x100, 0x300),
+        ],
+    };
+    write(t, "seed-elf32-i386", &with(&h, &core));
+}
+
+fn vmcoreinfo_seeds() {
+    use vmcoreinfo::Header;
+    let t = "vmcoreinfo";
+    // The text itself, then a NUL and the rest of its page.
+    let mut text = [VMCOREINFO, b"\0"].concat();
+    text.extend_from_slice(&pattern(64, 0x80));
+    let h = Header {
+        base_page: 0x100,
+        ..Header::default()
+    };
+    write(t, "seed-data-page", &raw(|e| h.encode(e), &text));
+    // The note page (text 24 bytes in), in RAM that straddles 4 GiB, after the format
+    // strings of .rodata.
+    let mut ram = pattern(0x3000, 3);
+    let rodata = b"\0VMCOREINFO\0OSRELEASE=%s\n\0PAGESIZE=%ld\n\0";
+    ram[0x100..0x100 + rodata.len()].copy_from_slice(rodata);
+    let mut n = note("VMCOREINFO", 0, VMCOREINFO);
+    n.extend_from_slice(&[0; 12]);
+    ram[0x2000..0x2000 + n.len()].copy_from_slice(&n);
+    let h = Header {
+        base_page: 0xf_ffff,
+        ..Header::default()
+    };
+    write(t, "seed-note-page-4gib", &raw(|e| h.encode(e), &ram));
+    // A copy at an odd offset that only a hint (or the scan) finds, hinted; the scan in
+    // 1 KiB chunks when the hint is left out.
+    let mut ram = vec![0u8; 0x1800];
+    ram[0x123..0x123 + VMCOREINFO.len()].copy_from_slice(VMCOREINFO);
+    let h = Header {
+        base_page: 0x10,
+        hints: [(0x5000, 0x100), (0x100, 0x200)],
+        flags: 1 | (1 << 2),
+    };
+    write(t, "seed-hinted", &raw(|e| h.encode(e), &ram));
+}
+
+fn ram_layout_seeds() {
+    let t = "ram_layout";
+    let seeds: [(&str, &str); 4] = [
+        (
+            "seed-q35-3g",
+            "0:0:0x80000000,0x100000000:0x80000000:0x40000000",
+        ),
+        (
+            "seed-swapped",
+            "0:0x1000:0x1000,0x1000:0:0x800\n0x4000:0x2000:0x1000",
+        ),
+        (
+            "seed-underscores-alias",
+            "0x1_0000_0000:0:4096 0:0:0X1000\t0x2000:0:1",
+        ),
+        ("seed-overlap", "0x1000:0:0x1000,0:0x1000:0x1001"),
+    ];
+    for (name, text) in seeds {
+        write(t, name, text.as_bytes());
+    }
+}
+
+fn btf_layout_seeds() {
+    use btf_layout::Header;
+    let t = "btf_layout";
+    let kernel = btf_synth::kernel_btf();
+    let h = Header { mode: 0, at: 0 };
+    write(t, "seed-raw", &raw(|e| h.encode(e), kernel));
+    let (types, _) = btf_synth::section_lens(kernel);
+    let h = Header {
+        mode: 1,
+        at: types as u16,
+    };
+    write(
+        t,
+        "seed-framed",
+        &raw(|e| h.encode(e), &kernel[btf_synth::HDR_LEN..]),
+    );
+    let h = Header { mode: 2, at: 0 };
+    write(t, "seed-synth", &raw(|e| h.encode(e), &[]));
+    // `xa_head` renamed: a required member missing.
+    let at = kernel.windows(8).position(|w| w == b"xa_head\0").unwrap();
+    let h = Header {
+        mode: 2,
+        at: at as u16,
+    };
+    write(
+        t,
+        "seed-synth-no-xa-head",
+        &raw(|e| h.encode(e), b"xa_heap"),
+    );
+    // `hash_node` renamed: the optional hash group left out, with a warning.
+    let at = kernel
+        .windows(10)
+        .position(|w| w == b"hash_node\0")
+        .unwrap();
+    let h = Header {
+        mode: 2,
+        at: at as u16,
+    };
+    write(t, "seed-synth-no-htab", &raw(|e| h.encode(e), b"hash_nope"));
+}
+
+fn kallsyms_seeds() {
+    let t = "kallsyms";
+    let seeds: [(&str, &str); 4] = [
+        (
+            "seed-kallsyms",
+            "0000000000000000 A fixed_percpu_data\nffffffff81000000 T _text\nffffffff81001000 t helper\nffffffff82a1c010 D phys_base\nffffffff82b00000 b helper\nffffffffc0a01000 t veth_open\t[veth]\nffffffffc0a02000 T init_module\t[veth]\nffffffffc0b00000 T init_module\t[nf_tables]\nffffffffc0b01000 t helper\t[nf_tables]\n",
+        ),
+        (
+            "seed-system-map",
+            "ffffffff81000000 T _stext\r\nffffffff81000000 T _text\r\n\r\nffffffff82000000 R __start_rodata\r\n",
+        ),
+        ("seed-hidden", "0000000000000000 T _text\n0000000000000000 t veth_open\t[veth]\n"),
+        ("seed-bad-line", "ffffffff81000000 T _text\nffffffff8100zz00 T nope\n"),
+    ];
+    for (name, text) in seeds {
+        write(t, name, text.as_bytes());
+    }
+}
+
+fn render_seeds() {
+    use render::Header;
+    let t = "render";
+    let (map, ids) = btf_synth::map_btf();
+    // A value of `struct value`: n = -2, flags, color BLUE, text "mapwalk", p, the
+    // anonymous union, pair = {1, -1}, x = 1.5.
+    let mut value = Vec::new();
+    value.extend_from_slice(&(-2i32).to_le_bytes());
+    value.extend_from_slice(&0x8012_3c05u32.to_le_bytes());
+    value.extend_from_slice(&7u32.to_le_bytes());
+    value.extend_from_slice(b"mapwalk\0");
+    value.extend_from_slice(&0xffff_8880_0123_4560u64.to_le_bytes());
+    value.extend_from_slice(&0xdead_beefu32.to_le_bytes());
+    value.extend_from_slice(&1i64.to_le_bytes());
+    value.extend_from_slice(&(-1i64).to_le_bytes());
+    value.extend_from_slice(&1.5f64.to_le_bytes());
+    assert_eq!(value.len(), 56);
+    let key = 3u32.to_le_bytes();
+    let entry = |h: &Header, btf: &[u8], value: &[u8]| {
+        let mut e = Enc::default();
+        h.encode(&mut e);
+        e.bytes(btf).bytes(&key).bytes(value);
+        e.0
+    };
+    let synth = Header {
+        mode: 2,
+        key_id: ids.u32_t,
+        value_id: ids.value,
+        key_len: 4,
+        ..Header::default()
+    };
+    write(t, "seed-synth-struct", &entry(&synth, &[], &value));
+    let percpu = Header { cpus: 2, ..synth };
+    let two = [value.clone(), value.iter().map(|b| b ^ 0x5a).collect()].concat();
+    write(t, "seed-synth-percpu", &entry(&percpu, &[], &two));
+    let mut bss = 0x1234_5678_9abc_def0u64.to_le_bytes().to_vec();
+    bss.extend_from_slice(b"bss\0\0\0\0\0");
+    let datasec = Header {
+        key_id: 0,
+        value_id: ids.bss,
+        ..synth
+    };
+    write(t, "seed-synth-bss", &entry(&datasec, &[], &bss));
+    let raw_btf = Header {
+        mode: 0,
+        btf_len: map.len() as u16,
+        ..synth
+    };
+    write(t, "seed-raw-struct", &entry(&raw_btf, map, &value));
+    // Split BTF over the kernel BTF: a struct of a kernel `unsigned int` (id 1) and a
+    // pointer, as module and program BTF refer to vmlinux types.
+    let base_types = btf_synth::kernel_types();
+    let (_, base_strs) = btf_synth::section_lens(btf_synth::kernel_btf());
+    let mut b = BtfBuilder::split(base_types + 1, base_strs as u32);
+    let p = b.ptr(1);
+    let s = b.aggregate(
+        false,
+        "split_value",
+        16,
+        &[("count", 1, 0), ("where", p, 8)],
+    );
+    let split = b.build();
+    let h = Header {
+        mode: 1,
+        btf_len: split.len() as u16,
+        key_id: 1,
+        value_id: s,
+        key_len: 4,
+        ..Header::default()
+    };
+    write(t, "seed-split", &entry(&h, &split, &value[..16]));
+}
+
 fn main() {
+    elf_core_seeds();
+    vmcoreinfo_seeds();
+    ram_layout_seeds();
+    btf_layout_seeds();
+    kallsyms_seeds();
+    render_seeds();
     htab_seeds();
     percpu_seeds();
     pgtable_x86_64_seeds();

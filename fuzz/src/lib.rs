@@ -1,4 +1,5 @@
-//! The fuzz targets of mapwalk-core, as plain functions over bytes.
+//! The fuzz targets of mapwalk (the core's walkers, and the parsers of guest and file
+//! input), as plain functions over bytes.
 //!
 //! Each module is one target: `fuzz_targets/<name>.rs` only calls `<name>::run(data)`.
 //! Keeping the bodies here lets the seed-corpus generator (`examples/gen_corpus.rs`)
@@ -52,11 +53,18 @@ use mapwalk_core::{
 };
 
 pub mod array;
+pub mod btf_layout;
+pub mod btf_synth;
 pub mod discovery;
+pub mod elf_core;
 pub mod htab;
+pub mod kallsyms;
 pub mod percpu;
 pub mod pgtable_aarch64;
 pub mod pgtable_x86_64;
+pub mod ram_layout;
+pub mod render;
+pub mod vmcoreinfo;
 pub mod xarray;
 
 /// The direct-map base of the raw-mode kernel views.

@@ -11,7 +11,7 @@ use mapwalk_fuzz::{guest, hash_guest, pick_va, GuestKind, Mutated, RAW_VAS};
 
 type Run = fn(&[u8]);
 
-const TARGETS: [(&str, Run); 7] = [
+const TARGETS: [(&str, Run); 13] = [
     ("pgtable_x86_64", mapwalk_fuzz::pgtable_x86_64::run),
     ("pgtable_aarch64", mapwalk_fuzz::pgtable_aarch64::run),
     ("xarray", mapwalk_fuzz::xarray::run),
@@ -19,6 +19,12 @@ const TARGETS: [(&str, Run); 7] = [
     ("array", mapwalk_fuzz::array::run),
     ("htab", mapwalk_fuzz::htab::run),
     ("percpu", mapwalk_fuzz::percpu::run),
+    ("elf_core", mapwalk_fuzz::elf_core::run),
+    ("vmcoreinfo", mapwalk_fuzz::vmcoreinfo::run),
+    ("ram_layout", mapwalk_fuzz::ram_layout::run),
+    ("btf_layout", mapwalk_fuzz::btf_layout::run),
+    ("kallsyms", mapwalk_fuzz::kallsyms::run),
+    ("render", mapwalk_fuzz::render::run),
 ];
 
 fn files(kind: &str, target: &str) -> Vec<(String, Vec<u8>)> {
@@ -178,9 +184,152 @@ fn headers_round_trip() {
                     .unwrap()
                     .0
                     .encode(&mut e),
+                "elf_core" => mapwalk_fuzz::elf_core::Header::decode(&mut u)
+                    .unwrap()
+                    .encode(&mut e),
+                "vmcoreinfo" => mapwalk_fuzz::vmcoreinfo::Header::decode(&mut u)
+                    .unwrap()
+                    .encode(&mut e),
+                "btf_layout" => mapwalk_fuzz::btf_layout::Header::decode(&mut u)
+                    .unwrap()
+                    .encode(&mut e),
+                "render" => mapwalk_fuzz::render::Header::decode(&mut u)
+                    .unwrap()
+                    .encode(&mut e),
+                // Text inputs, no header.
+                "ram_layout" | "kallsyms" => continue,
                 _ => unreachable!(),
             }
             assert_eq!(e.0[..], data[..e.0.len()], "{path}");
         }
     }
+}
+
+fn seed(target: &str, name: &str) -> Vec<u8> {
+    fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("corpus")
+            .join(target)
+            .join(name),
+    )
+    .unwrap()
+}
+
+#[test]
+fn elf_core_seeds_parse() {
+    use mapwalk_core::PhysReadExt;
+    use mapwalk_file::ElfCore;
+    let data = seed("elf_core", "seed-qemu-x86");
+    let mut u = Unstructured::new(&data);
+    mapwalk_fuzz::elf_core::Header::decode(&mut u).unwrap();
+    let core = ElfCore::from_bytes(u.take_rest()).unwrap();
+    let starts: Vec<u64> = core.segments().iter().map(|s| s.paddr.0).collect();
+    assert_eq!(starts, [0, 0x10000]);
+    assert_eq!(core.segments()[1].mem_size, 0x1000);
+    let cpus = core.vcpus();
+    assert_eq!(cpus.len(), 1);
+    assert_eq!(
+        (cpus[0].cr3(), cpus[0].cr4()),
+        (Some(0x2a10000), Some(0x750eb0))
+    );
+    assert_eq!(cpus[0].prstatus.as_ref().unwrap().pid, 1);
+    let info = core.vmcoreinfo().unwrap();
+    assert_eq!(info.osrelease(), Some("6.12.38+deb13-cloud-amd64"));
+    assert_eq!(core.read_u8(Pa(0x10ff0)).unwrap(), 0);
+    let found = mapwalk_file::find_vmcoreinfo(&core, &[]).unwrap().unwrap();
+    assert_eq!(found.pa, Pa(0x1000));
+
+    let data = seed("elf_core", "seed-kdump-alias");
+    let core = ElfCore::from_bytes(&data[28..]).unwrap();
+    assert_eq!(core.segments().len(), 2);
+    assert_eq!(core.aliases()[0].vaddr, 0xffff_ffff_8100_0000);
+
+    let data = seed("elf_core", "seed-elf32-i386");
+    let core = ElfCore::from_bytes(&data[28..]).unwrap();
+    assert!(!core.is_64bit());
+    assert_eq!(core.vcpus().len(), 2);
+    assert_eq!(core.read_u8(Pa(0x10_0001)).unwrap(), 10);
+}
+
+#[test]
+fn vmcoreinfo_seeds_are_found() {
+    use mapwalk_file::{find_vmcoreinfo, FindMethod};
+    let cases = [
+        ("seed-data-page", 0x10_0000, FindMethod::PageProbe),
+        (
+            "seed-note-page-4gib",
+            0xf_ffff_000 + 0x2018,
+            FindMethod::PageProbe,
+        ),
+        ("seed-hinted", 0x10_123, FindMethod::Hint(1)),
+    ];
+    for (name, pa, method) in cases {
+        let data = seed("vmcoreinfo", name);
+        let mut u = Unstructured::new(&data);
+        let h = mapwalk_fuzz::vmcoreinfo::Header::decode(&mut u).unwrap();
+        let ram = Ram::new(Pa(u64::from(h.base_page) * 4096), u.take_rest());
+        let hints: Vec<_> = h
+            .hints
+            .iter()
+            .map(|&(off, len)| mapwalk_core::PhysRange {
+                start: Pa(ram.base().0 + u64::from(off)),
+                len: u64::from(len),
+            })
+            .collect();
+        let found = find_vmcoreinfo(&ram, &hints).unwrap().unwrap();
+        assert_eq!((found.pa, found.method), (Pa(pa), method), "{name}");
+        assert_eq!(found.vmcoreinfo.len(), 10, "{name}");
+    }
+}
+
+#[test]
+fn synthetic_kernel_btf_resolves_to_the_default_layout() {
+    use mapwalk_fuzz::btf_layout::blob_of;
+    use mapwalk_fuzz::btf_synth::kernel_btf;
+    let r = mapwalk::btf::layout_from_bytes(kernel_btf()).unwrap();
+    assert_eq!(r.layout, mapwalk_core::synth::default_layout());
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    for name in ["seed-raw", "seed-framed", "seed-synth"] {
+        let b = blob_of(&seed("btf_layout", name), kernel_btf()).unwrap();
+        assert_eq!(b, kernel_btf(), "{name}");
+    }
+    let b = blob_of(&seed("btf_layout", "seed-synth-no-xa-head"), kernel_btf()).unwrap();
+    assert_eq!(
+        mapwalk::btf::layout_from_bytes(&b),
+        Err(mapwalk::btf::BtfError::NoMember("xarray.xa_head".into()))
+    );
+    let b = blob_of(&seed("btf_layout", "seed-synth-no-htab"), kernel_btf()).unwrap();
+    let r = mapwalk::btf::layout_from_bytes(&b).unwrap();
+    assert_eq!(r.layout.htab, None);
+    assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+}
+
+#[test]
+fn synthetic_map_btf_renders() {
+    use mapwalk::render::btf::TypeRenderer;
+    use mapwalk_fuzz::btf_synth::map_btf;
+    let (blob, ids) = map_btf();
+    let btf = btf_rs::Btf::from_bytes(blob).unwrap();
+    let data = seed("render", "seed-synth-struct");
+    let value = &data[data.len() - 56..];
+    let v = TypeRenderer::new(&btf).render(ids.value, value);
+    assert_eq!(
+        v.to_string(),
+        r#"{"n":-2,"flags":{"a":"0x5","b":"0x780","c":"0x0","d":"0x801"},"color":"BLUE","text":"mapwalk","p":18446612682089121120,"as_int":-559038737,"as_u32":3735928559,"pair":[1,-1],"x":1.5}"#
+    );
+    let bss = TypeRenderer::new(&btf).render(ids.bss, &seed("render", "seed-synth-bss")[15 + 4..]);
+    assert_eq!(
+        bss.to_string(),
+        r#"{".bss":[{"counter":1311768467463790320},{"label":"bss"}]}"#
+    );
+    assert_eq!(ids.count, btf.base().type_id_range().1);
+    // The split seed parses over the kernel BTF and names its struct.
+    let kernel = btf_rs::Btf::from_bytes(mapwalk_fuzz::btf_synth::kernel_btf()).unwrap();
+    let data = seed("render", "seed-split");
+    let mut u = Unstructured::new(&data);
+    let h = mapwalk_fuzz::render::Header::decode(&mut u).unwrap();
+    let rest = u.take_rest();
+    let split = btf_rs::Btf::from_split_bytes(&rest[..usize::from(h.btf_len)], &kernel).unwrap();
+    let v = TypeRenderer::new(&split).render(h.value_id, &rest[usize::from(h.btf_len) + 4..]);
+    assert!(v.get("count").is_some() && v.get("where").is_some(), "{v}");
 }

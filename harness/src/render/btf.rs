@@ -11,6 +11,14 @@ use serde_json::{Map, Value};
 const MAX_DEPTH: u32 = 32;
 /// Arrays longer than this render their first elements and a marker.
 const MAX_ELEMS: usize = 4096;
+/// Values one `render` may visit: a hostile BTF (a struct whose members are that struct)
+/// would otherwise take its fan-out to the power of `MAX_DEPTH` steps.
+const MAX_NODES: u32 = 1 << 16;
+
+thread_local! {
+    /// Values visited by the current `render`.
+    static NODES: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
 
 /// Renders bytes through the types of one BTF.
 #[derive(Clone, Copy)]
@@ -78,6 +86,7 @@ impl<'a> TypeRenderer<'a> {
     /// Renders `bytes` as type `type_id`. Bytes that do not fit the type (too few, an
     /// unknown id) are rendered as hex bytes.
     pub fn render(&self, type_id: u32, bytes: &[u8]) -> Value {
+        NODES.with(|n| n.set(0));
         match self.btf.resolve_type_by_id(type_id) {
             Ok(t) => self.value(&t, bytes, 0),
             Err(_) => raw(bytes),
@@ -247,6 +256,9 @@ impl<'a> TypeRenderer<'a> {
     fn value(&self, t: &Type, bytes: &[u8], depth: u32) -> Value {
         if depth > MAX_DEPTH {
             return Value::String("<too deep>".into());
+        }
+        if NODES.with(|n| n.replace(n.get().saturating_add(1))) >= MAX_NODES {
+            return Value::String("<too many values>".into());
         }
         let Some(t) = self.strip(t.clone()) else {
             return raw(bytes);
