@@ -9,15 +9,19 @@ use serde_json::{Map, Value};
 
 /// Nesting deeper than this is cut (a corrupt or hostile BTF can loop).
 const MAX_DEPTH: u32 = 32;
-/// Arrays longer than this render their first elements and a marker.
-const MAX_ELEMS: usize = 4096;
-/// Values one `render` may visit: a hostile BTF (a struct whose members are that struct)
-/// would otherwise take its fan-out to the power of `MAX_DEPTH` steps.
-const MAX_NODES: u32 = 1 << 16;
+/// Values one `render` may visit beyond [`NODES_PER_BYTE`] per byte rendered: a hostile
+/// BTF (a struct whose members are that struct, all at offset 0) would otherwise take
+/// its fan-out to the power of `MAX_DEPTH` steps. A real type visits at most a few
+/// values per byte (an array of `u8` one per byte, plus the structs around it), so the
+/// budget grows with the value and never cuts a real one short.
+const MAX_NODES_BASE: u64 = 1 << 16;
+
+/// Values one `render` may visit per byte of its input, on top of [`MAX_NODES_BASE`].
+const NODES_PER_BYTE: u64 = 8;
 
 thread_local! {
-    /// Values visited by the current `render`.
-    static NODES: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    /// Values the current `render` may still visit.
+    static NODES_LEFT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// Renders bytes through the types of one BTF.
@@ -86,7 +90,9 @@ impl<'a> TypeRenderer<'a> {
     /// Renders `bytes` as type `type_id`. Bytes that do not fit the type (too few, an
     /// unknown id) are rendered as hex bytes.
     pub fn render(&self, type_id: u32, bytes: &[u8]) -> Value {
-        NODES.with(|n| n.set(0));
+        let budget =
+            MAX_NODES_BASE.saturating_add(NODES_PER_BYTE.saturating_mul(bytes.len() as u64));
+        NODES_LEFT.with(|n| n.set(budget));
         match self.btf.resolve_type_by_id(type_id) {
             Ok(t) => self.value(&t, bytes, 0),
             Err(_) => raw(bytes),
@@ -257,7 +263,7 @@ impl<'a> TypeRenderer<'a> {
         if depth > MAX_DEPTH {
             return Value::String("<too deep>".into());
         }
-        if NODES.with(|n| n.replace(n.get().saturating_add(1))) >= MAX_NODES {
+        if NODES_LEFT.with(|n| n.replace(n.get().saturating_sub(1))) == 0 {
             return Value::String("<too many values>".into());
         }
         let Some(t) = self.strip(t.clone()) else {
@@ -330,15 +336,13 @@ impl<'a> TypeRenderer<'a> {
                         return Value::String(String::from_utf8_lossy(text).into_owned());
                     }
                 }
-                let mut list: Vec<Value> = all
-                    .chunks(esize)
-                    .take(MAX_ELEMS)
-                    .map(|c| self.value(&elem, c, depth + 1))
-                    .collect();
-                if n > MAX_ELEMS {
-                    list.push(Value::String(format!("<{} more>", n - MAX_ELEMS)));
-                }
-                Value::Array(list)
+                // Every element, as bpftool prints them: `n` is bounded by the bytes
+                // there are, and the node budget bounds the work below.
+                Value::Array(
+                    all.chunks(esize)
+                        .map(|c| self.value(&elem, c, depth + 1))
+                        .collect(),
+                )
             }
             Type::Datasec(d) => {
                 let mut vars = Vec::new();
@@ -372,5 +376,51 @@ impl<'a> TypeRenderer<'a> {
             },
             _ => raw(bytes),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::btf::testing::Builder;
+    use crate::btf::Kind;
+
+    /// A struct whose three members are that struct, all at offset 0: without a budget
+    /// its value tree has 3^MAX_DEPTH nodes. It ends, and says where it stopped.
+    #[test]
+    fn a_self_referential_struct_stops_at_the_budget() {
+        let mut b = Builder::new();
+        let int = b.int("int", 4);
+        // Type 2 refers to itself: ids are assigned in order.
+        let s = b.agg(
+            Kind::STRUCT,
+            "s",
+            false,
+            4,
+            &[("a", 2, 0), ("b", 2, 0), ("c", 2, 0), ("n", int, 0)],
+        );
+        assert_eq!(s, 2);
+        let btf = Btf::from_bytes(&b.bytes()).unwrap();
+        let v = TypeRenderer::new(&btf).render(s, &[1, 0, 0, 0]);
+        let text = v.to_string();
+        assert!(text.contains("<too many values>"), "{}", &text[..200]);
+        assert!(text.len() < 64 << 20, "{} bytes", text.len());
+    }
+
+    /// A real value larger than the fixed part of the budget renders whole: the budget
+    /// grows with the bytes rendered.
+    #[test]
+    fn a_large_array_is_not_cut_short() {
+        let mut b = Builder::new();
+        let u8_t = b.int("u8", 1);
+        let len = 300_000u32;
+        let arr = b.array(u8_t, u8_t, len);
+        let bytes: Vec<u8> = (0..len).map(|i| i as u8).collect();
+        let btf = Btf::from_bytes(&b.bytes()).unwrap();
+        let v = TypeRenderer::new(&btf).render(arr, &bytes);
+        let items = v.as_array().expect("an array renders as a JSON array");
+        assert_eq!(items.len(), len as usize);
+        assert_eq!(items[299_999], Value::from(299_999u32 as u8));
+        assert!(!v.to_string().contains("<too many values>"));
     }
 }
