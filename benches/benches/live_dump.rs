@@ -7,6 +7,13 @@
 //! `[{"key":["0x..",..],"value":[..]},..]`), 200,000 entries filled with
 //! `BPF_MAP_UPDATE_BATCH`. Its descriptor is held for the whole run.
 //!
+//! After criterion's benchmarks, which run one after another (so that on a loaded host
+//! each sees a different load), two measurements that do not depend on the load
+//! staying put: 10 pairs of end-to-end runs of both tools, interleaved (the ratio of
+//! wall medians, and of the children's CPU time), and 20 in-process dumps done as the
+//! CLI does them with a clock read around each phase of each batch (the shares of the
+//! `BPF_MAP_LOOKUP_BATCH` calls, the rendering, the file writes and the file creation).
+//!
 //! Needs root (creating maps, opening them by id) and `bpftool`; without either it
 //! prints a loud SKIPPED line and exits. It runs
 //! `cargo build --release -p mapwalk --bin mapwalk` itself first (or uses the binary
@@ -24,7 +31,7 @@ use std::io::{self, BufWriter, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{Criterion, SamplingMode, Throughput};
 use mapwalk::render::{DumpWriter, Format};
@@ -182,6 +189,140 @@ fn render<W: Write>(entries: &[Entry], out: W) -> W {
     w.finish().expect("finish")
 }
 
+/// CPU time (user + system) of this process's waited-for children so far, from
+/// `/proc/self/stat` (`cutime`, `cstime`, in the kernel's 100 Hz `USER_HZ` ticks).
+fn children_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // cutime and cstime are fields 16 and 17, so 13 and 14 after the name.
+    let ticks = f.get(13).copied().unwrap_or(0) + f.get(14).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+/// `bpftool` and `mapwalk` run back to back, `pairs` times (which goes first
+/// alternates), so that both see the same load: wall and children's CPU time of each.
+fn paired(pairs: u32, mut run: impl FnMut(bool)) -> [(Vec<f64>, Duration); 2] {
+    let mut out = [(Vec::new(), Duration::ZERO), (Vec::new(), Duration::ZERO)];
+    for i in 0..pairs {
+        for tool in [i % 2 == 0, i % 2 != 0] {
+            let (cpu, t) = (children_cpu(), Instant::now());
+            run(tool);
+            let (wall, cpu) = (t.elapsed(), children_cpu() - cpu);
+            let slot = &mut out[usize::from(tool)];
+            slot.0.push(wall.as_secs_f64());
+            slot.1 += cpu;
+        }
+    }
+    out
+}
+
+fn median_of(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// A writer that counts the time spent in its `write`s (the file writes of a dump).
+struct TimedWriter<W> {
+    inner: W,
+    spent: Duration,
+}
+
+impl<W: Write> Write for TimedWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let t = Instant::now();
+        let r = self.inner.write(buf);
+        self.spent += t.elapsed();
+        r
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let t = Instant::now();
+        let r = self.inner.flush();
+        self.spent += t.elapsed();
+        r
+    }
+}
+
+/// Time of each phase of one in-process dump, as the CLI does it (4,096 elements per
+/// `BPF_MAP_LOOKUP_BATCH`, rendering each batch as it arrives, 1 MiB writes to a
+/// file), split per batch with a clock read around each phase (about 50 batches, so
+/// the clock costs nothing).
+#[derive(Debug, Default, Clone, Copy)]
+struct Phases {
+    /// Creating the file (truncating the previous dump) and the buffers (which take
+    /// microseconds).
+    setup: Duration,
+    syscalls: Duration,
+    render: Duration,
+    write: Duration,
+    total: Duration,
+}
+
+fn phased(map: &LiveMap, path: &Path) -> Phases {
+    let total = Instant::now();
+    let h = map.handle();
+    let (kb, vb) = (h.key_bytes(), h.value_bytes().expect("a HASH map"));
+    let cap = DumpOptions::default().batch_size;
+    let n = cap as usize;
+    let (mut keys, mut values) = (vec![0u8; kb * n], vec![0u8; vb * n]);
+    let tb = h.batch_token_bytes();
+    let (mut tin, mut tout) = (vec![0u8; tb], vec![0u8; tb]);
+    let file = TimedWriter {
+        inner: File::create(path).expect("file"),
+        spent: Duration::ZERO,
+    };
+    let mut w = DumpWriter::new(file, Format::Json, None);
+    let mut p = Phases {
+        setup: total.elapsed(),
+        ..Phases::default()
+    };
+    let mut first = true;
+    loop {
+        let t = Instant::now();
+        let prev = if first { None } else { Some(&tin[..]) };
+        let (count, done) = match h
+            .lookup_batch(prev, &mut tout, &mut keys, &mut values, cap)
+            .expect("batch")
+        {
+            sys::Batch::More(c) => (c, false),
+            sys::Batch::Done(c) => (c, true),
+            other => panic!("{other:?}"),
+        };
+        let t2 = Instant::now();
+        p.syscalls += t2 - t;
+        for (k, v) in keys
+            .chunks_exact(kb)
+            .zip(values.chunks_exact(vb))
+            .take(count as usize)
+        {
+            w.entry(k, ValueRef::Single(v)).expect("render");
+        }
+        p.render += t2.elapsed();
+        if done {
+            break;
+        }
+        std::mem::swap(&mut tin, &mut tout);
+        first = false;
+    }
+    let t = Instant::now();
+    let file = w.finish().expect("finish");
+    p.render += t.elapsed();
+    p.write = file.spent;
+    p.render -= p.write;
+    p.total = total.elapsed();
+    p
+}
+
 /// Criterion's result directory for this run, as criterion itself finds it.
 fn criterion_dir() -> PathBuf {
     if let Some(h) = std::env::var_os("CRITERION_HOME") {
@@ -208,7 +349,48 @@ fn median(group_dir: &Path, name: &str, since: SystemTime) -> Option<f64> {
     j["median"]["point_estimate"].as_f64().map(|ns| ns * 1e-9)
 }
 
+/// Whether a criterion name filter on the command line leaves none of this bench's
+/// benchmarks (`cargo bench -p mapwalk-benches -- translate`): then the map, the
+/// release build and the check are skipped. A substring test, not criterion's regex:
+/// in doubt, it runs.
+fn filtered_out() -> bool {
+    const FLAGS: &[&str] = &[
+        "--bench",
+        "--noplot",
+        "--test",
+        "--list",
+        "--quick",
+        "--verbose",
+        "--quiet",
+        "--exact",
+        "--ignored",
+        "--discard-baseline",
+        "--nocapture",
+        "--show-output",
+    ];
+    const OURS: &[&str] = &[
+        "live", "bpftool", "mapwalk", "batch", "dump", "render", "startup", "file",
+    ];
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let filters: Vec<&String> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| {
+            !a.starts_with('-')
+                && (*i == 0 || {
+                    let prev = &args[i - 1];
+                    !prev.starts_with("--") || FLAGS.contains(&prev.as_str())
+                })
+        })
+        .map(|(_, a)| a)
+        .collect();
+    !filters.is_empty() && filters.iter().all(|f| !OURS.iter().any(|o| f.contains(o)))
+}
+
 fn main() {
+    if filtered_out() {
+        return;
+    }
     if !is_root() {
         loud("SKIPPED: not root (creating BPF maps and opening them by id needs CAP_BPF and CAP_SYS_ADMIN)");
         return;
@@ -226,7 +408,7 @@ fn main() {
     };
     eprintln!("live_dump: mapwalk binary {}", mapwalk.display());
 
-    let t = std::time::Instant::now();
+    let t = Instant::now();
     let map = create_and_fill("mw_bench_dump", ENTRIES);
     let empty = create_and_fill("mw_bench_empty", 0);
     eprintln!(
@@ -339,13 +521,16 @@ fn main() {
     g.finish();
     c.final_summary();
 
-    let _ = std::fs::remove_file(&mw_file);
-    let _ = std::fs::remove_file(&bt_file);
-    drop((map, empty));
+    drop(empty);
 
     // Shares of mapwalk's end-to-end time, from this run's medians (only when every
     // benchmark ran and was timed, so that no figure is an older run's).
+    let cleanup = || {
+        let _ = std::fs::remove_file(&mw_file);
+        let _ = std::fs::remove_file(&bt_file);
+    };
     if ran < 8 {
+        cleanup();
         return;
     }
     let get = |g: &str, n: &str| median(&dir.join(g), n, started);
@@ -369,6 +554,7 @@ fn main() {
         get(STARTUP, "bpftool"),
     )
     else {
+        cleanup();
         return;
     };
     let row = |what: &str, t: f64| {
@@ -387,4 +573,72 @@ fn main() {
     row("  (dump into owned entries: not the CLI's way)", owned);
     row("bpftool process start, empty map", bst);
     eprintln!("  bpftool / mapwalk: {:.2}x", bt / mw);
+
+    // The figures above come from benchmarks run one after another: on a loaded host
+    // the load moves between them. These come from runs interleaved in one loop.
+    const PAIRS: u32 = 10;
+    let [(mut mw_wall, mw_cpu), (mut bt_wall, bt_cpu)] = paired(PAIRS, |bpf| {
+        if bpf {
+            to_file(&bpftool, &bt_args, &bt_file);
+        } else {
+            to_file(&mapwalk, &mw_args, &mw_file);
+        }
+    });
+    let ratios: Vec<f64> = bt_wall.iter().zip(&mw_wall).map(|(b, m)| b / m).collect();
+    let (lo, hi) = ratios
+        .iter()
+        .fold((f64::MAX, 0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+    let (mwm, btm) = (median_of(&mut mw_wall), median_of(&mut bt_wall));
+    eprintln!("\nlive_dump: {PAIRS} interleaved pairs of runs, to files");
+    eprintln!(
+        "  wall, median: bpftool {:.1} ms, mapwalk {:.1} ms: {:.2}x (per pair {lo:.2}x to {hi:.2}x)",
+        btm * 1e3,
+        mwm * 1e3,
+        btm / mwm
+    );
+    eprintln!(
+        "  CPU (user + system), mean: bpftool {:.1} ms, mapwalk {:.1} ms: {:.2}x",
+        bt_cpu.as_secs_f64() * 1e3 / f64::from(PAIRS),
+        mw_cpu.as_secs_f64() * 1e3 / f64::from(PAIRS),
+        bt_cpu.as_secs_f64() / mw_cpu.as_secs_f64().max(1e-9)
+    );
+    let mut sum = Phases::default();
+    const PHASED: u32 = 20;
+    let cli_output = std::fs::read(&mw_file).expect("mapwalk's file");
+    for i in 0..PHASED {
+        let p = phased(&map, &mw_file);
+        if i == 0 {
+            assert!(
+                std::fs::read(&mw_file).expect("phased file") == cli_output,
+                "the phased dump writes what the CLI wrote"
+            );
+        }
+        sum.setup += p.setup;
+        sum.syscalls += p.syscalls;
+        sum.render += p.render;
+        sum.write += p.write;
+        sum.total += p.total;
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1e3 / f64::from(PHASED);
+    let share = |d: Duration| 100.0 * d.as_secs_f64() / sum.total.as_secs_f64();
+    eprintln!("live_dump: {PHASED} in-process dumps to a file, each phase timed per batch (mean)");
+    let rest = sum
+        .total
+        .saturating_sub(sum.setup + sum.syscalls + sum.render + sum.write);
+    eprintln!("  total                          {:6.1} ms", ms(sum.total));
+    for (what, d) in [
+        ("BPF_MAP_LOOKUP_BATCH calls", sum.syscalls),
+        ("rendering JSON", sum.render),
+        ("file writes", sum.write),
+        ("creating (truncating) the file", sum.setup),
+        ("the rest (loop, clock reads)", rest),
+    ] {
+        eprintln!("  {what:<30} {:6.1} ms {:5.1}%", ms(d), share(d));
+    }
+    eprintln!(
+        "  process start (empty map, median above) {:.1} ms: {:.1}% of mapwalk's paired median",
+        st * 1e3,
+        100.0 * st / mwm
+    );
+    cleanup();
 }
