@@ -241,6 +241,17 @@ impl LiveMap {
         self.handle.update(key, value, flags.flags())
     }
 
+    /// Stores many elements in one call (`BPF_MAP_UPDATE_BATCH`), each created or
+    /// replaced as with [`Update::Any`]: `keys` holds whole keys back to back, `values`
+    /// as many values (for per-CPU maps, every possible CPU's copy, as for
+    /// [`update`](Self::update)). Returns how many were stored.
+    ///
+    /// # Errors
+    /// As [`MapHandle::update_batch`](crate::sys::MapHandle::update_batch).
+    pub fn update_batch(&self, keys: &[u8], values: &[u8]) -> Result<u32> {
+        self.handle.update_batch(keys, values)
+    }
+
     /// Removes `key` (`BPF_MAP_DELETE_ELEM`); `false` when it was not there.
     ///
     /// # Errors

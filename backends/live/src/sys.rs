@@ -57,6 +57,8 @@ impl Cmd {
     pub const BTF_GET_FD_BY_ID: Self = Self(19);
     /// `BPF_MAP_LOOKUP_BATCH`.
     pub const MAP_LOOKUP_BATCH: Self = Self(24);
+    /// `BPF_MAP_UPDATE_BATCH`.
+    pub const MAP_UPDATE_BATCH: Self = Self(26);
 
     /// The command's name in the uapi header (`"BPF_MAP_LOOKUP_ELEM"`), or `None`.
     pub const fn name(self) -> Option<&'static str> {
@@ -73,6 +75,7 @@ impl Cmd {
             15 => "BPF_OBJ_GET_INFO_BY_FD",
             19 => "BPF_BTF_GET_FD_BY_ID",
             24 => "BPF_MAP_LOOKUP_BATCH",
+            26 => "BPF_MAP_UPDATE_BATCH",
             _ => return None,
         })
     }
@@ -847,6 +850,58 @@ impl MapHandle {
         unsafe { bpf(Cmd::MAP_UPDATE_ELEM, &mut attr) }
             .map(|_| ())
             .map_err(|e| Error::from_errno(Cmd::MAP_UPDATE_ELEM, e))
+    }
+}
+
+impl MapHandle {
+    /// `BPF_MAP_UPDATE_BATCH`—Stores `keys.len() / key_size` elements in one call,
+    /// the `i`-th value at the `i`-th key, each as [`BPF_ANY`] would (created or
+    /// replaced). Returns how many were stored (all of them). When an element fails,
+    /// the kernel stops there: the elements before it stay stored and the call returns
+    /// the error.
+    ///
+    /// There are no per-element flags: kernels that check the batch's `elem_flags`
+    /// strictly (6.18 does) refuse [`BPF_NOEXIST`] and [`BPF_EXIST`] there with
+    /// `EINVAL`.
+    ///
+    /// `keys` must hold a whole number of keys and `values` as many values
+    /// ([`value_bytes`](Self::value_bytes) each).
+    ///
+    /// # Errors
+    /// [`Error::BufferSize`], [`Error::Unsupported`], [`Error::Denied`], [`Error::Sys`]
+    /// (`EINVAL` for map types without batches, `E2BIG` when the map is full).
+    ///
+    /// # References
+    /// - [bpf(2)](https://man7.org/linux/man-pages/man2/bpf.2.html)
+    pub fn update_batch(&self, keys: &[u8], values: &[u8]) -> Result<u32> {
+        let vb = self.value_bytes_for("BPF_MAP_UPDATE_BATCH")?;
+        let kb = self.key_bytes.max(1);
+        let n = keys.len() / kb;
+        Self::check_len(n.saturating_mul(kb), keys.len())?;
+        Self::check_len(n.saturating_mul(vb), values.len())?;
+        let count = u32::try_from(n).map_err(|_| Error::BufferSize {
+            need: usize::try_from(u32::MAX).unwrap_or(usize::MAX),
+            have: n,
+        })?;
+        if count == 0 {
+            return Ok(0);
+        }
+        let mut attr = BatchAttr {
+            keys: addr_of(keys),
+            values: addr_of(values),
+            count,
+            map_fd: fd_u32(self.fd()),
+            ..BatchAttr::default()
+        };
+        // SAFETY:
+        // - `attr.keys` and `attr.values` point to `count` keys and `count` values of
+        //   the sizes the kernel reads (checked above against the map's info); the
+        //   kernel only reads them and never more than `count` elements;
+        // - `in_batch` and `out_batch` are 0: the update command does not use them.
+        match unsafe { bpf(Cmd::MAP_UPDATE_BATCH, &mut attr) } {
+            Ok(_) => Ok(attr.count.min(count)),
+            Err(e) => Err(Error::from_errno(Cmd::MAP_UPDATE_BATCH, e)),
+        }
     }
 }
 

@@ -345,6 +345,49 @@ fn update_flags_and_errors() {
 }
 
 #[test]
+fn update_batch_stores_every_element_and_stops_at_the_first_failure() {
+    if !need_root("dumps::update_batch_stores_every_element_and_stops_at_the_first_failure") {
+        return;
+    }
+    let map = create(&MapCreate::new(MapType::HASH, "mw_upd_batch", 4, 8, 1000));
+    let keys: Vec<u8> = (0..1000u32).flat_map(u32::to_ne_bytes).collect();
+    let values: Vec<u8> = (0..1000u64).flat_map(|i| (i * 7).to_ne_bytes()).collect();
+    assert_eq!(map.update_batch(&keys, &values).expect("batch"), 1000);
+    let dump = map.dump(DumpOptions::mode(DumpMode::Batch)).expect("dump");
+    let got: BTreeMap<Vec<u8>, Value> =
+        dump.entries.into_iter().map(|e| (e.key, e.value)).collect();
+    assert_eq!(got.len(), 1000);
+    for i in 0..1000u32 {
+        assert_eq!(
+            got[&i.to_ne_bytes().to_vec()],
+            Value::Single((u64::from(i) * 7).to_ne_bytes().to_vec())
+        );
+    }
+    // The map is full: key 5 is replaced, the new key 2000 fails, key 6 after it is
+    // left alone.
+    let keys2: Vec<u8> = [5u32, 2000, 6]
+        .into_iter()
+        .flat_map(u32::to_ne_bytes)
+        .collect();
+    let err = map.update_batch(&keys2, &[0xff; 24]).unwrap_err();
+    assert_eq!(err.errno(), Some(Errno::E2BIG), "{err}");
+    let at = |k: u32| map.lookup(&k.to_ne_bytes()).expect("lookup");
+    assert_eq!(at(5), Some(Value::Single(vec![0xff; 8])));
+    assert_eq!(at(2000), None);
+    assert_eq!(at(6), Some(Value::Single(42u64.to_ne_bytes().to_vec())));
+    // Nothing to store is no call; a partial key or a missing value is caught here.
+    assert_eq!(map.update_batch(&[], &[]).expect("empty"), 0);
+    assert!(matches!(
+        map.update_batch(&keys[..6], &values[..8]),
+        Err(Error::BufferSize { .. })
+    ));
+    assert!(matches!(
+        map.update_batch(&keys[..8], &values[..8]),
+        Err(Error::BufferSize { .. })
+    ));
+}
+
+#[test]
 fn enumeration_finds_created_maps_and_skips_freed_ones() {
     if !need_root("dumps::enumeration_finds_created_maps_and_skips_freed_ones") {
         return;
