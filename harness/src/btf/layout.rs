@@ -188,8 +188,21 @@ pub fn struct_size_having(
 /// # Errors
 /// The first required field that cannot be resolved, as `struct.field`.
 pub fn resolve_layout(r: &BtfReader<'_>) -> Result<ResolvedLayout, BtfError> {
+    layout_with(
+        |s, f| member_offset(r, s, f),
+        |s, p| struct_size_having(r, s, p),
+    )
+}
+
+/// [`resolve_layout`] over any way of looking members up: `off(struct, path)` is a
+/// member's byte offset, `size_having(struct, path)` the size of the first struct of
+/// that name that has the path. The groups, and which of them are optional, are here
+/// once for every resolver.
+pub(crate) fn layout_with(
+    off: impl Fn(&str, &str) -> Result<u32, BtfError>,
+    size_having: impl Fn(&str, &str) -> Result<u32, BtfError>,
+) -> Result<ResolvedLayout, BtfError> {
     let mut warnings = Vec::new();
-    let off = |s: &str, f: &str| member_offset(r, s, f);
     let xarray = XarrayLayout {
         xa_head: off("xarray", "xa_head")?,
         node_shift: off("xa_node", "shift")?,
@@ -227,7 +240,7 @@ pub fn resolve_layout(r: &BtfReader<'_>) -> Result<ResolvedLayout, BtfError> {
             n_buckets: off("bpf_htab", "n_buckets")?,
             elem_size: off("bpf_htab", "elem_size")?,
             bucket_head: off("bucket", "head")?,
-            bucket_size: struct_size_having(r, "bucket", "head")?,
+            bucket_size: size_having("bucket", "head")?,
             elem_hash_node: off("htab_elem", "hash_node")?,
             elem_key: off("htab_elem", "key")?,
         })

@@ -2,11 +2,8 @@
 //! as an oracle the reader's results must equal.
 #![allow(dead_code)]
 
+use super::{BtfError, ResolvedLayout};
 use btf_rs::{Btf, Type};
-use mapwalk_core::layout::{ArrayLayout, BpfMapLayout, HtabLayout, IdrLayout, XarrayLayout};
-use mapwalk_core::KernelLayout;
-
-use super::{group, BtfError, ResolvedLayout};
 
 /// Follows typedefs and qualifiers (const, volatile, restrict, type tags) to the type
 /// they name.
@@ -169,73 +166,14 @@ pub fn struct_size_having(btf: &Btf, struct_name: &str, path: &str) -> Result<u3
     Err(first_err.unwrap_or_else(|| BtfError::NoStruct(struct_name.to_owned())))
 }
 
-/// Resolves every group of [`KernelLayout`] from `btf`.
-///
-/// Required: `xarray`, `idr`, `bpf_map` (except `btf_vmlinux_value_type_id`).
-/// Optional: `array` (`None` and a warning when `bpf_array` cannot be resolved), and
-/// `bpf_map.btf_vmlinux_value_type_id` (`None` and a warning).
+/// Every group of [`KernelLayout`](mapwalk_core::KernelLayout) from `btf`, with the
+/// same grouping as the reader's [`resolve_layout`](super::resolve_layout).
 ///
 /// # Errors
 /// The first required field that cannot be resolved, as `struct.field`.
 pub fn resolve_layout(btf: &Btf) -> Result<ResolvedLayout, BtfError> {
-    let mut warnings = Vec::new();
-    let off = |s: &str, f: &str| member_offset(btf, s, f);
-    let xarray = XarrayLayout {
-        xa_head: off("xarray", "xa_head")?,
-        node_shift: off("xa_node", "shift")?,
-        node_slots: off("xa_node", "slots")?,
-    };
-    let idr = IdrLayout {
-        idr_rt: off("idr", "idr_rt")?,
-        idr_next: off("idr", "idr_next")?,
-    };
-    let bpf_map = BpfMapLayout {
-        map_type: off("bpf_map", "map_type")?,
-        key_size: off("bpf_map", "key_size")?,
-        value_size: off("bpf_map", "value_size")?,
-        max_entries: off("bpf_map", "max_entries")?,
-        map_flags: off("bpf_map", "map_flags")?,
-        id: off("bpf_map", "id")?,
-        name: off("bpf_map", "name")?,
-        btf: off("bpf_map", "btf")?,
-        btf_key_type_id: off("bpf_map", "btf_key_type_id")?,
-        btf_value_type_id: off("bpf_map", "btf_value_type_id")?,
-        btf_vmlinux_value_type_id: optional(
-            &mut warnings,
-            off("bpf_map", "btf_vmlinux_value_type_id"),
-        ),
-    };
-    let array = group(&mut warnings, "bpf_array (ARRAY maps)", || {
-        Ok(ArrayLayout {
-            elem_size: off("bpf_array", "elem_size")?,
-            value: off("bpf_array", "value")?,
-        })
-    });
-    let htab = group(&mut warnings, "bpf_htab (HASH maps)", || {
-        Ok(HtabLayout {
-            buckets: off("bpf_htab", "buckets")?,
-            n_buckets: off("bpf_htab", "n_buckets")?,
-            elem_size: off("bpf_htab", "elem_size")?,
-            bucket_head: off("bucket", "head")?,
-            bucket_size: struct_size_having(btf, "bucket", "head")?,
-            elem_hash_node: off("htab_elem", "hash_node")?,
-            elem_key: off("htab_elem", "key")?,
-        })
-    });
-    Ok(ResolvedLayout {
-        layout: KernelLayout {
-            xarray,
-            idr,
-            bpf_map,
-            array,
-            htab,
-        },
-        warnings,
-    })
-}
-
-/// An optional field: `None` and a warning when it cannot be resolved.
-fn optional<T>(warnings: &mut Vec<String>, r: Result<T, BtfError>) -> Option<T> {
-    r.map_err(|e| warnings.push(format!("optional field left out: {e}")))
-        .ok()
+    super::layout::layout_with(
+        |s, f| member_offset(btf, s, f),
+        |s, p| struct_size_having(btf, s, p),
+    )
 }
