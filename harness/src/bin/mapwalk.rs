@@ -243,14 +243,14 @@ fn memory_source(cli: &Cli) -> Result<(), Failure> {
             cr3: k.cr3,
             cr4: None,
         };
-        // When the description searches the RAM for VMCOREINFO (the symbols alone did
-        // not place the kernel), the pages the search touched are let go of before it
-        // reads more.
+        // When the description searches the RAM (the candidates of the placement by the
+        // symbols, VMCOREINFO when the symbols did not place the kernel), the pages the
+        // search touched are let go of before it reads more.
         let release = |ram: &mapwalk_file::RamFile| {
             if let Err(e) = ram.release_resident() {
                 eprintln!("mapwalk: warning: releasing the probed pages: {e}");
             }
-            mapwalk::timing::mark("VMCOREINFO searched, pages released");
+            mapwalk::timing::mark("searched, pages released");
         };
         let kernel = describe::describe_with(ram, &spec, &hints, release).map_err(describe_err)?;
         warn(&kernel.warnings);

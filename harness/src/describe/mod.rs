@@ -786,8 +786,9 @@ pub fn describe<M: PhysRead>(
     describe_with(mem, spec, hints, |_| {})
 }
 
-/// [`describe`], calling `searched` with the memory right after a search of it for
-/// VMCOREINFO (which reads the start of every page): a RAM file can then let go of the
+/// [`describe`], calling `searched` with the memory right after each search of it:
+/// the `phys_base` candidates of the placement by the symbols (a page each), and the
+/// search for VMCOREINFO (the start of every page). A RAM file can then let go of the
 /// pages the search made resident. Not called when nothing was searched.
 ///
 /// # Errors
@@ -796,7 +797,7 @@ pub fn describe_with<M: PhysRead>(
     mem: M,
     spec: &KernelSpec,
     hints: &MemoryHints,
-    searched: impl FnOnce(&M),
+    mut searched: impl FnMut(&M),
 ) -> Result<Kernel<M>, DescribeError> {
     let mut warnings = Vec::new();
     let mut loaded = load_symbols(&spec.symbols)?;
@@ -812,6 +813,7 @@ pub fn describe_with<M: PhysRead>(
     let hinted = hints.vmcoreinfo.as_ref().filter(|v| !v.is_empty());
     let by_symbols = if !loaded.link_time && hinted.is_none() && spec.cr3.or(hints.cr3).is_none() {
         let found = phys_base_by_symbols(&mem, &loaded.symbols, &loaded);
+        searched(&mem);
         crate::timing::mark("placed by the symbols");
         found
     } else {

@@ -223,16 +223,16 @@ fn no_cr3_places_the_kernel_by_the_symbols() {
         let mut g = Guest::new(l5);
         g.write_vmcoreinfo(&g.vmcoreinfo("6.12.9-not-searched", 0x2a0_0000));
         let dir = TempDir::new();
-        let mut searched = false;
+        let mut searches = 0;
         let k = describe_with(
             g.mem(),
             &spec(&dir, &kallsyms(&g.symbols(), 0)),
             &MemoryHints::default(),
-            |_| searched = true,
+            |_| searches += 1,
         )
         .unwrap();
         check_maps(&k, &g);
-        assert!(!searched);
+        assert_eq!(searches, 1, "the candidates only, no VMCOREINFO");
         assert_ne!(k.phys_base, 0, "the synthetic guest has physical KASLR");
         assert_eq!(k.slide, 0);
         assert!(k.vmcoreinfo.is_none());
@@ -348,15 +348,15 @@ fn symbols_that_cannot_place_fall_back_to_vmcoreinfo() {
     g.write_vmcoreinfo(&g.vmcoreinfo(RELEASE, 0x200_0000));
     let dir = TempDir::new();
     let other = kallsyms(&g.symbols(), 0x60_0000);
-    let mut searched = false;
+    let mut searches = 0;
     let err = describe_with(
         g.mem(),
         &spec(&dir, &other),
         &MemoryHints::default(),
-        |_| searched = true,
+        |_| searches += 1,
     )
     .unwrap_err();
-    assert!(searched);
+    assert_eq!(searches, 2, "the candidates, then VMCOREINFO");
     assert!(
         matches!(&err, DescribeError::Mismatch { what, .. } if what.starts_with("address of ")),
         "{err}"
