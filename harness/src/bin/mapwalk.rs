@@ -238,29 +238,21 @@ fn memory_source(cli: &Cli) -> Result<(), Failure> {
         }
         let ram = opts.open(path).map_err(|e| Failure(e.to_string()))?;
         mapwalk::timing::mark("RAM file opened");
-        // The search for VMCOREINFO, as describe would make it, done here so that the
-        // pages it touched can be let go of before the description reads more.
-        let scan = k.cr3.is_none() || k.vmlinux.is_some();
-        let opts = mapwalk_file::FindOptions {
-            scan,
-            ..mapwalk_file::FindOptions::default()
-        };
-        let vmcoreinfo = match mapwalk_file::find_vmcoreinfo_with(&ram, &opts) {
-            // None found is an empty one: describe would search in vain again.
-            Ok(found) => Some(found.map(|f| f.vmcoreinfo).unwrap_or_default()),
-            // describe searches again, and warns.
-            Err(_) => None,
-        };
-        if let Err(e) = ram.release_resident() {
-            eprintln!("mapwalk: warning: releasing the probed pages: {e}");
-        }
-        mapwalk::timing::mark("VMCOREINFO searched");
         let hints = MemoryHints {
-            vmcoreinfo,
+            vmcoreinfo: None,
             cr3: k.cr3,
             cr4: None,
         };
-        let kernel = describe::describe(ram, &spec, &hints).map_err(describe_err)?;
+        // When the description searches the RAM (the candidates of the placement by the
+        // symbols, VMCOREINFO when the symbols did not place the kernel), the pages the
+        // search touched are let go of before it reads more.
+        let release = |ram: &mapwalk_file::RamFile| {
+            if let Err(e) = ram.release_resident() {
+                eprintln!("mapwalk: warning: releasing the probed pages: {e}");
+            }
+            mapwalk::timing::mark("searched, pages released");
+        };
+        let kernel = describe::describe_with(ram, &spec, &hints, release).map_err(describe_err)?;
         warn(&kernel.warnings);
         command(&MemorySource::new(kernel), &cli.cmd)
     } else if let Some(path) = &cli.source.core {

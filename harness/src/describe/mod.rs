@@ -6,12 +6,29 @@
 //!
 //! - **Symbols**: a vmlinux ELF's `.symtab` (link-time addresses) or a `System.map` /
 //!   `/proc/kallsyms` text ([`SymbolSource`]).
-//! - **VMCOREINFO**: from an ELF core's note ([`MemoryHints::vmcoreinfo`]) or found in
-//!   memory by [`mapwalk_file::find_vmcoreinfo_with`] (page probe first; the full scan
-//!   only when the description cannot do without it: no CR3, or link-time symbols).
-//!   It gives `KERNELOFFSET` (the virtual KASLR slide), `NUMBER(phys_base)`,
-//!   `NUMBER(pgtable_l5_enabled)`, `SYMBOL(init_top_pgt)` (the page-table root, used as
-//!   CR3 when none is given) and `OSRELEASE`.
+//! - **Placement by the symbols**: for a symbol text (runtime addresses when it is a
+//!   `/proc/kallsyms` copy) with no CR3 and no VMCOREINFO given, `phys_base` is found
+//!   without any search: a kernel-image address maps to `va - __START_KERNEL_map +
+//!   phys_base`, and the variable `phys_base` holds phys_base itself. Each candidate
+//!   `c` ([`PHYS_BASE_ALIGN`] steps that put the variable in a RAM range, 0 first, at
+//!   most [`MAX_PHYS_BASE_CANDIDATES`], read in batches) is right when the variable
+//!   read there holds `c` and `linux_banner` there reads `Linux version `. The root
+//!   is then `init_top_pgt` and the slide 0. Symbols of another boot or kernel, and
+//!   link-time symbols of a slid kernel, fail this self-check, never pass it: the
+//!   description then goes on by VMCOREINFO, exactly as without this step.
+//! - **VMCOREINFO**: from an ELF core's note ([`MemoryHints::vmcoreinfo`]) or, when the
+//!   symbols did not place the kernel, found in memory by
+//!   [`mapwalk_file::find_vmcoreinfo_with`] (page probe first; the full scan only when
+//!   the description cannot do without it: no CR3, or link-time symbols;
+//!   [`describe_with`] lets the caller act right after the search, such as releasing
+//!   the pages it made resident). It gives `KERNELOFFSET` (the virtual KASLR slide),
+//!   `NUMBER(phys_base)`, `NUMBER(pgtable_l5_enabled)`, `SYMBOL(init_top_pgt)` (the
+//!   page-table root, used as CR3 when none is given) and `OSRELEASE`.
+//!
+//! The order is: read the symbol file and find the names of [`DESCRIBE_SYMBOLS`] in one
+//! pass; place by the symbols when that applies; else take or search VMCOREINFO (and
+//! find its `SYMBOL(...)` names too); choose the slide; page, layout and banner checks;
+//! BTF.
 //! - **The slide**: symbols are checked against every kernel-image `SYMBOL(...)` of the
 //!   VMCOREINFO (runtime addresses). A vmlinux gets `KERNELOFFSET`; a symbol file gets
 //!   0 (a runtime kallsyms) or `KERNELOFFSET` (a link-time `System.map`), whichever
@@ -20,12 +37,13 @@
 //!   VMCOREINFO root. 5-level from CR4.LA57, else `NUMBER(pgtable_l5_enabled)`, else the
 //!   `__pgtable_l5_enabled` variable (trying both when `phys_base` must be walked to).
 //!   Never from `page_offset_base`.
-//! - **Layout**: `phys_base` from VMCOREINFO (checked against the variable) or by
-//!   [`KernelView::resolve_phys_base`]; `page_offset_base` read from its variable; the
+//! - **Layout**: `phys_base` placed by the symbols, from VMCOREINFO (checked against
+//!   the variable) or by [`KernelView::resolve_phys_base`]; `page_offset_base` read from its variable; the
 //!   direct map covers memory up to the end of [`PhysRead::ranges`].
 //! - **Checks**: `linux_banner` read through the view must start with `Linux version `,
 //!   name the VMCOREINFO `OSRELEASE` when there is one, and equal the vmlinux's own
-//!   banner when the symbols come from a vmlinux. Symbols of another kernel, or of
+//!   banner when the symbols come from a vmlinux; placement by the symbols checks
+//!   `phys_base` against itself. Symbols of another kernel, or of
 //!   another boot of a KASLR kernel, are an error, never garbage.
 //! - **BTF**: a file (raw, or an ELF with `.BTF`), the vmlinux's `.BTF`, or the bytes
 //!   between `__start_BTF` and `__stop_BTF` in memory; the layout is resolved from it by
@@ -61,7 +79,7 @@ use goblin::elf::Elf;
 use mapwalk_core::arch::x86_64::X86Paging;
 use mapwalk_core::bpf::PossibleCpus;
 use mapwalk_core::kernel::{KernelAddrs, KernelRead, KernelView, X86_START_KERNEL_MAP};
-use mapwalk_core::{Bpf, KernelLayout, Kva, Paging, PhysRead};
+use mapwalk_core::{Bpf, KernelLayout, Kva, Pa, Paging, PhysRange, PhysRead, ReadOp};
 use mapwalk_file::{find_vmcoreinfo_with, ElfCore, FindOptions, Vmcoreinfo};
 
 use crate::btf;
@@ -163,6 +181,19 @@ pub const DESCRIBE_SYMBOLS: &[&str] = &[
 /// How many bytes of `linux_banner` are read.
 const BANNER_MAX: usize = 512;
 const BANNER_PREFIX: &str = "Linux version ";
+
+/// The alignment of x86_64 `phys_base`: the image is loaded at a multiple of
+/// `CONFIG_PHYSICAL_ALIGN` (at least 2 MiB on x86_64, 2 MiB in Debian's kernels), as is
+/// its link-time load address, so their difference is a multiple of 2 MiB.
+pub const PHYS_BASE_ALIGN: u64 = 2 << 20;
+
+/// The most `phys_base` candidates [placement by the symbols](self) tries (every
+/// [`PHYS_BASE_ALIGN`] step of 128 GiB of RAM); past it the description falls back to
+/// VMCOREINFO.
+pub const MAX_PHYS_BASE_CANDIDATES: usize = 1 << 16;
+
+/// Candidates read per [`PhysRead::read_phys_many`] batch.
+const PHYS_BASE_BATCH: usize = 32;
 
 /// A described kernel: a view of its memory, its layout, BTF and symbols.
 pub struct Kernel<M> {
@@ -408,6 +439,102 @@ fn read_l5<M: PhysRead>(view: &KernelView<&M>, symbols: &Symbols) -> Option<bool
     view.read_kernel_u32(at).ok().map(|v| v != 0)
 }
 
+/// Each `phys_base` that would put the variable `phys_base` (at kernel-image offset
+/// `off`, `va - __START_KERNEL_map`) wholly inside one of `ranges`, a multiple of
+/// [`PHYS_BASE_ALIGN`] (negative ones as their two's complement): 0 first (no physical
+/// KASLR), then by ascending address of the variable. Nothing here comes from memory.
+fn phys_base_candidates(ranges: &[PhysRange], off: u64) -> impl Iterator<Item = u64> + '_ {
+    const VAR: u64 = 8;
+    let inside = |pa: u64| {
+        ranges
+            .iter()
+            .any(|r| r.start.0 <= pa && pa.checked_add(VAR).is_some_and(|e| e <= r.end()))
+    };
+    let zero = inside(off).then_some(0);
+    let rest = ranges.iter().flat_map(move |r| {
+        let end = r.end();
+        // The lowest address at or above the range's start that is `off` modulo the
+        // alignment.
+        let first = r
+            .start
+            .0
+            .checked_add(off.wrapping_sub(r.start.0) & (PHYS_BASE_ALIGN - 1));
+        std::iter::successors(first, |pa| pa.checked_add(PHYS_BASE_ALIGN))
+            .take_while(move |pa| pa.checked_add(VAR).is_some_and(|e| e <= end))
+            .map(move |pa| pa.wrapping_sub(off))
+            .filter(|&c| c != 0)
+    });
+    zero.into_iter().chain(rest)
+}
+
+/// Places the kernel image by its symbols alone, for symbols of the running kernel
+/// (already slid): the candidate `c` whose image mapping (`pa = va -
+/// __START_KERNEL_map + c`) finds `c` itself in the variable `phys_base`, and
+/// `linux_banner` where the symbols say. `None` when no candidate passes, when the
+/// symbols lack `phys_base`, `linux_banner` or `init_top_pgt`, or past
+/// [`MAX_PHYS_BASE_CANDIDATES`].
+///
+/// Symbols of another boot or kernel fail: at the `c` that maps their `phys_base`
+/// onto the real variable, it holds the real `phys_base`, not `c`; so do link-time
+/// symbols of a kernel with a virtual KASLR slide.
+fn phys_base_by_symbols<M: PhysRead>(mem: &M, symbols: &Symbols, loaded: &Loaded) -> Option<u64> {
+    let at = symbols.lookup("phys_base")?;
+    // The banner confirms; the page-table root follows from the placement.
+    symbols.lookup("linux_banner")?;
+    symbols.lookup("init_top_pgt")?;
+    let off = at.0.checked_sub(X86_START_KERNEL_MAP)?;
+    let mut candidates = phys_base_candidates(mem.ranges(), off);
+    let mut bufs = [[0u8; 8]; PHYS_BASE_BATCH];
+    let mut batch = [0u64; PHYS_BASE_BATCH];
+    let mut tried = 0usize;
+    loop {
+        let mut n = 0;
+        for (slot, c) in batch.iter_mut().zip(candidates.by_ref()) {
+            *slot = c;
+            n += 1;
+        }
+        if n == 0 {
+            return None;
+        }
+        tried = tried.saturating_add(n);
+        if tried > MAX_PHYS_BASE_CANDIDATES {
+            return None;
+        }
+        let cs = batch.get(..n).unwrap_or_default();
+        let mut ops = bufs.each_mut().map(|buf| ReadOp {
+            pa: Pa(0),
+            buf: buf.as_mut_slice(),
+        });
+        for (op, c) in ops.iter_mut().zip(cs) {
+            op.pa = Pa(off.wrapping_add(*c));
+        }
+        let ops = ops.get_mut(..n).unwrap_or_default();
+        if mem.read_phys_many(ops).is_err() {
+            // Read one by one: a failed piece is a candidate lost, not the search.
+            for op in ops.iter_mut() {
+                if mem.read_phys(op.pa, op.buf).is_err() {
+                    op.buf.fill(0xff);
+                }
+            }
+        }
+        let values = ops.iter().map(|op| {
+            let mut v = [0u8; 8];
+            v.copy_from_slice(op.buf);
+            u64::from_le_bytes(v)
+        });
+        for (value, &c) in values.zip(cs) {
+            if value != c {
+                continue;
+            }
+            let view =
+                KernelView::new(mem, Paging::X86_64(X86Paging::new(0, false)), image_only(c));
+            if check_banner(&view, symbols, None, loaded).is_ok() {
+                return Some(c);
+            }
+        }
+    }
+}
+
 /// Paging and the kernel image's place in memory.
 struct Placed {
     paging: Paging,
@@ -420,10 +547,11 @@ fn place<M: PhysRead>(
     spec: &KernelSpec,
     hints: &MemoryHints,
     info: Option<&Vmcoreinfo>,
+    by_symbols: Option<u64>,
     symbols: &Symbols,
     warnings: &mut Vec<String>,
 ) -> Result<Placed, DescribeError> {
-    let vm_phys_base = info.and_then(|i| i.number("phys_base"));
+    let vm_phys_base = info.and_then(|i| i.number("phys_base")).or(by_symbols);
     let cr3 = match spec.cr3.or(hints.cr3) {
         Some(cr3) => cr3,
         None => {
@@ -645,7 +773,8 @@ fn btf_from_file(path: &Path) -> Result<Vec<u8>, DescribeError> {
 /// - [`DescribeError::MissingSymbol`] for a required symbol (`map_idr`, `phys_base`
 ///   when VMCOREINFO does not give it, `linux_banner`, the BTF bounds when reading BTF
 ///   from memory);
-/// - [`DescribeError::NoPagingRoot`] without a CR3 or a VMCOREINFO root;
+/// - [`DescribeError::NoPagingRoot`] without a CR3, a VMCOREINFO root or a placement
+///   by the symbols;
 /// - [`DescribeError::Mismatch`] when the symbols do not fit the memory;
 /// - [`DescribeError::Kernel`] when memory cannot be read or translated;
 /// - [`DescribeError::Btf`] when the BTF cannot be parsed or lacks a required field.
@@ -654,13 +783,47 @@ pub fn describe<M: PhysRead>(
     spec: &KernelSpec,
     hints: &MemoryHints,
 ) -> Result<Kernel<M>, DescribeError> {
-    let mut warnings = Vec::new();
-    let loaded = load_symbols(&spec.symbols)?;
-    crate::timing::mark("symbols read");
+    describe_with(mem, spec, hints, |_| {})
+}
 
-    let vmcoreinfo = match &hints.vmcoreinfo {
-        Some(v) => Some(v.clone()),
-        None => {
+/// [`describe`], calling `searched` with the memory right after each search of it:
+/// the `phys_base` candidates of the placement by the symbols (a page each), and the
+/// search for VMCOREINFO (the start of every page). A RAM file can then let go of the
+/// pages the search made resident. Not called when nothing was searched.
+///
+/// # Errors
+/// As [`describe`].
+pub fn describe_with<M: PhysRead>(
+    mem: M,
+    spec: &KernelSpec,
+    hints: &MemoryHints,
+    mut searched: impl FnMut(&M),
+) -> Result<Kernel<M>, DescribeError> {
+    let mut warnings = Vec::new();
+    let mut loaded = load_symbols(&spec.symbols)?;
+    crate::timing::mark("symbols read");
+    loaded
+        .symbols
+        .prefetch(DESCRIBE_SYMBOLS)
+        .map_err(|e| bad_file(&loaded.path, e.to_string()))?;
+    crate::timing::mark("symbols found");
+
+    // Symbols of the running kernel, and nothing that says where it is: try placing
+    // the image by the symbols alone before searching memory for VMCOREINFO.
+    let hinted = hints.vmcoreinfo.as_ref().filter(|v| !v.is_empty());
+    let by_symbols = if !loaded.link_time && hinted.is_none() && spec.cr3.or(hints.cr3).is_none() {
+        let found = phys_base_by_symbols(&mem, &loaded.symbols, &loaded);
+        searched(&mem);
+        crate::timing::mark("placed by the symbols");
+        found
+    } else {
+        None
+    };
+
+    let vmcoreinfo = match (&hints.vmcoreinfo, by_symbols) {
+        (_, Some(_)) => None,
+        (Some(v), None) => Some(v.clone()),
+        (None, None) => {
             // The page probe is cheap; the full scan only when the description needs
             // VMCOREINFO (no CR3 to start from, or link-time symbols to slide).
             let needed = spec.cr3.or(hints.cr3).is_none() || loaded.link_time;
@@ -668,7 +831,9 @@ pub fn describe<M: PhysRead>(
                 scan: needed,
                 ..FindOptions::default()
             };
-            match find_vmcoreinfo_with(&mem, &opts) {
+            let found = find_vmcoreinfo_with(&mem, &opts);
+            searched(&mem);
+            match found {
                 Ok(found) => found.map(|f| f.vmcoreinfo),
                 Err(e) => {
                     warnings.push(format!("searching memory for VMCOREINFO failed: {e}"));
@@ -679,21 +844,17 @@ pub fn describe<M: PhysRead>(
     };
     // An empty hint means "do not search": there is none.
     let vmcoreinfo = vmcoreinfo.filter(|v| !v.is_empty());
-    crate::timing::mark("VMCOREINFO");
     let info = vmcoreinfo.as_ref();
-
-    let image_names = info.map(image_symbols).unwrap_or_default();
-    let wanted: Vec<&str> = DESCRIBE_SYMBOLS
-        .iter()
-        .copied()
-        .chain(image_names.iter().map(|(n, _)| n.as_str()))
-        .collect();
-    let mut loaded = loaded;
-    loaded
-        .symbols
-        .prefetch(&wanted)
-        .map_err(|e| bad_file(&loaded.path, e.to_string()))?;
-    crate::timing::mark("symbols found");
+    if info.is_some() {
+        // The VMCOREINFO's kernel-image symbols, to check the slide with.
+        let image_names = info.map(image_symbols).unwrap_or_default();
+        let wanted: Vec<&str> = image_names.iter().map(|(n, _)| n.as_str()).collect();
+        loaded
+            .symbols
+            .prefetch(&wanted)
+            .map_err(|e| bad_file(&loaded.path, e.to_string()))?;
+        crate::timing::mark("VMCOREINFO");
+    }
 
     let slide = choose_slide(&loaded, info, &mut warnings)?;
     let symbols = loaded.symbols.clone().with_slide(slide);
@@ -701,7 +862,7 @@ pub fn describe<M: PhysRead>(
         .lookup("map_idr")
         .ok_or(DescribeError::MissingSymbol("map_idr"))?;
 
-    let placed = place(&mem, spec, hints, info, &symbols, &mut warnings)?;
+    let placed = place(&mem, spec, hints, info, by_symbols, &symbols, &mut warnings)?;
     let ram_end = mem.ranges().iter().map(|r| r.end()).max().unwrap_or(0);
     let view = KernelView::new(
         mem,

@@ -83,13 +83,32 @@ fn name_of(line: &[u8]) -> Option<&[u8]> {
         return None;
     }
     let rest = line.get(sp.checked_add(3)?..)?;
+    // A `[module]` follows a tab; otherwise the name is the rest of the line.
     let end = match rest.last() {
         Some(b']') => memchr::memchr(b'\t', rest)?,
-        Some(b' ' | b'\t' | b'\r') => return None,
         _ => rest.len(),
     };
     let name = rest.get(..end)?;
-    (!name.is_empty() && !name.contains(&b' ')).then_some(name)
+    (!name.is_empty() && printable(name)).then_some(name)
+}
+
+/// Whether no byte of `bytes` is a space, a tab, a CR or another control byte (at most
+/// `0x20`): eight bytes at a time (a plain byte loop over every name of a symbol text
+/// costs more than the rest of its scan).
+fn printable(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::MAX / 255;
+    const HIGH: u64 = ONES << 7;
+    // Some byte below 0x21 (exact as a whole for a bound of at most 128).
+    let has_low = |x: u64| x.wrapping_sub(ONES * 0x21) & !x & HIGH != 0;
+    let mut chunks = bytes.chunks_exact(8);
+    for c in chunks.by_ref() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        if has_low(u64::from_le_bytes(w)) {
+            return false;
+        }
+    }
+    chunks.remainder().iter().all(|&b| b > b' ')
 }
 
 /// Each non-empty line of `text` with where it starts, without its `\n`.
@@ -552,6 +571,27 @@ mod tests {
         assert_eq!(from_text.file_addr("dup"), Some(0xffff_ffff_8100_0010));
         assert_eq!(from_text.len(), from_table.len());
         assert!(!from_text.addresses_hidden() && !from_text.is_empty());
+    }
+
+    #[test]
+    fn printable_agrees_with_a_byte_loop() {
+        let mut name = *b"abcdefghijklmnopqrs";
+        assert!(printable(&name));
+        for at in 0..name.len() {
+            for b in 0..=255u8 {
+                let old = name[at];
+                name[at] = b;
+                for len in 0..=name.len() {
+                    let n = &name[..len];
+                    assert_eq!(printable(n), n.iter().all(|&c| c > b' '), "{n:?}");
+                }
+                name[at] = old;
+            }
+        }
+        assert_eq!(name_of(b"ffffffff81000000 T a b"), None);
+        assert_eq!(name_of(b"ffffffff81000000 T a\r"), None);
+        assert_eq!(name_of(b"ffffffff81000000 T a\t[m]"), Some(&b"a"[..]));
+        assert_eq!(name_of(b"ffffffff81000000 T a b\t[m]"), None);
     }
 
     #[test]

@@ -208,16 +208,173 @@ fn kallsyms_and_cpu_state() {
     }
 }
 
+/// The guest's symbols without `names`.
+fn symbols_without(g: &Guest, names: &[&str]) -> Vec<(&'static str, u64)> {
+    g.symbols()
+        .into_iter()
+        .filter(|(n, _)| !names.contains(n))
+        .collect()
+}
+
+#[test]
+fn no_cr3_places_the_kernel_by_the_symbols() {
+    for l5 in [false, true] {
+        // A VMCOREINFO in memory is not even looked for.
+        let mut g = Guest::new(l5);
+        g.write_vmcoreinfo(&g.vmcoreinfo("6.12.9-not-searched", 0x2a0_0000));
+        let dir = TempDir::new();
+        let mut searches = 0;
+        let k = describe_with(
+            g.mem(),
+            &spec(&dir, &kallsyms(&g.symbols(), 0)),
+            &MemoryHints::default(),
+            |_| searches += 1,
+        )
+        .unwrap();
+        check_maps(&k, &g);
+        assert_eq!(searches, 1, "the candidates only, no VMCOREINFO");
+        assert_ne!(k.phys_base, 0, "the synthetic guest has physical KASLR");
+        assert_eq!(k.slide, 0);
+        assert!(k.vmcoreinfo.is_none());
+        assert!(k.warnings.is_empty(), "{:?}", k.warnings);
+    }
+}
+
+#[test]
+fn phys_base_zero_is_tried_first() {
+    const OFF: u64 = 0x100_0000;
+    let mut bytes = vec![0u8; 32 << 20];
+    // No physical KASLR: `phys_base` (0) at its link-time place, the banner beside it.
+    bytes[OFF as usize + 0x1000..][..BANNER_TEXT.len()].copy_from_slice(BANNER_TEXT.as_bytes());
+    let syms = [
+        ("phys_base", X86_START_KERNEL_MAP + OFF + 0x100),
+        ("linux_banner", X86_START_KERNEL_MAP + OFF + 0x1000),
+        ("init_top_pgt", X86_START_KERNEL_MAP + OFF + 0x2000),
+    ];
+    let dir = TempDir::new();
+    let loaded = load_symbols(&SymbolSource::SymbolFile(
+        dir.file("kallsyms", kallsyms(&syms, 0).as_bytes()),
+    ))
+    .unwrap();
+    let mut symbols = loaded.symbols.clone();
+    symbols.prefetch(DESCRIBE_SYMBOLS).unwrap();
+    let ram = Ram::new(Pa(0), &bytes[..]);
+    assert_eq!(phys_base_by_symbols(&ram, &symbols, &loaded), Some(0));
+
+    // A zero `phys_base` without the banner beside it is passed over: the image is
+    // 4 MiB higher, where the variable says so.
+    bytes[OFF as usize + 0x1000..][..BANNER_TEXT.len()].fill(0);
+    let at = OFF as usize + 0x40_0000;
+    bytes[at + 0x100..][..8].copy_from_slice(&0x40_0000u64.to_le_bytes());
+    bytes[at + 0x1000..][..BANNER_TEXT.len()].copy_from_slice(BANNER_TEXT.as_bytes());
+    let ram = Ram::new(Pa(0), &bytes[..]);
+    assert_eq!(
+        phys_base_by_symbols(&ram, &symbols, &loaded),
+        Some(0x40_0000)
+    );
+
+    // A negative `phys_base` (the image loaded below its link-time address).
+    let mut low = vec![0u8; 32 << 20];
+    let at = OFF as usize - 0x20_0000;
+    let minus = 0x20_0000u64.wrapping_neg();
+    low[at + 0x100..][..8].copy_from_slice(&minus.to_le_bytes());
+    low[at + 0x1000..][..BANNER_TEXT.len()].copy_from_slice(BANNER_TEXT.as_bytes());
+    let ram = Ram::new(Pa(0), &low[..]);
+    assert_eq!(phys_base_by_symbols(&ram, &symbols, &loaded), Some(minus));
+}
+
+/// Memory that claims `len` bytes, every one zero.
+struct Zeros([PhysRange; 1]);
+
+impl PhysRead for Zeros {
+    type Error = mapwalk_core::PhysErrorKind;
+    fn read_phys(&self, _: Pa, buf: &mut [u8]) -> Result<(), Self::Error> {
+        buf.fill(0);
+        Ok(())
+    }
+    fn ranges(&self) -> &[PhysRange] {
+        &self.0
+    }
+}
+
+#[test]
+fn hostile_memory_does_not_place_the_kernel() {
+    let g = Guest::new(false);
+    let dir = TempDir::new();
+    let syms = g.symbols();
+    let loaded = load_symbols(&SymbolSource::SymbolFile(
+        dir.file("k", kallsyms(&syms, 0).as_bytes()),
+    ))
+    .unwrap();
+    let mut symbols = loaded.symbols.clone();
+    symbols.prefetch(DESCRIBE_SYMBOLS).unwrap();
+    // A terabyte of zeros: `phys_base` reads 0 at candidate 0, with no banner; the
+    // rest stop at the cap.
+    let huge = Zeros([PhysRange {
+        start: Pa(0),
+        len: 1 << 40,
+    }]);
+    assert_eq!(phys_base_by_symbols(&huge, &symbols, &loaded), None);
+    // Ranges at the top of the address space: no overflow.
+    let top = Zeros([PhysRange {
+        start: Pa(u64::MAX - (8 << 20)),
+        len: 8 << 20,
+    }]);
+    assert_eq!(phys_base_by_symbols(&top, &symbols, &loaded), None);
+    assert!(phys_base_candidates(top.ranges(), u64::MAX - 3).count() <= 4);
+
+    // A variable holding nonsense: no candidate passes, no VMCOREINFO either.
+    for value in [u64::MAX, 1, 0x200_0000, 0x20_0001] {
+        let mut g = Guest::new(false);
+        let pa = g.g.pa_of(g.g.symbols.phys_base);
+        g.g.ram.write_u64(pa, value);
+        let err = describe(
+            g.mem(),
+            &spec(&dir, &kallsyms(&g.symbols(), 0)),
+            &MemoryHints::default(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, DescribeError::NoPagingRoot),
+            "{value:#x}: {err}"
+        );
+    }
+}
+
+#[test]
+fn symbols_that_cannot_place_fall_back_to_vmcoreinfo() {
+    // Another boot's symbols fail the self-check; the VMCOREINFO search then tells.
+    let mut g = Guest::new(false);
+    g.write_vmcoreinfo(&g.vmcoreinfo(RELEASE, 0x200_0000));
+    let dir = TempDir::new();
+    let other = kallsyms(&g.symbols(), 0x60_0000);
+    let mut searches = 0;
+    let err = describe_with(
+        g.mem(),
+        &spec(&dir, &other),
+        &MemoryHints::default(),
+        |_| searches += 1,
+    )
+    .unwrap_err();
+    assert_eq!(searches, 2, "the candidates, then VMCOREINFO");
+    assert!(
+        matches!(&err, DescribeError::Mismatch { what, .. } if what.starts_with("address of ")),
+        "{err}"
+    );
+}
+
 #[test]
 fn no_cr3_uses_the_vmcoreinfo_found_in_memory() {
     for l5 in [false, true] {
         let mut g = Guest::new(l5);
         g.write_vmcoreinfo(&g.vmcoreinfo(RELEASE, 0x2a0_0000));
         let dir = TempDir::new();
-        // A runtime kallsyms with a KASLR kernel: slide 0 agrees with VMCOREINFO.
+        // A runtime kallsyms with a KASLR kernel, without `phys_base` to place the
+        // kernel by: slide 0 agrees with VMCOREINFO.
+        let syms = symbols_without(&g, &["phys_base"]);
         let k = describe(
             g.mem(),
-            &spec(&dir, &kallsyms(&g.symbols(), 0)),
+            &spec(&dir, &kallsyms(&syms, 0)),
             &MemoryHints::default(),
         )
         .unwrap();
@@ -315,7 +472,7 @@ fn release_must_match_vmcoreinfo() {
     let dir = TempDir::new();
     let err = describe(
         g.mem(),
-        &spec(&dir, &kallsyms(&g.symbols(), 0)),
+        &spec(&dir, &kallsyms(&symbols_without(&g, &["phys_base"]), 0)),
         &MemoryHints::default(),
     )
     .unwrap_err();
@@ -400,9 +557,10 @@ fn required_and_optional_symbols() {
 fn no_cr3_and_no_vmcoreinfo() {
     let g = Guest::new(false);
     let dir = TempDir::new();
+    // Without `init_top_pgt` the symbols do not give a page-table root.
     let err = describe(
         g.mem(),
-        &spec(&dir, &kallsyms(&g.symbols(), 0)),
+        &spec(&dir, &kallsyms(&symbols_without(&g, &["init_top_pgt"]), 0)),
         &MemoryHints::default(),
     )
     .unwrap_err();

@@ -1,18 +1,19 @@
 //! `mapwalk::describe` on real kernels: the paused guest's RAM file (through
 //! `mapwalk_file::RamFile`), the guest's `/proc/kallsyms` written to a file, BTF from
-//! guest memory; once with CR3/CR4 from QMP, once with nothing but memory (VMCOREINFO
-//! found in RAM gives `init_top_pgt`). Map discovery must then find the maps the guest
+//! guest memory; once with CR3/CR4 from QMP, once with nothing but memory (the symbols
+//! place the kernel), once by the VMCOREINFO found in RAM. Map discovery must then find the maps the guest
 //! reported. A kallsyms of another boot (another KASLR slide) or another kernel must be
 //! refused.
 
 use super::bpf::GUEST_MAPS;
 use mapwalk::describe::{
-    describe, BtfSource, DescribeError, Kernel, KernelSpec, MemoryHints, SymbolSource,
+    describe, describe_with, BtfSource, DescribeError, Kernel, KernelSpec, MemoryHints,
+    SymbolSource,
 };
 use mapwalk::e2e::{self, GuestConfig, GuestReport};
 use mapwalk_core::kernel::KernelRead;
 use mapwalk_core::{Kva, Paging, PhysRead};
-use mapwalk_file::{RamFile, Vmcoreinfo};
+use mapwalk_file::{find_vmcoreinfo, RamFile, Vmcoreinfo};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -184,17 +185,61 @@ fn describe_guest(config: &GuestConfig) {
         "{test}: walked and VMCOREINFO agree"
     );
 
+    // Nothing but memory: the symbols place the kernel (`phys_base` found by its own
+    // value), with no search for VMCOREINFO.
     let started = Instant::now();
-    let alone = describe(open(), &spec(kallsyms.clone()), &MemoryHints::default())
-        .unwrap_or_else(|e| panic!("{test}: describe from memory alone: {e}"));
+    let mut searches = 0;
+    let alone = describe_with(
+        open(),
+        &spec(kallsyms.clone()),
+        &MemoryHints::default(),
+        |_| searches += 1,
+    )
+    .unwrap_or_else(|e| panic!("{test}: describe from memory alone: {e}"));
     eprintln!(
         "{test}: described from memory alone in {:.2} s",
         started.elapsed().as_secs_f64()
     );
     check(&test, "memory alone", report, &alone);
-    let info = alone.vmcoreinfo.as_ref().expect("VMCOREINFO was found");
-    assert_eq!(info.osrelease(), Some(release_of(report.version())));
+    assert_eq!(searches, 1, "{test}: the symbols alone place the kernel");
+    assert!(alone.vmcoreinfo.is_none());
     let Paging::X86_64(p) = alone.view.paging() else {
+        panic!()
+    };
+    assert_eq!(
+        p.five_level(),
+        regs.la57(),
+        "{test}: 5-level from the variable"
+    );
+    let root = report.kallsyms.lookup("init_top_pgt").unwrap();
+    assert_eq!(
+        p.root().0,
+        root.wrapping_sub(mapwalk_core::kernel::X86_START_KERNEL_MAP)
+            .wrapping_add(alone.phys_base),
+        "{test}: the root is init_top_pgt"
+    );
+    assert_eq!(
+        (alone.phys_base, alone.page_offset_base),
+        (with_regs.phys_base, with_regs.page_offset_base),
+        "{test}: both ways agree"
+    );
+
+    // The VMCOREINFO in RAM agrees, and describes the kernel as well.
+    let info = find_vmcoreinfo(&open(), &[])
+        .unwrap_or_else(|e| panic!("{test}: search for VMCOREINFO: {e}"))
+        .expect("VMCOREINFO was found")
+        .vmcoreinfo;
+    assert_eq!(info.osrelease(), Some(release_of(report.version())));
+    assert_eq!(info.number("phys_base"), Some(alone.phys_base));
+    assert_eq!(info.symbol("init_top_pgt"), Some(root));
+    let by_info = MemoryHints {
+        vmcoreinfo: Some(info),
+        ..MemoryHints::default()
+    };
+    let from_info = describe(open(), &spec(kallsyms.clone()), &by_info)
+        .unwrap_or_else(|e| panic!("{test}: describe by VMCOREINFO: {e}"));
+    check(&test, "VMCOREINFO", report, &from_info);
+    let Paging::X86_64(p) = from_info.view.paging() else {
         panic!()
     };
     assert_eq!(
@@ -203,17 +248,9 @@ fn describe_guest(config: &GuestConfig) {
         "{test}: 5-level from VMCOREINFO"
     );
     assert_eq!(
-        p.root().0,
-        info.symbol("init_top_pgt")
-            .unwrap()
-            .wrapping_sub(mapwalk_core::kernel::X86_START_KERNEL_MAP)
-            .wrapping_add(alone.phys_base),
-        "{test}: the root is init_top_pgt"
-    );
-    assert_eq!(
-        (alone.phys_base, alone.page_offset_base),
+        (from_info.phys_base, from_info.page_offset_base),
         (with_regs.phys_base, with_regs.page_offset_base),
-        "{test}: both ways agree"
+        "{test}: VMCOREINFO agrees"
     );
     drop(paused);
 }
