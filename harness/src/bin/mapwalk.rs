@@ -257,11 +257,12 @@ fn memory_source(cli: &Cli) -> Result<(), Failure> {
         command(&MemorySource::new(kernel), &cli.cmd)
     } else if let Some(path) = &cli.source.core {
         let core = mapwalk_file::ElfCore::open(path).map_err(|e| Failure(e.to_string()))?;
-        let hints = MemoryHints {
-            vmcoreinfo: core.vmcoreinfo().cloned(),
-            cr3: k.cr3,
-            cr4: None,
-        };
+        // The core's VMCOREINFO note and the CPU state of its first vCPU with a CR3;
+        // a `--cr3` of the user's takes the place of the core's.
+        let mut hints = MemoryHints::from_elf_core(&core);
+        if k.cr3.is_some() {
+            hints.cr3 = k.cr3;
+        }
         let kernel = describe::describe(core, &spec, &hints).map_err(describe_err)?;
         warn(&kernel.warnings);
         command(&MemorySource::new(kernel), &cli.cmd)

@@ -46,17 +46,22 @@ fn patch(old: &[u8]) -> [u8; 8] {
     new
 }
 
-/// The CLI against the guest's RAM file and a kallsyms copy.
-struct Cli<'a> {
-    ram: &'a Path,
-    syms: &'a Path,
+/// The CLI against a memory source (`--ram FILE` or `--core FILE`) and a kallsyms
+/// copy.
+pub(super) struct Cli<'a> {
+    /// `--ram` or `--core`.
+    pub(super) source: &'static str,
+    /// Its file.
+    pub(super) path: &'a Path,
+    /// The guest's kallsyms.
+    pub(super) syms: &'a Path,
 }
 
 impl Cli<'_> {
     fn run(&self, args: &[&str]) -> Output {
         Command::new(BIN)
-            .arg("--ram")
-            .arg(self.ram)
+            .arg(self.source)
+            .arg(self.path)
             .arg("--symbols")
             .arg(self.syms)
             .args(args)
@@ -64,7 +69,7 @@ impl Cli<'_> {
             .unwrap_or_else(|e| panic!("run {BIN}: {e}"))
     }
 
-    fn json(&self, test: &str, args: &[&str]) -> Value {
+    pub(super) fn json(&self, test: &str, args: &[&str]) -> Value {
         let out = self.run(args);
         assert!(
             out.status.success(),
@@ -123,7 +128,7 @@ fn wait_for_change(test: &str, guest: &Guest, id: u32, nth: usize, want: &[u8]) 
     }
 }
 
-fn check_listing(test: &str, listing: &Value, truth: &[GuestMap]) {
+pub(super) fn check_listing(test: &str, listing: &Value, truth: &[GuestMap]) {
     let listed = listing
         .as_array()
         .unwrap_or_else(|| panic!("{test}: maps --json is not an array: {listing}"));
@@ -159,7 +164,7 @@ fn check_listing(test: &str, listing: &Value, truth: &[GuestMap]) {
     }
 }
 
-fn check_hash_dump(test: &str, dump: &Value, hash: &GuestMap) {
+pub(super) fn check_hash_dump(test: &str, dump: &Value, hash: &GuestMap) {
     assert!(
         !hash.hash_values.is_empty(),
         "{test}: the guest reported no HVAL lines for {}",
@@ -213,7 +218,8 @@ fn cli_on_running_guest(config: &GuestConfig) {
     std::fs::write(&syms, &report.sections["kallsyms"])
         .unwrap_or_else(|e| panic!("{test}: {}: {e}", syms.display()));
     let cli = Cli {
-        ram: guest.ram_path(),
+        source: "--ram",
+        path: guest.ram_path(),
         syms: &syms,
     };
     let status = guest

@@ -7,13 +7,16 @@
 //!    the write test of `bpf.rs` stores);
 //! 2. the same `RamFile` while the guest is **paused** (QMP `stop` / `cont`);
 //! 3. an **ELF core** written by QMP `dump-guest-memory` while paused, opened with
-//!    `mapwalk_file::ElfCore`, its page walk rooted at the core's own CR3/CR4.
+//!    `mapwalk_file::ElfCore`, its page walk rooted at the core's own CR3/CR4; and the
+//!    `mapwalk` CLI on that core (`--core FILE --symbols FILE`), its listing and its
+//!    `mw_hash` dump against the guest's report.
 //!
 //! The RAM file's layout comes from QMP `info mtree -f`, never from a constant: the
 //! 3 GiB guest has RAM above 4 GiB, at file offset 2 GiB. VMCOREINFO is found in memory
 //! (`find_vmcoreinfo`) and must agree with the guest.
 
 use super::bpf::{btf_from_guest, check_maps, layout_from_btf, Key0, GUEST_MAPS};
+use super::cli::{check_hash_dump, check_listing, Cli};
 use super::htab::check_hash_maps;
 use super::{
     check_against_iomem, check_banner, check_direct_map_walks, check_image_walks, kernel_view, MIB,
@@ -347,10 +350,32 @@ fn memory_paths(config: &GuestConfig) {
         }
         (regs, dump_started.elapsed().as_secs_f64())
     };
+    // The CLI on the same core (`--core FILE --symbols FILE`: placed by the core's own
+    // CPU state): its listing and its dump of `mw_hash` as the guest reported them.
+    let syms = guest.dir().join(format!("kallsyms-{}", std::process::id()));
+    let cli_outputs = fs::write(&syms, &report.sections["kallsyms"]).map(|()| {
+        let cli = Cli {
+            source: "--core",
+            path: &core_path,
+            syms: &syms,
+        };
+        let listing = cli.json(&test, &["maps", "--json"]);
+        let hash = cli.json(&test, &["dump", "mw_hash", "--json"]);
+        (listing, hash)
+    });
+    let _ = fs::remove_file(&syms);
     // The mapping outlives the file's name: remove it before any check can fail.
     let core = ElfCore::open(&core_path);
     let _ = fs::remove_file(&core_path);
     let core = core.unwrap_or_else(|e| panic!("{test}: ElfCore: {e}"));
+    let (listing, hash_dump) = cli_outputs.unwrap_or_else(|e| panic!("{test}: kallsyms: {e}"));
+    check_listing(&test, &listing, &checks.expected);
+    let hash = checks
+        .expected
+        .iter()
+        .find(|m| m.name == "mw_hash")
+        .unwrap();
+    check_hash_dump(&test, &hash_dump, hash);
     assert!(
         core.is_64bit() && core.machine() == 62,
         "{test}: ELF class/machine"
