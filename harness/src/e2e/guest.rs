@@ -382,6 +382,9 @@ fn release_guardian(guardian: Option<(Child, ChildStdin)>) {
 }
 
 /// Waits for `MAPWALK-READY` on the console.
+/// How the error of a boot that did not announce [`READY`] in time starts.
+pub(super) const BOOT_TIMED_OUT: &str = "no MAPWALK-READY";
+
 fn wait_ready(qemu: &mut Child, dir: &Path, started: Instant) -> Result<()> {
     let console_path = dir.join("console.log");
     loop {
@@ -396,7 +399,10 @@ fn wait_ready(qemu: &mut Child, dir: &Path, started: Instant) -> Result<()> {
         } else if let Ok(Some(status)) = qemu.try_wait() {
             Some(format!("QEMU exited ({status})"))
         } else if started.elapsed() > BOOT_TIMEOUT {
-            Some(format!("no {READY} within {} s", BOOT_TIMEOUT.as_secs()))
+            Some(format!(
+                "{BOOT_TIMED_OUT} within {} s",
+                BOOT_TIMEOUT.as_secs()
+            ))
         } else {
             None
         };
