@@ -1340,19 +1340,26 @@ impl Mapping {
         Ok(())
     }
 
+    /// The address of the `size`-byte word at `offset`: inside the mapping and aligned
+    /// to `size`, or the error that says which it is not.
+    fn aligned(&self, offset: usize, size: usize) -> Result<*mut u8> {
+        self.range(offset, size)?;
+        let p = self.ptr.as_ptr().wrapping_add(offset);
+        if p.align_offset(size) != 0 {
+            return Err(Error::Misaligned {
+                offset: offset as u64,
+            });
+        }
+        Ok(p)
+    }
+
     /// Loads the `u64` at `offset` with acquire ordering (`smp_load_acquire`), as ring
     /// buffer consumers read `producer_pos` and `consumer_pos`.
     ///
     /// # Errors
     /// [`Error::OutOfRange`], or [`Error::Misaligned`] when `offset` is not 8-aligned.
     pub fn load_u64_acquire(&self, offset: usize) -> Result<u64> {
-        self.range(offset, 8)?;
-        let p = self.ptr.as_ptr().wrapping_add(offset);
-        if p.align_offset(8) != 0 {
-            return Err(Error::Misaligned {
-                offset: offset as u64,
-            });
-        }
+        let p = self.aligned(offset, 8)?;
         // SAFETY:
         // - `p` is inside the mapping (range checked), 8-byte aligned (checked), and
         //   valid for the lifetime of the returned reference (it ends in this
@@ -1369,13 +1376,7 @@ impl Mapping {
     /// # Errors
     /// [`Error::OutOfRange`], or [`Error::Misaligned`] when `offset` is not 4-aligned.
     pub fn load_u32_acquire(&self, offset: usize) -> Result<u32> {
-        self.range(offset, 4)?;
-        let p = self.ptr.as_ptr().wrapping_add(offset);
-        if p.align_offset(4) != 0 {
-            return Err(Error::Misaligned {
-                offset: offset as u64,
-            });
-        }
+        let p = self.aligned(offset, 4)?;
         // SAFETY:
         // - `p` is inside the mapping (range checked) and 4-byte aligned (checked); the
         //   reference lives only for this statement;
