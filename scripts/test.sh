@@ -30,7 +30,7 @@ step "licences"
 bash scripts/check-licences.sh
 
 step "real-kernel prerequisites (QEMU, Debian kernels, bpftool; cached)"
-if ! bash harness/e2e/setup.sh; then
+if ! bash e2e/setup.sh; then
     if [ "${CI:-}" = true ]; then
         echo "real-kernel prerequisites could not be installed" >&2
         exit 1

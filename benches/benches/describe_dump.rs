@@ -5,9 +5,9 @@
 //!
 //! - `MAPWALK_BENCH_RAM` (a guest's RAM file, best paused) and `MAPWALK_BENCH_SYMBOLS`
 //!   (its `/proc/kallsyms`);
-//! - otherwise the harness's real-kernel driver boots Debian 12's kernel (Linux 6.1)
+//! - otherwise the real-kernel driver (`mapwalk-e2e`) boots Debian 12's kernel (Linux 6.1)
 //!   with `mapwalk.bulk=195`: 206 maps, as the guest of issue #5 (see
-//!   `harness/e2e/README.md` for what it needs; about two minutes to boot), and pauses
+//!   `e2e/README.md` for what it needs; about two minutes to boot), and pauses
 //!   it for the run.
 //!
 //! Benchmarks (group `describe_dump`):
@@ -33,17 +33,17 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use mapwalk::describe::{describe, KernelSpec, MemoryHints, Symbols, DESCRIBE_SYMBOLS};
-use mapwalk::e2e::GuestConfig;
 use mapwalk::render::{DumpWriter, Format};
 use mapwalk::source::{MapSource, MemorySource};
 use mapwalk_benches::WARM_UP;
+use mapwalk_e2e::GuestConfig;
 use mapwalk_file::RamFile;
 
 /// The guest's RAM file and symbols, and the pause that keeps it still.
 struct Input {
     ram: PathBuf,
     symbols: PathBuf,
-    _paused: Option<mapwalk::e2e::Paused<'static>>,
+    _paused: Option<mapwalk_e2e::Paused<'static>>,
 }
 
 fn loud(what: &str) {
@@ -66,13 +66,13 @@ fn input() -> Option<Input> {
         }
         (ram, symbols) => loud(&format!(
             "MAPWALK_BENCH_RAM is {}, MAPWALK_BENCH_SYMBOLS is {}: booting a guest with \
-             the harness's real-kernel driver instead",
+             the real-kernel driver (`mapwalk-e2e`) instead",
             if ram.is_some() { "set" } else { "NOT SET" },
             if symbols.is_some() { "set" } else { "NOT SET" },
         )),
     }
     let config = GuestConfig::DEB12_KASLR_4LEVEL_BULK;
-    let Some(guest) = mapwalk::e2e::guest("describe_dump", &config) else {
+    let Some(guest) = mapwalk_e2e::guest("describe_dump", &config) else {
         loud("no guest could be booted (see above): NOTHING IS MEASURED");
         return None;
     };

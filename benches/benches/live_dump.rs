@@ -88,7 +88,14 @@ fn mapwalk_binary() -> Result<PathBuf, String> {
          (set MAPWALK_BIN to time another binary)"
     );
     let out = Command::new(&cargo)
-        .args(["build", "--release", "-p", "mapwalk", "--bin", "mapwalk"])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "mapwalk-cli",
+            "--bin",
+            "mapwalk",
+        ])
         .args([
             "--message-format",
             "json-render-diagnostics",

@@ -1,0 +1,664 @@
+//! The `mapwalk` binary against `bpftool` on the live host.
+//!
+//! Needs root and bpftool: without them each test prints a loud `SKIPPED` line on
+//! stderr and passes, except under `CI=true`, where it fails.
+
+use std::os::fd::OwnedFd;
+use std::process::{Command, Output};
+
+use mapwalk_live::sys::{map_create, MapCreate};
+use mapwalk_live::{LiveMap, MapType, Update};
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mapwalk");
+
+/// Whether the live tests can run here; prints SKIPPED (or panics under CI) when not.
+fn live_ready(test: &str) -> bool {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false);
+    let bpftool = Command::new("bpftool").arg("version").output().is_ok();
+    if root && bpftool {
+        return true;
+    }
+    let why = if root {
+        "bpftool is missing"
+    } else {
+        "not root"
+    };
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: cannot run under CI: {why}");
+    }
+    eprintln!("SKIPPED: {test}: {why} (the live CLI tests need root and bpftool)");
+    false
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("run mapwalk")
+}
+
+fn json_of(out: &Output, what: &str) -> Value {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{what}: not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+fn bpftool(args: &[&str]) -> Value {
+    let out = Command::new("bpftool")
+        .arg("-j")
+        .args(args)
+        .output()
+        .expect("bpftool");
+    json_of(&out, &format!("bpftool {args:?}"))
+}
+
+fn create(t: MapType, name: &str, key: u32, value: u32, max: u32) -> LiveMap {
+    let fd: OwnedFd = map_create(&MapCreate::new(t, name, key, value, max)).expect("map_create");
+    LiveMap::from_fd(fd).expect("LiveMap")
+}
+
+fn ncpus() -> usize {
+    mapwalk_live::cpus::possible()
+        .expect("possible cpus")
+        .count()
+}
+
+/// Fills `map` with `n` entries whose bytes depend on the key (and the CPU).
+fn fill(map: &LiveMap, n: u32) {
+    let info = map.info();
+    for i in 0..n {
+        let mut key = vec![0u8; info.key_size as usize];
+        for (j, b) in key.iter_mut().enumerate() {
+            *b = (i as usize * 7 + j * 3) as u8;
+        }
+        key[..4].copy_from_slice(&i.to_le_bytes());
+        let value = |cpu: usize| -> Vec<u8> {
+            (0..info.value_size as usize)
+                .map(|j| (i as usize * 31 + j * 5 + cpu * 101 + 1) as u8)
+                .collect()
+        };
+        if info.map_type.is_percpu() {
+            let values: Vec<Vec<u8>> = (0..ncpus()).map(value).collect();
+            let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+            map.update_percpu(&key, &refs, Update::Any)
+                .expect("update_percpu");
+        } else {
+            map.update(&key, &value(0), Update::Any).expect("update");
+        }
+    }
+}
+
+/// Entries without `formatted`, sorted by key (hash maps walk in bucket order, which
+/// need not be the same for batches and for GET_NEXT_KEY).
+fn normalized(v: &Value) -> Vec<Value> {
+    let mut entries: Vec<Value> = v
+        .as_array()
+        .expect("dump is an array")
+        .iter()
+        .map(|e| {
+            let mut e = e.clone();
+            e.as_object_mut().expect("entry object").remove("formatted");
+            e
+        })
+        .collect();
+    entries.sort_by_key(|e| e["key"].to_string());
+    entries
+}
+
+const SHOW_KEYS: [&str; 7] = [
+    "id",
+    "type",
+    "name",
+    "flags",
+    "bytes_key",
+    "bytes_value",
+    "max_entries",
+];
+
+#[test]
+fn dumps_and_listings_match_bpftool() {
+    if !live_ready("dumps_and_listings_match_bpftool") {
+        return;
+    }
+    let specs = [
+        (MapType::ARRAY, "mw_array", 4, 8, 6, 6),
+        (MapType::ARRAY, "mw_array_odd", 4, 3, 5, 5),
+        (MapType::HASH, "mw_hash", 4, 12, 64, 40),
+        (MapType::HASH, "mw_hash_empty", 8, 8, 16, 0),
+        (MapType::HASH, "mw_hash_k13", 13, 5, 32, 20),
+        (MapType::LRU_HASH, "mw_lru", 8, 16, 128, 30),
+        (MapType::PERCPU_ARRAY, "mw_pcpu_arr", 4, 12, 4, 4),
+        (MapType::PERCPU_HASH, "mw_pcpu_hash", 4, 8, 32, 10),
+        (MapType::LRU_PERCPU_HASH, "mw_lru_pcpu", 8, 3, 64, 9),
+    ];
+    let maps: Vec<LiveMap> = specs
+        .iter()
+        .map(|&(t, name, k, v, max, n)| {
+            let m = create(t, name, k, v, max);
+            fill(&m, n);
+            m
+        })
+        .collect();
+
+    let listing = json_of(&run(&["maps", "--json"]), "mapwalk maps --json");
+    for m in &maps {
+        let id = m.id();
+        let ours = listing
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["id"] == id)
+            .unwrap_or_else(|| panic!("map {id} missing from mapwalk maps --json"));
+        let theirs = bpftool(&["map", "show", "id", &id.to_string()]);
+        for k in SHOW_KEYS {
+            assert_eq!(ours[k], theirs[k], "map {id} key {k}: {ours} vs {theirs}");
+        }
+
+        let sel = format!("id:{id}");
+        let ours = json_of(&run(&["dump", &sel, "--json"]), "mapwalk dump --json");
+        let theirs = bpftool(&["map", "dump", "id", &id.to_string()]);
+        assert_eq!(
+            normalized(&ours),
+            normalized(&theirs),
+            "map {id} ({:?}) dumps differ",
+            m.info().map_type
+        );
+        assert_eq!(
+            ours.as_array().unwrap().len(),
+            theirs.as_array().unwrap().len()
+        );
+
+        // By name, and human output.
+        let name = m.info().name.as_str().unwrap().to_owned();
+        let by_name = json_of(&run(&["dump", &name, "--json"]), "dump by name");
+        assert_eq!(normalized(&by_name), normalized(&ours));
+        let human = run(&["dump", &sel]);
+        assert!(human.status.success());
+        let text = String::from_utf8(human.stdout).unwrap();
+        let n = ours.as_array().unwrap().len();
+        assert!(text.ends_with(&format!("Found {n} elements\n")), "{text}");
+    }
+
+    // Human listing: bpftool's two lines per map.
+    let human = run(&["maps"]);
+    assert!(human.status.success());
+    let text = String::from_utf8(human.stdout).unwrap();
+    let id = maps[0].id();
+    assert!(
+        text.contains(&format!(
+            "{id}: array  name mw_array  flags 0x0\n\tkey 4B  value 8B  max_entries 6"
+        )),
+        "{text}"
+    );
+
+    // dump --all includes every map, each with its entries.
+    let all = json_of(&run(&["dump", "--all", "--json"]), "dump --all");
+    for m in &maps {
+        let e = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["id"] == m.id())
+            .expect("map in dump --all");
+        assert!(e["entries"].is_array(), "{e}");
+    }
+}
+
+#[test]
+fn suffix_selects_a_map() {
+    if !live_ready("suffix_selects_a_map") {
+        return;
+    }
+    let m = create(MapType::ARRAY, "mwsfx_q7.bss", 4, 16, 1);
+    fill(&m, 1);
+    let out = json_of(&run(&["dump", "x_q7.bss", "--json"]), "dump by suffix");
+    let expected = bpftool(&["map", "dump", "id", &m.id().to_string()]);
+    assert_eq!(normalized(&out), normalized(&expected));
+}
+
+#[test]
+fn write_changes_a_value_and_refuses_out_of_bounds() {
+    if !live_ready("write_changes_a_value_and_refuses_out_of_bounds") {
+        return;
+    }
+    let arr = create(MapType::ARRAY, "mw_write_arr", 4, 8, 4);
+    fill(&arr, 4);
+    let sel = format!("id:{}", arr.id());
+    let before = arr.lookup_index(1).unwrap().unwrap();
+    let out = run(&[
+        "write",
+        &sel,
+        "--key",
+        "01 00 00 00",
+        "--offset",
+        "2",
+        "--value",
+        "aabb",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = arr.lookup_index(1).unwrap().unwrap();
+    let mut want = before.single().unwrap().to_vec();
+    want[2..4].copy_from_slice(&[0xaa, 0xbb]);
+    assert_eq!(after.single().unwrap(), &want[..]);
+
+    // Default key 0, hex offset.
+    let out = run(&["write", &sel, "--offset", "0x7", "--value", "0x5a"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        arr.lookup_index(0).unwrap().unwrap().single().unwrap()[7],
+        0x5a
+    );
+
+    // Out of bounds: refused, nothing written, one clear line.
+    let snapshot = arr.dump(Default::default()).unwrap().entries;
+    for (offset, value) in [
+        ("7", "0102"),
+        ("8", "01"),
+        ("0", "00 01 02 03 04 05 06 07 08"),
+    ] {
+        let out = run(&[
+            "write", &sel, "--key", "01000000", "--offset", offset, "--value", value,
+        ]);
+        assert!(!out.status.success());
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains("out of bounds"), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    }
+    assert_eq!(arr.dump(Default::default()).unwrap().entries, snapshot);
+
+    // A hash map: the key must exist; a per-CPU map: every CPU's copy is patched.
+    let hash = create(MapType::HASH, "mw_write_hash", 4, 4, 8);
+    fill(&hash, 2);
+    let hsel = format!("id:{}", hash.id());
+    let out = run(&[
+        "write", &hsel, "--key", "05000000", "--offset", "0", "--value", "01",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no entry"));
+    let out = run(&[
+        "write", &hsel, "--key", "01000000", "--offset", "3", "--value", "ee",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        hash.lookup(&1u32.to_le_bytes())
+            .unwrap()
+            .unwrap()
+            .single()
+            .unwrap()[3],
+        0xee
+    );
+
+    let pcpu = create(MapType::PERCPU_ARRAY, "mw_write_pcpu", 4, 4, 2);
+    fill(&pcpu, 2);
+    let psel = format!("id:{}", pcpu.id());
+    let out = run(&["write", &psel, "--offset", "1", "--value", "7f"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = pcpu.lookup_index(0).unwrap().unwrap();
+    assert!(v.per_cpu().unwrap().iter().all(|c| c.bytes[1] == 0x7f));
+}
+
+#[test]
+fn unknown_maps_and_bad_arguments_fail_with_one_line() {
+    if !live_ready("unknown_maps_and_bad_arguments_fail_with_one_line") {
+        return;
+    }
+    for args in [
+        &["dump", "mw_no_such_map_anywhere"][..],
+        &["dump", "id:4000000000"],
+        &[
+            "write",
+            "mw_no_such_map_anywhere",
+            "--offset",
+            "0",
+            "--value",
+            "00",
+        ],
+        &[
+            "--ram",
+            "/nonexistent/ram",
+            "--symbols",
+            "/nonexistent/syms",
+            "maps",
+        ],
+        &["--symbols", "/nonexistent/syms", "maps"],
+    ] {
+        let out = run(args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.starts_with("mapwalk: error: "), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+    }
+    let err = String::from_utf8(run(&["dump", "mw_no_such_map_anywhere"]).stderr).unwrap();
+    assert!(err.contains("no map \"mw_no_such_map_anywhere\""), "{err}");
+    let err =
+        String::from_utf8(run(&["--ram", "/nonexistent/ram", "--symbols", "/x", "maps"]).stderr)
+            .unwrap();
+    assert!(err.contains("/nonexistent/ram"), "{err}");
+}
+
+/// Raw BTF: the types bpftool 7.1 was checked against (same blob loaded into the kernel
+/// with BPF_BTF_LOAD; bpftool's `formatted` output equals the expectations below).
+fn sample_btf() -> Vec<u8> {
+    let mut strs = vec![0u8];
+    let mut s = |name: &str| -> u32 {
+        let off = strs.len() as u32;
+        strs.extend_from_slice(name.as_bytes());
+        strs.push(0);
+        off
+    };
+    let mut types = Vec::new();
+    let mut t = |name: u32, kind: u32, vlen: u32, kflag: u32, size: u32, extra: &[u32]| {
+        for w in [name, (kind << 24) | (kflag << 31) | vlen, size]
+            .iter()
+            .chain(extra)
+        {
+            types.extend_from_slice(&w.to_le_bytes());
+        }
+    };
+    let (int, ptr, array, strct, union, enm, typedef, cnst, var, datasec) =
+        (1, 2, 3, 4, 5, 6, 8, 10, 14, 15);
+    t(s("unsigned int"), int, 0, 0, 4, &[32]); // 1
+    t(s("int"), int, 0, 0, 4, &[(1 << 24) | 32]); // 2
+    t(s("char"), int, 0, 0, 1, &[(2 << 24) | 8]); // 3
+    t(0, array, 0, 0, 0, &[3, 1, 8]); // 4: char[8]
+    let (red, green, blue) = (s("RED"), s("GREEN"), s("BLUE"));
+    t(s("color"), enm, 3, 0, 4, &[red, 0, green, 1, blue, 2]); // 5
+    t(0, ptr, 0, 0, 2, &[]); // 6
+    t(s("u32_t"), typedef, 0, 0, 1, &[]); // 7
+    t(0, cnst, 0, 0, 7, &[]); // 8
+    let m: Vec<u32> = [
+        ("a", 8, 0),
+        ("name", 4, 32),
+        ("color", 5, 96),
+        ("bf1", 1, (3 << 24) | 128),
+        ("bf2", 2, (5 << 24) | 131),
+        ("neg", 2, 160),
+        ("p", 6, 192),
+    ]
+    .iter()
+    .flat_map(|&(n, ty, off)| [s(n), ty, off])
+    .collect();
+    t(s("val"), strct, 7, 1, 32, &m); // 9
+    t(s("_Bool"), int, 0, 0, 1, &[(4 << 24) | 8]); // 10
+    t(s("counter"), var, 0, 0, 2, &[1]); // 11
+    t(s("label"), var, 0, 0, 4, &[1]); // 12
+    t(s(".bss"), datasec, 2, 0, 12, &[11, 0, 4, 12, 4, 8]); // 13
+    t(0, array, 0, 0, 0, &[2, 1, 3]); // 14: int[3]
+    let (ints, u) = (s("ints"), s("u"));
+    t(s("pair"), union, 2, 0, 12, &[ints, 14, 0, u, 1, 0]); // 15
+    let mut blob = Vec::new();
+    blob.extend_from_slice(&0xeb9fu16.to_le_bytes());
+    blob.extend_from_slice(&[1, 0]);
+    for w in [
+        24u32,
+        0,
+        types.len() as u32,
+        types.len() as u32,
+        strs.len() as u32,
+    ] {
+        blob.extend_from_slice(&w.to_le_bytes());
+    }
+    blob.extend_from_slice(&types);
+    blob.extend_from_slice(&strs);
+    blob
+}
+
+#[test]
+fn btf_values_render_like_bpftool() {
+    use mapwalk::render::btf::TypeRenderer;
+    use mapwalk::render::{formatted, Types};
+    use mapwalk::source::ValueRef;
+    use serde_json::json;
+
+    let btf = mapwalk::btf::parse(&sample_btf()).unwrap();
+    let types = |key, value| Types {
+        renderer: TypeRenderer::new(&btf),
+        key,
+        value,
+    };
+    let mut v = [0u8; 32];
+    v[..4].copy_from_slice(&7u32.to_le_bytes());
+    v[4..9].copy_from_slice(b"hello");
+    v[12..16].copy_from_slice(&1u32.to_le_bytes());
+    v[16] = 5 | ((-3i8 as u8 & 31) << 3);
+    v[20..24].copy_from_slice(&(-42i32).to_le_bytes());
+    v[24..32].copy_from_slice(&0xffff_8880_1234_5678u64.to_le_bytes());
+    let f = formatted(&types(1, 9), &1u32.to_le_bytes(), ValueRef::Single(&v));
+    let want = json!({"key":1,"value":{"a":7,"name":"hello","color":"GREEN","bf1":"0x5",
+        "bf2":"0x1d","neg":-42,"p":18446612682375452280u64}});
+    assert_eq!(f, want);
+    // Key order is bpftool's (member order), not sorted.
+    assert_eq!(f.to_string(), want.to_string());
+
+    let mut v = [0u8; 32];
+    v[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+    v[4..6].copy_from_slice(&[1, 2]);
+    v[12..16].copy_from_slice(&7u32.to_le_bytes());
+    v[16] = 2 | (15 << 3);
+    v[20..24].copy_from_slice(&i32::MAX.to_le_bytes());
+    let f = formatted(&types(1, 9), &2u32.to_le_bytes(), ValueRef::Single(&v));
+    assert_eq!(
+        f,
+        json!({"key":2,"value":{"a":4294967295u32,
+            "name":["\u{1}","\u{2}","\u{0}","\u{0}","\u{0}","\u{0}","\u{0}","\u{0}"],
+            "color":7,"bf1":"0x2","bf2":"0xf","neg":2147483647,"p":0}})
+    );
+
+    // A `.bss` map: no key type, a DATASEC value.
+    let mut bss = (-5i32).to_le_bytes().to_vec();
+    bss.extend_from_slice(b"abc\0\0\0\0\0");
+    let f = formatted(&types(0, 13), &0u32.to_le_bytes(), ValueRef::Single(&bss));
+    assert_eq!(
+        f,
+        json!({"value":{".bss":[{"counter":-5},{"label":"abc"}]}})
+    );
+
+    // A union (of an int array and an unsigned int), per CPU.
+    let mut two = [0u8; 32];
+    two[..12].copy_from_slice(&[0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 3, 0, 0, 0]);
+    let cpus = [0u32, 1];
+    let f = formatted(
+        &types(1, 15),
+        &1u32.to_le_bytes(),
+        ValueRef::per_cpu(&two, 16, 12, &cpus),
+    );
+    assert_eq!(
+        f,
+        json!({"key":1,"values":[
+            {"cpu":0,"value":{"ints":[-1,2,3],"u":4294967295u32}},
+            {"cpu":1,"value":{"ints":[0,0,0],"u":0}}]})
+    );
+
+    // People get pointers in hex.
+    let p = TypeRenderer::new(&btf).hex_pointers(true);
+    assert_eq!(p.render(6, &0x1234u64.to_le_bytes()), json!("0x1234"));
+}
+
+/// The memory path on a real Debian guest (QEMU/TCG, see `e2e/README.md`):
+/// `--ram FILE --symbols FILE` lists the maps the guest's `/init` made and dumps them
+/// as the guest itself reported them; `write` patches an ARRAY value in guest RAM.
+/// Boots a guest (seconds to a minute), hence ignored by default:
+/// `cargo test -p mapwalk --test cli -- --ignored`.
+#[test]
+#[ignore = "boots a QEMU guest; run with --ignored"]
+fn memory_path_matches_the_guest() {
+    use mapwalk_e2e::{self as e2e, GuestConfig};
+
+    let test = "cli::memory_path_matches_the_guest";
+    let config = GuestConfig::DEB12_KASLR_5LEVEL;
+    let Some(guest) = e2e::guest(test, &config) else {
+        return;
+    };
+    let report = guest.report();
+    let dir = std::env::temp_dir().join(format!("mapwalk-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let syms = dir.join("kallsyms");
+    std::fs::write(&syms, &report.sections["kallsyms"]).unwrap();
+    let truth = report.bpf_maps().unwrap();
+    let mut paused = guest.pause().unwrap();
+    let ram = guest.ram_path().to_str().unwrap().to_owned();
+    let syms = syms.to_str().unwrap().to_owned();
+    let mem = |args: &[&str]| {
+        let mut all = vec!["--ram", ram.as_str(), "--symbols", syms.as_str()];
+        all.extend_from_slice(args);
+        run(&all)
+    };
+
+    let listing = json_of(&mem(&["maps", "--json"]), "memory maps --json");
+    let hex = |b: &[u8]| -> Value { b.iter().map(|x| format!("0x{x:02x}")).collect() };
+    let mut compared = Vec::new();
+    for g in &truth {
+        let ours = listing
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["id"] == g.id)
+            .unwrap_or_else(|| panic!("{test}: map {} ({}) not listed", g.id, g.name));
+        assert_eq!(ours["bytes_key"], g.key_size, "{ours}");
+        assert_eq!(ours["bytes_value"], g.value_size, "{ours}");
+        assert_eq!(ours["max_entries"], g.max_entries, "{ours}");
+        assert_eq!(ours["flags"], g.flags, "{ours}");
+        assert_eq!(
+            ours["type"],
+            MapType(g.map_type)
+                .name()
+                .map_or(json!(g.map_type), |n| json!(n))
+        );
+
+        let t = MapType(g.map_type);
+        if !matches!(
+            t,
+            MapType::ARRAY
+                | MapType::HASH
+                | MapType::LRU_HASH
+                | MapType::PERCPU_ARRAY
+                | MapType::PERCPU_HASH
+                | MapType::LRU_PERCPU_HASH
+        ) {
+            continue;
+        }
+        let sel = format!("id:{}", g.id);
+        let dump = json_of(&mem(&["dump", &sel, "--json"]), "memory dump --json");
+        let mut want: Vec<Value> = if !g.values.is_empty() {
+            g.values
+                .iter()
+                .map(|(k, v)| json!({"key": hex(&k.to_le_bytes()), "value": hex(v)}))
+                .collect()
+        } else if !g.hash_values.is_empty() {
+            g.hash_values
+                .iter()
+                .map(|(k, v)| json!({"key": hex(k), "value": hex(v)}))
+                .collect()
+        } else {
+            g.percpu_values
+                .iter()
+                .map(|(k, cpus)| {
+                    let values: Vec<Value> = cpus
+                        .iter()
+                        .map(|(cpu, v)| json!({"cpu": cpu, "value": hex(v)}))
+                        .collect();
+                    json!({"key": hex(k), "values": values})
+                })
+                .collect()
+        };
+        want.sort_by_key(|e| e["key"].to_string());
+        let got = normalized(&dump);
+        if want.is_empty() {
+            continue;
+        }
+        assert_eq!(got, want, "{test}: map {} ({}) {t}", g.id, g.name);
+        compared.push(t);
+    }
+    eprintln!("{test}: dumps equal the guest's own for {compared:?}");
+    for t in [
+        MapType::ARRAY,
+        MapType::HASH,
+        MapType::PERCPU_ARRAY,
+        MapType::PERCPU_HASH,
+    ] {
+        assert!(compared.contains(&t), "{test}: no {t} map compared");
+    }
+
+    // A write into an ARRAY value, and back.
+    let arr = truth
+        .iter()
+        .find(|g| g.map_type == MapType::ARRAY.0 && g.value_size >= 2 && !g.values.is_empty())
+        .expect("an ARRAY map");
+    let sel = format!("id:{}", arr.id);
+    let before = arr.values[&0].clone();
+    let out = mem(&["write", &sel, "--offset", "0", "--value", "c3 5a"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dump = json_of(&mem(&["dump", &sel, "--json"]), "dump after write");
+    assert_eq!(dump[0]["value"][0], "0xc3");
+    assert_eq!(dump[0]["value"][1], "0x5a");
+    let restore = render_hex(&before[..2]);
+    let out = mem(&["write", &sel, "--offset", "0", "--value", &restore]);
+    assert!(out.status.success());
+    let size = arr.value_size.to_string();
+    let out = mem(&["write", &sel, "--offset", &size, "--value", "00"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("out of bounds"));
+
+    // The same guest as an ELF core (QEMU dump-guest-memory): the same maps and dumps;
+    // writes are refused.
+    let core = dir.join("guest.core");
+    paused
+        .qmp()
+        .execute(
+            "dump-guest-memory",
+            Some(json!({"paging": false, "protocol": format!("file:{}", core.display())})),
+        )
+        .unwrap();
+    let core = core.to_str().unwrap().to_owned();
+    let from_core = |args: &[&str]| {
+        let mut all = vec!["--core", core.as_str(), "--symbols", syms.as_str()];
+        all.extend_from_slice(args);
+        run(&all)
+    };
+    let core_listing = json_of(&from_core(&["maps", "--json"]), "core maps --json");
+    assert_eq!(core_listing, listing);
+    let all_ram = json_of(&mem(&["dump", "--all", "--json"]), "ram dump --all");
+    let all_core = json_of(&from_core(&["dump", "--all", "--json"]), "core dump --all");
+    assert_eq!(all_core, all_ram);
+    let out = from_core(&["write", &sel, "--offset", "0", "--value", "00"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("read-only"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn render_hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

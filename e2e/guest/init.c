@@ -1,0 +1,934 @@
+/*
+ * /init of the mapwalk real-kernel test guest.
+ *
+ * Mounts proc, sysfs and devtmpfs, then writes the guest's ground truth to the second
+ * serial port (/dev/ttyS1) as sections:
+ *
+ *     MAPWALK-BEGIN <name>
+ *     <the exact bytes of the file>
+ *     MAPWALK-END <name> <byte count>
+ *
+ * (a newline is added before the END line when the content does not end with one; it
+ * is not counted). After /proc/kallsyms it creates BPF maps through the raw bpf()
+ * syscall, fills them, and writes their ground truth as the section `bpf-maps`:
+ *
+ *     CPUS possible=<n>                      (from /sys/devices/system/cpu/possible)
+ *     MAP id=<id> type=<n> name=<s> key=<ks> value=<vs> max=<n> flags=<f>
+ *     VAL <id> <key> <value as hex>          (ARRAY maps, every key, read back)
+ *     HVAL <id> <key hex> <value hex>        (HASH, LRU_HASH: every key the map holds)
+ *     PVAL <id> <key hex> <cpu> <value hex>  (per-CPU maps: every key, every possible
+ *                                             CPU, value_size bytes of its copy)
+ *
+ * With `mapwalk.bulk=N` on the kernel command line it then creates N more maps, named
+ * `mw_bulk_<i>`, for benchmarks that want a guest with many small maps (the default is
+ * none): even i a HASH (8-byte key, 16-byte value, 16 slots, 14 keys), odd i an ARRAY
+ * (4-byte key, 32-byte value, 14 entries), filled from the same LCG; their contents are
+ * not part of `bpf-maps`, the console gets `MAPWALK-BULK maps=<n> entries=<n>`.
+ *
+ * When the initramfs holds /bin/mapwalk (a static build the in-guest test appends as
+ * a second cpio archive; the other guests have none), it then runs it, at a moment
+ * when nothing in the guest modifies a map any more (after one more map, `mw_btf`, with
+ * BTF-typed key and value: see make_btf_map()), as `mapwalk maps --json` and
+ * `mapwalk dump --all --json` (the live view, through bpf()). The listing and both
+ * stderrs go to the host whole (sections `mapwalk-maps`, `mapwalk-maps-stderr`,
+ * `mapwalk-dump-stderr`); the dump (8.7 MB, 18 s over the serial port under TCG) as
+ * digests: see dump_digests(). The console gets, per run, `MAPWALK-INGUEST <maps|dump>
+ * status=<wait status> bytes=<stdout bytes> ms=<run time>` and, once all is sent,
+ * `MAPWALK-INGUEST digests+sent ms=<n>`. A failing run is not a boot failure: the test
+ * reports its status and stderr.
+ *
+ * When everything is written it prints `MAPWALK-READY` on the console (ttyS0) and
+ * keeps the map fds open forever (PID 1 must never exit; the maps die with their fds):
+ * every ~200 ms it looks up key 0 of `mw_array` and of `mw_one.bss` and, when one
+ * changed (the host wrote guest memory), prints `CHANGED <id> 0 <hex>` on the console.
+ * A failure prints `MAPWALK-ERROR <what>` on the console and still sleeps, so the host
+ * sees the error rather than a kernel panic.
+ *
+ * Built with `gcc -static -O2` by e2e/setup.sh; needs nothing but static glibc.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/bpf.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+/* The console (ttyS0) and the data port (ttyS1). */
+static int con = 2;
+static int data = -1;
+
+static void say(const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof buf)
+		n = sizeof buf - 1;
+	/* Best effort: there is nobody to tell if the console fails. */
+	ssize_t w = write(con, buf, (size_t)n);
+	(void)w;
+}
+
+static int write_all(int fd, const char *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t w = write(fd, p, len);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+static void mount_fs(const char *src, const char *dir, const char *type)
+{
+	if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+		say("MAPWALK-ERROR mkdir %s: %s\n", dir, strerror(errno));
+	if (mount(src, dir, type, 0, NULL) != 0 && errno != EBUSY)
+		say("MAPWALK-ERROR mount %s on %s: %s\n", type, dir, strerror(errno));
+}
+
+/* Opens the console as stdin/stdout/stderr when the kernel could not (the initramfs
+ * holds no /dev/console node: devtmpfs provides it). */
+static void open_console(void)
+{
+	if (fcntl(1, F_GETFD) != -1) {
+		con = 1;
+		return;
+	}
+	int fd = open("/dev/console", O_RDWR | O_NOCTTY);
+	if (fd < 0)
+		fd = open("/dev/ttyS0", O_RDWR | O_NOCTTY);
+	if (fd < 0)
+		return;
+	for (int i = 0; i < 3; i++)
+		if (fd != i)
+			dup2(fd, i);
+	if (fd > 2)
+		close(fd);
+	con = 1;
+}
+
+/* Copies `path` to the data port as one section. Returns 0 on success. */
+static int section(const char *name, const char *path)
+{
+	static char buf[1 << 16];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		say("MAPWALK-ERROR open %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	char line[256];
+	int n = snprintf(line, sizeof line, "MAPWALK-BEGIN %s\n", name);
+	if (write_all(data, line, (size_t)n) != 0)
+		goto write_err;
+	unsigned long long total = 0;
+	char last = '\n';
+	for (;;) {
+		ssize_t r = read(fd, buf, sizeof buf);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			say("MAPWALK-ERROR read %s: %s\n", path, strerror(errno));
+			close(fd);
+			return -1;
+		}
+		if (r == 0)
+			break;
+		if (write_all(data, buf, (size_t)r) != 0)
+			goto write_err;
+		total += (unsigned long long)r;
+		last = buf[r - 1];
+	}
+	close(fd);
+	n = snprintf(line, sizeof line, "%sMAPWALK-END %s %llu\n", last == '\n' ? "" : "\n", name, total);
+	if (write_all(data, line, (size_t)n) != 0)
+		goto write_err;
+	return 0;
+write_err:
+	say("MAPWALK-ERROR write ttyS1: %s\n", strerror(errno));
+	return -1;
+}
+
+/* ------------------------------------------------------------------------------------
+ * BPF maps, through the raw syscall (no libbpf). */
+
+static long sys_bpf(int cmd, union bpf_attr *attr)
+{
+	return syscall(__NR_bpf, cmd, attr, sizeof *attr);
+}
+
+/* A deterministic, non-trivial byte stream (64-bit LCG, high bytes). */
+static uint64_t lcg_state = 0x9e3779b97f4a7c15ULL;
+static unsigned char lcg_byte(void)
+{
+	lcg_state = lcg_state * 6364136223846793005ULL + 1442695040888963407ULL;
+	return (unsigned char)(lcg_state >> 56);
+}
+
+struct map_spec {
+	const char *name;
+	unsigned type, key_size, value_size, max_entries, flags;
+	/* Hash maps: how many keys to insert (array maps fill every key). */
+	unsigned fill;
+	int fd;
+	unsigned id;
+};
+
+static struct map_spec maps[] = {
+	{ "mw_array", BPF_MAP_TYPE_ARRAY, 4, 24, 7, 0, 0, -1, 0 },
+	{ "mw_one.bss", BPF_MAP_TYPE_ARRAY, 4, 100, 1, 0, 0, -1, 0 },
+	/* 300 pages: more than 1 MiB of values, vmalloc'd, page-aligned. */
+	{ "mw_mmap", BPF_MAP_TYPE_ARRAY, 4, 4096, 300, BPF_F_MMAPABLE, 0, -1, 0 },
+	/* 200 keys in 256 buckets: chains of two and more. */
+	{ "mw_hash", BPF_MAP_TYPE_HASH, 8, 16, 256, 0, 200, -1, 0 },
+	{ "mw_lru", BPF_MAP_TYPE_LRU_HASH, 8, 24, 128, 0, 100, -1, 0 },
+	{ "mw_pcpu", BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, 4, 0, 0, -1, 0 },
+	/* 20-byte values: 4 bytes of padding per CPU in a lookup's buffer. */
+	{ "mw_pcpu20", BPF_MAP_TYPE_PERCPU_ARRAY, 4, 20, 5, 0, 0, -1, 0 },
+	/* Keys of 6 and 12 bytes: the __percpu pointer's place differs between kernels. */
+	{ "mw_ph6", BPF_MAP_TYPE_PERCPU_HASH, 6, 12, 64, 0, 40, -1, 0 },
+	{ "mw_ph12", BPF_MAP_TYPE_PERCPU_HASH, 12, 16, 64, 0, 50, -1, 0 },
+	{ "mw_lph12", BPF_MAP_TYPE_LRU_PERCPU_HASH, 12, 8, 128, 0, 60, -1, 0 },
+	{ "mw_ph8", BPF_MAP_TYPE_PERCPU_HASH, 8, 24, 32, 0, 20, -1, 0 },
+};
+#define NMAPS (sizeof maps / sizeof maps[0])
+
+static int map_create(struct map_spec *m)
+{
+	union bpf_attr a;
+	memset(&a, 0, sizeof a);
+	a.map_type = m->type;
+	a.key_size = m->key_size;
+	a.value_size = m->value_size;
+	a.max_entries = m->max_entries;
+	a.map_flags = m->flags;
+	strncpy(a.map_name, m->name, sizeof a.map_name - 1);
+	long fd = sys_bpf(BPF_MAP_CREATE, &a);
+	if (fd < 0) {
+		say("MAPWALK-ERROR ERR create %s errno=%d (%s)\n", m->name, errno, strerror(errno));
+		return -1;
+	}
+	m->fd = (int)fd;
+	struct bpf_map_info info;
+	memset(&info, 0, sizeof info);
+	memset(&a, 0, sizeof a);
+	a.info.bpf_fd = (unsigned)m->fd;
+	a.info.info_len = sizeof info;
+	a.info.info = (uint64_t)(uintptr_t)&info;
+	if (sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &a) != 0) {
+		say("MAPWALK-ERROR ERR info %s errno=%d (%s)\n", m->name, errno, strerror(errno));
+		return -1;
+	}
+	m->id = info.id;
+	return 0;
+}
+
+static int map_update(struct map_spec *m, const void *key, const void *value)
+{
+	union bpf_attr a;
+	memset(&a, 0, sizeof a);
+	a.map_fd = (unsigned)m->fd;
+	a.key = (uint64_t)(uintptr_t)key;
+	a.value = (uint64_t)(uintptr_t)value;
+	a.flags = BPF_ANY;
+	if (sys_bpf(BPF_MAP_UPDATE_ELEM, &a) != 0) {
+		say("MAPWALK-ERROR ERR update %s errno=%d (%s)\n", m->name, errno, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int map_lookup(struct map_spec *m, const void *key, void *value)
+{
+	union bpf_attr a;
+	memset(&a, 0, sizeof a);
+	a.map_fd = (unsigned)m->fd;
+	a.key = (uint64_t)(uintptr_t)key;
+	a.value = (uint64_t)(uintptr_t)value;
+	if (sys_bpf(BPF_MAP_LOOKUP_ELEM, &a) != 0) {
+		say("MAPWALK-ERROR ERR lookup %s errno=%d (%s)\n", m->name, errno, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int map_next_key(struct map_spec *m, const void *key, void *next)
+{
+	union bpf_attr a;
+	memset(&a, 0, sizeof a);
+	a.map_fd = (unsigned)m->fd;
+	a.key = (uint64_t)(uintptr_t)key;
+	a.next_key = (uint64_t)(uintptr_t)next;
+	if (sys_bpf(BPF_MAP_GET_NEXT_KEY, &a) != 0) {
+		if (errno == ENOENT)
+			return 1;
+		say("MAPWALK-ERROR ERR next_key %s errno=%d (%s)\n", m->name, errno, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void hex(FILE *f, const unsigned char *p, size_t n)
+{
+	static const char digits[] = "0123456789abcdef";
+	for (size_t i = 0; i < n; i++) {
+		fputc(digits[p[i] >> 4], f);
+		fputc(digits[p[i] & 15], f);
+	}
+}
+
+/* The possible CPUs, from /sys/devices/system/cpu/possible ("0-3", "0,2-5", ...), in
+ * the order a per-CPU lookup fills its buffer (for_each_possible_cpu). */
+#define MAX_GUEST_CPUS 64
+static unsigned cpu_ids[MAX_GUEST_CPUS];
+static unsigned ncpus;
+
+static int read_possible_cpus(void)
+{
+	char buf[256];
+	int fd = open("/sys/devices/system/cpu/possible", O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		say("MAPWALK-ERROR open cpu/possible: %s\n", strerror(errno));
+		return -1;
+	}
+	ssize_t r = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (r <= 0) {
+		say("MAPWALK-ERROR read cpu/possible\n");
+		return -1;
+	}
+	buf[r] = 0;
+	char *p = buf;
+	ncpus = 0;
+	while (*p && *p != '\n') {
+		char *end;
+		unsigned long lo = strtoul(p, &end, 10), hi = lo;
+		if (end == p)
+			break;
+		p = end;
+		if (*p == '-') {
+			hi = strtoul(p + 1, &end, 10);
+			p = end;
+		}
+		for (unsigned long c = lo; c <= hi; c++) {
+			if (ncpus == MAX_GUEST_CPUS) {
+				say("MAPWALK-ERROR more than %d possible CPUs\n", MAX_GUEST_CPUS);
+				return -1;
+			}
+			cpu_ids[ncpus++] = (unsigned)c;
+		}
+		if (*p == ',')
+			p++;
+	}
+	if (ncpus == 0) {
+		say("MAPWALK-ERROR cannot parse cpu/possible: %s\n", buf);
+		return -1;
+	}
+	return 0;
+}
+
+static int is_percpu(unsigned type)
+{
+	return type == BPF_MAP_TYPE_PERCPU_ARRAY || type == BPF_MAP_TYPE_PERCPU_HASH ||
+	       type == BPF_MAP_TYPE_LRU_PERCPU_HASH;
+}
+
+static int is_hash(unsigned type)
+{
+	return type == BPF_MAP_TYPE_HASH || type == BPF_MAP_TYPE_LRU_HASH ||
+	       type == BPF_MAP_TYPE_PERCPU_HASH || type == BPF_MAP_TYPE_LRU_PERCPU_HASH;
+}
+
+/* Bytes of a lookup's or an update's value buffer: round_up(value_size, 8) per possible
+ * CPU for the per-CPU types. */
+static size_t value_buf_len(const struct map_spec *m)
+{
+	if (is_percpu(m->type))
+		return (size_t)((m->value_size + 7) / 8 * 8) * ncpus;
+	return m->value_size;
+}
+
+/* Writes the ground truth of one key, as a lookup returns it: `VAL <id> <key> <hex>`
+ * for ARRAY maps, `HVAL <id> <keyhex> <hex>` for HASH and LRU_HASH,
+ * `PVAL <id> <keyhex> <cpu> <hex>` (value_size bytes, one line per possible CPU) for
+ * the per-CPU types. */
+static int print_key(FILE *f, struct map_spec *m, const unsigned char *key, unsigned char *value)
+{
+	if (map_lookup(m, key, value) != 0)
+		return -1;
+	if (m->type == BPF_MAP_TYPE_ARRAY) {
+		uint32_t k;
+		memcpy(&k, key, 4);
+		fprintf(f, "VAL %u %u ", m->id, k);
+		hex(f, value, m->value_size);
+		fputc('\n', f);
+	} else if (is_percpu(m->type)) {
+		size_t stride = (m->value_size + 7) / 8 * 8;
+		for (unsigned i = 0; i < ncpus; i++) {
+			fprintf(f, "PVAL %u ", m->id);
+			hex(f, key, m->key_size);
+			fprintf(f, " %u ", cpu_ids[i]);
+			hex(f, value + stride * i, m->value_size);
+			fputc('\n', f);
+		}
+	} else {
+		fprintf(f, "HVAL %u ", m->id);
+		hex(f, key, m->key_size);
+		fputc(' ', f);
+		hex(f, value, m->value_size);
+		fputc('\n', f);
+	}
+	return 0;
+}
+
+/* Creates and fills the maps and writes their ground truth to `path`. Returns 0 on
+ * success. */
+static int make_maps(const char *path)
+{
+	/* Per-CPU lookups return round_up(value_size, 8) bytes per possible CPU. */
+	static unsigned char value[4096 * MAX_GUEST_CPUS];
+	unsigned char key[64], next[64];
+	FILE *f = fopen(path, "w");
+	if (!f) {
+		say("MAPWALK-ERROR open %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	int rc = read_possible_cpus();
+	if (rc != 0) {
+		fclose(f);
+		return rc;
+	}
+	fprintf(f, "CPUS possible=%u\n", ncpus);
+	for (size_t i = 0; i < NMAPS; i++) {
+		struct map_spec *m = &maps[i];
+		if (map_create(m) != 0) {
+			rc = -1;
+			continue;
+		}
+		size_t vlen = value_buf_len(m);
+		if (is_hash(m->type)) {
+			/* Keys: LCG bytes, the last two replaced by the key's number (unique). */
+			for (unsigned k = 0; k < m->fill; k++) {
+				for (unsigned b = 0; b < m->key_size; b++)
+					key[b] = lcg_byte();
+				key[m->key_size - 2] = (unsigned char)k;
+				key[m->key_size - 1] = (unsigned char)(k >> 8);
+				for (size_t b = 0; b < vlen; b++)
+					value[b] = lcg_byte();
+				if (map_update(m, key, value) != 0)
+					rc = -1;
+			}
+		} else {
+			for (uint32_t k = 0; k < m->max_entries; k++) {
+				for (size_t b = 0; b < vlen; b++)
+					value[b] = lcg_byte();
+				if (map_update(m, &k, value) != 0)
+					rc = -1;
+			}
+		}
+		fprintf(f, "MAP id=%u type=%u name=%s key=%u value=%u max=%u flags=%u\n", m->id,
+			m->type, m->name, m->key_size, m->value_size, m->max_entries, m->flags);
+		/* The ground truth is what the kernel hands back, not what was sent. */
+		if (!is_hash(m->type)) {
+			for (uint32_t k = 0; k < m->max_entries; k++)
+				if (print_key(f, m, (unsigned char *)&k, value) != 0)
+					rc = -1;
+			continue;
+		}
+		/* Every key the map holds (an LRU map may have evicted some), in the kernel's
+		 * order. */
+		const void *prev = NULL;
+		for (unsigned n = 0; n <= m->max_entries; n++) {
+			int r = map_next_key(m, prev, next);
+			if (r != 0) {
+				if (r < 0)
+					rc = -1;
+				break;
+			}
+			memcpy(key, next, m->key_size);
+			prev = key;
+			if (print_key(f, m, key, value) != 0)
+				rc = -1;
+		}
+	}
+	if (fclose(f) != 0) {
+		say("MAPWALK-ERROR write %s: %s\n", path, strerror(errno));
+		rc = -1;
+	}
+	return rc;
+}
+
+/* The N of `mapwalk.bulk=N` on the kernel command line, 0 without it. */
+#define BULK_MAX 4096
+static unsigned bulk_count(void)
+{
+	char line[4096];
+	int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, line, sizeof line - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	line[n] = 0;
+	const char *p = strstr(line, "mapwalk.bulk=");
+	if (!p)
+		return 0;
+	unsigned long v = strtoul(p + strlen("mapwalk.bulk="), NULL, 10);
+	return v > BULK_MAX ? BULK_MAX : (unsigned)v;
+}
+
+/* Creates and fills the `mapwalk.bulk=N` maps (their fds stay open: PID 1 never exits).
+ * Returns 0 on success. */
+static int make_bulk_maps(void)
+{
+	unsigned n = bulk_count(), entries = 0;
+	static char names[BULK_MAX][16];
+	int rc = 0;
+	for (unsigned i = 0; i < n; i++) {
+		struct map_spec m = { names[i], BPF_MAP_TYPE_HASH, 8, 16, 16, 0, 14, -1, 0 };
+		if (i % 2) {
+			m.type = BPF_MAP_TYPE_ARRAY;
+			m.key_size = 4;
+			m.value_size = 32;
+			m.max_entries = 14;
+		}
+		snprintf(names[i], sizeof names[i], "mw_bulk_%u", i % 10000);
+		if (map_create(&m) != 0)
+			return -1;
+		unsigned char key[8], value[32];
+		unsigned count = m.type == BPF_MAP_TYPE_HASH ? m.fill : m.max_entries;
+		for (uint32_t k = 0; k < count; k++) {
+			memset(key, 0, sizeof key);
+			memcpy(key, &k, sizeof k);
+			if (m.type == BPF_MAP_TYPE_HASH)
+				key[7] = lcg_byte();
+			for (size_t b = 0; b < m.value_size; b++)
+				value[b] = lcg_byte();
+			if (map_update(&m, key, value) != 0)
+				rc = -1;
+			else
+				entries++;
+		}
+	}
+	if (n)
+		say("MAPWALK-BULK maps=%u entries=%u\n", n, entries);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------------------
+ * The in-guest mapwalk. */
+
+#define MAPWALK_BIN "/bin/mapwalk"
+#define DUMP "/tmp/mapwalk-dump"
+/* A map's JSON up to this size goes to the host whole; a larger one as its digest. */
+#define PIECE_SEND_MAX (256 * 1024)
+#define MAX_PIECES 256
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Runs `path argv...` with stdout to `out` and stderr to `err` and waits. Returns its
+ * wait status, -1 when it could not be run. */
+static int run(const char *path, char *const argv[], const char *out, const char *err)
+{
+	pid_t pid = fork();
+	if (pid < 0) {
+		say("MAPWALK-ERROR fork: %s\n", strerror(errno));
+		return -1;
+	}
+	if (pid == 0) {
+		int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		int e = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (o < 0 || e < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0)
+			_exit(126);
+		close(o);
+		close(e);
+		char *const envp[] = { "PATH=/bin", NULL };
+		execve(path, argv, envp);
+		_exit(127);
+	}
+	int status;
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR) {
+			say("MAPWALK-ERROR waitpid: %s\n", strerror(errno));
+			return -1;
+		}
+	}
+	return status;
+}
+
+/* `mapwalk <argv...>`, timed: prints `MAPWALK-INGUEST <what> status=.. bytes=.. ms=..`.
+ * Returns 0 when it could be run, its wait status in `*status`. */
+static int run_mapwalk(const char *what, char *const argv[], const char *out, const char *err,
+		       int *status_out)
+{
+	long long t0 = now_ms();
+	int status = run(MAPWALK_BIN, argv, out, err);
+	if (status == -1)
+		return -1;
+	*status_out = status;
+	struct stat st;
+	long long bytes = stat(out, &st) == 0 ? (long long)st.st_size : -1;
+	say("MAPWALK-INGUEST %s status=%d bytes=%lld ms=%lld\n", what, status, bytes,
+	    now_ms() - t0);
+	return 0;
+}
+
+/* Reads all of `path` into a malloc'd buffer. */
+static char *slurp(const char *path, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		say("MAPWALK-ERROR open %s: %s\n", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	char *buf = malloc((size_t)st.st_size + 1);
+	size_t got = 0;
+	while (buf && got < (size_t)st.st_size) {
+		ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			say("MAPWALK-ERROR read %s\n", path);
+			free(buf);
+			buf = NULL;
+			break;
+		}
+		got += (size_t)r;
+	}
+	close(fd);
+	*len = got;
+	return buf;
+}
+
+static int write_file(const char *path, const char *p, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || write_all(fd, p, len) != 0) {
+		say("MAPWALK-ERROR write %s: %s\n", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return close(fd);
+}
+
+/* Splits the JSON array of `dump --all --json` into its top-level objects (one per
+ * map; strings are skipped, escapes included). Returns their count, -1 when the text
+ * is no such array or has more than MAX_PIECES. */
+static int split_maps(const char *p, size_t len, size_t off[], size_t plen[])
+{
+	int n = 0, depth = 0, in_str = 0, esc = 0;
+	size_t start = 0;
+	for (size_t i = 0; i < len; i++) {
+		char c = p[i];
+		if (in_str) {
+			if (esc)
+				esc = 0;
+			else if (c == '\\')
+				esc = 1;
+			else if (c == '"')
+				in_str = 0;
+			continue;
+		}
+		if (c == '"') {
+			in_str = 1;
+		} else if (c == '[' || c == '{') {
+			if (depth == 1 && c == '{')
+				start = i;
+			depth++;
+		} else if (c == ']' || c == '}') {
+			depth--;
+			if (depth < 0)
+				return -1;
+			if (depth == 1 && c == '}') {
+				if (n == MAX_PIECES)
+					return -1;
+				off[n] = start;
+				plen[n] = i + 1 - start;
+				n++;
+			}
+		}
+	}
+	return depth == 0 && !in_str ? n : -1;
+}
+
+/* The digest sections of the dump: `mapwalk-dump-pieces` (`<index> <offset> <bytes>`
+ * per map, in the dump's order), `mapwalk-dump-sha256` (busybox sha256sum of the whole
+ * dump, then of each map's bytes) and `mapwalk-dump-map-<index>` (the bytes of each
+ * map whose JSON is at most PIECE_SEND_MAX). */
+static int dump_digests(void)
+{
+	static size_t off[MAX_PIECES], plen[MAX_PIECES];
+	static char paths[MAX_PIECES][32];
+	static char *argv[MAX_PIECES + 4];
+	size_t len;
+	char *dump = slurp(DUMP, &len);
+	if (!dump)
+		return -1;
+	int n = split_maps(dump, len, off, plen);
+	if (n < 0) {
+		say("MAPWALK-ERROR " DUMP ": not a JSON array of at most %d maps\n", MAX_PIECES);
+		free(dump);
+		return -1;
+	}
+	FILE *f = fopen("/tmp/mapwalk-dump-pieces", "w");
+	if (!f) {
+		free(dump);
+		return -1;
+	}
+	mkdir("/tmp/mwd", 0755);
+	int argc = 0, rc = 0;
+	argv[argc++] = "sha256sum";
+	argv[argc++] = DUMP;
+	for (int i = 0; i < n; i++) {
+		fprintf(f, "%d %zu %zu\n", i, off[i], plen[i]);
+		snprintf(paths[i], sizeof paths[i], "/tmp/mwd/%d", i);
+		if (write_file(paths[i], dump + off[i], plen[i]) != 0)
+			rc = -1;
+		argv[argc++] = paths[i];
+	}
+	argv[argc] = NULL;
+	free(dump);
+	if (fclose(f) != 0 || rc != 0)
+		return -1;
+	int status = run("/bin/busybox", argv, "/tmp/mapwalk-dump-sha256", "/tmp/mapwalk-dump-sha256-stderr");
+	if (status != 0) {
+		say("MAPWALK-ERROR busybox sha256sum: status %d\n", status);
+		return -1;
+	}
+	if (section("mapwalk-dump-pieces", "/tmp/mapwalk-dump-pieces") != 0 ||
+	    section("mapwalk-dump-sha256", "/tmp/mapwalk-dump-sha256") != 0)
+		return -1;
+	for (int i = 0; i < n; i++) {
+		if (plen[i] > PIECE_SEND_MAX)
+			continue;
+		char name[48];
+		snprintf(name, sizeof name, "mapwalk-dump-map-%d", i);
+		if (section(name, paths[i]) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* One more map for the in-guest guests only (not in `bpf-maps`): `mw_btf`, an ARRAY
+ * whose key and value have BTF types, so that both views render them through BTF
+ * (the live view from the kernel's BTF object by id, the memory view from the
+ * `struct btf` in guest memory): key `int`, value
+ * `struct mw_val { int a; unsigned int b; long long unsigned int c; }`, 4 entries of
+ * LCG bytes. Prints `MAPWALK-INGUEST btf-map id=<id>` on the console. Returns 0 on
+ * success. */
+static int make_btf_map(void)
+{
+	static const char strs[] = "\0int\0unsigned int\0long long unsigned int\0mw_val\0a\0b\0c";
+	enum { S_INT = 1, S_UINT = 5, S_ULL = 18, S_MW_VAL = 41, S_A = 48, S_B = 50, S_C = 52 };
+	/* Kinds: INT 1, STRUCT 4; an INT's extra word: encoding << 24 | bits. */
+	static const uint32_t types[] = {
+		S_INT, 1u << 24, 4, 1u << 24 | 32,	/* [1] int (signed) */
+		S_UINT, 1u << 24, 4, 32,		/* [2] unsigned int */
+		S_ULL, 1u << 24, 8, 64,			/* [3] long long unsigned int */
+		S_MW_VAL, 4u << 24 | 3, 16,		/* [4] struct mw_val, 3 members */
+		S_A, 1, 0,				/*     int a (bit offset 0) */
+		S_B, 2, 32,				/*     unsigned int b */
+		S_C, 3, 64,				/*     long long unsigned int c */
+	};
+	static unsigned char blob[24 + sizeof types + sizeof strs];
+	struct {
+		uint16_t magic;
+		uint8_t version, flags;
+		uint32_t hdr_len, type_off, type_len, str_off, str_len;
+	} hdr = { 0xeb9f, 1, 0, 24, 0, sizeof types, sizeof types, sizeof strs };
+	memcpy(blob, &hdr, 24);
+	memcpy(blob + 24, types, sizeof types);
+	memcpy(blob + 24 + sizeof types, strs, sizeof strs);
+	static char log[4096];
+	union bpf_attr a;
+	memset(&a, 0, sizeof a);
+	a.btf = (uint64_t)(uintptr_t)blob;
+	a.btf_size = sizeof blob;
+	a.btf_log_buf = (uint64_t)(uintptr_t)log;
+	a.btf_log_size = sizeof log;
+	a.btf_log_level = 1;
+	long btf_fd = sys_bpf(BPF_BTF_LOAD, &a);
+	if (btf_fd < 0) {
+		say("MAPWALK-ERROR ERR btf_load errno=%d (%s): %.300s\n", errno, strerror(errno), log);
+		return -1;
+	}
+	struct map_spec m = { "mw_btf", BPF_MAP_TYPE_ARRAY, 4, 16, 4, 0, 0, -1, 0 };
+	memset(&a, 0, sizeof a);
+	a.map_type = m.type;
+	a.key_size = m.key_size;
+	a.value_size = m.value_size;
+	a.max_entries = m.max_entries;
+	a.btf_fd = (uint32_t)btf_fd;
+	a.btf_key_type_id = 1;
+	a.btf_value_type_id = 4;
+	strncpy(a.map_name, m.name, sizeof a.map_name - 1);
+	long fd = sys_bpf(BPF_MAP_CREATE, &a);
+	if (fd < 0) {
+		say("MAPWALK-ERROR ERR create mw_btf errno=%d (%s)\n", errno, strerror(errno));
+		return -1;
+	}
+	m.fd = (int)fd;
+	struct bpf_map_info info;
+	memset(&info, 0, sizeof info);
+	memset(&a, 0, sizeof a);
+	a.info.bpf_fd = (unsigned)m.fd;
+	a.info.info_len = sizeof info;
+	a.info.info = (uint64_t)(uintptr_t)&info;
+	if (sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &a) != 0) {
+		say("MAPWALK-ERROR ERR info mw_btf errno=%d (%s)\n", errno, strerror(errno));
+		return -1;
+	}
+	for (uint32_t k = 0; k < m.max_entries; k++) {
+		unsigned char value[16];
+		for (size_t b = 0; b < sizeof value; b++)
+			value[b] = lcg_byte();
+		if (map_update(&m, &k, value) != 0)
+			return -1;
+	}
+	say("MAPWALK-INGUEST btf-map id=%u\n", info.id);
+	return 0;
+}
+
+/* With /bin/mapwalk present: its live view of every map, to the host. Returns 0 on
+ * success (the runs' own exit statuses are for the host to judge). */
+static int inguest_mapwalk(void)
+{
+	if (access(MAPWALK_BIN, X_OK) != 0)
+		return 0;
+	if (make_btf_map() != 0)
+		return -1;
+	static char *const maps_argv[] = { "mapwalk", "maps", "--json", NULL };
+	static char *const dump_argv[] = { "mapwalk", "dump", "--all", "--json", NULL };
+	int maps_status, dump_status;
+	if (run_mapwalk("maps", maps_argv, "/tmp/mapwalk-maps", "/tmp/mapwalk-maps-stderr",
+			&maps_status) != 0 ||
+	    run_mapwalk("dump", dump_argv, DUMP, "/tmp/mapwalk-dump-stderr", &dump_status) != 0)
+		return -1;
+	long long t0 = now_ms();
+	if (section("mapwalk-maps", "/tmp/mapwalk-maps") != 0 ||
+	    section("mapwalk-maps-stderr", "/tmp/mapwalk-maps-stderr") != 0 ||
+	    section("mapwalk-dump-stderr", "/tmp/mapwalk-dump-stderr") != 0)
+		return -1;
+	/* A failed dump: its status and stderr are the story. */
+	if (dump_status == 0 && dump_digests() != 0)
+		return -1;
+	tcdrain(data);
+	say("MAPWALK-INGUEST digests+sent ms=%lld\n", now_ms() - t0);
+	return 0;
+}
+
+/*
+ * Forever: print `CHANGED <id> 0 <hex>` on the console when key 0 of a watched map
+ * changes: `mw_array` (maps[0]) and `mw_one.bss` (maps[1]), each on its own.
+ */
+#define NWATCH 2
+#define WATCH_MAX 128
+static void watch(void)
+{
+	unsigned char last[NWATCH][WATCH_MAX], now[WATCH_MAX];
+	int have[NWATCH];
+	uint32_t key = 0;
+	int any = 0;
+	for (int w = 0; w < NWATCH; w++) {
+		struct map_spec *m = &maps[w];
+		have[w] = m->fd >= 0 && m->value_size <= WATCH_MAX &&
+			  map_lookup(m, &key, last[w]) == 0;
+		any |= have[w];
+	}
+	for (;;) {
+		struct timespec ts = { 0, 200 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+		if (!any) {
+			pause();
+			continue;
+		}
+		for (int w = 0; w < NWATCH; w++) {
+			struct map_spec *m = &maps[w];
+			if (!have[w] || map_lookup(m, &key, now) != 0 ||
+			    memcmp(now, last[w], m->value_size) == 0)
+				continue;
+			memcpy(last[w], now, m->value_size);
+			char line[2 * WATCH_MAX + 64];
+			int n = snprintf(line, sizeof line, "CHANGED %u 0 ", m->id);
+			for (unsigned i = 0; i < m->value_size; i++)
+				n += snprintf(line + n, sizeof line - (size_t)n, "%02x", now[i]);
+			say("%s\n", line);
+		}
+	}
+}
+
+int main(void)
+{
+	mount_fs("devtmpfs", "/dev", "devtmpfs");
+	open_console();
+	mount_fs("proc", "/proc", "proc");
+	mount_fs("sysfs", "/sys", "sysfs");
+
+	int ok = 1;
+	data = open("/dev/ttyS1", O_WRONLY | O_NOCTTY | O_CLOEXEC);
+	if (data < 0) {
+		say("MAPWALK-ERROR open /dev/ttyS1: %s\n", strerror(errno));
+		ok = 0;
+	} else {
+		/* Raw: no newline translation, so byte counts hold on the host. */
+		struct termios t;
+		if (tcgetattr(data, &t) == 0) {
+			cfmakeraw(&t);
+			cfsetospeed(&t, B115200);
+			tcsetattr(data, TCSANOW, &t);
+		}
+		static const char *const sections[][2] = {
+			{ "version", "/proc/version" },
+			{ "cmdline", "/proc/cmdline" },
+			{ "iomem", "/proc/iomem" },
+			{ "cpu-possible", "/sys/devices/system/cpu/possible" },
+			{ "kallsyms", "/proc/kallsyms" },
+		};
+		for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++)
+			if (section(sections[i][0], sections[i][1]) != 0)
+				ok = 0;
+		if (make_maps("/tmp/bpf-maps") != 0 || section("bpf-maps", "/tmp/bpf-maps") != 0)
+			ok = 0;
+		if (make_bulk_maps() != 0)
+			ok = 0;
+		/* Last: from here on nothing in the guest changes a map. */
+		if (ok && inguest_mapwalk() != 0)
+			ok = 0;
+		/* Everything written has left the guest before READY is announced. */
+		tcdrain(data);
+	}
+	if (ok)
+		say("MAPWALK-READY\n");
+	else
+		say("MAPWALK-ERROR setup incomplete\n");
+	watch();
+}
