@@ -6,7 +6,7 @@
 //! - `MAPWALK_BENCH_RAM` (a guest's RAM file, best paused) and `MAPWALK_BENCH_SYMBOLS`
 //!   (its `/proc/kallsyms`);
 //! - otherwise the real-kernel driver (`mapwalk-e2e`) boots Debian 12's kernel (Linux 6.1)
-//!   with `mapwalk.bulk=195`: 206 maps, as the guest of issue #5 (see
+//!   with `mapwalk.bulk=194`: 206 maps, one of them a single 3 MiB value (see
 //!   `e2e/README.md` for what it needs; about two minutes to boot), and pauses
 //!   it for the run.
 //!
@@ -14,7 +14,7 @@
 //!
 //! - `process`: the release `mapwalk` binary (`MAPWALK_BENCH_BIN`, else
 //!   `target/release/mapwalk` beside this bench; build it first with
-//!   `cargo build --release -p mapwalk`), spawned with stdout to a file: process start
+//!   `cargo build --release -p mapwalk-cli`), spawned with stdout to a file: process start
 //!   and exit included.
 //! - `describe`: opening the RAM file and describing the kernel (symbols, VMCOREINFO,
 //!   paging, banner, BTF read from guest memory, layout).

@@ -507,7 +507,7 @@ fn btf_values_render_like_bpftool() {
 /// `--ram FILE --symbols FILE` lists the maps the guest's `/init` made and dumps them
 /// as the guest itself reported them; `write` patches an ARRAY value in guest RAM.
 /// Boots a guest (seconds to a minute), hence ignored by default:
-/// `cargo test -p mapwalk --test cli -- --ignored`.
+/// `cargo test -p mapwalk-cli --test cli -- --ignored`.
 #[test]
 #[ignore = "boots a QEMU guest; run with --ignored"]
 fn memory_path_matches_the_guest() {

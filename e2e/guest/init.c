@@ -23,7 +23,10 @@
  * `mw_bulk_<i>`, for benchmarks that want a guest with many small maps (the default is
  * none): even i a HASH (8-byte key, 16-byte value, 16 slots, 14 keys), odd i an ARRAY
  * (4-byte key, 32-byte value, 14 entries), filled from the same LCG; their contents are
- * not part of `bpf-maps`, the console gets `MAPWALK-BULK maps=<n> entries=<n>`.
+ * not part of `bpf-maps`, the console gets `MAPWALK-BULK maps=<n> entries=<n>`. With
+ * N > 0 one more map joins them, `mw_bulk_big`: an mmapable ARRAY whose single value
+ * is 3 MiB of the same LCG's bytes (22 MB of `bpftool -j` JSON), the largest value a
+ * renderer has to stream.
  *
  * When the initramfs holds /bin/mapwalk (a static build the in-guest test appends as
  * a second cpio archive; the other guests have none), it then runs it, at a moment
@@ -479,6 +482,8 @@ static int make_maps(const char *path)
 
 /* The N of `mapwalk.bulk=N` on the kernel command line, 0 without it. */
 #define BULK_MAX 4096
+/* The value size of `mw_bulk_big`. */
+#define BULK_BIG_VALUE (3u << 20)
 static unsigned bulk_count(void)
 {
 	char line[4096];
@@ -530,8 +535,22 @@ static int make_bulk_maps(void)
 				entries++;
 		}
 	}
-	if (n)
-		say("MAPWALK-BULK maps=%u entries=%u\n", n, entries);
+	if (n) {
+		static unsigned char big[BULK_BIG_VALUE];
+		static char big_name[] = "mw_bulk_big";
+		struct map_spec m = { big_name, BPF_MAP_TYPE_ARRAY, 4, BULK_BIG_VALUE, 1,
+				      BPF_F_MMAPABLE, 0, -1, 0 };
+		uint32_t k = 0;
+		if (map_create(&m) != 0)
+			return -1;
+		for (size_t b = 0; b < sizeof big; b++)
+			big[b] = lcg_byte();
+		if (map_update(&m, &k, big) != 0)
+			rc = -1;
+		else
+			entries++;
+		say("MAPWALK-BULK maps=%u entries=%u\n", n + 1, entries);
+	}
 	return rc;
 }
 

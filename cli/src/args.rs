@@ -1,0 +1,132 @@
+//! The command line: sources, the guest kernel, and the subcommands.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Lists, dumps and patches Linux BPF maps: of the live host (through bpf()), of a
+/// VM's RAM file, or of a memory dump.
+#[derive(Debug, Parser)]
+#[command(name = "mapwalk", version)]
+pub struct Cli {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Debug, Args)]
+pub struct SourceArgs {
+    /// Read the running host's maps through bpf() (the default).
+    #[arg(long, global = true, conflicts_with_all = ["ram", "core"])]
+    pub live: bool,
+    /// A guest RAM file (QEMU memory-backend-file, or a raw copy of guest RAM).
+    #[arg(long, global = true, value_name = "FILE", conflicts_with = "core")]
+    pub ram: Option<PathBuf>,
+    /// Where guest-physical ranges are in the RAM file (default: the whole file from 0).
+    #[arg(long, global = true, value_name = "GPA:OFFSET:LEN", requires = "ram")]
+    pub layout: Vec<String>,
+    /// An ELF core (QEMU dump-guest-memory, kdump vmcore).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub core: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct KernelArgs {
+    /// The guest's vmlinux (symbols and BTF).
+    #[arg(long, global = true, value_name = "FILE", conflicts_with = "symbols")]
+    pub vmlinux: Option<PathBuf>,
+    /// The guest's symbols, as a System.map or /proc/kallsyms copy.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub symbols: Option<PathBuf>,
+    /// The guest's BTF (default: read out of guest memory).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub btf: Option<PathBuf>,
+    /// The guest's page-table root (CR3), when the memory source does not say.
+    #[arg(long, global = true, value_name = "PA", value_parser = parse_u64)]
+    pub cr3: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Lists every map, like `bpftool map show`.
+    Maps {
+        /// JSON, like `bpftool -j`.
+        #[arg(long, short = 'j')]
+        json: bool,
+    },
+    /// Dumps one map's entries (or every map's), like `bpftool map dump`.
+    Dump {
+        /// The map: a name, a name suffix (such as .bss), or id:N.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        map: Option<String>,
+        /// Every map.
+        #[arg(long)]
+        all: bool,
+        /// JSON, like `bpftool -j`.
+        #[arg(long, short = 'j')]
+        json: bool,
+    },
+    /// Writes bytes into one value (read, patch, write back; never outside the value).
+    Write {
+        /// The map: a name, a name suffix (such as .bss), or id:N.
+        map: String,
+        /// The key, in hex (default: index 0 for maps with 4-byte keys).
+        #[arg(long, value_name = "HEX")]
+        key: Option<String>,
+        /// Where in the value to write (decimal or 0x hex).
+        #[arg(long, value_parser = parse_u64)]
+        offset: u64,
+        /// The bytes, in hex (`01 02`, `0x0102`, `0102`).
+        #[arg(long, value_name = "HEX")]
+        value: String,
+    },
+}
+
+pub fn parse_u64(s: &str) -> Result<u64, String> {
+    let clean: String = s.chars().filter(|&c| c != '_').collect();
+    let r = match clean
+        .strip_prefix("0x")
+        .or_else(|| clean.strip_prefix("0X"))
+    {
+        Some(h) => u64::from_str_radix(h, 16),
+        None => clean.parse(),
+    };
+    r.map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// Hex bytes: tokens separated by spaces or commas, each with an optional `0x`; a
+/// one-digit token is one byte, longer ones are read two digits per byte.
+pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    for tok in s
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|t| !t.is_empty())
+    {
+        let digits = tok
+            .strip_prefix("0x")
+            .or_else(|| tok.strip_prefix("0X"))
+            .unwrap_or(tok);
+        let digits: String = digits.chars().filter(|&c| c != '_').collect();
+        if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(format!("{tok:?} is not hex"));
+        }
+        if digits.len() == 1 {
+            out.push(u8::from_str_radix(&digits, 16).map_err(|e| e.to_string())?);
+            continue;
+        }
+        if digits.len() % 2 != 0 {
+            return Err(format!("{tok:?} has an odd number of hex digits"));
+        }
+        for pair in digits.as_bytes().chunks(2) {
+            let p = std::str::from_utf8(pair).map_err(|e| e.to_string())?;
+            out.push(u8::from_str_radix(p, 16).map_err(|e| e.to_string())?);
+        }
+    }
+    if out.is_empty() {
+        return Err("no bytes given".into());
+    }
+    Ok(out)
+}

@@ -1,0 +1,104 @@
+//! Choosing the map source: the live host, or a described kernel in a RAM file or an
+//! ELF core.
+
+use mapwalk::describe::{self, BtfSource, KernelSpec, MemoryHints, SymbolSource};
+use mapwalk::source::{LiveSource, MemorySource};
+
+use crate::args::{Cli, Cmd};
+use crate::error::CliError;
+use crate::output::command;
+
+/// Runs `cli`'s command on the source its arguments name.
+///
+/// # Errors
+/// Whatever fails first, typed.
+pub fn run(cli: &Cli) -> Result<(), CliError> {
+    let memory = cli.source.ram.is_some() || cli.source.core.is_some();
+    let k = &cli.kernel;
+    if !memory {
+        if k.vmlinux.is_some() || k.symbols.is_some() || k.btf.is_some() || k.cr3.is_some() {
+            return Err(CliError::Usage(
+                "--vmlinux, --symbols, --btf and --cr3 describe a guest kernel: they need \
+                 --ram or --core"
+                    .into(),
+            ));
+        }
+        return command(&LiveSource::default(), &cli.cmd);
+    }
+    memory_source(cli)
+}
+
+fn memory_source(cli: &Cli) -> Result<(), CliError> {
+    let k = &cli.kernel;
+    let symbols = match (&k.vmlinux, &k.symbols) {
+        (Some(v), _) => SymbolSource::Vmlinux(v.clone()),
+        (None, Some(s)) => SymbolSource::SymbolFile(s.clone()),
+        (None, None) => {
+            return Err(CliError::Usage(
+                "a memory source needs the guest's kernel: --vmlinux FILE or --symbols FILE".into(),
+            ))
+        }
+    };
+    let btf = match (&k.btf, &k.vmlinux) {
+        (Some(f), _) => Some(BtfSource::File(f.clone())),
+        (None, Some(_)) => None,
+        (None, None) => Some(BtfSource::GuestMemory),
+    };
+    let spec = KernelSpec {
+        symbols,
+        btf,
+        cr3: k.cr3,
+        layout_override: None,
+    };
+    if let Some(path) = &cli.source.ram {
+        let writable = matches!(cli.cmd, Cmd::Write { .. });
+        let mut opts = mapwalk_file::RamFile::options().writable(writable);
+        if !cli.source.layout.is_empty() {
+            let layout: mapwalk_file::Layout = cli
+                .source
+                .layout
+                .join(",")
+                .parse()
+                .map_err(CliError::Layout)?;
+            opts = opts.layout(layout);
+        }
+        let ram = opts.open(path)?;
+        mapwalk::timing::mark("RAM file opened");
+        let hints = MemoryHints {
+            vmcoreinfo: None,
+            cr3: k.cr3,
+            cr4: None,
+        };
+        // When the description searches the RAM (the candidates of the placement by the
+        // symbols, VMCOREINFO when the symbols did not place the kernel), the pages the
+        // search touched are let go of before it reads more.
+        let release = |ram: &mapwalk_file::RamFile| {
+            if let Err(e) = ram.release_resident() {
+                eprintln!("mapwalk: warning: releasing the probed pages: {e}");
+            }
+            mapwalk::timing::mark("searched, pages released");
+        };
+        let kernel = describe::describe_with(ram, &spec, &hints, release)?;
+        warn(&kernel.warnings);
+        command(&MemorySource::new(kernel), &cli.cmd)
+    } else if let Some(path) = &cli.source.core {
+        let core = mapwalk_file::ElfCore::open(path)?;
+        // The core's VMCOREINFO note and the CPU state of its first vCPU with a CR3;
+        // a `--cr3` of the user's takes the place of the core's.
+        let mut hints = MemoryHints::from_elf_core(&core);
+        if k.cr3.is_some() {
+            hints.cr3 = k.cr3;
+        }
+        let kernel = describe::describe(core, &spec, &hints)?;
+        warn(&kernel.warnings);
+        command(&MemorySource::new(kernel), &cli.cmd)
+    } else {
+        Err(CliError::Usage("no memory source".into()))
+    }
+}
+
+pub fn warn(warnings: &[String]) {
+    for w in warnings {
+        eprintln!("mapwalk: warning: {w}");
+    }
+}
