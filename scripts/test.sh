@@ -43,8 +43,9 @@ cargo test --workspace --all-features
 # The core's own tests also pass without any feature (what a no_std user builds).
 cargo test -p mapwalk-core
 
-step "miri: the file backend's unsafe copy-out (the tests that make no syscalls)"
+step "miri: the backends' unsafe code (the tests that make no syscalls)"
 bash backends/file/miri.sh
+bash backends/kvm/miri.sh
 
 step "no_std agent: a static, freestanding program walking a synthetic guest"
 bash agent/run.sh

@@ -31,6 +31,7 @@ pub use elf::{ElfCore, Note, Segment, MAX_NOTE_BYTES, MAX_PROGRAM_HEADERS};
 pub use error::{AccessError, ElfError, Error, Fault, LayoutError};
 pub use layout::{Layout, LayoutRange};
 pub use ram::{RamFile, RamFileOptions};
+pub use sys::{RawRegion, RegionError};
 pub use vmcoreinfo::{
     find_vmcoreinfo, find_vmcoreinfo_with, FindMethod, FindOptions, FoundVmcoreinfo, Vmcoreinfo,
     MAX_SEARCH_LEN, VMCOREINFO_MAX,

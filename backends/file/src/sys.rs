@@ -26,17 +26,31 @@ use memmap2::{MmapOptions, MmapRaw, UncheckedAdvice};
 
 /// Why a [`RawRegion`] refused an access.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RegionError {
+pub enum RegionError {
     /// Some byte of the access lies outside the region.
     OutOfBounds,
     /// A write to a region that may only be read.
     ReadOnly,
 }
 
+impl core::fmt::Display for RegionError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::OutOfBounds => "the access does not lie inside the region",
+            Self::ReadOnly => "the region may only be read",
+        })
+    }
+}
+
+impl std::error::Error for RegionError {}
+
 /// `len` bytes at `ptr`, valid for reads (and for writes when `writable`) for `'a`, that
 /// this crate only ever touches through raw copies.
+///
+/// Public so that other backends over memory they do not own as Rust values (a VMM's
+/// guest RAM mappings) copy with the same rules; see [`RawRegion::from_raw_parts`].
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct RawRegion<'a> {
+pub struct RawRegion<'a> {
     ptr: NonNull<u8>,
     len: usize,
     writable: bool,
@@ -62,8 +76,23 @@ impl<'a> RawRegion<'a> {
         }
     }
 
+    /// A region of `len` bytes at `ptr`, for memory this process maps but does not own
+    /// as a Rust value (a VMM's guest RAM, registered with KVM as a memory slot).
+    ///
+    /// # Safety
+    /// For all of `'a`:
+    /// - `ptr` is valid for reads of `len` bytes, and for writes too if `writable`;
+    /// - no Rust reference (`&`/`&mut`) to any of those bytes exists or is created, other
+    ///   than through other `RawRegion`s (a guest and other threads may change the bytes
+    ///   at any time: that is what this type is for);
+    /// - `len <= isize::MAX`.
+    pub unsafe fn from_raw_parts(ptr: NonNull<u8>, len: usize, writable: bool) -> Self {
+        // SAFETY: the caller's contract is `new`'s.
+        unsafe { Self::new(ptr, len, writable) }
+    }
+
     /// A read-only region over bytes the caller owns and lends for `'a`.
-    pub(crate) fn from_slice(bytes: &'a [u8]) -> Self {
+    pub fn from_slice(bytes: &'a [u8]) -> Self {
         let ptr = NonNull::from(bytes).cast::<u8>();
         // SAFETY: - the shared borrow keeps `bytes` alive and unchanged for `'a`, so `ptr`
         //           is valid for reads of `bytes.len()` bytes for `'a`
@@ -87,19 +116,39 @@ impl<'a> RawRegion<'a> {
     }
 
     /// The region's length in bytes.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.len
     }
 
+    /// The part `offset .. offset + len` of the region, or `None` when it is not wholly
+    /// inside.
+    pub fn sub(&self, offset: usize, len: usize) -> Option<Self> {
+        let end = offset.checked_add(len)?;
+        if end > self.len {
+            return None;
+        }
+        Some(Self {
+            ptr: NonNull::new(self.ptr.as_ptr().wrapping_add(offset))?,
+            len,
+            writable: self.writable,
+            _owner: PhantomData,
+        })
+    }
+
+    /// Whether the region has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// Whether writes are allowed.
-    pub(crate) fn is_writable(&self) -> bool {
+    pub fn is_writable(&self) -> bool {
         self.writable
     }
 
     /// Whether an access of `width` bytes at `offset` is a naturally aligned 1, 2, 4 or
     /// 8-byte access in host memory, that is one [`read`](Self::read) or
     /// [`write`](Self::write) performs as a single load or store.
-    pub(crate) fn is_single_access(&self, offset: usize, width: usize) -> bool {
+    pub fn is_single_access(&self, offset: usize, width: usize) -> bool {
         let p = self.ptr.as_ptr().wrapping_add(offset);
         match width {
             1 => true,
@@ -119,7 +168,7 @@ impl<'a> RawRegion<'a> {
     }
 
     /// Copies `offset .. offset + dst.len()` of the region into `dst`.
-    pub(crate) fn read(&self, offset: usize, dst: &mut [u8]) -> Result<(), RegionError> {
+    pub fn read(&self, offset: usize, dst: &mut [u8]) -> Result<(), RegionError> {
         let src = self.at(offset, dst.len())?;
         if dst.is_empty() {
             return Ok(());
@@ -138,7 +187,7 @@ impl<'a> RawRegion<'a> {
 
     /// Copies `src` to `offset .. offset + src.len()` of the region. An aligned write of
     /// 1, 2, 4 or 8 bytes (see [`is_single_access`](Self::is_single_access)) is one store.
-    pub(crate) fn write(&self, offset: usize, src: &[u8]) -> Result<(), RegionError> {
+    pub fn write(&self, offset: usize, src: &[u8]) -> Result<(), RegionError> {
         if !self.writable {
             return Err(RegionError::ReadOnly);
         }
