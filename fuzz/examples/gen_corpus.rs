@@ -771,6 +771,34 @@ fn ram_layout_seeds() {
     }
 }
 
+fn kvm_regions_seeds() {
+    let t = "kvm_regions";
+    // q35 with 3 GiB, scaled to the small mode: 2 GiB-like below a hole, the rest
+    // above; accesses inside, in the hole, across the first region's end.
+    let mut e = Enc::default();
+    e.u8(2);
+    e.u8(0).u16(0).u16(0x8000);
+    e.u8(0).u16(0xc000).u16(0x4000);
+    e.u8(0).u16(0x10).u16(0x1);
+    e.u8(0).u16(0xa000).u16(0x10);
+    e.u8(0).u16(0x7fff).u16(0x100);
+    write(t, "seed-q35", &e.0);
+    // The top of the address space, raw numbers.
+    let mut e = Enc::default();
+    e.u8(1);
+    e.u8(1).u64(u64::MAX - 0xfff).u64(0x1000);
+    e.u8(1).u64(u64::MAX).u64(0x10);
+    e.u8(1).u64(u64::MAX - 0x7).u64(0x80);
+    write(t, "seed-top", &e.0);
+    // Refused sets: two overlapping regions (and an access the table never sees).
+    let mut e = Enc::default();
+    e.u8(2);
+    e.u8(0).u16(0x10).u16(0x20);
+    e.u8(0).u16(0x20).u16(0x1);
+    e.u8(0).u16(0x10).u16(0x1);
+    write(t, "seed-overlap", &e.0);
+}
+
 fn btf_layout_seeds() {
     use btf_layout::Header;
     let t = "btf_layout";
@@ -908,6 +936,7 @@ fn main() {
     elf_core_seeds();
     vmcoreinfo_seeds();
     ram_layout_seeds();
+    kvm_regions_seeds();
     btf_layout_seeds();
     kallsyms_seeds();
     render_seeds();

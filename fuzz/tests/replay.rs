@@ -11,7 +11,7 @@ use mapwalk_fuzz::{guest, hash_guest, pick_va, GuestKind, Mutated, RAW_VAS};
 
 type Run = fn(&[u8]);
 
-const TARGETS: [(&str, Run); 13] = [
+const TARGETS: [(&str, Run); 14] = [
     ("pgtable_x86_64", mapwalk_fuzz::pgtable_x86_64::run),
     ("pgtable_aarch64", mapwalk_fuzz::pgtable_aarch64::run),
     ("xarray", mapwalk_fuzz::xarray::run),
@@ -22,6 +22,7 @@ const TARGETS: [(&str, Run); 13] = [
     ("elf_core", mapwalk_fuzz::elf_core::run),
     ("vmcoreinfo", mapwalk_fuzz::vmcoreinfo::run),
     ("ram_layout", mapwalk_fuzz::ram_layout::run),
+    ("kvm_regions", mapwalk_fuzz::kvm_regions::run),
     ("btf_layout", mapwalk_fuzz::btf_layout::run),
     ("kallsyms", mapwalk_fuzz::kallsyms::run),
     ("render", mapwalk_fuzz::render::run),
@@ -197,7 +198,7 @@ fn headers_round_trip() {
                     .unwrap()
                     .encode(&mut e),
                 // Text inputs, no header.
-                "ram_layout" | "kallsyms" => continue,
+                "ram_layout" | "kallsyms" | "kvm_regions" => continue,
                 _ => unreachable!(),
             }
             assert_eq!(e.0[..], data[..e.0.len()], "{path}");
