@@ -24,17 +24,12 @@ mod error;
 mod layout;
 mod ram;
 mod sys;
-mod vmcoreinfo;
 
 pub use cpu::{PrStatus, QemuCpuState, QemuSegment, Vcpu};
 pub use elf::{ElfCore, Note, Segment, MAX_NOTE_BYTES, MAX_PROGRAM_HEADERS};
 pub use error::{AccessError, ElfError, Error, Fault, LayoutError};
 pub use layout::{Layout, LayoutRange};
 pub use ram::{RamFile, RamFileOptions};
-pub use vmcoreinfo::{
-    find_vmcoreinfo, find_vmcoreinfo_with, FindMethod, FindOptions, FoundVmcoreinfo, Vmcoreinfo,
-    MAX_SEARCH_LEN, VMCOREINFO_MAX,
-};
 
 #[cfg(test)]
 mod testutil;

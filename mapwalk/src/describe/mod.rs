@@ -18,7 +18,7 @@
 //!   description then goes on by VMCOREINFO, exactly as without this step.
 //! - **VMCOREINFO**: from an ELF core's note ([`MemoryHints::vmcoreinfo`]) or, when the
 //!   symbols did not place the kernel, found in memory by
-//!   [`mapwalk_file::find_vmcoreinfo_with`] (page probe first; the full scan only when
+//!   [`find_vmcoreinfo_with`] (page probe first; the full scan only when
 //!   the description cannot do without it: no CR3, or link-time symbols;
 //!   [`describe_with`] lets the caller act right after the search, such as releasing
 //!   the pages it made resident). It gives `KERNELOFFSET` (the virtual KASLR slide),
@@ -71,6 +71,7 @@ mod error;
 mod symbols;
 #[cfg(test)]
 mod tests;
+pub mod vmcoreinfo;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -80,12 +81,15 @@ use mapwalk_core::arch::x86_64::X86Paging;
 use mapwalk_core::bpf::PossibleCpus;
 use mapwalk_core::kernel::{KernelAddrs, KernelRead, KernelView, X86_START_KERNEL_MAP};
 use mapwalk_core::{Bpf, KernelLayout, Kva, Pa, Paging, PhysRange, PhysRead, ReadOp};
-use mapwalk_file::{find_vmcoreinfo_with, ElfCore, FindOptions, Vmcoreinfo};
+use mapwalk_file::ElfCore;
 
 use crate::btf;
 
 pub use error::DescribeError;
 pub use symbols::Symbols;
+pub use vmcoreinfo::{
+    find_vmcoreinfo, find_vmcoreinfo_with, FindMethod, FindOptions, FoundVmcoreinfo, Vmcoreinfo,
+};
 
 /// Where the kernel's symbols come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,12 +149,12 @@ pub struct MemoryHints {
 }
 
 impl MemoryHints {
-    /// The hints an ELF core holds: its VMCOREINFO note and the control registers of
-    /// the first vCPU that has them.
+    /// The hints an ELF core holds: its VMCOREINFO note, parsed, and the control
+    /// registers of the first vCPU that has them.
     pub fn from_elf_core(core: &ElfCore) -> Self {
         let vcpu = core.vcpus().iter().find(|v| v.cr3().is_some());
         Self {
-            vmcoreinfo: core.vmcoreinfo().cloned(),
+            vmcoreinfo: core.vmcoreinfo_note().map(Vmcoreinfo::parse),
             cr3: vcpu.and_then(|v| v.cr3()),
             cr4: vcpu.and_then(|v| v.cr4()),
         }
