@@ -79,7 +79,10 @@ use std::path::{Path, PathBuf};
 use goblin::elf::Elf;
 use mapwalk_core::arch::x86_64::X86Paging;
 use mapwalk_core::bpf::PossibleCpus;
-use mapwalk_core::kernel::{KernelAddrs, KernelRead, KernelView, X86_START_KERNEL_MAP};
+use mapwalk_core::kernel::{
+    x86_direct_map_base, x86_is_direct_map_base, KernelAddrs, KernelRead, KernelView,
+    X86_START_KERNEL_MAP,
+};
 use mapwalk_core::{Bpf, KernelLayout, Kva, Pa, Paging, PhysRange, PhysRead, ReadOp};
 use mapwalk_file::ElfCore;
 
@@ -657,7 +660,7 @@ fn place<M: PhysRead>(
                     "read page_offset_base at {at}"
                 )))?;
             // The direct map lies in the upper half, below the image.
-            if !(0xff00_0000_0000_0000..X86_START_KERNEL_MAP).contains(&v) || v & 0xfff != 0 {
+            if !x86_is_direct_map_base(v) {
                 return Err(DescribeError::mismatch(
                     "page_offset_base",
                     format!("the variable page_offset_base at {at}"),
@@ -667,11 +670,7 @@ fn place<M: PhysRead>(
             v
         }
         None => {
-            let v = if five_level {
-                0xff11_0000_0000_0000
-            } else {
-                0xffff_8880_0000_0000
-            };
+            let v = x86_direct_map_base(five_level);
             warnings.push(format!(
                 "no page_offset_base symbol: assuming the unrandomized direct map at {v:#x}"
             ));
