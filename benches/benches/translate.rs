@@ -28,7 +28,9 @@ use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use mapwalk_benches::{SplitMix64, MEASURE, SAMPLES, WARM_UP};
 use mapwalk_core::arch::{translate, translate_cached, Paging, TranslationCache, TLB_SLOTS};
-use mapwalk_core::kernel::{KernelAddrs, KernelRead, KernelView};
+use mapwalk_core::kernel::{
+    x86_direct_map_base, x86_vmalloc_base, x86_vmemmap_base, KernelAddrs, KernelRead, KernelView,
+};
 use mapwalk_core::synth::{SynthRam, X86PageTables};
 use mapwalk_core::{Kva, Pa, Result, Translation};
 
@@ -122,13 +124,10 @@ fn memflow_cache() -> MfCached {
 
 /// Where the leaves of each size go: the kernel regions that use such leaves.
 fn leaf_base(five_level: bool, shift: u32) -> u64 {
-    match (five_level, shift) {
-        (false, 12) => 0xffff_c900_0000_0000, // vmalloc
-        (false, 21) => 0xffff_ea00_0000_0000, // vmemmap
-        (false, _) => 0xffff_8880_0000_0000,  // direct map
-        (true, 12) => 0xffa0_0000_0000_0000,
-        (true, 21) => 0xffd4_0000_0000_0000,
-        (true, _) => 0xff11_0000_0000_0000,
+    match shift {
+        12 => x86_vmalloc_base(five_level),
+        21 => x86_vmemmap_base(five_level),
+        _ => x86_direct_map_base(five_level),
     }
 }
 

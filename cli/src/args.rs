@@ -87,46 +87,13 @@ pub enum Cmd {
 
 pub fn parse_u64(s: &str) -> Result<u64, String> {
     let clean: String = s.chars().filter(|&c| c != '_').collect();
-    let r = match clean
-        .strip_prefix("0x")
-        .or_else(|| clean.strip_prefix("0X"))
-    {
-        Some(h) => u64::from_str_radix(h, 16),
-        None => clean.parse(),
-    };
-    r.map_err(|e| format!("{s:?}: {e}"))
+    if clean.starts_with("0x") || clean.starts_with("0X") {
+        return mapwalk::text::parse_hex(&clean).map_err(|e| format!("{s:?}: {e}"));
+    }
+    clean.parse().map_err(|e| format!("{s:?}: {e}"))
 }
 
-/// Hex bytes: tokens separated by spaces or commas, each with an optional `0x`; a
-/// one-digit token is one byte, longer ones are read two digits per byte.
+/// Hex bytes, as [`mapwalk::text::parse_hex_bytes`] reads them.
 pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    for tok in s
-        .split(|c: char| c.is_whitespace() || c == ',')
-        .filter(|t| !t.is_empty())
-    {
-        let digits = tok
-            .strip_prefix("0x")
-            .or_else(|| tok.strip_prefix("0X"))
-            .unwrap_or(tok);
-        let digits: String = digits.chars().filter(|&c| c != '_').collect();
-        if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(format!("{tok:?} is not hex"));
-        }
-        if digits.len() == 1 {
-            out.push(u8::from_str_radix(&digits, 16).map_err(|e| e.to_string())?);
-            continue;
-        }
-        if digits.len() % 2 != 0 {
-            return Err(format!("{tok:?} has an odd number of hex digits"));
-        }
-        for pair in digits.as_bytes().chunks(2) {
-            let p = std::str::from_utf8(pair).map_err(|e| e.to_string())?;
-            out.push(u8::from_str_radix(p, 16).map_err(|e| e.to_string())?);
-        }
-    }
-    if out.is_empty() {
-        return Err("no bytes given".into());
-    }
-    Ok(out)
+    mapwalk::text::parse_hex_bytes(s).map_err(|e| format!("{s:?}: {e}"))
 }

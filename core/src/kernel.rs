@@ -93,6 +93,83 @@ pub const X86_START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
 /// `KERNEL_IMAGE_SIZE` on x86_64 with KASLR: the image mapping's length.
 pub const X86_KERNEL_IMAGE_SIZE: u64 = 1 << 30;
 
+// The x86_64 kernel address space, as the kernel's
+// `Documentation/arch/x86/x86_64/mm.rst` lays it out. The direct map, vmalloc and
+// vmemmap bases are the unrandomized ones: with `CONFIG_RANDOMIZE_MEMORY` (memory
+// KASLR, on in distribution kernels) `arch/x86/mm/kaslr.c` moves each region up at
+// boot and records its base in the variables `page_offset_base`, `vmalloc_base` and
+// `vmemmap_base`. Read those when the symbols are known; these constants are the
+// defaults and fallbacks.
+
+/// `__PAGE_OFFSET_BASE_L4`: the base of the direct map of all physical memory with
+/// 4-level paging (64 TiB at `ffff888000000000`), before KASLR moves it (see
+/// `page_offset_base`). Kernels before 4.20 used `ffff880000000000`.
+pub const X86_DIRECT_MAP_BASE_L4: u64 = 0xffff_8880_0000_0000;
+
+/// `__PAGE_OFFSET_BASE_L5`: the base of the direct map with 5-level paging (32 PiB at
+/// `ff11000000000000`), before KASLR moves it (see `page_offset_base`).
+pub const X86_DIRECT_MAP_BASE_L5: u64 = 0xff11_0000_0000_0000;
+
+/// `__VMALLOC_BASE_L4`: the base of the vmalloc/ioremap space with 4-level paging
+/// (32 TiB at `ffffc90000000000`), before KASLR moves it (see `vmalloc_base`).
+pub const X86_VMALLOC_BASE_L4: u64 = 0xffff_c900_0000_0000;
+
+/// `__VMALLOC_BASE_L5`: the base of the vmalloc/ioremap space with 5-level paging
+/// (12.5 PiB at `ffa0000000000000`), before KASLR moves it (see `vmalloc_base`).
+pub const X86_VMALLOC_BASE_L5: u64 = 0xffa0_0000_0000_0000;
+
+/// `__VMEMMAP_BASE_L4`: the base of the virtual memory map (the `struct page` array)
+/// with 4-level paging (`ffffea0000000000`), before KASLR moves it (see
+/// `vmemmap_base`).
+pub const X86_VMEMMAP_BASE_L4: u64 = 0xffff_ea00_0000_0000;
+
+/// `__VMEMMAP_BASE_L5`: the base of the virtual memory map with 5-level paging
+/// (`ffd4000000000000`), before KASLR moves it (see `vmemmap_base`).
+pub const X86_VMEMMAP_BASE_L5: u64 = 0xffd4_0000_0000_0000;
+
+/// The lowest kernel address with 5-level paging (`ff00000000000000`, the start of the
+/// upper half of the 57-bit address space, where the guard hole begins). Every kernel
+/// address of either paging mode lies at or above it, the randomized direct map base
+/// included.
+pub const X86_KERNEL_SPACE_START_L5: u64 = 0xff00_0000_0000_0000;
+
+/// The unrandomized direct map base for the paging mode: [`X86_DIRECT_MAP_BASE_L5`]
+/// with 5-level paging, else [`X86_DIRECT_MAP_BASE_L4`]. A default: KASLR moves it.
+pub const fn x86_direct_map_base(five_level: bool) -> u64 {
+    if five_level {
+        X86_DIRECT_MAP_BASE_L5
+    } else {
+        X86_DIRECT_MAP_BASE_L4
+    }
+}
+
+/// The unrandomized vmalloc base for the paging mode: [`X86_VMALLOC_BASE_L5`] with
+/// 5-level paging, else [`X86_VMALLOC_BASE_L4`]. A default: KASLR moves it.
+pub const fn x86_vmalloc_base(five_level: bool) -> u64 {
+    if five_level {
+        X86_VMALLOC_BASE_L5
+    } else {
+        X86_VMALLOC_BASE_L4
+    }
+}
+
+/// The unrandomized vmemmap base for the paging mode: [`X86_VMEMMAP_BASE_L5`] with
+/// 5-level paging, else [`X86_VMEMMAP_BASE_L4`]. A default: KASLR moves it.
+pub const fn x86_vmemmap_base(five_level: bool) -> u64 {
+    if five_level {
+        X86_VMEMMAP_BASE_L5
+    } else {
+        X86_VMEMMAP_BASE_L4
+    }
+}
+
+/// Whether `v` can be the x86_64 direct map base (`page_offset_base`) of either paging
+/// mode, randomized or not: page-aligned, in the kernel half and below the kernel
+/// image mapping ([`X86_START_KERNEL_MAP`]).
+pub const fn x86_is_direct_map_base(v: u64) -> bool {
+    v >= X86_KERNEL_SPACE_START_L5 && v < X86_START_KERNEL_MAP && v & 0xfff == 0
+}
+
 /// The kernel's linear mappings. Addresses in neither are translated by a page walk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct KernelAddrs {
@@ -457,6 +534,40 @@ mod tests {
     use crate::error::PhysErrorKind;
     use crate::mem::{Ram, ReadManyError, ReadOp};
     use crate::synth::{GuestBuilder, SynthRam, X86PageTables};
+
+    #[test]
+    fn x86_address_space_defaults() {
+        assert_eq!(x86_direct_map_base(false), 0xffff_8880_0000_0000);
+        assert_eq!(x86_direct_map_base(true), 0xff11_0000_0000_0000);
+        assert_eq!(x86_vmalloc_base(false), 0xffff_c900_0000_0000);
+        assert_eq!(x86_vmalloc_base(true), 0xffa0_0000_0000_0000);
+        assert_eq!(x86_vmemmap_base(false), 0xffff_ea00_0000_0000);
+        assert_eq!(x86_vmemmap_base(true), 0xffd4_0000_0000_0000);
+        for l5 in [false, true] {
+            let bases = [
+                X86_KERNEL_SPACE_START_L5,
+                x86_direct_map_base(l5),
+                x86_vmalloc_base(l5),
+                x86_vmemmap_base(l5),
+                X86_START_KERNEL_MAP,
+            ];
+            assert!(bases.windows(2).all(|w| w[0] < w[1]), "{l5}: {bases:x?}");
+            // Canonical: the bits above the top virtual-address bit copy it.
+            let top = if l5 { 56 } else { 47 };
+            assert!(
+                bases[1..4].iter().all(|b| b >> top == u64::MAX >> top),
+                "{l5}"
+            );
+            assert!(x86_is_direct_map_base(x86_direct_map_base(l5)));
+        }
+        // The pre-4.20 4-level base, and a randomized one.
+        assert!(x86_is_direct_map_base(0xffff_8800_0000_0000));
+        assert!(x86_is_direct_map_base(0xffff_9a41_c000_0000));
+        assert!(!x86_is_direct_map_base(X86_KERNEL_SPACE_START_L5 - 0x1000));
+        assert!(!x86_is_direct_map_base(X86_START_KERNEL_MAP));
+        assert!(!x86_is_direct_map_base(0xffff_8880_0000_0800));
+        assert!(!x86_is_direct_map_base(0));
+    }
 
     /// Counts the backend calls a read makes, page-table entries (8-byte reads) aside.
     struct Counting<M> {

@@ -19,7 +19,7 @@ mod report;
 pub use guest::{Guest, Paused};
 pub use inguest::InGuestView;
 pub use memory::parse_mtree_layout;
-pub use report::{parse_hex, GuestMap, GuestReport};
+pub use report::{GuestMap, GuestReport};
 
 use std::collections::HashMap;
 use std::fmt;

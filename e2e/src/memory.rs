@@ -1,6 +1,7 @@
 //! Where guest RAM lies in QEMU's RAM file, and ELF dumps of guest memory, through QMP.
 
 use crate::{failed, Guest, Paused, Result};
+use mapwalk::text::parse_hex;
 use mapwalk_core::Pa;
 use mapwalk_file::{Layout, LayoutRange};
 use serde_json::{json, Value};
@@ -47,7 +48,7 @@ pub fn parse_mtree_layout(mtree: &str, region: &str) -> Result<Layout> {
         let Some((lo, hi)) = span.split_once('-') else {
             continue;
         };
-        let (Ok(lo), Ok(hi)) = (u64::from_str_radix(lo, 16), u64::from_str_radix(hi, 16)) else {
+        let (Ok(lo), Ok(hi)) = (parse_hex(lo), parse_hex(hi)) else {
             continue;
         };
         let Some((attrs, what)) = rest.split_once("): ") else {
@@ -62,7 +63,7 @@ pub fn parse_mtree_layout(mtree: &str, region: &str) -> Result<Layout> {
             continue;
         }
         let offset = match words.next().and_then(|w| w.strip_prefix('@')) {
-            Some(off) => u64::from_str_radix(off, 16)
+            Some(off) => parse_hex(off)
                 .map_err(|_| failed(format!("info mtree -f: bad offset in {line:?}")))?,
             None => 0,
         };

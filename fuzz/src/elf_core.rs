@@ -9,8 +9,9 @@
 //! A search for VMCOREINFO in the core's memory ends (capped at [`FIND_MAX`]).
 
 use arbitrary::Unstructured;
+use mapwalk::describe::vmcoreinfo::{find_vmcoreinfo_with, FindOptions, Vmcoreinfo};
 use mapwalk_core::{Pa, PhysRange, PhysRead};
-use mapwalk_file::{ElfCore, FindOptions};
+use mapwalk_file::ElfCore;
 
 use crate::{sink, Enc, Res};
 
@@ -170,8 +171,8 @@ pub fn run(data: &[u8]) {
             assert_eq!(Some(q.cr3()), cpu.cr3());
         }
     }
-    if let Some(v) = core.vmcoreinfo() {
-        crate::vmcoreinfo::exercise(v);
+    if let Some(note) = core.vmcoreinfo_note() {
+        crate::vmcoreinfo::exercise(&Vmcoreinfo::parse(note));
     }
     // Zero tails.
     for s in segs.iter().take(8) {
@@ -197,7 +198,7 @@ pub fn run(data: &[u8]) {
         chunk_len: 1 << 16,
         ..FindOptions::default()
     };
-    match mapwalk_file::find_vmcoreinfo_with(&core, &opts) {
+    match find_vmcoreinfo_with(&core, &opts) {
         Ok(found) => std::hint::black_box(found).map_or((), |f| sink(&f.vmcoreinfo)),
         Err(e) => sink(&e),
     }

@@ -10,8 +10,11 @@
 //! to the same entries (unless a value ends in `\r`, which the line split eats).
 
 use arbitrary::Unstructured;
+use mapwalk::describe::vmcoreinfo::{
+    find_vmcoreinfo, find_vmcoreinfo_with, FindMethod, FindOptions, FoundVmcoreinfo, Vmcoreinfo,
+    VMCOREINFO_MAX,
+};
 use mapwalk_core::{Pa, PhysRange, Ram};
-use mapwalk_file::{find_vmcoreinfo, find_vmcoreinfo_with, FindMethod, FindOptions, Vmcoreinfo};
 
 use crate::{sink, Enc, Res};
 
@@ -93,7 +96,7 @@ pub fn exercise(v: &Vmcoreinfo) {
 }
 
 /// Where `found` says it is must hold what it says, parsed the same way.
-fn check_found(ram: &Ram<&[u8]>, hints: &[PhysRange], found: &mapwalk_file::FoundVmcoreinfo) {
+fn check_found(ram: &Ram<&[u8]>, hints: &[PhysRange], found: &FoundVmcoreinfo) {
     const FOUR_GIB: u64 = 1 << 32;
     let base = ram.base().0;
     let ram_end = base + ram.bytes().len() as u64;
@@ -125,7 +128,7 @@ fn check_found(ram: &Ram<&[u8]>, hints: &[PhysRange], found: &mapwalk_file::Foun
         }
     };
     let at = (pa - base) as usize;
-    let upto = ((end - base) as usize).min(at + mapwalk_file::VMCOREINFO_MAX);
+    let upto = ((end - base) as usize).min(at + VMCOREINFO_MAX);
     let expect = Vmcoreinfo::parse(&ram.bytes()[at..upto]);
     assert_eq!(
         found.vmcoreinfo, expect,

@@ -234,10 +234,12 @@ fn elf_core_seeds_parse() {
         (Some(0x2a10000), Some(0x750eb0))
     );
     assert_eq!(cpus[0].prstatus.as_ref().unwrap().pid, 1);
-    let info = core.vmcoreinfo().unwrap();
+    let info = mapwalk::describe::Vmcoreinfo::parse(core.vmcoreinfo_note().unwrap());
     assert_eq!(info.osrelease(), Some("6.12.38+deb13-cloud-amd64"));
     assert_eq!(core.read_u8(Pa(0x10ff0)).unwrap(), 0);
-    let found = mapwalk_file::find_vmcoreinfo(&core, &[]).unwrap().unwrap();
+    let found = mapwalk::describe::find_vmcoreinfo(&core, &[])
+        .unwrap()
+        .unwrap();
     assert_eq!(found.pa, Pa(0x1000));
 
     let data = seed("elf_core", "seed-kdump-alias");
@@ -254,12 +256,12 @@ fn elf_core_seeds_parse() {
 
 #[test]
 fn vmcoreinfo_seeds_are_found() {
-    use mapwalk_file::{find_vmcoreinfo, FindMethod};
+    use mapwalk::describe::vmcoreinfo::{find_vmcoreinfo, FindMethod};
     let cases = [
         ("seed-data-page", 0x10_0000, FindMethod::PageProbe),
         (
             "seed-note-page-4gib",
-            0xf_ffff_000 + 0x2018,
+            0xffff_f000 + 0x2018,
             FindMethod::PageProbe,
         ),
         ("seed-hinted", 0x10_123, FindMethod::Hint(1)),

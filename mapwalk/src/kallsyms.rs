@@ -187,7 +187,7 @@ impl SymbolTable {
 pub(crate) fn parse_line(line: &str) -> Result<Symbol, &'static str> {
     let mut fields = line.split_ascii_whitespace();
     let addr = fields.next().ok_or("no address")?;
-    let addr = u64::from_str_radix(addr, 16).map_err(|_| "address is not hexadecimal")?;
+    let addr = crate::text::parse_hex(addr).map_err(|_| "address is not hexadecimal")?;
     let kind = fields.next().ok_or("no symbol type")?;
     let mut chars = kind.chars();
     let kind = match (chars.next(), chars.next()) {

@@ -10,6 +10,7 @@
 //!   and paging state, all put together by [`describe`] into a ready kernel view.
 //! - **Sources** ([`source`]): one read-only view of maps over guest memory (the core's
 //!   walkers behind a [`describe::Kernel`]) and over the live host (`mapwalk-live`).
+//! - **Text** ([`text`]): the one parser of hex numbers and hex byte strings.
 //! - **Rendering** ([`render`]): keys and values shown through their BTF types, as text
 //!   like `bpftool`'s and as JSON that scripts written for `bpftool -j` read unchanged.
 //! - **The `mapwalk` CLI** (`src/bin/mapwalk.rs`): lists, dumps and writes the BPF maps of
@@ -25,6 +26,7 @@ pub mod kallsyms;
 pub mod qmp;
 pub mod render;
 pub mod source;
+pub mod text;
 pub mod timing;
 
 /// The project's rule for a test whose prerequisite (the host's BTF, a tool) is

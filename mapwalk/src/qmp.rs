@@ -174,7 +174,7 @@ impl X86ControlRegs {
             let end = rest
                 .find(|c: char| !c.is_ascii_hexdigit())
                 .unwrap_or(rest.len());
-            u64::from_str_radix(&rest[..end], 16).ok()
+            crate::text::parse_hex(&rest[..end]).ok()
         };
         Some(Self {
             cr0: reg("CR0")?,

@@ -14,7 +14,6 @@ use crate::cpu::{PrStatus, QemuCpuState, Vcpu};
 use crate::error::{AccessError, ElfError, Error};
 use crate::layout::{len_u64, Piece, PieceMap};
 use crate::sys::{Backing, RawRegion};
-use crate::vmcoreinfo::Vmcoreinfo;
 
 /// The most program headers a core may have (QEMU writes one per guest RAM block, kdump
 /// one per memory range; 2^20 is far beyond either).
@@ -116,7 +115,6 @@ struct CoreInfo {
     aliases: Vec<Segment>,
     map: PieceMap,
     notes: Vec<Note>,
-    vmcoreinfo: Option<Vmcoreinfo>,
     vcpus: Vec<Vcpu>,
 }
 
@@ -211,11 +209,16 @@ impl ElfCore {
         &self.info.notes
     }
 
-    /// The `VMCOREINFO` note, parsed. QEMU writes it only with `-device vmcoreinfo` and a
-    /// guest that has told QEMU where its note is (the `qemu_fw_cfg` driver); without it,
-    /// look in RAM with [`find_vmcoreinfo`](crate::find_vmcoreinfo).
-    pub fn vmcoreinfo(&self) -> Option<&Vmcoreinfo> {
-        self.info.vmcoreinfo.as_ref()
+    /// The descriptor of the first `VMCOREINFO` note: the kernel's `KEY=VALUE` text,
+    /// as raw bytes (the `mapwalk` library parses it). QEMU writes the note only with
+    /// `-device vmcoreinfo` and a guest that has told QEMU where its note is (the
+    /// `qemu_fw_cfg` driver); without it, the text can still be searched for in RAM.
+    pub fn vmcoreinfo_note(&self) -> Option<&[u8]> {
+        self.info
+            .notes
+            .iter()
+            .find(|n| n.name == "VMCOREINFO")
+            .map(|n| n.desc.as_slice())
     }
 
     /// What the notes say about each vCPU: `NT_PRSTATUS`, and for x86 QEMU cores the
@@ -465,10 +468,6 @@ fn parse(region: RawRegion<'_>) -> Result<CoreInfo, ElfError> {
             });
         }
     }
-    let vmcoreinfo = notes
-        .iter()
-        .find(|n| n.name == "VMCOREINFO")
-        .map(|n| Vmcoreinfo::parse(&n.desc));
     let machine = header.e_machine;
     let vcpus = vcpus(&notes, machine);
     Ok(CoreInfo {
@@ -479,7 +478,6 @@ fn parse(region: RawRegion<'_>) -> Result<CoreInfo, ElfError> {
         aliases,
         map,
         notes,
-        vmcoreinfo,
         vcpus,
     })
 }
@@ -620,10 +618,9 @@ mod tests {
         assert!(core.aliases().is_empty());
         assert_eq!(core.notes().len(), 5);
         assert_eq!(core.notes()[4].name, "VMCOREINFO");
-        let info = core.vmcoreinfo().unwrap();
-        assert_eq!(info.osrelease(), Some("6.1.0-56-cloud-amd64"));
-        assert_eq!(info.symbol("init_top_pgt"), Some(0xffff_ffff_82a1_0000));
-        assert_eq!(info.number("pgtable_l5_enabled"), Some(0));
+        let info = core.vmcoreinfo_note().unwrap();
+        assert_eq!(info, core.notes()[4].desc);
+        assert!(info.starts_with(b"OSRELEASE=6.1.0-56-cloud-amd64\n"));
         let cpus = core.vcpus();
         assert_eq!(cpus.len(), 2);
         assert_eq!(
@@ -716,7 +713,9 @@ mod tests {
             ..CoreBuilder::default()
         };
         let core = ElfCore::from_bytes(b.build().bytes).unwrap();
-        assert!(core.vcpus().is_empty() && core.notes().is_empty() && core.vmcoreinfo().is_none());
+        assert!(
+            core.vcpus().is_empty() && core.notes().is_empty() && core.vmcoreinfo_note().is_none()
+        );
         // Zero-length PT_LOADs are skipped.
         let b = CoreBuilder {
             loads: vec![Load::new(0, vec![]), Load::new(0, vec![1; 8])],
@@ -962,13 +961,20 @@ mod tests {
                     let _ = core.read_phys(r.start, &mut buf);
                     let _ = core.read_phys(Pa(r.end().saturating_sub(8)), &mut buf);
                 }
-                let opts = crate::FindOptions {
-                    max_len: 1 << 20,
-                    ..crate::FindOptions::default()
-                };
-                match crate::find_vmcoreinfo_with(&core, &opts) {
-                    Ok(_) | Err(mapwalk_core::Error::LimitExceeded { .. }) => {}
-                    Err(e) => panic!("{e}"),
+                std::hint::black_box(core.vmcoreinfo_note());
+                // Memory inside the ranges reads, the first MiB of it in 4 KiB chunks.
+                let mut left = 1u64 << 20;
+                let mut chunk = [0u8; 4096];
+                for r in core.ranges() {
+                    let mut pa = r.start.0;
+                    while pa < r.end() && left > 0 {
+                        let n = (r.end() - pa).min(4096) as usize;
+                        if let Err(e) = core.read_phys(Pa(pa), &mut chunk[..n]) {
+                            panic!("{e}");
+                        }
+                        pa += n as u64;
+                        left -= n as u64;
+                    }
                 }
             }
         }

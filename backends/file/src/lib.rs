@@ -24,7 +24,6 @@ mod error;
 mod layout;
 mod ram;
 mod sys;
-mod vmcoreinfo;
 
 pub use cpu::{PrStatus, QemuCpuState, QemuSegment, Vcpu};
 pub use elf::{ElfCore, Note, Segment, MAX_NOTE_BYTES, MAX_PROGRAM_HEADERS};
@@ -32,10 +31,6 @@ pub use error::{AccessError, ElfError, Error, Fault, LayoutError};
 pub use layout::{Layout, LayoutRange};
 pub use ram::{RamFile, RamFileOptions};
 pub use sys::{RawRegion, RegionError};
-pub use vmcoreinfo::{
-    find_vmcoreinfo, find_vmcoreinfo_with, FindMethod, FindOptions, FoundVmcoreinfo, Vmcoreinfo,
-    MAX_SEARCH_LEN, VMCOREINFO_MAX,
-};
 
 #[cfg(test)]
 mod testutil;

@@ -6,6 +6,7 @@
 //! refused.
 
 use super::bpf::GUEST_MAPS;
+use mapwalk::describe::vmcoreinfo::{find_vmcoreinfo, Vmcoreinfo};
 use mapwalk::describe::{
     describe, describe_with, BtfSource, DescribeError, Kernel, KernelSpec, MemoryHints,
     SymbolSource,
@@ -13,7 +14,7 @@ use mapwalk::describe::{
 use mapwalk_core::kernel::KernelRead;
 use mapwalk_core::{Kva, Paging, PhysRead};
 use mapwalk_e2e::{self as e2e, GuestConfig, GuestReport};
-use mapwalk_file::{find_vmcoreinfo, RamFile, Vmcoreinfo};
+use mapwalk_file::RamFile;
 use std::path::PathBuf;
 use std::time::Instant;
 

@@ -21,12 +21,13 @@ use super::htab::check_hash_maps;
 use super::{
     check_against_iomem, check_banner, check_direct_map_walks, check_image_walks, kernel_view, MIB,
 };
+use mapwalk::describe::vmcoreinfo::{find_vmcoreinfo, Vmcoreinfo};
 use mapwalk::qmp::X86ControlRegs;
 use mapwalk_core::{
     arch, Bpf, KernelLayout, KernelView, Kva, MapType, PhysRange, PhysRead, Translation,
 };
 use mapwalk_e2e::{self as e2e, Guest, GuestConfig, GuestMap};
-use mapwalk_file::{find_vmcoreinfo, ElfCore, RamFile};
+use mapwalk_file::{ElfCore, RamFile};
 use std::fmt::Write as _;
 use std::fs;
 use std::time::Instant;
@@ -415,7 +416,8 @@ fn memory_paths(config: &GuestConfig) {
         cr4: cpu0.cr4(),
     };
     let note = core
-        .vmcoreinfo()
+        .vmcoreinfo_note()
+        .map(Vmcoreinfo::parse)
         .map_or("no VMCOREINFO note".to_owned(), |v| {
             format!("VMCOREINFO note for {:?}", v.osrelease())
         });

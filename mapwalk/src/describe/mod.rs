@@ -18,7 +18,7 @@
 //!   description then goes on by VMCOREINFO, exactly as without this step.
 //! - **VMCOREINFO**: from an ELF core's note ([`MemoryHints::vmcoreinfo`]) or, when the
 //!   symbols did not place the kernel, found in memory by
-//!   [`mapwalk_file::find_vmcoreinfo_with`] (page probe first; the full scan only when
+//!   [`find_vmcoreinfo_with`] (page probe first; the full scan only when
 //!   the description cannot do without it: no CR3, or link-time symbols;
 //!   [`describe_with`] lets the caller act right after the search, such as releasing
 //!   the pages it made resident). It gives `KERNELOFFSET` (the virtual KASLR slide),
@@ -71,6 +71,7 @@ mod error;
 mod symbols;
 #[cfg(test)]
 mod tests;
+pub mod vmcoreinfo;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -78,14 +79,20 @@ use std::path::{Path, PathBuf};
 use goblin::elf::Elf;
 use mapwalk_core::arch::x86_64::X86Paging;
 use mapwalk_core::bpf::PossibleCpus;
-use mapwalk_core::kernel::{KernelAddrs, KernelRead, KernelView, X86_START_KERNEL_MAP};
+use mapwalk_core::kernel::{
+    x86_direct_map_base, x86_is_direct_map_base, KernelAddrs, KernelRead, KernelView,
+    X86_START_KERNEL_MAP,
+};
 use mapwalk_core::{Bpf, KernelLayout, Kva, Pa, Paging, PhysRange, PhysRead, ReadOp};
-use mapwalk_file::{find_vmcoreinfo_with, ElfCore, FindOptions, Vmcoreinfo};
+use mapwalk_file::ElfCore;
 
 use crate::btf;
 
 pub use error::DescribeError;
 pub use symbols::Symbols;
+pub use vmcoreinfo::{
+    find_vmcoreinfo, find_vmcoreinfo_with, FindMethod, FindOptions, FoundVmcoreinfo, Vmcoreinfo,
+};
 
 /// Where the kernel's symbols come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,12 +152,12 @@ pub struct MemoryHints {
 }
 
 impl MemoryHints {
-    /// The hints an ELF core holds: its VMCOREINFO note and the control registers of
-    /// the first vCPU that has them.
+    /// The hints an ELF core holds: its VMCOREINFO note, parsed, and the control
+    /// registers of the first vCPU that has them.
     pub fn from_elf_core(core: &ElfCore) -> Self {
         let vcpu = core.vcpus().iter().find(|v| v.cr3().is_some());
         Self {
-            vmcoreinfo: core.vmcoreinfo().cloned(),
+            vmcoreinfo: core.vmcoreinfo_note().map(Vmcoreinfo::parse),
             cr3: vcpu.and_then(|v| v.cr3()),
             cr4: vcpu.and_then(|v| v.cr4()),
         }
@@ -653,7 +660,7 @@ fn place<M: PhysRead>(
                     "read page_offset_base at {at}"
                 )))?;
             // The direct map lies in the upper half, below the image.
-            if !(0xff00_0000_0000_0000..X86_START_KERNEL_MAP).contains(&v) || v & 0xfff != 0 {
+            if !x86_is_direct_map_base(v) {
                 return Err(DescribeError::mismatch(
                     "page_offset_base",
                     format!("the variable page_offset_base at {at}"),
@@ -663,11 +670,7 @@ fn place<M: PhysRead>(
             v
         }
         None => {
-            let v = if five_level {
-                0xff11_0000_0000_0000
-            } else {
-                0xffff_8880_0000_0000
-            };
+            let v = x86_direct_map_base(five_level);
             warnings.push(format!(
                 "no page_offset_base symbol: assuming the unrandomized direct map at {v:#x}"
             ));

@@ -2,9 +2,9 @@
 //! VMCOREINFO is.
 //!
 //! ```text
-//! cargo run --release -p mapwalk-file --example inspect -- core /tmp/guest.core
-//! cargo run --release -p mapwalk-file --example inspect -- ram /dev/shm/guest-ram [LAYOUT]
-//! cargo run --release -p mapwalk-file --example inspect -- compare CORE RAM [LAYOUT]
+//! cargo run --release -p mapwalk --example inspect -- core /tmp/guest.core
+//! cargo run --release -p mapwalk --example inspect -- ram /dev/shm/guest-ram [LAYOUT]
+//! cargo run --release -p mapwalk --example inspect -- compare CORE RAM [LAYOUT]
 //! ```
 //!
 //! `compare` checks that every byte of the core's RAM segments reads the same from the
@@ -13,8 +13,11 @@
 
 use std::time::Instant;
 
+use mapwalk::describe::vmcoreinfo::{
+    find_vmcoreinfo, find_vmcoreinfo_with, FindOptions, FoundVmcoreinfo, Vmcoreinfo,
+};
 use mapwalk_core::PhysRead;
-use mapwalk_file::{find_vmcoreinfo, find_vmcoreinfo_with, ElfCore, FindOptions, RamFile};
+use mapwalk_file::{ElfCore, RamFile};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -48,7 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     cpu.cr4()
                 );
             }
-            match core.vmcoreinfo() {
+            match core.vmcoreinfo_note().map(Vmcoreinfo::parse) {
                 Some(v) => println!("  VMCOREINFO note: {} lines, OSRELEASE={:?}", v.len(), v.osrelease()),
                 None => println!("  no VMCOREINFO note"),
             }
@@ -93,7 +96,7 @@ fn search<M: PhysRead>(mem: &M) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn report(what: &str, t: Instant, found: Option<&mapwalk_file::FoundVmcoreinfo>) {
+fn report(what: &str, t: Instant, found: Option<&FoundVmcoreinfo>) {
     let ms = t.elapsed().as_secs_f64() * 1e3;
     match found {
         Some(f) => println!(

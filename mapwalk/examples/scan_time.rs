@@ -2,8 +2,8 @@
 //! that the fallback scan reads everything.
 //!
 //! ```text
-//! cargo run --release -p mapwalk-file --example scan_time             # 512 MiB synthetic
-//! cargo run --release -p mapwalk-file --example scan_time -- PATH     # a RAM file
+//! cargo run --release -p mapwalk --example scan_time             # 512 MiB synthetic
+//! cargo run --release -p mapwalk --example scan_time -- PATH     # a RAM file
 //! ```
 //!
 //! The synthetic file (in `/dev/shm` when it exists, else the temp directory) is
@@ -13,7 +13,8 @@
 use std::io::Write;
 use std::time::Instant;
 
-use mapwalk_file::{find_vmcoreinfo_with, FindOptions, RamFile};
+use mapwalk::describe::vmcoreinfo::{find_vmcoreinfo_with, FindOptions};
+use mapwalk_file::RamFile;
 
 const LEN: usize = 512 << 20;
 
