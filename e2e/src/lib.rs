@@ -18,7 +18,6 @@ mod report;
 
 pub use guest::{Guest, Paused};
 pub use inguest::InGuestView;
-pub use memory::parse_mtree_layout;
 pub use report::{GuestMap, GuestReport};
 
 use std::collections::HashMap;

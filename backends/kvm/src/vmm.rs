@@ -15,6 +15,7 @@
 
 /// Writes the adaptor for one vm-memory crate (`$vm`), whose trait of region
 /// collections is `$Collection`.
+#[allow(unused_macros)] // without either vm-memory feature
 macro_rules! adaptor {
     ($vm:ident, $Collection:ident, $version:literal) => {
         use std::sync::atomic::Ordering;

@@ -12,6 +12,9 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+pub mod mtree;
+
+use mapwalk_kvm::ProcessRegion;
 use serde_json::{json, Value};
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -132,6 +135,63 @@ impl Qmp {
         self.execute("cont", None).map(drop)
     }
 
+    /// The host virtual address, in QEMU's process, of guest-physical `gpa` (HMP
+    /// `gpa2hva`, which prints `Host virtual address for 0x1000 (pc.ram) is 0x7f..`).
+    ///
+    /// # Errors
+    /// As [`execute`](Self::execute); invalid data when QEMU says the address is not
+    /// RAM.
+    pub fn gpa2hva(&mut self, gpa: u64) -> io::Result<u64> {
+        let out = self.hmp(&format!("gpa2hva {gpa:#x}"))?;
+        out.trim()
+            .rsplit_once(" is ")
+            .and_then(|(_, hva)| crate::text::parse_hex(hva.trim()).ok())
+            .ok_or_else(|| bad_data(format!("gpa2hva {gpa:#x}: {}", out.trim())))
+    }
+
+    /// Where the guest's main RAM lies in QEMU's own address space, for reading a
+    /// running QEMU from outside ([`mapwalk_kvm::ProcessRam`]): the ranges of the
+    /// region that backs the most RAM (`info mtree -f`), each with the host address
+    /// of its start (`gpa2hva`). A range is contiguous in QEMU's mapping of its region,
+    /// so one address per range is enough; each is checked against the region's
+    /// offsets (two ranges of one region must be as far apart in QEMU as in the
+    /// region).
+    ///
+    /// # Errors
+    /// As [`execute`](Self::execute); invalid data for an unreadable memory tree or
+    /// host addresses that do not agree with it.
+    pub fn process_regions(&mut self) -> io::Result<Vec<ProcessRegion>> {
+        let text = self.hmp("info mtree -f")?;
+        let region = mtree::main_ram_region(&text).map_err(|e| bad_data(e.to_string()))?;
+        let layout = mtree::ram_layout(&text, &region).map_err(|e| bad_data(e.to_string()))?;
+        let mut out: Vec<ProcessRegion> = Vec::with_capacity(layout.ranges().len());
+        let mut base: Option<u64> = None;
+        for r in layout.ranges() {
+            let hva = self.gpa2hva(r.gpa.0)?;
+            // The region's host mapping starts at `hva - offset`, the same for all.
+            let start = hva.checked_sub(r.offset).ok_or_else(|| {
+                bad_data(format!(
+                    "gpa2hva {:#x} = {hva:#x} is below its region",
+                    r.gpa.0
+                ))
+            })?;
+            if base.is_some_and(|b| b != start) {
+                return Err(bad_data(format!(
+                    "gpa2hva {:#x} = {hva:#x} does not agree with the region {region}'s \
+                     other ranges",
+                    r.gpa.0
+                )));
+            }
+            base = Some(start);
+            out.push(ProcessRegion {
+                gpa: r.gpa.0,
+                hva,
+                len: r.len,
+            });
+        }
+        Ok(out)
+    }
+
     /// Whether the guest is running (`query-status`).
     ///
     /// # Errors
@@ -142,6 +202,20 @@ impl Qmp {
             .get("running")
             .and_then(Value::as_bool)
             .ok_or_else(|| bad_data(format!("QMP query-status: no 'running' in {status}")))
+    }
+}
+
+/// QEMU's vCPUs paused and resumed through QMP (`stop` / `cont`), for
+/// [`mapwalk_kvm::with_paused`].
+impl mapwalk_kvm::Pause for Qmp {
+    type Error = io::Error;
+
+    fn pause(&mut self) -> io::Result<()> {
+        self.stop()
+    }
+
+    fn resume(&mut self) -> io::Result<()> {
+        self.cont()
     }
 }
 
