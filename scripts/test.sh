@@ -9,7 +9,9 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "toolchain targets"
 # musl: the static mapwalk that the real-kernel tests run inside a guest.
-rustup target add x86_64-unknown-none aarch64-unknown-none x86_64-unknown-linux-musl >/dev/null
+# aarch64-unknown-linux-gnu: the KVM backend's aarch64 vCPU code, checked (not linked).
+rustup target add x86_64-unknown-none aarch64-unknown-none x86_64-unknown-linux-musl \
+    aarch64-unknown-linux-gnu >/dev/null
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -25,6 +27,9 @@ for target in x86_64-unknown-none aarch64-unknown-none; do
     cargo build -p mapwalk-core --no-default-features --target "$target"
     cargo build -p mapwalk-core --no-default-features --features alloc --target "$target"
 done
+
+step "the KVM backend for aarch64 hosts (type-checked)"
+cargo check -p mapwalk-kvm --all-features --target aarch64-unknown-linux-gnu
 
 step "licences"
 bash scripts/check-licences.sh
@@ -42,6 +47,9 @@ step "tests"
 cargo test --workspace --all-features
 # The core's own tests also pass without any feature (what a no_std user builds).
 cargo test -p mapwalk-core
+
+step "example VMM: a KVM guest's BPF maps read while its vCPU is stopped (needs /dev/kvm)"
+cargo run -p mapwalk-kvm --features kvm,vm-memory --example vmm
 
 step "miri: the backends' unsafe code (the tests that make no syscalls)"
 bash backends/file/miri.sh

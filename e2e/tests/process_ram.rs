@@ -60,7 +60,10 @@ fn qemu_anonymous_ram_read_from_outside_matches_qemus_own_view() {
     // Let SeaBIOS write its tables (the interrupt vector at 0 is filled early).
     let started = Instant::now();
     while xp(&mut qmp, 0x20, 4) == [0; 4] {
-        assert!(started.elapsed() < Duration::from_secs(60), "SeaBIOS never ran");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "SeaBIOS never ran"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     qmp.stop().unwrap();
@@ -72,7 +75,12 @@ fn qemu_anonymous_ram_read_from_outside_matches_qemus_own_view() {
     assert_eq!(spans.last(), Some(&(1 << 32, 1 << 30)), "{regions:x?}");
     let ram = ProcessRam::new(pid, &regions).unwrap();
 
-    for (gpa, len) in [(0u64, 0x400usize), (0x400, 0x100), (0x7_0000, 0x40), (1 << 32, 0x40)] {
+    for (gpa, len) in [
+        (0u64, 0x400usize),
+        (0x400, 0x100),
+        (0x7_0000, 0x40),
+        (1 << 32, 0x40),
+    ] {
         let mut buf = vec![0u8; len];
         ram.read_phys(Pa(gpa), &mut buf).unwrap();
         assert_eq!(buf, xp(&mut qmp, gpa, len), "{len:#x} bytes at {gpa:#x}");

@@ -64,6 +64,11 @@ impl X86PageTables {
         }
     }
 
+    /// The tables already rooted at `root` (a built guest's), to add entries to.
+    pub fn at(root: Pa, five_level: bool) -> Self {
+        Self { root, five_level }
+    }
+
     /// The top-level table.
     pub fn root(&self) -> Pa {
         self.root
