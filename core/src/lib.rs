@@ -83,7 +83,7 @@ pub mod walk;
 
 pub use addr::{Kva, Pa};
 pub use arch::{translate, Mapping, Paging, Translation, TranslationCache};
-pub use bpf::{Bpf, MapInfo, MapType};
+pub use bpf::{Bpf, MapFlags, MapInfo, MapType};
 pub use error::{Access, Error, PhysError, PhysErrorKind, Result};
 pub use kernel::{KernelAddrs, KernelRead, KernelView, KernelWrite};
 pub use layout::KernelLayout;
