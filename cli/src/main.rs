@@ -19,7 +19,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use mapwalk::render::{self, btf::TypeRenderer, DumpWriter, Format, Types};
-use mapwalk::source::{LiveSource, MapMeta, MapSelector, MapSource, SourceError};
+use mapwalk::source::{LiveSource, MapInfo, MapSelector, MapSource, SourceError};
 
 /// Lists, dumps and patches Linux BPF maps: of the live host (through bpf()), of a
 /// VM's RAM file, or of a memory dump.
@@ -338,8 +338,8 @@ fn command(src: &dyn MapSource, cmd: &Cmd) -> Result<(), Failure> {
 }
 
 /// The map's BTF, or `None` (with a warning when it has BTF that could not be read).
-fn map_btf(src: &dyn MapSource, meta: &MapMeta) -> Option<mapwalk::btf::MapBtf> {
-    if !meta.has_btf || (meta.btf_key_type_id == 0 && meta.btf_value_type_id == 0) {
+fn map_btf(src: &dyn MapSource, meta: &MapInfo) -> Option<mapwalk::btf::MapBtf> {
+    if !meta.has_btf() || (meta.btf_key_type_id == 0 && meta.btf_value_type_id == 0) {
         return None;
     }
     match src.btf(meta) {
@@ -356,7 +356,7 @@ fn map_btf(src: &dyn MapSource, meta: &MapMeta) -> Option<mapwalk::btf::MapBtf> 
 
 fn types<'a>(
     btf: Option<&'a mapwalk::btf::MapBtf>,
-    meta: &MapMeta,
+    meta: &MapInfo,
     format: Format,
 ) -> Option<Types<'a>> {
     btf.map(|b| Types {
@@ -369,7 +369,7 @@ fn types<'a>(
 /// Writes the entries of one map with `w`; the walk's result, and the writer's error.
 fn walk_into<W: Write>(
     src: &dyn MapSource,
-    meta: &MapMeta,
+    meta: &MapInfo,
     w: &mut DumpWriter<'_, W>,
 ) -> (Result<(), SourceError>, Option<io::Error>) {
     let mut io_err = None;
@@ -385,7 +385,7 @@ fn walk_into<W: Write>(
 
 fn dump_one(
     src: &dyn MapSource,
-    meta: &MapMeta,
+    meta: &MapInfo,
     format: Format,
     out: &mut impl Write,
 ) -> Result<(), Failure> {
@@ -405,7 +405,7 @@ fn dump_one(
 /// them (`[],"error":...` when it fails before the first).
 fn dump_entries_json(
     src: &dyn MapSource,
-    meta: &MapMeta,
+    meta: &MapInfo,
     out: &mut impl Write,
 ) -> Result<(), Failure> {
     let btf = map_btf(src, meta);
