@@ -243,8 +243,10 @@ fn map_pointer(index: u64, entry: u64) -> Result<(u32, Kva)> {
 
 /// All maps of `map_idr`, in id order.
 ///
-/// Yields one `Result` per map. An error confined to one map (its `struct bpf_map`
-/// cannot be read, or contradicts its id) is yielded and the walk goes on with the next
+/// Yields one `Result` per map, with its [`MapInfo::btf_id`] read from its `struct btf`
+/// when the layout has [`KernelLayout::btf_object`]. An error confined to one map (its
+/// `struct bpf_map` or the id of its `struct btf` cannot be read, or it contradicts its
+/// id) is yielded and the walk goes on with the next
 /// map. An error in the tree itself (a corrupt xarray node, a cap crossed) is yielded
 /// and ends the walk: the iterator is fused. [`current_id`](Self::current_id) says which
 /// map the last item was about.
