@@ -323,6 +323,25 @@ mod tests {
     }
 
     #[test]
+    fn an_unreadable_btf_id_is_an_error_for_its_map_only() {
+        let mut g = guest();
+        let unmapped = Kva(0xffff_c900_4000_0000);
+        let field = g.pa_of(Kva(g.maps[1].kva.0 + u64::from(g.layout.bpf_map.btf)));
+        g.ram.write_u64(field, unmapped.0);
+        let view = g.view();
+        let bpf = Bpf::new(&view, &g.layout, g.map_idr);
+        let items: alloc::vec::Vec<Result<MapInfo>> = bpf.maps().unwrap().collect();
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[0].as_ref().unwrap().id, 3);
+        assert!(
+            matches!(items[1], Err(Error::NotMapped { va, .. }) if va.0 >= unmapped.0),
+            "{:?}",
+            items[1]
+        );
+        assert!(bpf.map_by_id(4).is_err());
+    }
+
+    #[test]
     fn a_map_not_from_memory_has_no_btf_object_here() {
         let g = guest();
         let view = g.view();
