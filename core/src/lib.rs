@@ -22,8 +22,8 @@
 //! 4. **Walkers** ([`walk`], [`bpf`]): the xarray behind `map_idr`, BPF map discovery
 //!    ([`MapInfo`], the metadata every source shares), map values, every entry of a map
 //!    whatever its type ([`Bpf::for_each_entry`]), a map's BTF object
-//!    ([`Bpf::map_btf`]). They take their struct offsets from [`layout`], plain data that the
-//!    caller fills (from BTF in the `mapwalk` harness).
+//!    ([`Bpf::map_btf`]). They take their struct offsets from [`layout`], plain data
+//!    that the caller fills (from BTF in the `mapwalk` harness).
 //!
 //! Guest memory is never trusted: every loop has a cap ([`limits`]), all arithmetic on
 //! guest values is checked, and bad data is an [`Error`] that says what and where.
