@@ -319,7 +319,7 @@ fn run() -> Result<Summary, Failure> {
             ("key_size", info.key_size == want.key_size),
             ("value_size", info.value_size == want.value_size),
             ("max_entries", info.max_entries == want.max_entries),
-            ("map_flags", info.map_flags == want.map_flags),
+            ("map_flags", info.map_flags.bits() == want.map_flags),
         ];
         if let Some(&(field, _)) = fields.iter().find(|(_, ok)| !ok) {
             return Err(Failure::MapInfo { id, field });

@@ -5,7 +5,7 @@ use std::ops::ControlFlow;
 use std::os::fd::AsFd;
 
 use mapwalk::render::{self, btf::TypeRenderer, DumpWriter, Format, Types};
-use mapwalk::source::{MapMeta, MapSelector, MapSource, SourceError};
+use mapwalk::source::{MapInfo, MapSelector, MapSource, SourceError};
 
 use crate::args::{parse_hex, Cmd};
 use crate::error::CliError;
@@ -71,8 +71,8 @@ pub fn command(src: &dyn MapSource, cmd: &Cmd) -> Result<(), CliError> {
 }
 
 /// The map's BTF, or `None` (with a warning when it has BTF that could not be read).
-fn map_btf(src: &dyn MapSource, meta: &MapMeta) -> Option<mapwalk::btf::MapBtf> {
-    if !meta.has_btf || (meta.btf_key_type_id == 0 && meta.btf_value_type_id == 0) {
+fn map_btf(src: &dyn MapSource, meta: &MapInfo) -> Option<mapwalk::btf::MapBtf> {
+    if !meta.has_btf() || (meta.btf_key_type_id == 0 && meta.btf_value_type_id == 0) {
         return None;
     }
     match src.btf(meta) {
@@ -89,7 +89,7 @@ fn map_btf(src: &dyn MapSource, meta: &MapMeta) -> Option<mapwalk::btf::MapBtf> 
 
 fn types<'a>(
     btf: Option<&'a mapwalk::btf::MapBtf>,
-    meta: &MapMeta,
+    meta: &MapInfo,
     format: Format,
 ) -> Option<Types<'a>> {
     btf.map(|b| Types {
@@ -102,7 +102,7 @@ fn types<'a>(
 /// Writes the entries of one map with `w`; the walk's result, and the writer's error.
 fn walk_into<W: Write>(
     src: &dyn MapSource,
-    meta: &MapMeta,
+    meta: &MapInfo,
     w: &mut DumpWriter<'_, W>,
 ) -> (Result<(), SourceError>, Option<io::Error>) {
     let mut io_err = None;
@@ -118,7 +118,7 @@ fn walk_into<W: Write>(
 
 fn dump_one(
     src: &dyn MapSource,
-    meta: &MapMeta,
+    meta: &MapInfo,
     format: Format,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
@@ -138,7 +138,7 @@ fn dump_one(
 /// them (`[],"error":...` when it fails before the first).
 fn dump_entries_json(
     src: &dyn MapSource,
-    meta: &MapMeta,
+    meta: &MapInfo,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
     let btf = map_btf(src, meta);

@@ -14,6 +14,9 @@ macro_rules! address {
         pub struct $name(pub u64);
 
         impl $name {
+            /// Address zero: the null pointer, or no address at all.
+            pub const NULL: Self = Self(0);
+
             /// Wraps a raw address.
             #[inline]
             pub const fn new(raw: u64) -> Self {

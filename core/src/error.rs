@@ -148,6 +148,19 @@ pub enum Error {
         /// The operation.
         op: &'static str,
     },
+    /// A map of a type the operation does not handle at all (an entry walk of a
+    /// ring buffer, say).
+    UnsupportedMapType {
+        /// The map's id.
+        id: u32,
+        /// Its type.
+        map_type: MapType,
+    },
+    /// A per-CPU map, and no `__per_cpu_offset` to find its values with.
+    PerCpuOffsetsMissing {
+        /// The map's id.
+        id: u32,
+    },
     /// A key past the end of an array map.
     KeyOutOfRange {
         /// The key.
@@ -241,6 +254,15 @@ impl fmt::Display for Error {
             Self::WrongMapType { id, map_type, op } => {
                 write!(f, "map {id} of type {map_type} does not support {op}")
             }
+            Self::UnsupportedMapType { id, map_type } => write!(
+                f,
+                "map {id} is of type {map_type}: entry walks support array, hash, lru_hash, \
+                 percpu_array, percpu_hash and lru_percpu_hash"
+            ),
+            Self::PerCpuOffsetsMissing { id } => write!(
+                f,
+                "map {id} is per-CPU: its values need the CPUs' __per_cpu_offset"
+            ),
             Self::KeyOutOfRange { key, max_entries } => {
                 write!(
                     f,

@@ -88,6 +88,20 @@ pub struct HtabLayout {
     pub elem_key: u32,
 }
 
+/// Offsets in `struct btf`, the kernel's BTF object: where a map's BTF is read through
+/// (see [`crate::Bpf::map_btf`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BtfObjectLayout {
+    /// `btf.data` (`void *`): the raw BTF, header first.
+    pub data: u32,
+    /// `btf.data_size` (u32): its length.
+    pub data_size: u32,
+    /// `btf.base_btf` (`struct btf *`): the base of a split BTF, NULL when standalone.
+    pub base_btf: u32,
+    /// `btf.id` (u32): the id `BPF_OBJ_GET_INFO_BY_FD` reports as a map's `btf_id`.
+    pub id: u32,
+}
+
 /// Every offset the walkers use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct KernelLayout {
@@ -101,4 +115,6 @@ pub struct KernelLayout {
     pub array: Option<ArrayLayout>,
     /// `struct bpf_htab`, `struct bucket`, `struct htab_elem`: the hash walkers.
     pub htab: Option<HtabLayout>,
+    /// `struct btf`: maps' BTF objects and their ids.
+    pub btf_object: Option<BtfObjectLayout>,
 }

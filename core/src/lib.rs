@@ -19,9 +19,11 @@
 //!    pure functions over `PhysRead`, with a caller-owned [`TranslationCache`].
 //! 3. **Kernel view** ([`KernelView`]): memory + paging state + the kernel's address-space
 //!    layout; reads any kernel virtual address.
-//! 4. **Walkers** ([`walk`], [`bpf`]): the xarray behind `map_idr`, BPF map discovery,
-//!    map values. They take their struct offsets from [`layout`], plain data that the
-//!    caller fills (from BTF in the `mapwalk` harness).
+//! 4. **Walkers** ([`walk`], [`bpf`]): the xarray behind `map_idr`, BPF map discovery
+//!    ([`MapInfo`], the metadata every source shares), map values, every entry of a map
+//!    whatever its type ([`Bpf::for_each_entry`]), a map's BTF object
+//!    ([`Bpf::map_btf`]). They take their struct offsets from [`layout`], plain data
+//!    that the caller fills (from BTF in the `mapwalk` harness).
 //!
 //! Guest memory is never trusted: every loop has a cap ([`limits`]), all arithmetic on
 //! guest values is checked, and bad data is an [`Error`] that says what and where.
@@ -83,7 +85,7 @@ pub mod walk;
 
 pub use addr::{Kva, Pa};
 pub use arch::{translate, Mapping, Paging, Translation, TranslationCache};
-pub use bpf::{Bpf, MapInfo, MapType};
+pub use bpf::{Bpf, MapFlags, MapInfo, MapType};
 pub use error::{Access, Error, PhysError, PhysErrorKind, Result};
 pub use kernel::{KernelAddrs, KernelRead, KernelView, KernelWrite};
 pub use layout::KernelLayout;

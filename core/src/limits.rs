@@ -47,6 +47,10 @@ pub const HTAB_EXTRA_ELEMS: u32 = MAX_CPUS;
 /// per-CPU pointer (see [`crate::bpf::PptrPlacement`]).
 pub const PPTR_PROBE_ELEMS: usize = 8;
 
+/// Largest `data_size` of a map's `struct btf` (64 MiB: a vmlinux BTF is a few MiB,
+/// a program's far less). A bigger one is refused before anything is read.
+pub const MAX_BTF_DATA_SIZE: u32 = 64 << 20;
+
 /// Caps a user may raise. The defaults suit any real kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {

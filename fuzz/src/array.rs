@@ -7,7 +7,9 @@ use mapwalk_core::arch::x86_64::X86Paging;
 use mapwalk_core::bpf::{ArrayMap, MapName};
 use mapwalk_core::kernel::{KernelAddrs, KernelView, KernelWrite};
 use mapwalk_core::layout::ArrayLayout;
-use mapwalk_core::{Bpf, KernelLayout, Kva, Limits, MapInfo, MapType, Pa, Paging, RamCell};
+use mapwalk_core::{
+    Bpf, KernelLayout, Kva, Limits, MapFlags, MapInfo, MapType, Pa, Paging, RamCell,
+};
 
 use crate::{guest, limits, sink, Enc, GuestKind, Mutated, Res, RAW_DIRECT_MAP};
 
@@ -225,7 +227,7 @@ pub fn run(data: &[u8]) {
             id: 1,
             kva: Kva(RAW_DIRECT_MAP + base + u64::from(h.kva) % len.max(1)),
             map_type: MapType(h.info[0] ^ MapType::ARRAY.0),
-            map_flags: 0,
+            map_flags: MapFlags::empty(),
             key_size: h.info[1] ^ 4,
             value_size: h.info[2],
             max_entries: h.info[3],
@@ -234,6 +236,7 @@ pub fn run(data: &[u8]) {
             btf_key_type_id: 0,
             btf_value_type_id: 0,
             btf_vmlinux_value_type_id: 0,
+            btf_id: 0,
         };
         let view = KernelView::new(
             RamCell::new(Pa(base), bytes.to_vec()),

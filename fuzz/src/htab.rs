@@ -8,7 +8,7 @@ use mapwalk_core::arch::x86_64::X86Paging;
 use mapwalk_core::bpf::{HtabEntry, HtabMap, HtabWalk, MapName, PerCpuOffsets, PptrPlacement};
 use mapwalk_core::kernel::{KernelAddrs, KernelRead, KernelView};
 use mapwalk_core::layout::{HtabLayout, KernelLayout};
-use mapwalk_core::{Bpf, Error, Kva, Limits, MapInfo, MapType, Pa, Paging, Ram};
+use mapwalk_core::{Bpf, Error, Kva, Limits, MapFlags, MapInfo, MapType, Pa, Paging, Ram};
 
 use crate::{
     drain, hash_guest, hash_limits, read_offsets, sink, Enc, GuestKind, Mutated, Res,
@@ -330,7 +330,7 @@ pub fn run(data: &[u8]) {
             id: 1,
             kva: Kva(RAW_DIRECT_MAP + base + u64::from(h.kva) % len.max(1)),
             map_type: MapType(h.info[0] ^ MapType::HASH.0),
-            map_flags: 0,
+            map_flags: MapFlags::empty(),
             key_size: h.info[1],
             value_size: h.info[2],
             max_entries: h.info[3],
@@ -339,6 +339,7 @@ pub fn run(data: &[u8]) {
             btf_key_type_id: 0,
             btf_value_type_id: 0,
             btf_vmlinux_value_type_id: 0,
+            btf_id: 0,
         };
         let n = usize::from(h.cpus % 4) + 1;
         let offsets = PerCpuOffsets::new(h.offsets[..n].to_vec()).ok();

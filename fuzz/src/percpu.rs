@@ -9,7 +9,7 @@ use mapwalk_core::arch::x86_64::X86Paging;
 use mapwalk_core::bpf::{CpuCopy, MapName, PerCpuArrayWalk, PerCpuOffsets, PossibleCpus};
 use mapwalk_core::kernel::{KernelAddrs, KernelRead, KernelView};
 use mapwalk_core::layout::{ArrayLayout, KernelLayout};
-use mapwalk_core::{Bpf, Kva, Limits, MapInfo, MapType, Pa, Paging, Ram};
+use mapwalk_core::{Bpf, Kva, Limits, MapFlags, MapInfo, MapType, Pa, Paging, Ram};
 
 use crate::{hash_guest, limits, read_offsets, sink, Enc, GuestKind, Mutated, Res, RAW_DIRECT_MAP};
 
@@ -267,7 +267,7 @@ pub fn run(data: &[u8]) {
             id: 1,
             kva: Kva(RAW_DIRECT_MAP + base + u64::from(h.kva) % len.max(1)),
             map_type: MapType(h.info[0] ^ MapType::PERCPU_ARRAY.0),
-            map_flags: 0,
+            map_flags: MapFlags::empty(),
             key_size: h.info[1] ^ 4,
             value_size: h.info[2],
             max_entries: h.info[3],
@@ -276,6 +276,7 @@ pub fn run(data: &[u8]) {
             btf_key_type_id: 0,
             btf_value_type_id: 0,
             btf_vmlinux_value_type_id: 0,
+            btf_id: 0,
         };
         let n = usize::from(h.cpus % 4) + 1;
         let offsets = match PerCpuOffsets::new(h.offsets[..n].to_vec()) {

@@ -1,7 +1,8 @@
 //! One read-only view of a kernel's BPF maps, wherever the bytes come from.
 //!
 //! [`MapSource`] is what the renderer ([`crate::render`]) and the `mapwalk` CLI use: a
-//! list of maps with their metadata ([`MapMeta`]), each map's BTF, its entries (keys
+//! list of maps with their metadata ([`MapInfo`], the core's type, the same for every
+//! source), each map's BTF, its entries (keys
 //! and values, per-CPU values with their CPU numbers) and, for the few sources that
 //! allow it, a bounded write into one value. Two implementations:
 //!
@@ -13,82 +14,9 @@ use std::fmt;
 use std::ops::ControlFlow;
 
 use btf_rs::Btf;
-use mapwalk_core::bpf::MapName;
+pub use mapwalk_core::MapInfo;
 use mapwalk_core::MapType;
 pub use mapwalk_live::ValueRef;
-
-/// What every source knows about one map.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MapMeta {
-    /// The map's id.
-    pub id: u32,
-    /// Its type.
-    pub map_type: MapType,
-    /// Its name.
-    pub name: MapName,
-    /// `map_flags`.
-    pub flags: u32,
-    /// `key_size`.
-    pub key_size: u32,
-    /// `value_size`.
-    pub value_size: u32,
-    /// `max_entries`.
-    pub max_entries: u32,
-    /// The id of its BTF object (live source only; 0 otherwise or when it has none).
-    pub btf_id: u32,
-    /// Whether the map has BTF at all.
-    pub has_btf: bool,
-    /// `btf_key_type_id`.
-    pub btf_key_type_id: u32,
-    /// `btf_value_type_id`.
-    pub btf_value_type_id: u32,
-    /// `btf_vmlinux_value_type_id`.
-    pub btf_vmlinux_value_type_id: u32,
-}
-
-impl MapMeta {
-    /// The metadata of a map read from memory.
-    pub fn from_core(info: &mapwalk_core::MapInfo) -> Self {
-        Self {
-            id: info.id,
-            map_type: info.map_type,
-            name: info.name,
-            flags: info.map_flags,
-            key_size: info.key_size,
-            value_size: info.value_size,
-            max_entries: info.max_entries,
-            // `btf->id` needs a read: `MemorySource` fills it in.
-            btf_id: 0,
-            has_btf: info.btf.0 != 0,
-            btf_key_type_id: info.btf_key_type_id,
-            btf_value_type_id: info.btf_value_type_id,
-            btf_vmlinux_value_type_id: info.btf_vmlinux_value_type_id,
-        }
-    }
-
-    /// The metadata of a live map.
-    pub fn from_live(info: &mapwalk_live::LiveMapInfo) -> Self {
-        Self {
-            id: info.id,
-            map_type: info.map_type,
-            name: info.name,
-            flags: info.map_flags,
-            key_size: info.key_size,
-            value_size: info.value_size,
-            max_entries: info.max_entries,
-            btf_id: info.btf_id,
-            has_btf: info.btf_id != 0,
-            btf_key_type_id: info.btf_key_type_id,
-            btf_value_type_id: info.btf_value_type_id,
-            btf_vmlinux_value_type_id: info.btf_vmlinux_value_type_id,
-        }
-    }
-
-    /// The name as text (non-printable bytes escaped).
-    pub fn name_string(&self) -> String {
-        self.name.to_string()
-    }
-}
 
 /// Why a source could not do what was asked.
 #[derive(Debug)]
@@ -195,13 +123,13 @@ pub trait MapSource {
     ///
     /// # Errors
     /// When the maps cannot be listed.
-    fn maps(&self) -> Result<Vec<MapMeta>, SourceError>;
+    fn maps(&self) -> Result<Vec<MapInfo>, SourceError>;
 
     /// The map with id `id`, or `None`.
     ///
     /// # Errors
     /// When it cannot be looked up.
-    fn map_by_id(&self, id: u32) -> Result<Option<MapMeta>, SourceError> {
+    fn map_by_id(&self, id: u32) -> Result<Option<MapInfo>, SourceError> {
         Ok(self.maps()?.into_iter().find(|m| m.id == id))
     }
 
@@ -210,7 +138,7 @@ pub trait MapSource {
     ///
     /// # Errors
     /// [`SourceError::NoSuchMap`], [`SourceError::Ambiguous`], or a listing error.
-    fn find(&self, sel: &MapSelector) -> Result<MapMeta, SourceError> {
+    fn find(&self, sel: &MapSelector) -> Result<MapInfo, SourceError> {
         let name = match sel {
             MapSelector::Id(id) => {
                 return self
@@ -220,7 +148,7 @@ pub trait MapSource {
             MapSelector::Name(n) => n.as_bytes(),
         };
         let maps = self.maps()?;
-        let exact: Vec<&MapMeta> = maps.iter().filter(|m| m.name.as_bytes() == name).collect();
+        let exact: Vec<&MapInfo> = maps.iter().filter(|m| m.name.as_bytes() == name).collect();
         let found = if exact.is_empty() {
             maps.iter()
                 .filter(|m| m.name.as_bytes().ends_with(name))
@@ -247,13 +175,13 @@ pub trait MapSource {
     ///
     /// # Errors
     /// [`SourceError::Btf`] when the map has BTF that cannot be read or parsed.
-    fn btf(&self, map: &MapMeta) -> Result<Option<Btf>, SourceError>;
+    fn btf(&self, map: &MapInfo) -> Result<Option<Btf>, SourceError>;
 
     /// Calls `f` with every key and value of `map`; `f` may stop early.
     ///
     /// # Errors
     /// When the map cannot be walked (entries already handed to `f` stay valid).
-    fn for_each_entry(&self, map: &MapMeta, f: &mut EntryFn<'_>) -> Result<(), SourceError>;
+    fn for_each_entry(&self, map: &MapInfo, f: &mut EntryFn<'_>) -> Result<(), SourceError>;
 
     /// Writes `data` at `offset` in the value at `key` (every CPU's copy of a per-CPU
     /// value). Refuses anything outside the value; never writes part of `data`.
@@ -261,7 +189,7 @@ pub trait MapSource {
     /// # Errors
     /// [`SourceError::OutOfBounds`], [`SourceError::BadKey`],
     /// [`SourceError::Unsupported`], or the backend's error.
-    fn write(&self, map: &MapMeta, key: &[u8], offset: u64, data: &[u8])
+    fn write(&self, map: &MapInfo, key: &[u8], offset: u64, data: &[u8])
         -> Result<(), SourceError>;
 }
 
@@ -269,7 +197,7 @@ pub trait MapSource {
 ///
 /// # Errors
 /// [`SourceError::OutOfBounds`].
-pub fn check_bounds(map: &MapMeta, offset: u64, len: usize) -> Result<(), SourceError> {
+pub fn check_bounds(map: &MapInfo, offset: u64, len: usize) -> Result<(), SourceError> {
     let len = u64::try_from(len).unwrap_or(u64::MAX);
     match offset.checked_add(len) {
         Some(end) if len > 0 && end <= u64::from(map.value_size) => Ok(()),
@@ -282,7 +210,7 @@ pub fn check_bounds(map: &MapMeta, offset: u64, len: usize) -> Result<(), Source
     }
 }
 
-fn check_key(map: &MapMeta, key: &[u8]) -> Result<(), SourceError> {
+fn check_key(map: &MapInfo, key: &[u8]) -> Result<(), SourceError> {
     if usize::try_from(map.key_size).ok() != Some(key.len()) {
         return Err(SourceError::BadKey(format!(
             "map {} has {}-byte keys; the key given has {} bytes",
@@ -305,7 +233,7 @@ pub struct LiveSource {
 }
 
 impl LiveSource {
-    fn open(&self, map: &MapMeta) -> Result<mapwalk_live::LiveMap, SourceError> {
+    fn open(&self, map: &MapInfo) -> Result<mapwalk_live::LiveMap, SourceError> {
         mapwalk_live::LiveMap::open(map.id)?
             .ok_or_else(|| SourceError::NoSuchMap(format!("id:{} (it went away)", map.id)))
     }
@@ -328,21 +256,21 @@ fn parse_live_btf(obj: &mapwalk_live::BtfObject) -> Result<Btf, SourceError> {
 }
 
 impl MapSource for LiveSource {
-    fn maps(&self) -> Result<Vec<MapMeta>, SourceError> {
+    fn maps(&self) -> Result<Vec<MapInfo>, SourceError> {
         let mut out = Vec::new();
         for id in mapwalk_live::map_ids() {
             if let Some(m) = mapwalk_live::LiveMap::open(id?)? {
-                out.push(MapMeta::from_live(m.info()));
+                out.push(*m.info());
             }
         }
         Ok(out)
     }
 
-    fn map_by_id(&self, id: u32) -> Result<Option<MapMeta>, SourceError> {
-        Ok(mapwalk_live::LiveMap::open(id)?.map(|m| MapMeta::from_live(m.info())))
+    fn map_by_id(&self, id: u32) -> Result<Option<MapInfo>, SourceError> {
+        Ok(mapwalk_live::LiveMap::open(id)?.map(|m| *m.info()))
     }
 
-    fn btf(&self, map: &MapMeta) -> Result<Option<Btf>, SourceError> {
+    fn btf(&self, map: &MapInfo) -> Result<Option<Btf>, SourceError> {
         if map.btf_id == 0 {
             return Ok(None);
         }
@@ -352,7 +280,7 @@ impl MapSource for LiveSource {
         }
     }
 
-    fn for_each_entry(&self, map: &MapMeta, f: &mut EntryFn<'_>) -> Result<(), SourceError> {
+    fn for_each_entry(&self, map: &MapInfo, f: &mut EntryFn<'_>) -> Result<(), SourceError> {
         let live = self.open(map)?;
         live.for_each_entry(self.dump, f)?;
         Ok(())
@@ -360,7 +288,7 @@ impl MapSource for LiveSource {
 
     fn write(
         &self,
-        map: &MapMeta,
+        map: &MapInfo,
         key: &[u8],
         offset: u64,
         data: &[u8],
@@ -405,11 +333,8 @@ pub use memory::{GuestWrite, MemorySource};
 mod memory {
     use super::*;
     use crate::describe::Kernel;
-    use mapwalk_core::bpf::{Bpf, CpuCopy, PerCpuOffsets};
-    use mapwalk_core::{KernelRead, KernelView, Kva, PhysRead};
-
-    /// Largest program BTF read out of guest memory.
-    const MAX_PROG_BTF: u64 = 64 << 20;
+    use mapwalk_core::bpf::{Bpf, EntryValue, PerCpuOffsets, WALKABLE_MAP_TYPES};
+    use mapwalk_core::{KernelView, PhysRead};
 
     /// Whether (and how) a memory backend can be written.
     pub trait GuestWrite: PhysRead + Sized {
@@ -419,7 +344,7 @@ mod memory {
         /// [`SourceError::Unsupported`] for read-only memory; the walker's error.
         fn write_array(
             bpf: &Bpf<'_, KernelView<Self>>,
-            map: &mapwalk_core::MapInfo,
+            map: &MapInfo,
             key: u32,
             offset: u64,
             data: &[u8],
@@ -429,7 +354,7 @@ mod memory {
     impl GuestWrite for mapwalk_file::RamFile {
         fn write_array(
             bpf: &Bpf<'_, KernelView<Self>>,
-            map: &mapwalk_core::MapInfo,
+            map: &MapInfo,
             key: u32,
             offset: u64,
             data: &[u8],
@@ -447,7 +372,7 @@ mod memory {
     impl GuestWrite for mapwalk_file::ElfCore {
         fn write_array(
             _: &Bpf<'_, KernelView<Self>>,
-            _: &mapwalk_core::MapInfo,
+            _: &MapInfo,
             _: u32,
             _: u64,
             _: &[u8],
@@ -486,7 +411,7 @@ mod memory {
             Bpf::new(&self.kernel.view, &self.kernel.layout, self.kernel.map_idr)
         }
 
-        fn info(&self, map: &MapMeta) -> Result<mapwalk_core::MapInfo, SourceError> {
+        fn info(&self, map: &MapInfo) -> Result<MapInfo, SourceError> {
             self.bpf()
                 .map_by_id(map.id)?
                 .ok_or_else(|| SourceError::NoSuchMap(format!("id:{}", map.id)))
@@ -503,61 +428,10 @@ mod memory {
                 )),
             }
         }
-
-        fn read_u64(&self, at: Kva) -> Result<u64, SourceError> {
-            Ok(self.kernel.view.read_kernel_u64(at)?)
-        }
-
-        /// [`MapMeta::from_core`] plus the id of the map's `struct btf` (`btf->id`), as
-        /// `BPF_OBJ_GET_INFO_BY_FD` reports it for a live map. When it cannot be read the
-        /// id stays 0, with a warning (the map itself is still listed and dumped).
-        fn meta(&self, info: &mapwalk_core::MapInfo) -> MapMeta {
-            let mut meta = MapMeta::from_core(info);
-            if info.btf.0 != 0 {
-                let id = self.btf_object().and_then(|at| {
-                    Ok(self
-                        .kernel
-                        .view
-                        .read_kernel_u32(add(info.btf, u64::from(at.id))?)?)
-                });
-                match id {
-                    Ok(id) => meta.btf_id = id,
-                    Err(e) => eprintln!(
-                        "mapwalk: warning: map {}: cannot read the id of its BTF: {e}",
-                        info.id
-                    ),
-                }
-            }
-            meta
-        }
-
-        fn btf_object(&self) -> Result<crate::btf::BtfObjectLayout, SourceError> {
-            self.kernel
-                .btf_object
-                .clone()
-                .map_err(|e| SourceError::Btf(e.to_string()))
-        }
-    }
-
-    fn add(at: Kva, off: u64) -> Result<Kva, SourceError> {
-        at.checked_add(off)
-            .ok_or(SourceError::Core(mapwalk_core::Error::AddrOverflow {
-                addr: at.0,
-                len: off,
-            }))
-    }
-
-    fn values_of<'a>(
-        stride: usize,
-        size: usize,
-        copies: &'a [u8],
-        cpus: &'a [u32],
-    ) -> ValueRef<'a> {
-        ValueRef::per_cpu(copies, stride, size, cpus)
     }
 
     impl<M: PhysRead + GuestWrite> MapSource for MemorySource<M> {
-        fn maps(&self) -> Result<Vec<MapMeta>, SourceError> {
+        fn maps(&self) -> Result<Vec<MapInfo>, SourceError> {
             let list = self.bpf().collect_maps()?;
             if let Some((id, e)) = list.errors.first() {
                 eprintln!(
@@ -566,32 +440,21 @@ mod memory {
                     id.map(|i| format!("id {i}: ")).unwrap_or_default()
                 );
             }
-            Ok(list.maps.iter().map(|m| self.meta(m)).collect())
+            Ok(list.maps)
         }
 
-        fn map_by_id(&self, id: u32) -> Result<Option<MapMeta>, SourceError> {
-            Ok(self.bpf().map_by_id(id)?.as_ref().map(|m| self.meta(m)))
+        fn map_by_id(&self, id: u32) -> Result<Option<MapInfo>, SourceError> {
+            Ok(self.bpf().map_by_id(id)?)
         }
 
-        fn btf(&self, map: &MapMeta) -> Result<Option<Btf>, SourceError> {
+        fn btf(&self, map: &MapInfo) -> Result<Option<Btf>, SourceError> {
             let info = self.info(map)?;
-            if info.btf.0 == 0 {
+            let btf_err = |e: mapwalk_core::Error| SourceError::Btf(format!("map {}: {e}", map.id));
+            let Some(obj) = self.bpf().map_btf(&info).map_err(btf_err)? else {
                 return Ok(None);
-            }
-            let at = self.btf_object()?;
-            let data = self.read_u64(add(info.btf, at.data.into())?)?;
-            let size_at = add(info.btf, at.data_size.into())?;
-            let size = u64::from(self.kernel.view.read_kernel_u32(size_at)?);
-            let base = self.read_u64(add(info.btf, at.base_btf.into())?)?;
-            if size == 0 || size > MAX_PROG_BTF {
-                return Err(SourceError::Btf(format!(
-                    "map {}: struct btf says data_size {size}",
-                    map.id
-                )));
-            }
-            let mut bytes = vec![0u8; usize::try_from(size).unwrap_or(0)];
-            self.kernel.view.read_kernel(Kva(data), &mut bytes)?;
-            let parsed = if base != 0 {
+            };
+            let bytes = obj.to_vec(&self.kernel.view).map_err(btf_err)?;
+            let parsed = if obj.is_split() {
                 let vmlinux = self
                     .kernel
                     .btf
@@ -606,90 +469,41 @@ mod memory {
                 .map_err(|e| SourceError::Btf(format!("map {}: {e}", map.id)))
         }
 
-        fn for_each_entry(&self, map: &MapMeta, f: &mut EntryFn<'_>) -> Result<(), SourceError> {
+        fn for_each_entry(&self, map: &MapInfo, f: &mut EntryFn<'_>) -> Result<(), SourceError> {
             let info = self.info(map)?;
             let bpf = self.bpf();
-            let mem = &self.kernel.view;
-            let vsize = usize::try_from(info.value_size).unwrap_or(0);
-            let stride = vsize.next_multiple_of(8);
-            match info.map_type {
-                MapType::ARRAY => {
-                    let arr = bpf.array(&info)?;
-                    let mut value = vec![0u8; vsize];
-                    for key in 0..info.max_entries {
-                        arr.read(mem, key, 0, &mut value)?;
-                        if f(&key.to_le_bytes(), ValueRef::Single(&value)).is_break() {
-                            break;
-                        }
-                    }
+            let offsets =
+                if info.map_type.is_percpu() && WALKABLE_MAP_TYPES.contains(&info.map_type) {
+                    Some(self.offsets()?)
+                } else {
+                    None
+                };
+            let possible = offsets.map_or(0, |o| o.possible());
+            let unsupported = |e| match e {
+                e @ mapwalk_core::Error::UnsupportedMapType { .. } => {
+                    SourceError::Unsupported(e.to_string())
                 }
-                MapType::HASH | MapType::LRU_HASH => {
-                    let h = bpf.htab(&info)?;
-                    let mut key = vec![0u8; usize::try_from(info.key_size).unwrap_or(0)];
-                    let mut value = vec![0u8; vsize];
-                    let mut walk = h.walk(mem);
-                    while let Some(item) = walk.next_into(&mut key, &mut value) {
-                        item?;
-                        if f(&key, ValueRef::Single(&value)).is_break() {
-                            break;
-                        }
-                    }
-                }
-                MapType::PERCPU_ARRAY => {
-                    let offsets = self.offsets()?;
-                    let arr = bpf.percpu_array(&info)?;
-                    let cpus: Vec<u32> = (0..offsets.possible()).collect();
-                    let mut copies = vec![0u8; stride.saturating_mul(cpus.len())];
-                    for item in arr.walk(mem) {
-                        let e = item?;
-                        for (&cpu, chunk) in cpus.iter().zip(copies.chunks_mut(stride.max(1))) {
-                            let dst = chunk.get_mut(..vsize).unwrap_or_default();
-                            if let CpuCopy::NoSuchCpu = offsets.read_copy(mem, e.pptr, cpu, dst)? {
-                                dst.fill(0);
-                            }
-                        }
-                        let key = e.key.to_le_bytes();
-                        if f(&key, values_of(stride, vsize, &copies, &cpus)).is_break() {
-                            break;
-                        }
-                    }
-                }
-                MapType::PERCPU_HASH | MapType::LRU_PERCPU_HASH => {
-                    let offsets = self.offsets()?;
-                    let h = bpf.percpu_htab(&info, offsets, None)?;
-                    let cpus: Vec<u32> = (0..offsets.possible()).collect();
-                    let mut key = vec![0u8; usize::try_from(info.key_size).unwrap_or(0)];
-                    let mut copies = vec![0u8; stride.saturating_mul(cpus.len())];
-                    let mut walk = h.walk(mem);
-                    while let Some(item) = walk.next_into(&mut key, &mut []) {
-                        let entry = item?;
-                        for (&cpu, chunk) in cpus.iter().zip(copies.chunks_mut(stride.max(1))) {
-                            let dst = chunk.get_mut(..vsize).unwrap_or_default();
-                            if let CpuCopy::NoSuchCpu =
-                                walk.copy_cpu_value(offsets, &entry, cpu, dst)?
-                            {
-                                dst.fill(0);
-                            }
-                        }
-                        if f(&key, values_of(stride, vsize, &copies, &cpus)).is_break() {
-                            break;
-                        }
-                    }
-                }
-                t => {
-                    return Err(SourceError::Unsupported(format!(
-                        "map {} of type {t}: dumps from memory support array, hash, lru_hash, \
-                         percpu_array, percpu_hash and lru_percpu_hash",
-                        map.id
-                    )))
-                }
-            }
+                e => SourceError::Core(e),
+            };
+            let lens = bpf
+                .entry_buffer_lens(&info, possible)
+                .map_err(unsupported)?;
+            let (mut key, mut value) = (vec![0u8; lens.key], vec![0u8; lens.value]);
+            let cpus: Vec<u32> = (0..possible).collect();
+            bpf.for_each_entry(&info, offsets, &mut key, &mut value, |k, v| match v {
+                EntryValue::Single(v) => f(k, ValueRef::Single(v)),
+                EntryValue::PerCpu(c) => f(
+                    k,
+                    ValueRef::per_cpu(c.as_bytes(), c.stride(), c.value_size(), &cpus),
+                ),
+            })
+            .map_err(unsupported)?;
             Ok(())
         }
 
         fn write(
             &self,
-            map: &MapMeta,
+            map: &MapInfo,
             key: &[u8],
             offset: u64,
             data: &[u8],
@@ -714,5 +528,190 @@ mod memory {
             }
             M::write_array(&self.bpf(), &info, index, offset, data)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::describe::{Kernel, Symbols};
+    use mapwalk_core::synth::{GuestBuilder, MapSpec, SyntheticGuest};
+    use mapwalk_core::{KernelView, Kva, MapFlags, Pa};
+    use mapwalk_file::RamFile;
+
+    /// A RAM file holding `g`'s memory, removed when dropped.
+    struct RamImage(std::path::PathBuf);
+
+    impl RamImage {
+        fn new(g: &SyntheticGuest, name: &str) -> Self {
+            let path =
+                std::env::temp_dir().join(format!("mapwalk-source-{}-{name}", std::process::id()));
+            assert_eq!(g.ram.base(), Pa(0), "an identity-layout RAM file");
+            std::fs::write(&path, g.ram.bytes()).unwrap();
+            Self(path)
+        }
+    }
+
+    impl Drop for RamImage {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    /// A guest with one map of each walkable type, a ring buffer, and an array with
+    /// split BTF (id 42) describing its `u64` values.
+    fn guest() -> (SyntheticGuest, Vec<u8>) {
+        let mut b = GuestBuilder::x86_64(false).possible_cpus(2);
+        b.add_map(
+            MapSpec::array(1, "arr", 8, 3).with_values(|k| u64::from(k + 5).to_le_bytes().to_vec()),
+        )
+        .add_map(MapSpec::hash(2, "hash", 4, 4, 8).entry(b"abcd", b"wxyz"))
+        .add_map(
+            MapSpec::new(3, MapType::PERCPU_ARRAY, "parr", 4, 4, 2)
+                .with_cpu_values(2, |k, cpu| vec![k as u8, cpu as u8, 0, 9]),
+        )
+        .add_map(
+            MapSpec::new(4, MapType::LRU_PERCPU_HASH, "phash", 8, 4, 4)
+                .percpu_entry(&[3; 8], vec![vec![1; 4], vec![2; 4]]),
+        )
+        .add_map(MapSpec::new(5, MapType::RINGBUF, "rb", 0, 0, 4096))
+        .add_map({
+            let mut s = MapSpec::array(6, "typed", 8, 1).mmapable();
+            s.btf_ids = (1, 1);
+            s
+        });
+        let mut g = b.build();
+        let mut raw = crate::btf::testing::Builder::new();
+        raw.int("u64", 8);
+        let raw = raw.bytes();
+        // The map's `struct btf`, standalone (base_btf NULL), in free RAM.
+        let l = g.layout.btf_object.unwrap();
+        let dm = g.addrs.direct_map.unwrap().virt.0;
+        let obj = g.ram.alloc(256, 64);
+        let data = g.ram.alloc(raw.len() as u64, 8);
+        g.ram.write(data, &raw);
+        g.ram.write_u64(Pa(obj.0 + u64::from(l.data)), dm + data.0);
+        g.ram
+            .write_u32(Pa(obj.0 + u64::from(l.data_size)), raw.len() as u32);
+        g.ram.write_u32(Pa(obj.0 + u64::from(l.id)), 42);
+        let typed = g.maps.iter().find(|m| m.id == 6).unwrap().kva;
+        let field = g.pa_of(Kva(typed.0 + u64::from(g.layout.bpf_map.btf)));
+        g.ram.write_u64(field, dm + obj.0);
+        (g, raw)
+    }
+
+    fn source(g: &SyntheticGuest, ram: &RamImage, per_cpu: bool) -> MemorySource<RamFile> {
+        let file = RamFile::options().writable(true).open(&ram.0).unwrap();
+        MemorySource::new(Kernel {
+            view: KernelView::new(file, g.paging, g.addrs),
+            layout: g.layout,
+            btf: crate::btf::KernelBtf::new(Vec::new()),
+            symbols: Symbols::default(),
+            map_idr: g.map_idr,
+            per_cpu_offset: per_cpu.then_some(g.symbols.per_cpu_offset),
+            nr_cpu_ids: Some(g.symbols.nr_cpu_ids),
+            release: None,
+            warnings: Vec::new(),
+            vmcoreinfo: None,
+            phys_base: g.phys_base,
+            page_offset_base: g.addrs.direct_map.unwrap().virt.0,
+            slide: 0,
+        })
+    }
+
+    /// Every entry as (key, [(cpu, value)]) with CPU `u32::MAX` for a single value.
+    #[allow(clippy::type_complexity)]
+    fn entries(
+        src: &dyn MapSource,
+        map: &MapInfo,
+    ) -> Result<Vec<(Vec<u8>, Vec<(u32, Vec<u8>)>)>, SourceError> {
+        let mut out = Vec::new();
+        src.for_each_entry(map, &mut |k, v| {
+            let v = match v {
+                ValueRef::Single(v) => vec![(u32::MAX, v.to_vec())],
+                ValueRef::PerCpu(p) => p.iter().map(|(cpu, v)| (cpu, v.to_vec())).collect(),
+            };
+            out.push((k.to_vec(), v));
+            ControlFlow::Continue(())
+        })?;
+        Ok(out)
+    }
+
+    #[test]
+    fn memory_maps_list_dump_and_give_their_btf() {
+        let (g, raw) = guest();
+        let ram = RamImage::new(&g, "list");
+        let src = source(&g, &ram, true);
+        let maps = src.maps().unwrap();
+        let ids: Vec<u32> = maps.iter().map(|m| m.id).collect();
+        assert_eq!(ids, [1, 2, 3, 4, 5, 6]);
+        let typed = src.find(&MapSelector::parse("typed")).unwrap();
+        assert_eq!(
+            (
+                typed.btf_id,
+                typed.map_flags,
+                typed.has_btf(),
+                typed.from_memory()
+            ),
+            (42, MapFlags::MMAPABLE, true, true)
+        );
+        assert_eq!(maps[0].btf_id, 0);
+
+        let single = |v: &[u8]| vec![(u32::MAX, v.to_vec())];
+        assert_eq!(
+            entries(&src, &maps[0]).unwrap(),
+            (0..3u32)
+                .map(|k| (
+                    k.to_le_bytes().to_vec(),
+                    single(&u64::from(k + 5).to_le_bytes())
+                ))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            entries(&src, &maps[1]).unwrap(),
+            [(b"abcd".to_vec(), single(b"wxyz"))]
+        );
+        assert_eq!(
+            entries(&src, &maps[2]).unwrap(),
+            (0..2u8)
+                .map(|k| {
+                    let cpus = (0..2u8).map(|c| (u32::from(c), vec![k, c, 0, 9])).collect();
+                    (u32::from(k).to_le_bytes().to_vec(), cpus)
+                })
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            entries(&src, &maps[3]).unwrap(),
+            [(vec![3; 8], vec![(0, vec![1; 4]), (1, vec![2; 4])])]
+        );
+        match entries(&src, &maps[4]) {
+            Err(SourceError::Unsupported(msg)) => {
+                assert!(msg.contains("ringbuf"), "{msg}");
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let btf = src.btf(&typed).unwrap().unwrap();
+        assert!(
+            matches!(btf.resolve_type_by_id(1).unwrap(), btf_rs::Type::Int(i) if i.size() == 8)
+        );
+        assert!(src.btf(&maps[0]).unwrap().is_none());
+        assert!(!raw.is_empty());
+    }
+
+    #[test]
+    fn per_cpu_maps_without_offsets_say_why() {
+        let (g, _) = guest();
+        let ram = RamImage::new(&g, "nopcpu");
+        let src = source(&g, &ram, false);
+        let maps = src.maps().unwrap();
+        match entries(&src, &maps[2]) {
+            Err(SourceError::Unsupported(msg)) => {
+                assert!(msg.contains("__per_cpu_offset"), "{msg}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // The other types do not need them.
+        assert_eq!(entries(&src, &maps[0]).unwrap().len(), 3);
     }
 }

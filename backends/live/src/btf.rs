@@ -27,7 +27,7 @@ pub fn btf_by_id(id: u32) -> Result<Option<BtfObject>> {
 }
 
 impl LiveMap {
-    /// The map's BTF ([`LiveMapInfo::btf_id`](crate::LiveMapInfo::btf_id)), or `None`
+    /// The map's BTF ([`MapInfo::btf_id`](crate::MapInfo::btf_id)), or `None`
     /// when it has none (or it was freed).
     ///
     /// # Errors

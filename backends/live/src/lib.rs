@@ -9,7 +9,6 @@ pub mod dump;
 pub mod error;
 mod map;
 pub mod mmap;
-mod source;
 pub mod sys;
 mod value;
 
@@ -17,8 +16,7 @@ pub use btf::{btf_by_id, BtfObject};
 pub use cpus::PossibleCpus;
 pub use dump::{Dump, DumpMode, DumpOptions, DumpStats, Walk};
 pub use error::{Errno, Error, Result};
-pub use map::{map_ids, maps, LiveMap, LiveMapInfo, MapIds, Update};
-pub use mapwalk_core::{MapInfo, MapType};
+pub use map::{map_ids, maps, LiveMap, MapIds, Update};
+pub use mapwalk_core::{Kva, MapFlags, MapInfo, MapType};
 pub use mmap::{ArenaAddr, ArenaView, MmapArray, Record, RingbufSnapshot, RingbufView};
-pub use source::{LiveSource, MapSource};
 pub use value::{CpuValue, Entry, PerCpuRef, Value, ValueRef};

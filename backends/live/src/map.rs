@@ -4,98 +4,37 @@
 use std::os::fd::{BorrowedFd, OwnedFd};
 
 use mapwalk_core::bpf::MapName;
-use mapwalk_core::{Kva, MapInfo, MapType};
+use mapwalk_core::{Kva, MapFlags, MapInfo, MapType};
 
 use crate::cpus;
 use crate::error::{Error, Result};
 use crate::sys::{self, MapHandle, RawMapInfo};
 use crate::value::{Value, ValueRef};
 
-/// What `BPF_OBJ_GET_INFO_BY_FD` says about a map (`struct bpf_map_info`).
-///
-/// The kernel's view of the same fields that [`mapwalk_core::MapInfo`] reads out of
-/// `struct bpf_map`, plus what only the syscall gives (`btf_id`, `map_extra`). Convert
-/// with [`to_core`](Self::to_core) for code that should not care where the map came
-/// from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LiveMapInfo {
-    /// The map's id.
-    pub id: u32,
-    /// Its type.
-    pub map_type: MapType,
-    /// `map_flags`.
-    pub map_flags: u32,
-    /// Bytes per key.
-    pub key_size: u32,
-    /// Bytes per value (per CPU, for per-CPU maps).
-    pub value_size: u32,
-    /// `max_entries`.
-    pub max_entries: u32,
-    /// The name.
-    pub name: MapName,
-    /// The id of the map's BTF object (0: none); fetch it with [`crate::btf_by_id`].
-    pub btf_id: u32,
-    /// `btf_key_type_id` inside that BTF.
-    pub btf_key_type_id: u32,
-    /// `btf_value_type_id` inside that BTF.
-    pub btf_value_type_id: u32,
-    /// `btf_vmlinux_value_type_id`: the value's type in vmlinux BTF (STRUCT_OPS maps).
-    pub btf_vmlinux_value_type_id: u32,
-    /// `map_extra`: an arena's fixed user address (0 when the first mmap chose it), a
-    /// bloom filter's hash count.
-    pub map_extra: u64,
-}
-
-impl From<&RawMapInfo> for LiveMapInfo {
-    fn from(r: &RawMapInfo) -> Self {
-        Self {
-            id: r.id,
-            map_type: MapType(r.map_type),
-            map_flags: r.map_flags,
-            key_size: r.key_size,
-            value_size: r.value_size,
-            max_entries: r.max_entries,
-            name: MapName::from_field(&r.name),
-            btf_id: r.btf_id,
-            btf_key_type_id: r.btf_key_type_id,
-            btf_value_type_id: r.btf_value_type_id,
-            btf_vmlinux_value_type_id: r.btf_vmlinux_value_type_id,
-            map_extra: r.map_extra,
-        }
+/// What `BPF_OBJ_GET_INFO_BY_FD` says about a map, as the core's [`MapInfo`]: the
+/// same type a memory source gives. The syscall reveals no kernel addresses, so the
+/// memory part ([`MapInfo::kva`], [`MapInfo::btf`]) stays [`Kva::NULL`].
+fn map_info(r: &RawMapInfo) -> MapInfo {
+    MapInfo {
+        id: r.id,
+        map_type: MapType(r.map_type),
+        name: MapName::from_field(&r.name),
+        map_flags: MapFlags::from_bits_retain(r.map_flags),
+        key_size: r.key_size,
+        value_size: r.value_size,
+        max_entries: r.max_entries,
+        btf_id: r.btf_id,
+        btf_key_type_id: r.btf_key_type_id,
+        btf_value_type_id: r.btf_value_type_id,
+        btf_vmlinux_value_type_id: r.btf_vmlinux_value_type_id,
+        kva: Kva::NULL,
+        btf: Kva::NULL,
     }
 }
 
-impl LiveMapInfo {
-    /// The same facts as a [`mapwalk_core::MapInfo`], for renderers and CLIs that take
-    /// maps from any backend.
-    ///
-    /// The syscall reveals no kernel addresses, so `kva` and `btf` (a `struct btf *` in
-    /// the core) are [`Kva(0)`](Kva). The BTF *id* stays in [`btf_id`](Self::btf_id);
-    /// the shared [`MapSource::btf`](crate::MapSource::btf) hands out the BTF bytes for
-    /// either backend. The type ids are carried over unchanged.
-    pub fn to_core(&self) -> MapInfo {
-        MapInfo {
-            id: self.id,
-            kva: Kva(0),
-            map_type: self.map_type,
-            map_flags: self.map_flags,
-            key_size: self.key_size,
-            value_size: self.value_size,
-            max_entries: self.max_entries,
-            name: self.name,
-            btf: Kva(0),
-            btf_key_type_id: self.btf_key_type_id,
-            btf_value_type_id: self.btf_value_type_id,
-            btf_vmlinux_value_type_id: self.btf_vmlinux_value_type_id,
-        }
-    }
-
-    /// Bytes between two CPUs' copies of a per-CPU value: `round_up(value_size, 8)`.
-    pub fn percpu_stride(&self) -> usize {
-        usize::try_from(self.value_size)
-            .unwrap_or(usize::MAX)
-            .next_multiple_of(8)
-    }
+/// Bytes between two CPUs' copies of a per-CPU value of `info`'s map.
+pub(crate) fn percpu_stride(info: &MapInfo) -> usize {
+    usize::try_from(info.percpu_stride()).unwrap_or(usize::MAX)
 }
 
 /// `BPF_*` flags for [`LiveMap::update`].
@@ -126,7 +65,8 @@ impl Update {
 #[derive(Debug)]
 pub struct LiveMap {
     handle: MapHandle,
-    info: LiveMapInfo,
+    info: MapInfo,
+    map_extra: u64,
 }
 
 impl LiveMap {
@@ -147,13 +87,25 @@ impl LiveMap {
     /// [`Error::Sys`] when `fd` is not a BPF map; [`Error::Cpus`].
     pub fn from_fd(fd: OwnedFd) -> Result<Self> {
         let handle = MapHandle::from_fd(fd)?;
-        let info = LiveMapInfo::from(handle.info());
-        Ok(Self { handle, info })
+        let info = map_info(handle.info());
+        let map_extra = handle.info().map_extra;
+        Ok(Self {
+            handle,
+            info,
+            map_extra,
+        })
     }
 
-    /// What the kernel said about the map when it was opened.
-    pub fn info(&self) -> &LiveMapInfo {
+    /// What the kernel said about the map when it was opened (no memory part: its
+    /// kernel addresses are [`Kva::NULL`]).
+    pub fn info(&self) -> &MapInfo {
         &self.info
+    }
+
+    /// `map_extra`: an arena's fixed user address (0 when the first mmap chose it), a
+    /// bloom filter's hash count.
+    pub fn map_extra(&self) -> u64 {
+        self.map_extra
     }
 
     /// The map's id.
@@ -185,7 +137,7 @@ impl LiveMap {
         if self.info.map_type.is_percpu() {
             ValueRef::per_cpu(
                 bytes,
-                self.info.percpu_stride(),
+                percpu_stride(&self.info),
                 usize::try_from(self.info.value_size).unwrap_or(0),
                 cpus,
             )
@@ -231,7 +183,7 @@ impl LiveMap {
     /// Stores `value` at `key` (`BPF_MAP_UPDATE_ELEM`).
     ///
     /// For per-CPU maps `value` gives every possible CPU's copy in CPU order, each
-    /// [`percpu_stride`](LiveMapInfo::percpu_stride) bytes;
+    /// [`percpu_stride`](MapInfo::percpu_stride) bytes;
     /// [`update_percpu`](Self::update_percpu) pads them for you.
     ///
     /// # Errors
@@ -275,7 +227,7 @@ impl LiveMap {
             });
         }
         let size = usize::try_from(self.info.value_size).unwrap_or(0);
-        let stride = self.info.percpu_stride();
+        let stride = percpu_stride(&self.info);
         let mut buf = vec![0u8; stride.saturating_mul(ncpus)];
         for (chunk, v) in buf.chunks_mut(stride).zip(values) {
             if v.len() != size {

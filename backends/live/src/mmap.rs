@@ -372,7 +372,7 @@ impl LiveMap {
         Ok(MmapArray {
             mapping,
             value_size: usize::try_from(self.info().value_size).unwrap_or(0),
-            stride: self.info().percpu_stride(),
+            stride: crate::map::percpu_stride(self.info()),
             entries: self.info().max_entries,
         })
     }
@@ -419,7 +419,7 @@ impl LiveMap {
         };
         let wanted = match addr {
             ArenaAddr::At(a) => a,
-            ArenaAddr::Auto if info.map_extra != 0 => info.map_extra,
+            ArenaAddr::Auto if self.map_extra() != 0 => self.map_extra(),
             ArenaAddr::Auto => {
                 let len = u64::from(info.max_entries).saturating_mul(page_size() as u64);
                 let mut last = None;

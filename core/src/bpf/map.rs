@@ -4,7 +4,7 @@ use core::fmt;
 use core::iter::FusedIterator;
 
 use crate::addr::Kva;
-use crate::bpf::MapType;
+use crate::bpf::{MapFlags, MapType};
 use crate::error::{Error, Result};
 use crate::kernel::KernelRead;
 use crate::layout::{BpfMapLayout, KernelLayout};
@@ -60,33 +60,65 @@ impl fmt::Display for MapName {
     }
 }
 
-/// What `struct bpf_map` says about one map.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What is known about one map, wherever it was read: out of memory (`struct bpf_map`,
+/// through [`Bpf`]) or from the running kernel (`BPF_OBJ_GET_INFO_BY_FD`).
+///
+/// The fields up to [`btf_vmlinux_value_type_id`](Self::btf_vmlinux_value_type_id) mean
+/// the same for every source. The last two, [`kva`](Self::kva) and [`btf`](Self::btf),
+/// are the **memory part**: kernel addresses that only a memory source knows. They are
+/// [`Kva::NULL`] when the map did not come from memory (see
+/// [`from_memory`](Self::from_memory)); the walkers need them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct MapInfo {
-    /// The map's id (its index in `map_idr`, checked against `bpf_map.id`).
+    /// The map's id (from memory: its index in `map_idr`, checked against `bpf_map.id`).
     pub id: u32,
-    /// The kernel address of its `struct bpf_map` (and of the struct that embeds it).
-    pub kva: Kva,
     /// `map_type`.
     pub map_type: MapType,
-    /// `map_flags`.
-    pub map_flags: u32,
+    /// `name`.
+    pub name: MapName,
+    /// `map_flags`, unknown bits included.
+    pub map_flags: MapFlags,
     /// `key_size`.
     pub key_size: u32,
-    /// `value_size`.
+    /// `value_size` (per CPU, for per-CPU maps).
     pub value_size: u32,
     /// `max_entries`.
     pub max_entries: u32,
-    /// `name`.
-    pub name: MapName,
-    /// `btf`: the map's `struct btf`, or zero when it has none.
-    pub btf: Kva,
+    /// The id of the map's BTF object (`btf->id`, the `btf_id` of
+    /// `BPF_OBJ_GET_INFO_BY_FD`); 0 when the map has no BTF. From memory it is read
+    /// through [`KernelLayout::btf_object`], and stays 0 when that group is absent
+    /// ([`has_btf`](Self::has_btf) still tells).
+    pub btf_id: u32,
     /// `btf_key_type_id`.
     pub btf_key_type_id: u32,
     /// `btf_value_type_id`.
     pub btf_value_type_id: u32,
     /// `btf_vmlinux_value_type_id` (zero when the kernel has no such field).
     pub btf_vmlinux_value_type_id: u32,
+    /// Memory part: the kernel address of the map's `struct bpf_map` (and of the struct
+    /// that embeds it). [`Kva::NULL`] when the map was not read out of memory.
+    pub kva: Kva,
+    /// Memory part: `bpf_map.btf`, the address of the map's `struct btf`.
+    /// [`Kva::NULL`] when the map has no BTF or was not read out of memory.
+    pub btf: Kva,
+}
+
+impl MapInfo {
+    /// Whether the memory part is filled: the map was read out of memory, and the
+    /// walkers can find its contents.
+    pub fn from_memory(&self) -> bool {
+        self.kva != Kva::NULL
+    }
+
+    /// Whether the map has BTF (a BTF id, or a `struct btf` in memory).
+    pub fn has_btf(&self) -> bool {
+        self.btf_id != 0 || self.btf != Kva::NULL
+    }
+
+    /// Bytes between two CPUs' copies of a per-CPU value: `round_up(value_size, 8)`.
+    pub fn percpu_stride(&self) -> u64 {
+        u64::from(self.value_size).next_multiple_of(8)
+    }
 }
 
 /// One past the last byte of `struct bpf_map` that discovery reads.
@@ -124,6 +156,9 @@ fn u32_at(buf: &[u8], off: u32) -> u32 {
 
 /// Reads the `struct bpf_map` at `kva`, found at index `id` of `map_idr`.
 ///
+/// Leaves [`MapInfo::btf_id`] 0: that needs `struct btf` offsets, and discovery through
+/// [`Bpf`] fills it.
+///
 /// # Errors
 /// A read error, [`Error::LimitExceeded`] when the layout puts fields past
 /// [`MAX_MAP_HEADER`], or [`Error::Corrupt`] when the map's own `id` field disagrees with
@@ -158,7 +193,7 @@ pub fn read_map_info<K: KernelRead + ?Sized>(
         id,
         kva,
         map_type: MapType(u32_at(header, layout.map_type)),
-        map_flags: u32_at(header, layout.map_flags),
+        map_flags: MapFlags::from_bits_retain(u32_at(header, layout.map_flags)),
         key_size: u32_at(header, layout.key_size),
         value_size: u32_at(header, layout.value_size),
         max_entries: u32_at(header, layout.max_entries),
@@ -169,7 +204,23 @@ pub fn read_map_info<K: KernelRead + ?Sized>(
         btf_vmlinux_value_type_id: layout
             .btf_vmlinux_value_type_id
             .map_or(0, |off| u32_at(header, off)),
+        btf_id: 0,
     })
+}
+
+/// [`read_map_info`], then the id of the map's `struct btf` when `layout` says where
+/// `struct btf` keeps it.
+fn read_map(
+    mem: &(impl KernelRead + ?Sized),
+    layout: &KernelLayout,
+    id: u32,
+    kva: Kva,
+) -> Result<MapInfo> {
+    let mut info = read_map_info(mem, &layout.bpf_map, id, kva)?;
+    if let (Some(l), false) = (layout.btf_object, info.btf == Kva::NULL) {
+        info.btf_id = crate::bpf::btf::read_btf_id(mem, &l, info.btf)?;
+    }
+    Ok(info)
 }
 
 /// Checks that an `map_idr` slot holds what can be a `struct bpf_map *` and returns it.
@@ -192,15 +243,17 @@ fn map_pointer(index: u64, entry: u64) -> Result<(u32, Kva)> {
 
 /// All maps of `map_idr`, in id order.
 ///
-/// Yields one `Result` per map. An error confined to one map (its `struct bpf_map`
-/// cannot be read, or contradicts its id) is yielded and the walk goes on with the next
+/// Yields one `Result` per map, with its [`MapInfo::btf_id`] read from its `struct btf`
+/// when the layout has [`KernelLayout::btf_object`]. An error confined to one map (its
+/// `struct bpf_map` or the id of its `struct btf` cannot be read, or it contradicts its
+/// id) is yielded and the walk goes on with the next
 /// map. An error in the tree itself (a corrupt xarray node, a cap crossed) is yielded
 /// and ends the walk: the iterator is fused. [`current_id`](Self::current_id) says which
 /// map the last item was about.
 #[derive(Debug)]
 pub struct Maps<'a, K: ?Sized> {
     mem: &'a K,
-    layout: &'a BpfMapLayout,
+    layout: &'a KernelLayout,
     walk: XaWalk<'a, K>,
     yielded: u32,
     current: Option<u32>,
@@ -248,7 +301,7 @@ impl<K: KernelRead + ?Sized> Iterator for Maps<'_, K> {
             Err(e) => return Some(Err(e)),
         };
         self.current = Some(id);
-        Some(read_map_info(self.mem, self.layout, id, kva))
+        Some(read_map(self.mem, self.layout, id, kva))
     }
 }
 
@@ -327,7 +380,7 @@ impl<'a, K: KernelRead + ?Sized> Bpf<'a, K> {
         let head = self.head()?;
         Ok(Maps {
             mem: self.mem,
-            layout: &self.layout.bpf_map,
+            layout: self.layout,
             walk: XaWalk::new(self.mem, self.layout.xarray, head),
             yielded: 0,
             current: None,
@@ -345,7 +398,7 @@ impl<'a, K: KernelRead + ?Sized> Bpf<'a, K> {
             None => Ok(None),
             Some(entry) => {
                 let (id, kva) = map_pointer(u64::from(id), entry)?;
-                read_map_info(self.mem, &self.layout.bpf_map, id, kva).map(Some)
+                read_map(self.mem, self.layout, id, kva).map(Some)
             }
         }
     }

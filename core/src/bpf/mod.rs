@@ -1,19 +1,30 @@
 //! BPF maps: discovery through `map_idr`, metadata, and value access.
 //!
+//! [`MapInfo`] is a map's metadata, the same for every source (memory, or the running
+//! kernel's `bpf()`); its memory part holds the kernel addresses the walkers start from.
 //! [`Bpf`] ties together the kernel memory, the layout and the address of `map_idr`.
 //! [`Bpf::maps`] walks every map in id order; [`Bpf::map_by_id`], [`Bpf::find_by_name`]
 //! and [`Bpf::find_by_suffix`] pick one. Values are read through per-type handles:
 //! [`ArrayMap`] (ARRAY), [`PerCpuArrayMap`] (PERCPU_ARRAY) and [`HtabMap`] (HASH,
 //! LRU_HASH, PERCPU_HASH, LRU_PERCPU_HASH). Per-CPU values are found through
-//! [`PerCpuOffsets`].
+//! [`PerCpuOffsets`]. [`Bpf::for_each_entry`] walks any of these types, picking the
+//! handle by the map's type. [`Bpf::map_btf`] finds where a map's BTF lies.
 
 mod array;
+mod btf;
+mod entries;
+mod flags;
 mod htab;
 mod map;
 mod maptype;
 mod percpu;
 
 pub use array::ArrayMap;
+pub use btf::BtfObject;
+pub use entries::{
+    EntryBufferLens, EntryValue, PerCpuCopies, PerCpuCopiesIter, WALKABLE_MAP_TYPES,
+};
+pub use flags::MapFlags;
 #[cfg(any(feature = "alloc", test))]
 pub use htab::{HtabEntries, PerCpuHtabEntries};
 pub use htab::{

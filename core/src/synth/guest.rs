@@ -9,7 +9,9 @@ use crate::bpf::{MapType, PerCpuOffsets, PossibleCpus, PptrPlacement, BPF_F_MMAP
 use crate::kernel::{
     KernelAddrs, KernelView, LinearRegion, X86_KERNEL_IMAGE_SIZE, X86_START_KERNEL_MAP,
 };
-use crate::layout::{ArrayLayout, BpfMapLayout, HtabLayout, IdrLayout, KernelLayout, XarrayLayout};
+use crate::layout::{
+    ArrayLayout, BpfMapLayout, BtfObjectLayout, HtabLayout, IdrLayout, KernelLayout, XarrayLayout,
+};
 use crate::limits::{BPF_OBJ_NAME_LEN, MAX_CPUS};
 use crate::mem::{Ram, RamCell};
 use crate::synth::{build_xarray, Aarch64PageTables, SynthRam, X86PageTables};
@@ -52,6 +54,12 @@ pub fn default_layout() -> KernelLayout {
             bucket_size: 16,
             elem_hash_node: 0,
             elem_key: 48,
+        }),
+        btf_object: Some(BtfObjectLayout {
+            data: 0,
+            data_size: 80,
+            id: 88,
+            base_btf: 136,
         }),
     }
 }

@@ -331,7 +331,7 @@ fn check_info(test: &str, want: &GuestMap, got: &MapInfo) {
         got.key_size,
         got.value_size,
         got.max_entries,
-        got.map_flags,
+        got.map_flags.bits(),
     );
     let want_tuple = (
         want.id,

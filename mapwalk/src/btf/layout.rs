@@ -1,6 +1,7 @@
 //! Member offsets and struct sizes looked up with the [`BtfReader`], and the
 //! [`KernelLayout`] they make.
 
+pub use mapwalk_core::layout::BtfObjectLayout;
 use mapwalk_core::layout::{ArrayLayout, BpfMapLayout, HtabLayout, IdrLayout, XarrayLayout};
 use mapwalk_core::KernelLayout;
 
@@ -181,9 +182,9 @@ pub fn struct_size_having(
 /// Resolves every group of [`KernelLayout`].
 ///
 /// Required: `xarray`, `idr`, `bpf_map` (except `btf_vmlinux_value_type_id`).
-/// Optional: `array` and `htab` (`None` and a warning when `bpf_array` or `bpf_htab`
-/// cannot be resolved), and `bpf_map.btf_vmlinux_value_type_id` (`None` and a
-/// warning).
+/// Optional: `array`, `htab` and `btf_object` (`None` and a warning when `bpf_array`,
+/// `bpf_htab` or `btf` cannot be resolved), and `bpf_map.btf_vmlinux_value_type_id`
+/// (`None` and a warning).
 ///
 /// # Errors
 /// The first required field that cannot be resolved, as `struct.field`.
@@ -245,6 +246,14 @@ pub(crate) fn layout_with(
             elem_key: off("htab_elem", "key")?,
         })
     });
+    let btf_object = group(&mut warnings, "btf (maps' BTF and BTF ids)", || {
+        Ok(BtfObjectLayout {
+            data: off("btf", "data")?,
+            data_size: off("btf", "data_size")?,
+            base_btf: off("btf", "base_btf")?,
+            id: off("btf", "id")?,
+        })
+    });
     Ok(ResolvedLayout {
         layout: KernelLayout {
             xarray,
@@ -252,38 +261,10 @@ pub(crate) fn layout_with(
             bpf_map,
             array,
             htab,
+            btf_object,
         },
         warnings,
     })
-}
-
-/// Where a `struct btf` (a BTF object in kernel memory) keeps its bytes: what a map's
-/// BTF is read through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BtfObjectLayout {
-    /// `btf.data`: a pointer to the raw BTF.
-    pub data: u32,
-    /// `btf.data_size`: its length (`u32`).
-    pub data_size: u32,
-    /// `btf.base_btf`: the base of a split BTF (NULL when standalone).
-    pub base_btf: u32,
-    /// `btf.id`: the id `BPF_OBJ_GET_INFO_BY_FD` reports as a map's `btf_id`.
-    pub id: u32,
-}
-
-impl BtfObjectLayout {
-    /// Resolves the offsets in `struct btf`.
-    ///
-    /// # Errors
-    /// The first field that cannot be resolved.
-    pub fn resolve(r: &BtfReader<'_>) -> Result<Self, BtfError> {
-        Ok(Self {
-            data: member_offset(r, "btf", "data")?,
-            data_size: member_offset(r, "btf", "data_size")?,
-            base_btf: member_offset(r, "btf", "base_btf")?,
-            id: member_offset(r, "btf", "id")?,
-        })
-    }
 }
 
 /// An optional field: `None` and a warning when it cannot be resolved.

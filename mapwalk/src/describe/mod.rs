@@ -211,9 +211,6 @@ pub struct Kernel<M> {
     /// The kernel's BTF (vmlinux types), parsed for rendering only when a split BTF
     /// needs it as its base.
     pub btf: btf::KernelBtf,
-    /// Where a `struct btf` keeps its data (for reading maps' BTF), or why that is
-    /// unknown.
-    pub btf_object: Result<btf::BtfObjectLayout, btf::BtfError>,
     /// The symbols, at runtime addresses.
     pub symbols: Symbols,
     /// `map_idr`.
@@ -898,7 +895,6 @@ pub fn describe_with<M: PhysRead>(
             resolved.layout
         }
     };
-    let btf_object = btf::BtfObjectLayout::resolve(&reader);
     drop(reader);
     crate::timing::mark("BTF indexed, layout resolved");
 
@@ -924,7 +920,6 @@ pub fn describe_with<M: PhysRead>(
         view,
         layout,
         btf: btf::KernelBtf::new(raw_btf),
-        btf_object,
         symbols,
         map_idr,
         per_cpu_offset,

@@ -13,7 +13,7 @@ use std::io::{self, Write};
 
 use serde_json::{json, Map, Value};
 
-use crate::source::{MapMeta, ValueRef};
+use crate::source::{MapInfo, ValueRef};
 
 /// `"0x00"` .. `"0xff"` with their quotes, for the hex arrays.
 const fn hex_table() -> [[u8; 6]; 256] {
@@ -68,7 +68,7 @@ pub fn hex_spaced(bytes: &[u8]) -> String {
 }
 
 /// The type as `bpftool` prints it: its name, or its number when unknown.
-pub fn type_json(m: &MapMeta) -> Value {
+pub fn type_json(m: &MapInfo) -> Value {
     match m.map_type.name() {
         Some(n) => Value::from(n),
         None => Value::from(m.map_type.0),
@@ -76,14 +76,14 @@ pub fn type_json(m: &MapMeta) -> Value {
 }
 
 /// One map as `bpftool -j map show` gives it (the keys both know).
-pub fn map_json(m: &MapMeta) -> Value {
+pub fn map_json(m: &MapInfo) -> Value {
     let mut o = Map::new();
     o.insert("id".into(), json!(m.id));
     o.insert("type".into(), type_json(m));
     if !m.name.as_bytes().is_empty() {
-        o.insert("name".into(), json!(m.name_string()));
+        o.insert("name".into(), json!(m.name.to_string()));
     }
-    o.insert("flags".into(), json!(m.flags));
+    o.insert("flags".into(), json!(m.map_flags.bits()));
     o.insert("bytes_key".into(), json!(m.key_size));
     o.insert("bytes_value".into(), json!(m.value_size));
     o.insert("max_entries".into(), json!(m.max_entries));
@@ -98,7 +98,7 @@ pub fn map_json(m: &MapMeta) -> Value {
 ///
 /// # Errors
 /// The writer's.
-pub fn write_map_human(w: &mut impl Write, m: &MapMeta) -> io::Result<()> {
+pub fn write_map_human(w: &mut impl Write, m: &MapInfo) -> io::Result<()> {
     match m.map_type.name() {
         Some(n) => write!(w, "{}: {n}  ", m.id)?,
         None => write!(w, "{}: type {}  ", m.id, m.map_type.0)?,
@@ -106,7 +106,7 @@ pub fn write_map_human(w: &mut impl Write, m: &MapMeta) -> io::Result<()> {
     if !m.name.as_bytes().is_empty() {
         write!(w, "name {}  ", m.name)?;
     }
-    writeln!(w, "flags {:#x}", m.flags)?;
+    writeln!(w, "flags {:#x}", m.map_flags.bits())?;
     write!(
         w,
         "\tkey {}B  value {}B  max_entries {}",

@@ -120,7 +120,7 @@ fn arena_at_a_fixed_address_reads_what_the_owner_wrote() {
     let Some(map) = create_arena(test, "mw_arena_fix", FIXED) else {
         return;
     };
-    assert_eq!(map.info().map_extra, FIXED);
+    assert_eq!(map.map_extra(), FIXED);
     {
         let owner = OwnerMapping::new(map.fd(), FIXED, PAGES as usize * PAGE).expect("owner mmap");
         assert_eq!(owner.addr(), FIXED);
@@ -232,11 +232,7 @@ fn arena_mapped_by_another_process_is_found_through_proc() {
         }
     };
     let map = LiveMap::open(id).expect("open").expect("the owner's arena");
-    assert_eq!(
-        map.info().map_extra,
-        0,
-        "the owner let mmap choose the address"
-    );
+    assert_eq!(map.map_extra(), 0, "the owner let mmap choose the address");
     let view = map.map_arena(ArenaAddr::Auto).expect("found through /proc");
     assert_eq!(view.user_addr(), addr);
     for p in WRITTEN {

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use mapwalk_live::sys::{MapCreate, BPF_F_NO_PREALLOC};
 use mapwalk_live::{
-    CpuValue, DumpMode, DumpOptions, Errno, Error, LiveMap, MapType, PossibleCpus, Update, Value,
-    Walk,
+    CpuValue, DumpMode, DumpOptions, Errno, Error, Kva, LiveMap, MapType, PossibleCpus, Update,
+    Value, Walk,
 };
 
 use crate::common::{bpftool_dump, create, need_root, need_root_and_bpftool, pattern, type_name};
@@ -416,10 +416,9 @@ fn enumeration_finds_created_maps_and_skips_freed_ones() {
     );
     let ib = find(b.id()).expect("map b listed");
     assert_eq!(ib.map_type, MapType::PERCPU_ARRAY);
-    let core = ib.to_core();
     assert_eq!(
-        (core.id, core.value_size, core.kva.0, core.btf.0),
-        (b.id(), 12, 0, 0)
+        (ib.id, ib.value_size, ib.kva, ib.btf, ib.from_memory()),
+        (b.id(), 12, Kva::NULL, Kva::NULL, false)
     );
     // The freed map is gone (its release is deferred: wait for it).
     let mut gone = false;
