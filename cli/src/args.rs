@@ -20,7 +20,7 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct SourceArgs {
     /// Read the running host's maps through bpf() (the default).
-    #[arg(long, global = true, conflicts_with_all = ["ram", "core"])]
+    #[arg(long, global = true, conflicts_with_all = ["ram", "core", "pid"])]
     pub live: bool,
     /// A guest RAM file (QEMU memory-backend-file, or a raw copy of guest RAM).
     #[arg(long, global = true, value_name = "FILE", conflicts_with = "core")]
@@ -29,8 +29,24 @@ pub struct SourceArgs {
     #[arg(long, global = true, value_name = "GPA:OFFSET:LEN", requires = "ram")]
     pub layout: Vec<String>,
     /// An ELF core (QEMU dump-guest-memory, kdump vmcore).
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE", conflicts_with = "pid")]
     pub core: Option<PathBuf>,
+    /// A running VMM process whose guest RAM is its own anonymous memory (QEMU without
+    /// a memory-backend file, Firecracker, cloud-hypervisor), read from outside
+    /// (needs the right to ptrace it). Its RAM regions come from --qmp or --region.
+    #[arg(long, global = true, value_name = "PID", conflicts_with = "ram")]
+    pub pid: Option<i32>,
+    /// QEMU's QMP socket: where the guest's RAM lies in QEMU (with --pid), the vCPU's
+    /// CR3/CR4, and a pause of the guest while it is read (see --no-pause).
+    #[arg(long, global = true, value_name = "SOCKET", requires = "pid")]
+    pub qmp: Option<PathBuf>,
+    /// A guest RAM region of the --pid process: guest-physical start, its address in
+    /// the process, length (instead of asking QMP).
+    #[arg(long, global = true, value_name = "GPA:HVA:LEN", requires = "pid", value_parser = parse_region)]
+    pub region: Vec<mapwalk_kvm::ProcessRegion>,
+    /// With --qmp: read the guest while it runs instead of pausing it.
+    #[arg(long, global = true, requires = "qmp")]
+    pub no_pause: bool,
 }
 
 #[derive(Debug, Args)]
@@ -91,6 +107,18 @@ pub fn parse_u64(s: &str) -> Result<u64, String> {
         return mapwalk::text::parse_hex(&clean).map_err(|e| format!("{s:?}: {e}"));
     }
     clean.parse().map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// `GPA:HVA:LEN`, each a number as [`parse_u64`] reads it.
+pub fn parse_region(s: &str) -> Result<mapwalk_kvm::ProcessRegion, String> {
+    match s.split(':').collect::<Vec<_>>().as_slice() {
+        [gpa, hva, len] => Ok(mapwalk_kvm::ProcessRegion {
+            gpa: parse_u64(gpa)?,
+            hva: parse_u64(hva)?,
+            len: parse_u64(len)?,
+        }),
+        _ => Err(format!("{s:?}: expected GPA:HVA:LEN")),
+    }
 }
 
 /// Hex bytes, as [`mapwalk::text::parse_hex_bytes`] reads them.

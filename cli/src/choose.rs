@@ -2,18 +2,23 @@
 //! ELF core.
 
 use mapwalk::describe::{self, BtfSource, KernelSpec, MemoryHints, SymbolSource};
+use mapwalk::qmp::{Qmp, X86ControlRegs};
 use mapwalk::source::{LiveSource, MemorySource};
+use mapwalk_kvm::{with_paused, ProcessRam};
 
 use crate::args::{Cli, Cmd};
 use crate::error::CliError;
 use crate::output::command;
+
+/// How long to wait for QEMU's QMP socket.
+const QMP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Runs `cli`'s command on the source its arguments name.
 ///
 /// # Errors
 /// Whatever fails first, typed.
 pub fn run(cli: &Cli) -> Result<(), CliError> {
-    let memory = cli.source.ram.is_some() || cli.source.core.is_some();
+    let memory = cli.source.ram.is_some() || cli.source.core.is_some() || cli.source.pid.is_some();
     let k = &cli.kernel;
     if !memory {
         if k.vmlinux.is_some() || k.symbols.is_some() || k.btf.is_some() || k.cr3.is_some() {
@@ -92,8 +97,55 @@ fn memory_source(cli: &Cli) -> Result<(), CliError> {
         let kernel = describe::describe(core, &spec, &hints)?;
         warn(&kernel.warnings);
         command(&MemorySource::new(kernel), &cli.cmd)
+    } else if let Some(pid) = cli.source.pid {
+        process_source(cli, pid, &spec)
     } else {
         Err(CliError::Usage("no memory source".into()))
+    }
+}
+
+/// A running VMM read from outside: its RAM regions from `--region` or QMP, the vCPU
+/// state from QMP, the guest paused through QMP while it is read (unless
+/// `--no-pause`).
+fn process_source(cli: &Cli, pid: i32, spec: &KernelSpec) -> Result<(), CliError> {
+    let mut qmp = match &cli.source.qmp {
+        Some(path) => Some(Qmp::connect(path, QMP_TIMEOUT).map_err(CliError::Qmp)?),
+        None => None,
+    };
+    let regions = match (&mut qmp, cli.source.region.is_empty()) {
+        (_, false) => cli.source.region.clone(),
+        (Some(q), true) => q.process_regions().map_err(CliError::Qmp)?,
+        (None, true) => {
+            return Err(CliError::Usage(
+                "--pid needs the guest's RAM regions: --qmp SOCKET or --region GPA:HVA:LEN".into(),
+            ))
+        }
+    };
+    let ram = ProcessRam::new(pid, &regions).map_err(CliError::Regions)?;
+    let read = |qmp: Option<&mut Qmp>| -> Result<(), CliError> {
+        let mut hints = MemoryHints {
+            vmcoreinfo: None,
+            cr3: cli.kernel.cr3,
+            cr4: None,
+        };
+        if let Some(q) = qmp {
+            let regs = q.hmp("info registers").map_err(CliError::Qmp)?;
+            if let Some(r) = X86ControlRegs::parse(&regs) {
+                hints.cr3 = hints.cr3.or(Some(r.cr3));
+                hints.cr4 = Some(r.cr4);
+            }
+        }
+        let kernel = describe::describe(ram.clone(), spec, &hints)?;
+        warn(&kernel.warnings);
+        command(&MemorySource::new(kernel), &cli.cmd)
+    };
+    match qmp {
+        // Resumed whatever the read's outcome, panics included.
+        Some(mut q) if !cli.source.no_pause => {
+            with_paused(&mut q, |q| read(Some(q))).map_err(CliError::Qmp)?
+        }
+        Some(mut q) => read(Some(&mut q)),
+        None => read(None),
     }
 }
 

@@ -22,6 +22,10 @@ pub enum CliError {
     Memory(mapwalk_file::Error),
     /// A `--layout` that does not parse.
     Layout(mapwalk_file::LayoutError),
+    /// QEMU's QMP socket failed or answered nonsense.
+    Qmp(io::Error),
+    /// The guest RAM regions of a `--pid` process are not a valid set.
+    Regions(mapwalk_kvm::RegionsError),
 }
 
 impl CliError {
@@ -41,6 +45,8 @@ impl fmt::Display for CliError {
             Self::Describe(e) => write!(f, "describing the kernel: {e}"),
             Self::Memory(e) => write!(f, "{e}"),
             Self::Layout(e) => write!(f, "--layout: {e}"),
+            Self::Qmp(e) => write!(f, "QMP: {e}"),
+            Self::Regions(e) => write!(f, "guest RAM regions: {e}"),
         }
     }
 }
@@ -54,6 +60,8 @@ impl std::error::Error for CliError {
             Self::Describe(e) => Some(e),
             Self::Memory(e) => Some(e),
             Self::Layout(e) => Some(e),
+            Self::Qmp(e) => Some(e),
+            Self::Regions(e) => Some(e),
         }
     }
 }

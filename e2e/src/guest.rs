@@ -97,38 +97,50 @@ impl Guest {
             &config.smp.to_string(),
             "-m",
             &mem,
-        ])
-        .arg("-object")
-        .arg(format!(
-            "memory-backend-file,id=mem,size={mem},mem-path={},share=on",
-            ram_path.display()
-        ))
-        .args(["-machine", "q35,memory-backend=mem"])
-        .arg("-kernel")
-        .arg(&kernel.vmlinuz)
-        .arg("-initrd")
-        .arg(&initramfs)
-        .args(["-append", &config.cmdline()])
-        .args([
-            "-nodefaults",
-            "-nic",
-            "none",
-            "-display",
-            "none",
-            "-no-reboot",
-        ])
-        .arg("-serial")
-        .arg(format!("file:{}", dir.join("console.log").display()))
-        .arg("-serial")
-        .arg(format!("file:{}", dir.join("data.log").display()))
-        .arg("-qmp")
-        .arg(format!(
-            "unix:{},server=on,wait=off",
-            dir.join("qmp.sock").display()
-        ))
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log2);
+        ]);
+        if config.anonymous_ram {
+            // QEMU's default: guest RAM is anonymous memory of the QEMU process.
+            cmd.args(["-machine", "q35"]);
+        } else {
+            cmd.arg("-object")
+                .arg(format!(
+                    "memory-backend-file,id=mem,size={mem},mem-path={},share=on",
+                    ram_path.display()
+                ))
+                .args(["-machine", "q35,memory-backend=mem"]);
+        }
+        cmd.arg("-kernel")
+            .arg(&kernel.vmlinuz)
+            .arg("-initrd")
+            .arg(&initramfs)
+            .args(["-append", &config.cmdline()])
+            .args([
+                "-nodefaults",
+                "-nic",
+                "none",
+                "-display",
+                "none",
+                "-no-reboot",
+            ])
+            .arg("-serial")
+            .arg(format!("file:{}", dir.join("console.log").display()))
+            .arg("-serial")
+            .arg(format!("file:{}", dir.join("data.log").display()))
+            .arg("-qmp")
+            .arg(format!(
+                "unix:{},server=on,wait=off",
+                dir.join("qmp.sock").display()
+            ))
+            // A second monitor for the tools under test (QEMU serves one client per
+            // socket, and the driver keeps its own connection).
+            .arg("-qmp")
+            .arg(format!(
+                "unix:{},server=on,wait=off",
+                dir.join("qmp-client.sock").display()
+            ))
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2);
         let started = Instant::now();
         let qemu = match cmd.spawn() {
             Ok(c) => c,
@@ -185,6 +197,17 @@ impl Guest {
     /// What the guest reported about itself at boot.
     pub fn report(&self) -> &GuestReport {
         &self.report
+    }
+
+    /// The QEMU process's id (whose memory holds guest RAM when
+    /// [`GuestConfig::anonymous_ram`] is set).
+    pub fn qemu_pid(&self) -> u32 {
+        self.qemu.lock().map_or(0, |c| c.id())
+    }
+
+    /// A QMP socket of QEMU's for the tools under test (the driver has its own).
+    pub fn qmp_path(&self) -> PathBuf {
+        self.dir.join("qmp-client.sock")
     }
 
     /// From QEMU's start to the guest's `MAPWALK-READY`.

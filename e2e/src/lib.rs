@@ -182,6 +182,10 @@ pub struct GuestConfig {
     pub inguest: bool,
     /// `mapwalk.bulk=N`: the guest's `/init` creates N more small maps (benchmarks).
     pub bulk_maps: u32,
+    /// Guest RAM as QEMU's own anonymous memory (its default) instead of a shared file:
+    /// such a guest is read from outside the QEMU process (`--pid`), and
+    /// [`Guest::ram_path`] does not exist.
+    pub anonymous_ram: bool,
 }
 
 impl GuestConfig {
@@ -196,6 +200,7 @@ impl GuestConfig {
         smp: 2,
         inguest: false,
         bulk_maps: 0,
+        anonymous_ram: false,
     };
 
     /// Debian 12's cloud kernel with `nokaslr no5lvl`.
@@ -208,6 +213,7 @@ impl GuestConfig {
         smp: 2,
         inguest: false,
         bulk_maps: 0,
+        anonymous_ram: false,
     };
 
     /// Debian 13's cloud kernel (Linux 6.12) with KASLR and 5-level paging.
@@ -220,6 +226,7 @@ impl GuestConfig {
         smp: 2,
         inguest: false,
         bulk_maps: 0,
+        anonymous_ram: false,
     };
 
     /// Debian 12's cloud kernel (Linux 6.1) with KASLR, `no5lvl` and 4 vCPUs: per-CPU
@@ -233,6 +240,7 @@ impl GuestConfig {
         smp: 4,
         inguest: false,
         bulk_maps: 0,
+        anonymous_ram: false,
     };
 
     /// Debian 13's cloud kernel (Linux 6.12) with `nokaslr no5lvl`, **3 GiB** (RAM
@@ -247,6 +255,7 @@ impl GuestConfig {
         smp: 1,
         inguest: false,
         bulk_maps: 0,
+        anonymous_ram: false,
     };
 
     /// Debian 12's cloud kernel (Linux 6.1) with KASLR, 5-level paging, **3 GiB** and
@@ -262,6 +271,7 @@ impl GuestConfig {
         smp: 1,
         inguest: false,
         bulk_maps: 0,
+        anonymous_ram: false,
     };
 
     /// Debian 12's cloud kernel (Linux 6.1) with KASLR, 4-level paging, 2 vCPUs and the
@@ -277,6 +287,21 @@ impl GuestConfig {
         smp: 2,
         inguest: true,
         bulk_maps: 0,
+        anonymous_ram: false,
+    };
+
+    /// Debian 13's cloud kernel (Linux 6.12) with KASLR and 5-level paging, its RAM
+    /// QEMU's anonymous memory (no backend file): read from outside the QEMU process.
+    pub const DEB13_KASLR_5LEVEL_ANON: Self = Self {
+        name: "deb13-kaslr-5level-anon",
+        kernel: "deb13-cloud",
+        kaslr: true,
+        five_level: true,
+        mem_mib: 512,
+        smp: 2,
+        inguest: false,
+        bulk_maps: 0,
+        anonymous_ram: true,
     };
 
     /// Debian 12's cloud kernel (Linux 6.1) with KASLR, `no5lvl`, and 195 more maps
@@ -291,6 +316,7 @@ impl GuestConfig {
         smp: 2,
         inguest: false,
         bulk_maps: 194,
+        anonymous_ram: false,
     };
 
     /// Debian 13's cloud kernel (Linux 6.12) with `nokaslr`, 5-level paging, 2 vCPUs and
@@ -305,6 +331,7 @@ impl GuestConfig {
         smp: 2,
         inguest: true,
         bulk_maps: 0,
+        anonymous_ram: false,
     };
 
     /// The kernel command line.

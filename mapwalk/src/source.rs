@@ -383,6 +383,54 @@ mod memory {
         }
     }
 
+    impl GuestWrite for mapwalk_kvm::GuestRam {
+        fn write_array(
+            bpf: &Bpf<'_, KernelView<Self>>,
+            map: &MapInfo,
+            key: u32,
+            offset: u64,
+            data: &[u8],
+        ) -> Result<(), SourceError> {
+            if !bpf.mem().mem().is_writable() {
+                return Err(SourceError::Unsupported(
+                    "the guest RAM was mapped read-only".into(),
+                ));
+            }
+            bpf.write_array_value(map, key, offset, data)?;
+            Ok(())
+        }
+    }
+
+    #[cfg(feature = "vm-memory")]
+    impl<G: vm_memory::GuestMemoryBackend + ?Sized> GuestWrite
+        for mapwalk_kvm::vm_memory::VmMemory<'_, G>
+    {
+        fn write_array(
+            bpf: &Bpf<'_, KernelView<Self>>,
+            map: &MapInfo,
+            key: u32,
+            offset: u64,
+            data: &[u8],
+        ) -> Result<(), SourceError> {
+            bpf.write_array_value(map, key, offset, data)?;
+            Ok(())
+        }
+    }
+
+    impl GuestWrite for mapwalk_kvm::ProcessRam {
+        fn write_array(
+            _: &Bpf<'_, KernelView<Self>>,
+            _: &MapInfo,
+            _: u32,
+            _: u64,
+            _: &[u8],
+        ) -> Result<(), SourceError> {
+            Err(SourceError::Unsupported(
+                "a VMM process read from outside is read-only; writes need --ram".into(),
+            ))
+        }
+    }
+
     /// The maps of a kernel in guest memory.
     #[derive(Debug)]
     pub struct MemorySource<M> {
@@ -405,6 +453,14 @@ mod memory {
         /// The described kernel.
         pub fn kernel(&self) -> &Kernel<M> {
             &self.kernel
+        }
+
+        /// Forgets every cached translation, so the next walk sees the guest's page
+        /// tables as they are now. Call it once per pause of a running guest: the
+        /// description (symbols, layout, placement) stays valid for the whole boot; the
+        /// page tables do not.
+        pub fn refresh(&self) {
+            self.kernel.view.invalidate();
         }
 
         fn bpf(&self) -> Bpf<'_, KernelView<M>> {

@@ -19,7 +19,8 @@ pub trait Pause {
     fn resume(&mut self) -> Result<(), Self::Error>;
 }
 
-/// Runs `f` with `guest` paused and resumes it afterwards: after `f` returns, and also
+/// Runs `f` with `guest` paused (and lent to it: a QMP client, say, to ask more while
+/// the guest is still) and resumes it afterwards: after `f` returns, and also
 /// when `f` panics (the panic then goes on), so an embedding cannot leave its guest
 /// frozen.
 ///
@@ -43,10 +44,10 @@ pub trait Pause {
 /// assert_eq!(n, 42);
 /// assert!(vm.running);
 /// ```
-pub fn with_paused<P: Pause, R>(guest: &mut P, f: impl FnOnce(&P) -> R) -> Result<R, P::Error> {
+pub fn with_paused<P: Pause, R>(guest: &mut P, f: impl FnOnce(&mut P) -> R) -> Result<R, P::Error> {
     guest.pause()?;
     let mut resumer = Resumer { guest, armed: true };
-    let out = f(&*resumer.guest);
+    let out = f(&mut *resumer.guest);
     resumer.armed = false;
     resumer.guest.resume().map(|()| out)
 }

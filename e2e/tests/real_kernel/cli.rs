@@ -49,22 +49,27 @@ fn patch(old: &[u8]) -> [u8; 8] {
     new
 }
 
-/// The CLI against a memory source (`--ram FILE` or `--core FILE`) and a kallsyms
-/// copy.
+/// The CLI against a memory source (`--ram FILE`, `--core FILE`, `--pid PID --qmp
+/// SOCKET`) and a kallsyms copy.
 pub(super) struct Cli<'a> {
-    /// `--ram` or `--core`.
-    pub(super) source: &'static str,
-    /// Its file.
-    pub(super) path: &'a Path,
+    /// The source's arguments.
+    pub(super) source: Vec<std::ffi::OsString>,
     /// The guest's kallsyms.
     pub(super) syms: &'a Path,
 }
 
-impl Cli<'_> {
-    fn run(&self, args: &[&str]) -> Output {
+impl<'a> Cli<'a> {
+    /// `flag path` (`--ram FILE`, `--core FILE`) and the symbols.
+    pub(super) fn file(flag: &str, path: &Path, syms: &'a Path) -> Self {
+        Self {
+            source: vec![flag.into(), path.into()],
+            syms,
+        }
+    }
+
+    pub(super) fn run(&self, args: &[&str]) -> Output {
         Command::new(bin())
-            .arg(self.source)
-            .arg(self.path)
+            .args(&self.source)
             .arg("--symbols")
             .arg(self.syms)
             .args(args)
@@ -220,11 +225,7 @@ fn cli_on_running_guest(config: &GuestConfig) {
     let syms = dir.join("kallsyms");
     std::fs::write(&syms, &report.sections["kallsyms"])
         .unwrap_or_else(|e| panic!("{test}: {}: {e}", syms.display()));
-    let cli = Cli {
-        source: "--ram",
-        path: guest.ram_path(),
-        syms: &syms,
-    };
+    let cli = Cli::file("--ram", guest.ram_path(), &syms);
     let status = guest
         .hmp("info status")
         .unwrap_or_else(|e| panic!("{test}: {e}"));

@@ -355,11 +355,7 @@ fn memory_paths(config: &GuestConfig) {
     // CPU state): its listing and its dump of `mw_hash` as the guest reported them.
     let syms = guest.dir().join(format!("kallsyms-{}", std::process::id()));
     let cli_outputs = fs::write(&syms, &report.sections["kallsyms"]).map(|()| {
-        let cli = Cli {
-            source: "--core",
-            path: &core_path,
-            syms: &syms,
-        };
+        let cli = Cli::file("--core", &core_path, &syms);
         let listing = cli.json(&test, &["maps", "--json"]);
         let hash = cli.json(&test, &["dump", "mw_hash", "--json"]);
         (listing, hash)

@@ -1,0 +1,88 @@
+//! A running QEMU whose guest RAM is its own anonymous memory (no backend file), read
+//! from outside the QEMU process: `mapwalk --pid PID --qmp SOCKET --symbols K`. The RAM
+//! regions and the vCPU's CR3/CR4 come from QMP, and the guest is paused while it is
+//! read and running again afterwards. Every map the guest reported is listed, the hash
+//! map dumped key for key, and every ARRAY value compared byte for byte.
+
+use super::cli::{check_hash_dump, check_listing, Cli};
+use mapwalk_core::MapType;
+use mapwalk_e2e::{self as e2e, GuestConfig};
+use serde_json::Value;
+
+#[test]
+fn deb13_kaslr_5level_anon_read_from_outside_the_qemu_process() {
+    let config = GuestConfig::DEB13_KASLR_5LEVEL_ANON;
+    let test = "real_kernel::process::deb13_kaslr_5level_anon";
+    let Some(guest) = e2e::guest(test, &config) else {
+        return;
+    };
+    let report = guest.report();
+    let truth = report.bpf_maps().unwrap_or_else(|e| panic!("{test}: {e}"));
+    let dir = guest.dir().join(format!("process-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let syms = dir.join("kallsyms");
+    std::fs::write(&syms, &report.sections["kallsyms"]).unwrap();
+    let cli = Cli {
+        source: vec![
+            "--pid".into(),
+            guest.qemu_pid().to_string().into(),
+            "--qmp".into(),
+            guest.qmp_path().into(),
+        ],
+        syms: &syms,
+    };
+
+    let listing = cli.json(test, &["maps", "--json"]);
+    check_listing(test, &listing, &truth);
+    let hash = truth
+        .iter()
+        .find(|m| m.name == "mw_hash")
+        .unwrap_or_else(|| panic!("{test}: no mw_hash"));
+    check_hash_dump(test, &cli.json(test, &["dump", "mw_hash", "--json"]), hash);
+
+    let mut compared = 0usize;
+    for m in truth
+        .iter()
+        .filter(|m| MapType(m.map_type) == MapType::ARRAY && !m.values.is_empty())
+    {
+        let dump = cli.json(test, &["dump", &format!("id:{}", m.id), "--json"]);
+        let entries = dump.as_array().unwrap_or_else(|| panic!("{test}: {dump}"));
+        assert_eq!(entries.len(), m.values.len(), "{test}: map {}", m.name);
+        for e in entries {
+            let key = bytes(&e["key"]);
+            let key = u32::from_le_bytes(key.try_into().unwrap());
+            assert_eq!(
+                bytes(&e["value"]),
+                m.values[&key],
+                "{test}: map {} key {key}",
+                m.name
+            );
+            compared += 1;
+        }
+    }
+    assert!(
+        compared > 300,
+        "{test}: only {compared} ARRAY values compared"
+    );
+    let status = guest.hmp("info status").unwrap();
+    assert!(
+        status.contains("running"),
+        "{test}: the guest was left {status}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!(
+        "{test}: {} maps listed, {} hash entries and {compared} ARRAY values equal the \
+         guest's own",
+        truth.len(),
+        hash.hash_values.len()
+    );
+}
+
+/// `["0x01", ...]` as bytes.
+fn bytes(v: &Value) -> Vec<u8> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not a byte array: {v}"))
+        .iter()
+        .map(|b| u8::from_str_radix(b.as_str().unwrap().trim_start_matches("0x"), 16).unwrap())
+        .collect()
+}
