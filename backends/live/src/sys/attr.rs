@@ -70,36 +70,6 @@ pub(super) struct InfoAttr {
     pub(super) info: u64,
 }
 
-/// `BPF_PROG_LOAD`'s part, up to `prog_name`.
-#[repr(C)]
-#[derive(Debug, Default, Clone, Copy, IntoBytes, FromBytes, Immutable, KnownLayout)]
-pub(super) struct ProgLoadAttr {
-    pub(super) prog_type: u32,
-    pub(super) insn_cnt: u32,
-    pub(super) insns: u64,
-    pub(super) license: u64,
-    pub(super) log_level: u32,
-    pub(super) log_size: u32,
-    pub(super) log_buf: u64,
-    pub(super) kern_version: u32,
-    pub(super) prog_flags: u32,
-    pub(super) prog_name: [u8; 16],
-}
-
-/// `BPF_PROG_TEST_RUN`'s part, up to `duration`.
-#[repr(C)]
-#[derive(Debug, Default, Clone, Copy, IntoBytes, FromBytes, Immutable, KnownLayout)]
-pub(super) struct TestRunAttr {
-    pub(super) prog_fd: u32,
-    pub(super) retval: u32,
-    pub(super) data_size_in: u32,
-    pub(super) data_size_out: u32,
-    pub(super) data_in: u64,
-    pub(super) data_out: u64,
-    pub(super) repeat: u32,
-    pub(super) duration: u32,
-}
-
 // Offsets as in include/uapi/linux/bpf.h (checked with offsetof() on the 6.1 header and
 // against the upstream header).
 layout!(MapCreateAttr, 72, map_type @ 0, key_size @ 4, value_size @ 8, max_entries @ 12,
@@ -111,8 +81,3 @@ layout!(BatchAttr, 56, in_batch @ 0, out_batch @ 8, keys @ 16, values @ 24, coun
     map_fd @ 36, elem_flags @ 40, flags @ 48);
 layout!(IdAttr, 12, id @ 0, next_id @ 4, open_flags @ 8);
 layout!(InfoAttr, 16, bpf_fd @ 0, info_len @ 4, info @ 8);
-layout!(ProgLoadAttr, 64, prog_type @ 0, insn_cnt @ 4, insns @ 8, license @ 16,
-    log_level @ 24, log_size @ 28, log_buf @ 32, kern_version @ 40, prog_flags @ 44,
-    prog_name @ 48);
-layout!(TestRunAttr, 40, prog_fd @ 0, retval @ 4, data_size_in @ 8, data_size_out @ 12,
-    data_in @ 16, data_out @ 24, repeat @ 32, duration @ 36);

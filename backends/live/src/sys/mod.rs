@@ -27,6 +27,7 @@ mod batch;
 mod info;
 mod map;
 mod mmap;
+#[cfg(feature = "test-util")]
 mod prog;
 
 use core::ffi::c_void;
@@ -47,6 +48,7 @@ pub use map::{
     BPF_F_SEGV_ON_FAULT, BPF_NOEXIST,
 };
 pub use mmap::{page_size, Mapping};
+#[cfg(feature = "test-util")]
 pub use prog::{prog_load, prog_test_run, Insn, PROG_TYPE_SOCKET_FILTER};
 
 /// A `bpf(2)` command (`enum bpf_cmd`), as an open newtype.

@@ -1,15 +1,47 @@
-//! Loading and running programs.
+//! Loading and running programs, behind the `test-util` feature: for tests; not part of
+//! the stable API.
 
 use core::mem::{offset_of, size_of};
 use std::os::fd::{BorrowedFd, OwnedFd};
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-use super::attr::*;
 use super::{addr_of, addr_of_mut, bpf, fd_u32, owned_fd, Cmd};
 use crate::error::{Errno, Error, Result};
 
+/// `BPF_PROG_LOAD`'s part, up to `prog_name`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, IntoBytes, FromBytes, Immutable, KnownLayout)]
+struct ProgLoadAttr {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+}
+
+/// `BPF_PROG_TEST_RUN`'s part, up to `duration`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, IntoBytes, FromBytes, Immutable, KnownLayout)]
+struct TestRunAttr {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+}
+
 /// One BPF instruction (`struct bpf_insn`): `code`, `dst_reg:4 | src_reg:4`, `off`, `imm`.
+///
+/// For tests; not part of the stable API (cargo feature `test-util`).
 #[repr(C)]
 #[derive(
     Debug, Default, Clone, Copy, PartialEq, Eq, IntoBytes, FromBytes, Immutable, KnownLayout,
@@ -25,13 +57,22 @@ pub struct Insn {
     pub imm: i32,
 }
 
+layout!(ProgLoadAttr, 64, prog_type @ 0, insn_cnt @ 4, insns @ 8, license @ 16,
+    log_level @ 24, log_size @ 28, log_buf @ 32, kern_version @ 40, prog_flags @ 44,
+    prog_name @ 48);
+layout!(TestRunAttr, 40, prog_fd @ 0, retval @ 4, data_size_in @ 8, data_size_out @ 12,
+    data_in @ 16, data_out @ 24, repeat @ 32, duration @ 36);
 layout!(Insn, 8, code @ 0, regs @ 1, off @ 2, imm @ 4);
 
 /// `BPF_PROG_TYPE_SOCKET_FILTER`.
+///
+/// For tests; not part of the stable API (cargo feature `test-util`).
 pub const PROG_TYPE_SOCKET_FILTER: u32 = 1;
 
 /// `BPF_PROG_LOAD`—Loads a program of `prog_type` with license `"GPL"`; on a verifier
 /// rejection the error's text holds the verifier log.
+///
+/// For tests; not part of the stable API (cargo feature `test-util`).
 ///
 /// # Errors
 /// [`Error::Denied`] without `CAP_BPF`; [`Error::Verifier`] with the log when the
@@ -84,6 +125,8 @@ pub fn prog_load(prog_type: u32, name: &str, insns: &[Insn]) -> Result<OwnedFd> 
 
 /// `BPF_PROG_TEST_RUN`—Runs a program once on `data` (for a socket filter: a packet of
 /// at least 14 bytes) and returns its return value.
+///
+/// For tests; not part of the stable API (cargo feature `test-util`).
 ///
 /// # Errors
 /// [`Error::Denied`], [`Error::Sys`].
