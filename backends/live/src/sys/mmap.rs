@@ -30,20 +30,20 @@ pub fn page_size() -> usize {
 /// allocated by the kernel on first touch (and arenas that would send `SIGSEGV`
 /// instead, `BPF_F_SEGV_ON_FAULT`, are refused).
 #[derive(Debug)]
-pub struct Mapping {
+pub struct MmapRegion {
     ptr: NonNull<u8>,
     len: usize,
 }
 
 // SAFETY:
-// - `Mapping` owns its mapping exclusively (unmapped once, in `drop`); its methods only
+// - `MmapRegion` owns its mapping exclusively (unmapped once, in `drop`); its methods only
 //   read through raw pointers with volatile or atomic accesses, which any thread may do.
-unsafe impl Send for Mapping {}
+unsafe impl Send for MmapRegion {}
 // SAFETY:
-// - as for `Send`: `&Mapping` only allows volatile/atomic reads of shared memory.
-unsafe impl Sync for Mapping {}
+// - as for `Send`: `&MmapRegion` only allows volatile/atomic reads of shared memory.
+unsafe impl Sync for MmapRegion {}
 
-impl Mapping {
+impl MmapRegion {
     /// `mmap(hint, len, PROT_READ, MAP_SHARED, fd, 0)`.
     fn map(fd: BorrowedFd<'_>, len: usize, hint: usize) -> Result<Self> {
         if len == 0 {
@@ -319,10 +319,10 @@ impl Mapping {
     }
 }
 
-impl Drop for Mapping {
+impl Drop for MmapRegion {
     fn drop(&mut self) {
         // SAFETY:
-        // - `ptr`/`len` are exactly one mapping made by `Mapping::map` and owned by
+        // - `ptr`/`len` are exactly one mapping made by `MmapRegion::map` and owned by
         //   `self`; no reference into it exists (none is ever created), and it is
         //   unmapped only here, once.
         let _ = unsafe { libc::munmap(self.ptr.as_ptr().cast::<c_void>(), self.len) };

@@ -47,7 +47,7 @@ pub use map::{
     map_create, MapCreate, MapHandle, BPF_ANY, BPF_EXIST, BPF_F_NO_PREALLOC, BPF_F_RDONLY,
     BPF_F_SEGV_ON_FAULT, BPF_NOEXIST,
 };
-pub use mmap::{page_size, Mapping};
+pub use mmap::{page_size, MmapRegion};
 #[cfg(feature = "test-util")]
 pub use prog::{prog_load, prog_test_run, Insn, PROG_TYPE_SOCKET_FILTER};
 
