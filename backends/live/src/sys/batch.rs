@@ -98,13 +98,13 @@ impl MapHandle {
 
 impl MapHandle {
     /// `BPF_MAP_UPDATE_BATCH`—Stores `keys.len() / key_size` elements in one call,
-    /// the `i`-th value at the `i`-th key, each as [`BPF_ANY`] would (created or
+    /// the `i`-th value at the `i`-th key, each as [`BPF_ANY`](super::BPF_ANY) would (created or
     /// replaced). Returns how many were stored (all of them). When an element fails,
     /// the kernel stops there: the elements before it stay stored and the call returns
     /// the error.
     ///
     /// There are no per-element flags: kernels that check the batch's `elem_flags`
-    /// strictly (6.18 does) refuse [`BPF_NOEXIST`] and [`BPF_EXIST`] there with
+    /// strictly (6.18 does) refuse [`BPF_NOEXIST`](super::BPF_NOEXIST) and [`BPF_EXIST`](super::BPF_EXIST) there with
     /// `EINVAL`.
     ///
     /// `keys` must hold a whole number of keys and `values` as many values

@@ -72,7 +72,7 @@ struct Geometry {
 /// `key + round_up(key_size, 8)`, its value (HASH, LRU_HASH) or, for the per-CPU types, a
 /// `__percpu` pointer whose place depends on the kernel (see [`PptrPlacement`]).
 ///
-/// [`Bpf::htab`] and [`Bpf::percpu_htab`] check a map once and give an `HtabMap`;
+/// [`Bpf::htab`](crate::bpf::Bpf::htab) and [`Bpf::percpu_htab`](crate::bpf::Bpf::percpu_htab) check a map once and give an `HtabMap`;
 /// [`HtabMap::walk`] gives an [`HtabWalk`], which yields every element bucket by bucket,
 /// in chain order. The walk reads the bucket heads [`HEAD_BATCH_BYTES`] at a time and
 /// each element (its next pointer, key and value together) with one read when it fits in

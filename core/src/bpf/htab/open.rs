@@ -125,7 +125,7 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
     /// `map` as a PERCPU_HASH or LRU_PERCPU_HASH map: reads and checks `bpf_htab` as
     /// [`htab`](Self::htab) does, then places the elements' `__percpu` pointers: as
     /// `force` says, else from the data by the [`PptrEvidence`] rule, probing the first
-    /// [`PPTR_PROBE_ELEMS`] elements against `offsets`.
+    /// [`PPTR_PROBE_ELEMS`](crate::limits::PPTR_PROBE_ELEMS) elements against `offsets`.
     /// [`HtabMap::pptr_decision`] says what was decided and why.
     ///
     /// The decision holds for the map as it was probed: an empty map's is a default.

@@ -21,7 +21,7 @@ use crate::limits::{XA_CHUNK_SHIFT, XA_CHUNK_SIZE};
 ///
 /// # Errors
 /// A read error, or bad tree data on the path to `index` as the
-/// [module documentation](self) lists.
+/// [module documentation](crate::walk::xarray) lists.
 pub fn xa_load<K: KernelRead + ?Sized>(
     mem: &K,
     layout: &XarrayLayout,

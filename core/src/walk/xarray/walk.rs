@@ -57,7 +57,7 @@ impl Frame {
 /// An in-order walk over an xarray: yields every entry, in ascending index order.
 ///
 /// Each node is read once, with one [`KernelRead::read_kernel`] call, and checked against
-/// its place in the tree as the [module documentation](self) describes. The walk does not
+/// its place in the tree as the [module documentation](crate::walk::xarray) describes. The walk does not
 /// allocate.
 ///
 /// **Fused:** after the first error (which is yielded once, after every entry found
@@ -171,7 +171,7 @@ impl<'a, K: KernelRead + ?Sized> XaWalk<'a, K> {
     /// end or an error, returns `Ok(None)` forever.
     ///
     /// # Errors
-    /// A read error, or bad tree data as the [module documentation](self) lists.
+    /// A read error, or bad tree data as the [module documentation](crate::walk::xarray) lists.
     pub fn try_next(&mut self) -> Result<Option<XaEntry>> {
         if self.done {
             return Ok(None);
