@@ -1,5 +1,6 @@
 //! ELF cores: QEMU `dump-guest-memory` output (`paging: false`) and kdump's
 //! `/proc/vmcore`.
+
 mod parse;
 
 use std::fs::File;
@@ -12,7 +13,6 @@ use crate::error::{AccessError, ElfError, Error};
 use crate::layout::PieceMap;
 use crate::sys::Backing;
 use crate::vmcoreinfo::Vmcoreinfo;
-
 use parse::parse;
 
 /// The most program headers a core may have (QEMU writes one per guest RAM block, kdump
@@ -239,11 +239,12 @@ impl PhysRead for ElfCore {
 
 #[cfg(test)]
 mod tests {
+    use mapwalk_core::PhysReadExt;
+
     use super::*;
     use crate::cpu::tests::{prstatus_desc, qemu_note_desc};
     use crate::error::Fault;
     use crate::testutil::{pattern, CoreBuilder, Load};
-    use mapwalk_core::PhysReadExt;
 
     const VMCOREINFO: &[u8] = b"OSRELEASE=6.1.0-56-cloud-amd64\nPAGESIZE=4096\nSYMBOL(init_top_pgt)=ffffffff82a10000\nNUMBER(pgtable_l5_enabled)=0\n";
 

@@ -6,15 +6,14 @@ use goblin::elf::program_header::{PT_LOAD, PT_NOTE};
 use goblin::elf::{Elf, Header, ProgramHeader, SectionHeader};
 use mapwalk_core::Pa;
 
+use super::{
+    CoreInfo, Note, Segment, ET_CORE, MAX_NOTE_BYTES, MAX_PROGRAM_HEADERS, NT_PRSTATUS, PN_XNUM,
+};
 use crate::cpu::{PrStatus, QemuCpuState, Vcpu};
 use crate::error::ElfError;
 use crate::layout::{len_u64, Piece, PieceMap};
 use crate::sys::RawRegion;
 use crate::vmcoreinfo::Vmcoreinfo;
-
-use super::{
-    CoreInfo, Note, Segment, ET_CORE, MAX_NOTE_BYTES, MAX_PROGRAM_HEADERS, NT_PRSTATUS, PN_XNUM,
-};
 
 /// Copies `offset .. offset + len` of the file, or says which structure is truncated.
 fn copy_out(
@@ -317,12 +316,12 @@ fn vcpus(notes: &[Note], machine: u16) -> Vec<Vcpu> {
 
 #[cfg(test)]
 mod tests {
+    use mapwalk_core::PhysReadExt;
+
     use super::super::tests::qemu_like;
     use super::super::*;
     use super::*;
-
     use crate::testutil::{pattern, CoreBuilder, Load, Rng};
-    use mapwalk_core::PhysReadExt;
 
     fn elf_err(bytes: Vec<u8>) -> ElfError {
         match ElfCore::from_bytes(bytes) {

@@ -25,6 +25,7 @@ pub const HEAD_BATCH_BYTES: usize = 4096;
 /// piece. Bigger elements cost one read for the next pointer and one for each of the key
 /// and the value when they are copied.
 pub const ELEM_BUF: usize = 1024;
+
 /// What an element holds after its key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Values {
@@ -453,19 +454,16 @@ pub struct PerCpuHtabEntries {
 
 #[cfg(test)]
 mod tests {
+    use alloc::vec;
+
     use super::*;
-
     use crate::bpf::htab::testutil::*;
-
     use crate::bpf::PossibleCpus;
     use crate::bpf::{Bpf, MapType};
     use crate::error::PhysErrorKind;
     use crate::kernel::KernelView;
-
     use crate::limits::Limits;
-
     use crate::synth::{FaultyMem, MapSpec, SynthArch};
-    use alloc::vec;
 
     #[test]
     fn the_value_size_cap_of_the_allocating_reader() {

@@ -214,18 +214,15 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use alloc::vec;
 
+    use super::*;
     use crate::bpf::htab::testutil::*;
     use crate::bpf::htab::*;
-
     use crate::bpf::{Bpf, MapType};
-
     use crate::layout::KernelLayout;
     use crate::limits::Limits;
-
     use crate::synth::{MapSpec, SynthArch};
-    use alloc::vec;
 
     #[test]
     fn the_bucket_cap_holds_at_and_fails_past_its_limit() {

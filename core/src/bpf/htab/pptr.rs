@@ -254,16 +254,14 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    use crate::bpf::htab::testutil::*;
-    use crate::bpf::htab::*;
-
-    use crate::bpf::MapType;
-
-    use crate::synth::{MapSpec, SynthArch};
     use alloc::vec;
     use alloc::vec::Vec;
+
+    use super::*;
+    use crate::bpf::htab::testutil::*;
+    use crate::bpf::htab::*;
+    use crate::bpf::MapType;
+    use crate::synth::{MapSpec, SynthArch};
 
     #[test]
     fn both_pointer_placements_are_detected_for_6_and_12_byte_keys() {

@@ -1,16 +1,16 @@
 //! Synthetic guests and walk helpers shared by the hash map tests.
 
-use crate::addr::Pa;
-use crate::kernel::KernelView;
-use crate::limits::Limits;
-use crate::mem::{PhysRange, PhysRead, ReadOp};
-use crate::synth::{GuestBuilder, MapSpec, SynthArch, SyntheticGuest};
 use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::Cell;
 
 use super::*;
+use crate::addr::Pa;
 use crate::bpf::{Bpf, MapType};
+use crate::kernel::KernelView;
+use crate::limits::Limits;
+use crate::mem::{PhysRange, PhysRead, ReadOp};
+use crate::synth::{GuestBuilder, MapSpec, SynthArch, SyntheticGuest};
 
 pub(super) const ARCHES: [SynthArch; 4] = [
     SynthArch::X86_64 { five_level: false },

@@ -521,21 +521,18 @@ impl<K: KernelRead + ?Sized> FusedIterator for HtabWalk<'_, K> {}
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    use crate::bpf::htab::testutil::*;
-    use crate::bpf::htab::*;
-
-    use crate::bpf::{Bpf, MapType};
-    use crate::error::PhysErrorKind;
-    use crate::kernel::KernelView;
-
-    use crate::limits::{Limits, MAX_CPUS};
-
-    use crate::synth::{FaultyMem, MapSpec, SynthArch};
     use alloc::vec;
     use alloc::vec::Vec;
     use core::cell::Cell;
+
+    use super::*;
+    use crate::bpf::htab::testutil::*;
+    use crate::bpf::htab::*;
+    use crate::bpf::{Bpf, MapType};
+    use crate::error::PhysErrorKind;
+    use crate::kernel::KernelView;
+    use crate::limits::{Limits, MAX_CPUS};
+    use crate::synth::{FaultyMem, MapSpec, SynthArch};
 
     #[test]
     fn hash_and_lru_hash_yield_every_entry_bucket_by_bucket() {

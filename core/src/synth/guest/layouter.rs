@@ -3,16 +3,15 @@
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
+use super::{
+    BuiltElem, BuiltHtab, BuiltMap, GuestBuilder, MapSpec, Placement, SynthArch, SynthSymbols,
+    SyntheticGuest,
+};
 use crate::addr::{Kva, Pa};
 use crate::bpf::{MapType, PptrPlacement, BPF_F_MMAPABLE};
 use crate::kernel::{KernelAddrs, LinearRegion, X86_KERNEL_IMAGE_SIZE, X86_START_KERNEL_MAP};
 use crate::limits::BPF_OBJ_NAME_LEN;
 use crate::synth::{build_xarray, Aarch64PageTables, SynthRam, X86PageTables};
-
-use super::{
-    BuiltElem, BuiltHtab, BuiltMap, GuestBuilder, MapSpec, Placement, SynthArch, SynthSymbols,
-    SyntheticGuest,
-};
 
 /// x86_64 direct-map base (randomized-looking, as with CONFIG_RANDOMIZE_MEMORY).
 const X86_PAGE_OFFSET_4L: u64 = 0xffff_9a40_0000_0000;

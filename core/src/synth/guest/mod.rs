@@ -14,8 +14,8 @@ use crate::layout::{ArrayLayout, BpfMapLayout, HtabLayout, IdrLayout, KernelLayo
 use crate::limits::MAX_CPUS;
 use crate::mem::{Ram, RamCell};
 use crate::synth::SynthRam;
-
 use layouter::Layouter;
+
 pub use spec::{EntrySpec, MapSpec, Placement};
 
 /// A layout like Linux 6.1's on x86_64 (the values are realistic but only need to be
