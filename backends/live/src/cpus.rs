@@ -2,24 +2,23 @@
 
 use std::sync::OnceLock;
 
+use mapwalk_core::limits::MAX_CPUS;
+
 use crate::error::{Error, Result};
 
 /// Where the kernel lists its possible CPUs (`cpu_possible_mask`).
 pub const POSSIBLE_PATH: &str = "/sys/devices/system/cpu/possible";
 
-/// Cap on CPU numbers (the kernel's `NR_CPUS` maximum is 8192).
-const MAX_CPUS: u32 = 8192;
-
-/// The possible CPUs, in ascending order.
+/// The host's possible CPUs, in ascending order.
 ///
 /// Per-CPU map values come from the kernel as one copy per *possible* CPU
 /// (`for_each_possible_cpu`), each padded to a multiple of 8 bytes, in this order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PossibleCpus {
+pub struct HostCpus {
     ids: Vec<u32>,
 }
 
-impl PossibleCpus {
+impl HostCpus {
     /// Parses a CPU list such as `"0-3,8,10-11\n"`.
     ///
     /// # Errors
@@ -79,10 +78,10 @@ impl PossibleCpus {
 /// The host's possible CPUs, read once.
 ///
 /// # Errors
-/// As [`PossibleCpus::read`].
-pub fn possible() -> Result<&'static PossibleCpus> {
-    static CPUS: OnceLock<Result<PossibleCpus>> = OnceLock::new();
-    CPUS.get_or_init(PossibleCpus::read)
+/// As [`HostCpus::read`].
+pub fn possible() -> Result<&'static HostCpus> {
+    static CPUS: OnceLock<Result<HostCpus>> = OnceLock::new();
+    CPUS.get_or_init(HostCpus::read)
         .as_ref()
         .map_err(Clone::clone)
 }
@@ -93,16 +92,16 @@ mod tests {
 
     #[test]
     fn parses_cpu_lists() {
-        assert_eq!(PossibleCpus::parse("0-1\n").unwrap().ids(), &[0, 1]);
-        assert_eq!(PossibleCpus::parse("0").unwrap().count(), 1);
+        assert_eq!(HostCpus::parse("0-1\n").unwrap().ids(), &[0, 1]);
+        assert_eq!(HostCpus::parse("0").unwrap().count(), 1);
         assert_eq!(
-            PossibleCpus::parse("0-2,4,6-7").unwrap().ids(),
+            HostCpus::parse("0-2,4,6-7").unwrap().ids(),
             &[0, 1, 2, 4, 6, 7]
         );
-        assert!(PossibleCpus::parse("").is_err());
-        assert!(PossibleCpus::parse("3-1").is_err());
-        assert!(PossibleCpus::parse("0-1,1").is_err());
-        assert!(PossibleCpus::parse("x").is_err());
-        assert!(PossibleCpus::parse("0-9000").is_err());
+        assert!(HostCpus::parse("").is_err());
+        assert!(HostCpus::parse("3-1").is_err());
+        assert!(HostCpus::parse("0-1,1").is_err());
+        assert!(HostCpus::parse("x").is_err());
+        assert!(HostCpus::parse("0-9000").is_err());
     }
 }

@@ -13,7 +13,7 @@ pub mod sys;
 mod value;
 
 pub use btf::{btf_by_id, BtfObject};
-pub use cpus::PossibleCpus;
+pub use cpus::HostCpus;
 pub use dump::{Dump, DumpMode, DumpOptions, DumpStats, Walk};
 pub use error::{Errno, Error, Result};
 pub use map::{map_ids, maps, LiveMap, MapIds, Update};

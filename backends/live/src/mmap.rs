@@ -2,7 +2,7 @@
 //!
 //! All three are written concurrently by BPF programs (and, for ring buffers, by the
 //! consumer), so their bytes are copied out of the mapping into owned buffers with
-//! volatile reads ([`Mapping::copy_out`]); nothing hands out a `&[u8]` over them.
+//! volatile reads ([`MmapRegion::copy_out`]); nothing hands out a `&[u8]` over them.
 //!
 //! # Arenas: which pages exist
 //! An arena (`BPF_MAP_TYPE_ARENA`, Linux 6.9+) is a sparse region of up to 4 GiB whose
@@ -35,12 +35,12 @@ use mapwalk_core::MapType;
 
 use crate::error::{Error, Result};
 use crate::map::LiveMap;
-use crate::sys::{page_size, Mapping};
+use crate::sys::{page_size, MmapRegion};
 
 /// A `BPF_F_MMAPABLE` ARRAY mapped read-only.
 #[derive(Debug)]
 pub struct MmapArray {
-    mapping: Mapping,
+    mapping: MmapRegion,
     value_size: usize,
     stride: usize,
     entries: u32,
@@ -142,7 +142,7 @@ const HDR: u64 = 8;
 /// A RINGBUF (or USER_RINGBUF) mapped read-only.
 #[derive(Debug)]
 pub struct RingbufView {
-    mapping: Mapping,
+    mapping: MmapRegion,
     size: u64,
     page: usize,
 }
@@ -245,7 +245,7 @@ pub enum ArenaAddr {
 /// See the [module docs](self): reading a page the arena has not got allocates it.
 #[derive(Debug)]
 pub struct ArenaView {
-    mapping: Mapping,
+    mapping: MmapRegion,
     pages: u32,
     page: usize,
 }
@@ -368,7 +368,7 @@ impl LiveMap {
     /// [`Error::Unsupported`] for other maps; [`Error::Mmap`] (`ENOTSUPP` for arrays
     /// whose values hold spin locks or timers).
     pub fn mmap_array(&self) -> Result<MmapArray> {
-        let mapping = Mapping::array(self.handle())?;
+        let mapping = MmapRegion::array(self.handle())?;
         Ok(MmapArray {
             mapping,
             value_size: usize::try_from(self.info().value_size).unwrap_or(0),
@@ -391,7 +391,7 @@ impl LiveMap {
             });
         }
         Ok(RingbufView {
-            mapping: Mapping::ringbuf(self.handle())?,
+            mapping: MmapRegion::ringbuf(self.handle())?,
             size,
             page: page_size(),
         })
@@ -426,7 +426,7 @@ impl LiveMap {
                 for cand in bpf_map_mappings(len, info.id) {
                     // A wrong address fails in the kernel's get_unmapped_area or mmap
                     // hook, before anything is mapped or recorded.
-                    match Mapping::arena(self.handle(), cand) {
+                    match MmapRegion::arena(self.handle(), cand) {
                         Ok(m) => return Ok(view(m)),
                         Err(e) => last = Some(e),
                     }
@@ -441,6 +441,6 @@ impl LiveMap {
                 });
             }
         };
-        Ok(view(Mapping::arena(self.handle(), wanted)?))
+        Ok(view(MmapRegion::arena(self.handle(), wanted)?))
     }
 }

@@ -37,7 +37,7 @@ fn churn(
             inserted.lock().expect("lock").insert(key);
             let v = value_of(key, gen).to_ne_bytes();
             if map.info().map_type.is_percpu() {
-                let n = mapwalk_live::PossibleCpus::read().expect("cpus").count();
+                let n = mapwalk_live::HostCpus::read().expect("cpus").count();
                 let copies: Vec<&[u8]> = (0..n).map(|_| &v[..]).collect();
                 let _ = map.update_percpu(&key.to_ne_bytes(), &copies, Update::Any);
             } else {
@@ -134,7 +134,7 @@ fn dumps_stay_consistent_under_concurrent_inserts_and_deletes() {
             inserted.lock().expect("lock").insert(key);
             let v = value_of(key, 0).to_ne_bytes();
             if t.is_percpu() {
-                let n = mapwalk_live::PossibleCpus::read().expect("cpus").count();
+                let n = mapwalk_live::HostCpus::read().expect("cpus").count();
                 let copies: Vec<&[u8]> = (0..n).map(|_| &v[..]).collect();
                 map.update_percpu(&key.to_ne_bytes(), &copies, Update::Any)
                     .expect("fill");

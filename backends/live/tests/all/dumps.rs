@@ -4,16 +4,16 @@ use std::collections::BTreeMap;
 
 use mapwalk_live::sys::{MapCreate, BPF_F_NO_PREALLOC};
 use mapwalk_live::{
-    CpuValue, DumpMode, DumpOptions, Errno, Error, Kva, LiveMap, MapType, PossibleCpus, Update,
-    Value, Walk,
+    CpuValue, DumpMode, DumpOptions, Errno, Error, HostCpus, Kva, LiveMap, MapType, Update, Value,
+    Walk,
 };
 
 use crate::common::{bpftool_dump, create, need_root, need_root_and_bpftool, pattern, type_name};
 
 const BPF_F_MMAPABLE: u32 = 1 << 10;
 
-fn cpus() -> PossibleCpus {
-    PossibleCpus::read().expect("possible CPUs")
+fn cpus() -> HostCpus {
+    HostCpus::read().expect("possible CPUs")
 }
 
 /// The key of element `i` for a map with `key_size`-byte keys: `i` first, then noise.

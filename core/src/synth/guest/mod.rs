@@ -1,0 +1,290 @@
+//! Whole synthetic guests: a kernel image with `map_idr`, page tables, and BPF maps.
+
+mod layouter;
+mod spec;
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use crate::addr::{Kva, Pa};
+use crate::arch::Paging;
+use crate::bpf::{PerCpuOffsets, PossibleCpus};
+use crate::kernel::{KernelAddrs, KernelView};
+use crate::layout::{
+    ArrayLayout, BpfMapLayout, BtfObjectLayout, HtabLayout, IdrLayout, KernelLayout, XarrayLayout,
+};
+use crate::limits::MAX_CPUS;
+use crate::mem::{Ram, RamCell};
+use crate::synth::SynthRam;
+use layouter::Layouter;
+
+pub use spec::{EntrySpec, MapSpec, Placement};
+
+/// A layout like Linux 6.1's on x86_64 (the values are realistic but only need to be
+/// self-consistent: the walkers take whatever layout they are given).
+pub fn default_layout() -> KernelLayout {
+    KernelLayout {
+        xarray: XarrayLayout {
+            xa_head: 8,
+            node_shift: 0,
+            node_slots: 40,
+        },
+        idr: IdrLayout {
+            idr_rt: 0,
+            idr_next: 20,
+        },
+        bpf_map: BpfMapLayout {
+            map_type: 24,
+            key_size: 28,
+            value_size: 32,
+            max_entries: 36,
+            map_flags: 48,
+            id: 60,
+            btf_key_type_id: 68,
+            btf_value_type_id: 72,
+            btf_vmlinux_value_type_id: Some(76),
+            btf: 80,
+            name: 96,
+        },
+        array: Some(ArrayLayout {
+            elem_size: 256,
+            value: 272,
+        }),
+        htab: Some(HtabLayout {
+            buckets: 304,
+            n_buckets: 580,
+            elem_size: 584,
+            bucket_head: 0,
+            bucket_size: 16,
+            elem_hash_node: 0,
+            elem_key: 48,
+        }),
+        btf_object: Some(BtfObjectLayout {
+            data: 0,
+            data_size: 80,
+            id: 88,
+            base_btf: 136,
+        }),
+    }
+}
+
+/// The architecture of a synthetic guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SynthArch {
+    /// x86_64, 4- or 5-level.
+    X86_64 {
+        /// 5-level paging.
+        five_level: bool,
+    },
+    /// aarch64 with a 48-bit kernel VA space.
+    Aarch64 {
+        /// 12, 14 or 16.
+        granule_shift: u32,
+    },
+}
+
+/// Builds a [`SyntheticGuest`].
+#[derive(Debug, Clone)]
+pub struct GuestBuilder {
+    arch: SynthArch,
+    ram_size: usize,
+    layout: KernelLayout,
+    maps: Vec<MapSpec>,
+    idr_next: Option<u32>,
+    possible_cpus: u32,
+    nr_cpus: u32,
+}
+
+/// Kernel-image symbols of a synthetic guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SynthSymbols {
+    /// `map_idr`.
+    pub map_idr: Kva,
+    /// `phys_base` (x86_64).
+    pub phys_base: Kva,
+    /// `page_offset_base` (x86_64).
+    pub page_offset_base: Kva,
+    /// `__per_cpu_offset` (`NR_CPUS` `u64`s; zero past the possible CPUs).
+    pub per_cpu_offset: Kva,
+    /// `nr_cpu_ids` (an `unsigned int`: the possible CPUs).
+    pub nr_cpu_ids: Kva,
+}
+
+/// One element of a hash map as laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuiltElem {
+    /// Its bucket.
+    pub bucket: u32,
+    /// The address of its `struct htab_elem`.
+    pub kva: Kva,
+    /// Its `__percpu` pointer (per-CPU maps).
+    pub pptr: Option<u64>,
+}
+
+/// A hash map as laid out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltHtab {
+    /// The bucket array.
+    pub buckets: Kva,
+    /// Its length.
+    pub n_buckets: u32,
+    /// `bpf_htab.elem_size`.
+    pub elem_size: u32,
+    /// The elements, in the order of the [`MapSpec`]'s entries.
+    pub elems: Vec<BuiltElem>,
+}
+
+/// A map as laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuiltMap {
+    /// Its id.
+    pub id: u32,
+    /// The address of its `struct bpf_map`.
+    pub kva: Kva,
+}
+
+/// A guest built by [`GuestBuilder`]: RAM, paging state, layout and where things are.
+#[derive(Debug, Clone)]
+pub struct SyntheticGuest {
+    /// The RAM.
+    pub ram: SynthRam,
+    /// The paging state.
+    pub paging: Paging,
+    /// The kernel's linear mappings.
+    pub addrs: KernelAddrs,
+    /// The layout the objects were laid out with.
+    pub layout: KernelLayout,
+    /// `map_idr`.
+    pub map_idr: Kva,
+    /// The kernel-image symbols.
+    pub symbols: SynthSymbols,
+    /// The maps, in the order they were added.
+    pub maps: Vec<BuiltMap>,
+    /// `phys_base` (x86_64; 0 on aarch64).
+    pub phys_base: u64,
+    /// Pages mapped by the page tables outside the linear maps: virtual page to
+    /// physical page.
+    pub vmalloc_pages: BTreeMap<u64, Pa>,
+    /// The possible CPUs.
+    pub possible_cpus: u32,
+    /// `__per_cpu_offset`, all `NR_CPUS` slots as written.
+    pub per_cpu_offsets: Vec<u64>,
+    /// The hash maps, by id.
+    pub htabs: BTreeMap<u32, BuiltHtab>,
+    /// The `__percpu` pointers of the PERCPU_ARRAY maps, by id and key.
+    pub percpu_arrays: BTreeMap<u32, Vec<u64>>,
+}
+
+impl SyntheticGuest {
+    /// A kernel view over the guest's RAM (read-only).
+    pub fn view(&self) -> KernelView<Ram<&[u8]>> {
+        KernelView::new(self.ram.as_ram(), self.paging, self.addrs)
+    }
+
+    /// A writable kernel view over a copy of the guest's RAM.
+    pub fn view_mut(&self) -> KernelView<RamCell<Vec<u8>>> {
+        KernelView::new(
+            RamCell::new(self.ram.base(), self.ram.bytes().to_vec()),
+            self.paging,
+            self.addrs,
+        )
+    }
+
+    /// The possible CPUs, as a [`PossibleCpus`].
+    pub fn possible(&self) -> PossibleCpus {
+        PossibleCpus::count(self.possible_cpus).unwrap()
+    }
+
+    /// `__per_cpu_offset` of the possible CPUs.
+    pub fn offsets(&self) -> PerCpuOffsets<Vec<u64>> {
+        PerCpuOffsets::new(self.per_cpu_offsets[..self.possible_cpus as usize].to_vec()).unwrap()
+    }
+
+    /// The physical address of kernel address `va` by the builder's own records.
+    pub fn pa_of(&self, va: Kva) -> Pa {
+        if let Some(span) = self.addrs.direct_map.and_then(|r| r.lookup(va)) {
+            return span.start;
+        }
+        if let Some(span) = self.addrs.image.and_then(|r| r.lookup(va)) {
+            return span.start;
+        }
+        let page = self
+            .vmalloc_pages
+            .get(&(va.0 & !0xfff))
+            .unwrap_or_else(|| panic!("{va} is not mapped"));
+        Pa(page.0 + (va.0 & 0xfff))
+    }
+}
+
+impl GuestBuilder {
+    /// An x86_64 guest with 64 MiB of RAM at physical 0.
+    pub fn x86_64(five_level: bool) -> Self {
+        Self::new(SynthArch::X86_64 { five_level })
+    }
+
+    /// An aarch64 guest with 64 MiB of RAM at physical `0x4000_0000`.
+    pub fn aarch64(granule_shift: u32) -> Self {
+        Self::new(SynthArch::Aarch64 { granule_shift })
+    }
+
+    /// A guest of `arch` with the [`default_layout`].
+    pub fn new(arch: SynthArch) -> Self {
+        Self {
+            arch,
+            ram_size: 64 << 20,
+            layout: default_layout(),
+            maps: Vec::new(),
+            idr_next: None,
+            possible_cpus: 2,
+            nr_cpus: 64,
+        }
+    }
+
+    /// Sets the number of possible CPUs (default 2; at most [`MAX_CPUS`]).
+    #[must_use]
+    pub fn possible_cpus(mut self, n: u32) -> Self {
+        assert!((1..=MAX_CPUS).contains(&n), "{n} possible CPUs");
+        self.possible_cpus = n;
+        self
+    }
+
+    /// Sets `NR_CPUS`, the length of `__per_cpu_offset` (default 64).
+    #[must_use]
+    pub fn nr_cpus(mut self, n: u32) -> Self {
+        self.nr_cpus = n;
+        self
+    }
+
+    /// Sets the RAM size (at least 32 MiB).
+    #[must_use]
+    pub fn ram_size(mut self, bytes: usize) -> Self {
+        assert!(bytes >= 32 << 20, "synthetic guests need at least 32 MiB");
+        self.ram_size = bytes;
+        self
+    }
+
+    /// Uses `layout` instead of the default.
+    #[must_use]
+    pub fn layout(mut self, layout: KernelLayout) -> Self {
+        self.layout = layout;
+        self
+    }
+
+    /// Sets `map_idr.idr_next` (default: one past the highest id).
+    #[must_use]
+    pub fn idr_next(mut self, next: u32) -> Self {
+        self.idr_next = Some(next);
+        self
+    }
+
+    /// Adds a map.
+    pub fn add_map(&mut self, spec: MapSpec) -> &mut Self {
+        self.maps.push(spec);
+        self
+    }
+
+    /// Lays everything out.
+    pub fn build(&self) -> SyntheticGuest {
+        Layouter::new(self).run()
+    }
+}

@@ -1,0 +1,209 @@
+//! What to lay into a synthetic guest: maps and their entries.
+
+use alloc::vec::Vec;
+
+use crate::bpf::{MapType, PptrPlacement, BPF_F_MMAPABLE};
+use crate::limits::BPF_OBJ_NAME_LEN;
+
+/// Where a map object is allocated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// kmalloc: physically contiguous, in the direct map.
+    DirectMap,
+    /// vmalloc: virtually contiguous pages scattered over physical memory, reached
+    /// only through the page tables.
+    Vmalloc,
+}
+
+/// One element of a hash map to lay into a synthetic guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntrySpec {
+    /// The key (`key_size` bytes).
+    pub key: Vec<u8>,
+    /// The value of a HASH or LRU_HASH element (at most `value_size` bytes; the rest is
+    /// zero).
+    pub value: Vec<u8>,
+    /// The per-CPU values of a PERCPU_HASH or LRU_PERCPU_HASH element, by CPU (missing
+    /// CPUs and bytes stay zero).
+    pub cpu_values: Vec<Vec<u8>>,
+    /// Its bucket; by default a hash of the key picks one.
+    pub bucket: Option<u32>,
+}
+
+/// A BPF map to lay into a synthetic guest.
+///
+/// Only the `struct bpf_map` header is laid out for types without a builder of their
+/// own. ARRAY, PERCPU_ARRAY, HASH, LRU_HASH, PERCPU_HASH and LRU_PERCPU_HASH maps get
+/// their values too (when the layout has their group): arrays their values by key, hash
+/// maps a bucket array of `roundup_pow_of_two(max_entries)` buckets and one element per
+/// [`EntrySpec`], chained in the order given (several in one bucket collide).
+#[derive(Debug, Clone)]
+pub struct MapSpec {
+    /// Its id (the `map_idr` index and `bpf_map.id`).
+    pub id: u32,
+    /// `map_type`.
+    pub map_type: MapType,
+    /// `name` (at most 15 bytes, NUL-padded).
+    pub name: Vec<u8>,
+    /// `key_size`.
+    pub key_size: u32,
+    /// `value_size`.
+    pub value_size: u32,
+    /// `max_entries`.
+    pub max_entries: u32,
+    /// `map_flags`.
+    pub map_flags: u32,
+    /// Values of an ARRAY, by key (missing keys stay zero).
+    pub values: Vec<Vec<u8>>,
+    /// Where the object goes.
+    pub placement: Placement,
+    /// `btf_key_type_id` and `btf_value_type_id`.
+    pub btf_ids: (u32, u32),
+    /// Elements of a hash map, in chain order within each bucket.
+    pub entries: Vec<EntrySpec>,
+    /// Values of a PERCPU_ARRAY, by key and then by CPU (missing ones stay zero).
+    pub cpu_values: Vec<Vec<Vec<u8>>>,
+    /// Where the per-CPU copies of a per-CPU map go: the first per-CPU chunk (direct
+    /// map) or a vmalloc'd chunk.
+    pub percpu_placement: Placement,
+    /// Where a per-CPU hash map's elements keep their `__percpu` pointer (default: the
+    /// 6.1 way, [`PptrPlacement::KeySize`]).
+    pub pptr_placement: PptrPlacement,
+}
+
+impl MapSpec {
+    /// An ARRAY map with 4-byte keys, zero values, in the direct map.
+    pub fn array(id: u32, name: &str, value_size: u32, max_entries: u32) -> Self {
+        Self::new(id, MapType::ARRAY, name, 4, value_size, max_entries)
+    }
+
+    /// A map of any type (only its `struct bpf_map` header is laid out for types without
+    /// a builder of their own).
+    pub fn new(
+        id: u32,
+        map_type: MapType,
+        name: &str,
+        key_size: u32,
+        value_size: u32,
+        max_entries: u32,
+    ) -> Self {
+        assert!(
+            name.len() < BPF_OBJ_NAME_LEN,
+            "map name {name:?} is too long"
+        );
+        Self {
+            id,
+            map_type,
+            name: name.as_bytes().to_vec(),
+            key_size,
+            value_size,
+            max_entries,
+            map_flags: 0,
+            values: Vec::new(),
+            placement: Placement::DirectMap,
+            btf_ids: (0, 0),
+            entries: Vec::new(),
+            cpu_values: Vec::new(),
+            percpu_placement: Placement::DirectMap,
+            pptr_placement: PptrPlacement::KeySize,
+        }
+    }
+
+    /// A HASH map, empty, in the direct map.
+    pub fn hash(id: u32, name: &str, key_size: u32, value_size: u32, max_entries: u32) -> Self {
+        Self::new(id, MapType::HASH, name, key_size, value_size, max_entries)
+    }
+
+    /// Adds an element of a HASH or LRU_HASH map, in the bucket its key hashes to.
+    #[must_use]
+    pub fn entry(self, key: &[u8], value: &[u8]) -> Self {
+        self.push_entry(None, key, value, Vec::new())
+    }
+
+    /// Adds an element of a HASH or LRU_HASH map in bucket `bucket`, after the ones
+    /// already there.
+    #[must_use]
+    pub fn entry_in_bucket(self, bucket: u32, key: &[u8], value: &[u8]) -> Self {
+        self.push_entry(Some(bucket), key, value, Vec::new())
+    }
+
+    /// Adds an element of a PERCPU_HASH or LRU_PERCPU_HASH map with one value per CPU.
+    #[must_use]
+    pub fn percpu_entry(self, key: &[u8], cpu_values: Vec<Vec<u8>>) -> Self {
+        self.push_entry(None, key, &[], cpu_values)
+    }
+
+    /// Adds an element of a per-CPU hash map in bucket `bucket`.
+    #[must_use]
+    pub fn percpu_entry_in_bucket(self, bucket: u32, key: &[u8], cpu_values: Vec<Vec<u8>>) -> Self {
+        self.push_entry(Some(bucket), key, &[], cpu_values)
+    }
+
+    fn push_entry(
+        mut self,
+        bucket: Option<u32>,
+        key: &[u8],
+        value: &[u8],
+        cpu_values: Vec<Vec<u8>>,
+    ) -> Self {
+        assert_eq!(
+            key.len(),
+            self.key_size as usize,
+            "key {key:?} is not key_size long"
+        );
+        assert!(value.len() <= self.value_size as usize, "value is too long");
+        self.entries.push(EntrySpec {
+            key: key.to_vec(),
+            value: value.to_vec(),
+            cpu_values,
+            bucket,
+        });
+        self
+    }
+
+    /// Sets every per-CPU value of a PERCPU_ARRAY from `f(key, cpu)`, for CPUs
+    /// `0 .. cpus`.
+    #[must_use]
+    pub fn with_cpu_values(mut self, cpus: u32, f: impl Fn(u32, u32) -> Vec<u8>) -> Self {
+        self.cpu_values = (0..self.max_entries)
+            .map(|key| (0..cpus).map(|cpu| f(key, cpu)).collect())
+            .collect();
+        self
+    }
+
+    /// Puts the per-CPU copies in a vmalloc'd per-CPU chunk (scattered pages).
+    #[must_use]
+    pub fn percpu_vmalloc(mut self) -> Self {
+        self.percpu_placement = Placement::Vmalloc;
+        self
+    }
+
+    /// Where a per-CPU hash map's elements keep their `__percpu` pointer.
+    #[must_use]
+    pub fn pptr_placement(mut self, placement: PptrPlacement) -> Self {
+        self.pptr_placement = placement;
+        self
+    }
+
+    /// Sets every value from `f(key)` (each value must be `value_size` bytes or shorter).
+    #[must_use]
+    pub fn with_values(mut self, f: impl Fn(u32) -> Vec<u8>) -> Self {
+        self.values = (0..self.max_entries).map(f).collect();
+        self
+    }
+
+    /// Allocates the object with vmalloc (scattered physical pages).
+    #[must_use]
+    pub fn vmalloc(mut self) -> Self {
+        self.placement = Placement::Vmalloc;
+        self
+    }
+
+    /// A `BPF_F_MMAPABLE` array: vmalloc'd, with its values starting on a page boundary.
+    #[must_use]
+    pub fn mmapable(mut self) -> Self {
+        self.map_flags |= BPF_F_MMAPABLE;
+        self.placement = Placement::Vmalloc;
+        self
+    }
+}
