@@ -12,7 +12,7 @@
 use std::fmt;
 use std::ops::ControlFlow;
 
-use btf_rs::Btf;
+use crate::btf::{BaseBtf, MapBtf};
 use mapwalk_core::bpf::MapName;
 use mapwalk_core::MapType;
 pub use mapwalk_live::ValueRef;
@@ -247,7 +247,7 @@ pub trait MapSource {
     ///
     /// # Errors
     /// [`SourceError::Btf`] when the map has BTF that cannot be read or parsed.
-    fn btf(&self, map: &MapMeta) -> Result<Option<Btf>, SourceError>;
+    fn btf(&self, map: &MapMeta) -> Result<Option<MapBtf>, SourceError>;
 
     /// Calls `f` with every key and value of `map`; `f` may stop early.
     ///
@@ -312,7 +312,7 @@ impl LiveSource {
 }
 
 /// Parses program or module BTF, on top of vmlinux BTF when it is split.
-fn parse_live_btf(obj: &mapwalk_live::BtfObject) -> Result<Btf, SourceError> {
+fn parse_live_btf(obj: &mapwalk_live::BtfObject) -> Result<MapBtf, SourceError> {
     let standalone = if obj.kernel && obj.name != "vmlinux" {
         None
     } else {
@@ -321,9 +321,11 @@ fn parse_live_btf(obj: &mapwalk_live::BtfObject) -> Result<Btf, SourceError> {
     if let Some(b) = standalone {
         return Ok(b);
     }
-    let base = Btf::from_file("/sys/kernel/btf/vmlinux")
+    let base = std::fs::read("/sys/kernel/btf/vmlinux")
+        .map_err(|e| e.to_string())
+        .and_then(|b| BaseBtf::new(b).map_err(|e| e.to_string()))
         .map_err(|e| SourceError::Btf(format!("/sys/kernel/btf/vmlinux: {e}")))?;
-    Btf::from_split_bytes(&obj.bytes, &base)
+    MapBtf::split(obj.bytes.clone(), &base)
         .map_err(|e| SourceError::Btf(format!("BTF object {}: {e}", obj.id)))
 }
 
@@ -342,7 +344,7 @@ impl MapSource for LiveSource {
         Ok(mapwalk_live::LiveMap::open(id)?.map(|m| MapMeta::from_live(m.info())))
     }
 
-    fn btf(&self, map: &MapMeta) -> Result<Option<Btf>, SourceError> {
+    fn btf(&self, map: &MapMeta) -> Result<Option<MapBtf>, SourceError> {
         if map.btf_id == 0 {
             return Ok(None);
         }
@@ -573,7 +575,7 @@ mod memory {
             Ok(self.bpf().map_by_id(id)?.as_ref().map(|m| self.meta(m)))
         }
 
-        fn btf(&self, map: &MapMeta) -> Result<Option<Btf>, SourceError> {
+        fn btf(&self, map: &MapMeta) -> Result<Option<MapBtf>, SourceError> {
             let info = self.info(map)?;
             if info.btf.0 == 0 {
                 return Ok(None);
@@ -595,11 +597,11 @@ mod memory {
                 let vmlinux = self
                     .kernel
                     .btf
-                    .parsed()
+                    .base()
                     .map_err(|e| SourceError::Btf(format!("map {}: base BTF: {e}", map.id)))?;
-                Btf::from_split_bytes(&bytes, vmlinux)
+                MapBtf::split(bytes, vmlinux)
             } else {
-                Btf::from_bytes(&bytes)
+                MapBtf::new(bytes)
             };
             parsed
                 .map(Some)
