@@ -317,7 +317,7 @@ impl<'a, W: Write + ?Sized> Walk<'_, 'a, W> {
                 if let Some(inner) = r.strip(mt).filter(|i| i.kind.is_aggregate()) {
                     self.nodes_left -= 1;
                     let off = usize::try_from(m.bit_offset / 8).unwrap_or(usize::MAX);
-                    let sub = base.checked_add(off).unwrap_or(usize::MAX);
+                    let sub = base.saturating_add(off);
                     self.fields(inner, sub, depth + 1, out);
                     continue;
                 }
