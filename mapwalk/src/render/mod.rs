@@ -285,10 +285,16 @@ struct Flushing<'b, W: Write> {
 
 impl<W: Write> Write for Flushing<'_, W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= FLUSH_AT {
+        // The buffer never holds more than `FLUSH_AT`: it is handed over first, and a
+        // write that large goes straight through.
+        if self.buf.len().saturating_add(data.len()) > FLUSH_AT {
             self.out.write_all(self.buf)?;
             self.buf.clear();
+        }
+        if data.len() >= FLUSH_AT {
+            self.out.write_all(data)?;
+        } else {
+            self.buf.extend_from_slice(data);
         }
         Ok(data.len())
     }
@@ -427,3 +433,7 @@ pub fn hex_value(bytes: &[u8]) -> Value {
             .collect(),
     )
 }
+
+#[cfg(test)]
+#[path = "mod_tests.rs"]
+mod tests;
