@@ -241,3 +241,102 @@ impl MapBtf {
         (1..=self.last_id()).filter_map(|id| self.type_by_id(id, 0).ok().map(|t| (id, t.kind)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::Builder;
+    use super::*;
+    use crate::render::btf::TypeRenderer;
+
+    fn base() -> Builder {
+        let mut b = Builder::new();
+        let int = b.int("int", 4);
+        b.agg(Kind::STRUCT, "kern", false, 4, &[("k", int, 0)]);
+        b
+    }
+
+    #[test]
+    fn split_ids_and_names_continue_after_the_base() {
+        let base = BaseBtf::new(base().bytes()).unwrap();
+        assert_eq!((base.type_count(), base.string_len()), (2, 12));
+        let mut s = Builder::split(2, 12);
+        let own = s.agg(Kind::STRUCT, "mine", false, 8, &[("a", 1, 0), ("b", 2, 32)]);
+        assert_eq!(own, 3);
+        let btf = MapBtf::split(s.bytes(), &base).unwrap();
+        assert_eq!((btf.first_own_id(), btf.last_id()), (3, 3));
+        let t = btf.type_by_id(3, 0).unwrap();
+        assert_eq!(btf.name(&t).unwrap(), b"mine");
+        assert_eq!(btf.name(&btf.type_by_id(2, 0).unwrap()).unwrap(), b"kern");
+        let names: Vec<_> = t
+            .members()
+            .map(|m| btf.str_at(m.name_off).unwrap())
+            .collect();
+        assert_eq!(names, [b"a", b"b"]);
+        assert_eq!(
+            btf.type_by_id(4, 3).unwrap_err(),
+            (BtfError::BadTypeId { id: 4, from: 3 })
+        );
+        assert_eq!(
+            btf.str_at(12 + 99),
+            Err(BtfError::BadString { offset: 111 })
+        );
+        assert_eq!(
+            btf.kinds().collect::<Vec<_>>(),
+            [(1, Kind::INT), (2, Kind::STRUCT), (3, Kind::STRUCT)]
+        );
+        assert_eq!(
+            TypeRenderer::new(&btf).render_string(3, &[5, 0, 0, 0, 6, 0, 0, 0]),
+            r#"{"a":5,"b":{"k":6}}"#
+        );
+        // The same bytes standalone: the ids they name are not there.
+        let alone = MapBtf::new(s.bytes()).unwrap();
+        assert_eq!(alone.last_id(), 1);
+        assert_eq!(
+            alone.type_by_id(3, 0).unwrap_err(),
+            (BtfError::BadTypeId { id: 3, from: 0 })
+        );
+    }
+
+    #[test]
+    fn every_corruption_of_map_btf_is_survived() {
+        let base = BaseBtf::new(base().bytes()).unwrap();
+        let mut s = Builder::split(2, 12);
+        let u8_t = s.int("u8", 1);
+        let arr = s.array(u8_t, 1, 4);
+        s.agg(
+            Kind::STRUCT,
+            "mine",
+            true,
+            8,
+            &[("a", arr, 0), ("b", 2, (3 << 24) | 33)],
+        );
+        let good = s.bytes();
+        let value = [1u8, 2, 3, 4, 5, 6, 7, 8];
+        let render = |btf: &MapBtf| {
+            for id in 0..=btf.last_id() + 1 {
+                let text = TypeRenderer::new(btf).render_string(id, &value);
+                assert!(
+                    serde_json::from_str::<serde_json::Value>(&text).is_ok(),
+                    "{text}"
+                );
+            }
+        };
+        for len in 0..good.len() {
+            if let Ok(b) = MapBtf::split(good[..len].to_vec(), &base) {
+                render(&b);
+            }
+        }
+        for at in 0..good.len() {
+            for v in [0x00, 0x01, 0x7f, 0x80, 0xff] {
+                let mut bad = good.clone();
+                bad[at] = v;
+                if let Ok(b) = MapBtf::split(bad.clone(), &base) {
+                    render(&b);
+                }
+                if let Ok(b) = MapBtf::new(bad) {
+                    render(&b);
+                }
+            }
+        }
+    }
+}

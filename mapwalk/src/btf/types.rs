@@ -82,7 +82,7 @@ pub struct Param {
     pub type_id: u32,
 }
 
-/// The `i`th record of `width` bytes of `data`, as little-endian words.
+/// The `i`th record of `N` little-endian words of `data`.
 fn words<const N: usize>(data: &[u8], i: usize) -> Option<[u32; N]> {
     let at = i.checked_mul(N * 4)?;
     let mut out = [0u32; N];
