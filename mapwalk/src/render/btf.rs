@@ -379,12 +379,19 @@ impl<'a, W: Write + ?Sized> Walk<'_, 'a, W> {
         } else {
             // Rare (hostile or odd BTF): every value rendered in member order, as the
             // budget was spent before, then written in the object's order.
+            // Only the values that stay are kept.
             let mut values = Vec::with_capacity(fields.len());
-            for f in &fields {
+            for (i, f) in fields.iter().enumerate() {
                 let mut buf = Vec::new();
+                let mut sink = io::sink();
+                let out: &mut dyn Write = if last.get(&*f.name) == Some(&i) {
+                    &mut buf
+                } else {
+                    &mut sink
+                };
                 let mut sub = Walk {
                     r: self.r,
-                    out: &mut buf,
+                    out,
                     nodes_left: self.nodes_left,
                 };
                 sub.field(f, bytes)?;
