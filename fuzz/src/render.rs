@@ -1,8 +1,8 @@
 //! Target `render`: keys and values rendered through a map's BTF
 //! ([`mapwalk::render`]), with hostile BTF, type ids and bytes.
 //!
-//! The BTF is parsed as the CLI parses a map's (`Btf::from_bytes`, or
-//! `Btf::from_split_bytes` on top of the kernel's BTF), from:
+//! The BTF is read as the sources read a map's ([`MapBtf::new`], or [`MapBtf::split`]
+//! on top of the kernel's BTF), from:
 //! - mode 0, **raw**: the first `btf_len` bytes after the header;
 //! - mode 1, **split**: the same bytes as split BTF over [`kernel_btf`];
 //! - mode 2, **synthetic**: [`map_btf`] with those bytes written over it at `at`.
@@ -13,10 +13,12 @@
 //! [`DumpWriter`] in JSON (pointers as numbers) and in human form (pointers as hex),
 //! and every type id from 1 to [`MAX_IDS`] is rendered over the value bytes.
 //!
-//! Checks: the JSON dump parses as a JSON array of one object per entry.
+//! Checks: the JSON dump parses as a JSON array of one object per entry; when btf-rs
+//! parses the same bytes too, both see the same number of types, and the same kind for
+//! each of the first [`MAX_IDS`] (a differential check of the reader).
 
 use arbitrary::Unstructured;
-use btf_rs::Btf;
+use mapwalk::btf::{BaseBtf, MapBtf};
 use mapwalk::render::btf::TypeRenderer;
 use mapwalk::render::{formatted, DumpWriter, Format, Types};
 use mapwalk::source::ValueRef;
@@ -76,14 +78,61 @@ impl Header {
     }
 }
 
-/// The kernel BTF split BTF is parsed over, parsed once.
-fn kernel() -> &'static Btf {
-    static BTF: std::sync::OnceLock<Btf> = std::sync::OnceLock::new();
-    BTF.get_or_init(|| Btf::from_bytes(kernel_btf()).expect("the synthetic kernel BTF parses"))
+/// The kernel BTF split BTF is read over, indexed once.
+fn kernel() -> &'static BaseBtf {
+    static BTF: std::sync::OnceLock<BaseBtf> = std::sync::OnceLock::new();
+    BTF.get_or_init(|| BaseBtf::new(kernel_btf().to_vec()).expect("the synthetic kernel BTF reads"))
+}
+
+/// The same kernel BTF through btf-rs, for the differential check.
+fn kernel_oracle() -> &'static btf_rs::Btf {
+    static BTF: std::sync::OnceLock<btf_rs::Btf> = std::sync::OnceLock::new();
+    BTF.get_or_init(|| {
+        btf_rs::Btf::from_bytes(kernel_btf()).expect("the synthetic kernel BTF parses")
+    })
+}
+
+/// The `BTF_KIND_*` of a btf-rs type.
+fn oracle_kind(t: &btf_rs::Type) -> u8 {
+    use btf_rs::Type as T;
+    match t {
+        T::Void => 0,
+        T::Int(_) => 1,
+        T::Ptr(_) => 2,
+        T::Array(_) => 3,
+        T::Struct(_) => 4,
+        T::Union(_) => 5,
+        T::Enum(_) => 6,
+        T::Fwd(_) => 7,
+        T::Typedef(_) => 8,
+        T::Volatile(_) => 9,
+        T::Const(_) => 10,
+        T::Restrict(_) => 11,
+        T::Func(_) => 12,
+        T::FuncProto(_) => 13,
+        T::Var(_) => 14,
+        T::Datasec(_) => 15,
+        T::Float(_) => 16,
+        T::DeclTag(_) => 17,
+        T::TypeTag(_) => 18,
+        T::Enum64(_) => 19,
+        _ => u8::MAX,
+    }
+}
+
+/// When btf-rs reads the bytes too: the same last id, and the same kinds.
+pub fn differential(ours: &MapBtf, theirs: &btf_rs::Btf) {
+    let last = theirs.split().unwrap_or(theirs.base()).type_id_range().1;
+    assert_eq!(ours.last_id(), last, "the number of types");
+    for id in 1..=last.min(MAX_IDS) {
+        let a = ours.type_by_id(id, 0).expect("an id up to the last").kind.0;
+        let b = oracle_kind(&theirs.resolve_type_by_id(id).expect("an id up to the last"));
+        assert_eq!(a, b, "the kind of type {id}");
+    }
 }
 
 /// Renders through `btf` everything the header asks for.
-pub fn render_all(btf: &Btf, h: &Header, key: &[u8], value: &[u8]) {
+pub fn render_all(btf: &MapBtf, h: &Header, key: &[u8], value: &[u8]) {
     let cpus = usize::from(h.cpus) % (MAX_CPUS + 1);
     let cpu_ids: Vec<u32> = (0..cpus as u32).map(|c| c * 3).collect();
     let size = value.len().checked_div(cpus).unwrap_or(value.len());
@@ -133,13 +182,31 @@ pub fn run(data: &[u8]) {
     let (btf_bytes, entry) = rest.split_at(n);
     let k = usize::from(h.key_len).min(entry.len());
     let (key, value) = entry.split_at(k);
-    let parsed = match h.mode % 3 {
-        0 => Btf::from_bytes(btf_bytes),
-        1 => Btf::from_split_bytes(btf_bytes, kernel()),
-        _ => Btf::from_bytes(&splice(&map_btf().0, h.at, btf_bytes)),
+    let synthetic;
+    let (parsed, oracle) = match h.mode % 3 {
+        0 => (
+            MapBtf::new(btf_bytes.to_vec()),
+            btf_rs::Btf::from_bytes(btf_bytes),
+        ),
+        1 => (
+            MapBtf::split(btf_bytes.to_vec(), kernel()),
+            btf_rs::Btf::from_split_bytes(btf_bytes, kernel_oracle()),
+        ),
+        _ => {
+            synthetic = splice(&map_btf().0, h.at, btf_bytes);
+            (
+                MapBtf::new(synthetic.clone()),
+                btf_rs::Btf::from_bytes(&synthetic),
+            )
+        }
     };
     match parsed {
-        Ok(btf) => render_all(&btf, &h, key, value),
+        Ok(btf) => {
+            if let Ok(theirs) = &oracle {
+                differential(&btf, theirs);
+            }
+            render_all(&btf, &h, key, value);
+        }
         Err(e) => {
             std::hint::black_box(e.to_string());
         }

@@ -312,7 +312,7 @@ fn synthetic_map_btf_renders() {
     use mapwalk::render::btf::TypeRenderer;
     use mapwalk_fuzz::btf_synth::map_btf;
     let (blob, ids) = map_btf();
-    let btf = btf_rs::Btf::from_bytes(blob).unwrap();
+    let btf = mapwalk::btf::MapBtf::new(blob.to_vec()).unwrap();
     let data = seed("render", "seed-synth-struct");
     let value = &data[data.len() - 56..];
     let v = TypeRenderer::new(&btf).render(ids.value, value);
@@ -325,14 +325,16 @@ fn synthetic_map_btf_renders() {
         bss.to_string(),
         r#"{".bss":[{"counter":1311768467463790320},{"label":"bss"}]}"#
     );
-    assert_eq!(ids.count, btf.base().type_id_range().1);
-    // The split seed parses over the kernel BTF and names its struct.
-    let kernel = btf_rs::Btf::from_bytes(mapwalk_fuzz::btf_synth::kernel_btf()).unwrap();
+    assert_eq!(ids.count, btf.last_id());
+    // The split seed reads over the kernel BTF and names its struct.
+    let kernel =
+        mapwalk::btf::BaseBtf::new(mapwalk_fuzz::btf_synth::kernel_btf().to_vec()).unwrap();
     let data = seed("render", "seed-split");
     let mut u = Unstructured::new(&data);
     let h = mapwalk_fuzz::render::Header::decode(&mut u).unwrap();
     let rest = u.take_rest();
-    let split = btf_rs::Btf::from_split_bytes(&rest[..usize::from(h.btf_len)], &kernel).unwrap();
+    let split =
+        mapwalk::btf::MapBtf::split(rest[..usize::from(h.btf_len)].to_vec(), &kernel).unwrap();
     let v = TypeRenderer::new(&split).render(h.value_id, &rest[usize::from(h.btf_len) + 4..]);
     assert!(v.get("count").is_some() && v.get("where").is_some(), "{v}");
 }

@@ -6,7 +6,7 @@
 //! - **Kernel description**: where a kernel's symbols are ([`kallsyms`]) and its
 //!   struct layouts, resolved from the kernel's BTF into a
 //!   [`mapwalk_core::KernelLayout`] ([`btf`], by this crate's own zero-copy BTF
-//!   reader; `btf-rs` parses only the maps' BTF, for rendering), and the KASLR
+//!   reader, which also reads the maps' BTF for rendering), and the KASLR
 //!   and paging state, all put together by [`describe`] into a ready kernel view.
 //! - **Sources** ([`source`]): one read-only view of maps over guest memory (the core's
 //!   walkers behind a [`describe::Kernel`]) and over the live host (`mapwalk-live`).

@@ -13,7 +13,7 @@
 use std::fmt;
 use std::ops::ControlFlow;
 
-use btf_rs::Btf;
+use crate::btf::{BaseBtf, MapBtf};
 pub use mapwalk_core::MapInfo;
 use mapwalk_core::MapType;
 pub use mapwalk_live::ValueRef;
@@ -175,7 +175,7 @@ pub trait MapSource {
     ///
     /// # Errors
     /// [`SourceError::Btf`] when the map has BTF that cannot be read or parsed.
-    fn btf(&self, map: &MapInfo) -> Result<Option<Btf>, SourceError>;
+    fn btf(&self, map: &MapInfo) -> Result<Option<MapBtf>, SourceError>;
 
     /// Calls `f` with every key and value of `map`; `f` may stop early.
     ///
@@ -240,7 +240,7 @@ impl LiveSource {
 }
 
 /// Parses program or module BTF, on top of vmlinux BTF when it is split.
-fn parse_live_btf(obj: &mapwalk_live::BtfObject) -> Result<Btf, SourceError> {
+fn parse_live_btf(obj: &mapwalk_live::BtfObject) -> Result<MapBtf, SourceError> {
     let standalone = if obj.kernel && obj.name != "vmlinux" {
         None
     } else {
@@ -249,9 +249,11 @@ fn parse_live_btf(obj: &mapwalk_live::BtfObject) -> Result<Btf, SourceError> {
     if let Some(b) = standalone {
         return Ok(b);
     }
-    let base = Btf::from_file("/sys/kernel/btf/vmlinux")
+    let base = std::fs::read("/sys/kernel/btf/vmlinux")
+        .map_err(|e| e.to_string())
+        .and_then(|b| BaseBtf::new(b).map_err(|e| e.to_string()))
         .map_err(|e| SourceError::Btf(format!("/sys/kernel/btf/vmlinux: {e}")))?;
-    Btf::from_split_bytes(&obj.bytes, &base)
+    MapBtf::split(obj.bytes.clone(), &base)
         .map_err(|e| SourceError::Btf(format!("BTF object {}: {e}", obj.id)))
 }
 
@@ -270,7 +272,7 @@ impl MapSource for LiveSource {
         Ok(mapwalk_live::LiveMap::open(id)?.map(|m| *m.info()))
     }
 
-    fn btf(&self, map: &MapInfo) -> Result<Option<Btf>, SourceError> {
+    fn btf(&self, map: &MapInfo) -> Result<Option<MapBtf>, SourceError> {
         if map.btf_id == 0 {
             return Ok(None);
         }
@@ -503,7 +505,7 @@ mod memory {
             Ok(self.bpf().map_by_id(id)?)
         }
 
-        fn btf(&self, map: &MapInfo) -> Result<Option<Btf>, SourceError> {
+        fn btf(&self, map: &MapInfo) -> Result<Option<MapBtf>, SourceError> {
             let info = self.info(map)?;
             let btf_err = |e: mapwalk_core::Error| SourceError::Btf(format!("map {}: {e}", map.id));
             let Some(obj) = self.bpf().map_btf(&info).map_err(btf_err)? else {
@@ -514,11 +516,11 @@ mod memory {
                 let vmlinux = self
                     .kernel
                     .btf
-                    .parsed()
+                    .base()
                     .map_err(|e| SourceError::Btf(format!("map {}: base BTF: {e}", map.id)))?;
-                Btf::from_split_bytes(&bytes, vmlinux)
+                MapBtf::split(bytes, vmlinux)
             } else {
-                Btf::from_bytes(&bytes)
+                MapBtf::new(bytes)
             };
             parsed
                 .map(Some)
@@ -748,9 +750,9 @@ mod tests {
         }
 
         let btf = src.btf(&typed).unwrap().unwrap();
-        assert!(
-            matches!(btf.resolve_type_by_id(1).unwrap(), btf_rs::Type::Int(i) if i.size() == 8)
-        );
+        let t = btf.type_by_id(1, 0).unwrap();
+        assert_eq!(t.kind, crate::btf::Kind::INT);
+        assert_eq!(t.size(), Some(8));
         assert!(src.btf(&maps[0]).unwrap().is_none());
         assert!(!raw.is_empty());
     }

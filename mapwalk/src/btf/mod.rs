@@ -6,8 +6,10 @@
 //! hostile guest, so it is read by this crate's own zero-copy [`BtfReader`]: one
 //! pass over the type section indexes where each type starts and notes the few structs
 //! the layout needs; members and names are then read in place, every read bounds
-//! checked and every chain capped ([`reader`]'s `MAX_*` constants). Values are
-//! rendered with the `btf-rs` crate ([`parse`]), over the maps' own small BTF.
+//! checked and every chain capped ([`reader`]'s `MAX_*` constants). The same reader
+//! serves rendering: [`MapBtf`] owns a map's BTF (standalone, or split over the
+//! kernel's [`BaseBtf`]) and [`TypeRef`]'s typed accessors ([`types`]) decode each
+//! kind.
 //!
 //! [`member_offset`] is the generic piece: the byte offset of a member path such as
 //! `"idr_rt.xa_head"` in a named struct, looking through anonymous unions and structs
@@ -27,18 +29,22 @@
 //! ```
 
 mod layout;
+mod map;
 #[cfg(test)]
 mod oracle;
+#[cfg(test)]
+mod oracle_tests;
 pub mod reader;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod types;
 
-use btf_rs::Btf;
 use mapwalk_core::KernelLayout;
-
-/// A map's parsed BTF, as the sources hand it to the renderer.
-pub type MapBtf = Btf;
 use std::fmt;
+use std::sync::Arc;
+
+pub use map::{BaseBtf, MapBtf};
+pub use types::{ArrayInfo, EnumValue, IntInfo, Param, VarSecinfo};
 
 pub use layout::{
     group, member_bit_offset, member_offset, resolve_layout, struct_size, struct_size_having,
@@ -49,7 +55,7 @@ pub use reader::{BtfReader, Kind, Member, TypeRef, BTF_MAGIC};
 /// Why BTF could not be read or a layout could not be resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BtfError {
-    /// The bytes are not BTF (no magic), or not BTF that `btf-rs` can parse.
+    /// The bytes are not BTF (no magic).
     Parse(String),
     /// No struct (or union) of this name.
     NoStruct(String),
@@ -154,43 +160,31 @@ pub struct ResolvedLayout {
     pub warnings: Vec<String>,
 }
 
-/// Parses raw BTF bytes with `btf-rs` (checking the magic first), for rendering.
-///
-/// This decodes every type: about 60 ms and 45 MB for a kernel's BTF. A layout needs
-/// only [`layout_from_bytes`].
+/// Reads standalone BTF (a copy of `bytes`) for rendering: [`MapBtf::new`].
 ///
 /// # Errors
-/// [`BtfError::Parse`].
-pub fn parse(bytes: &[u8]) -> Result<Btf, BtfError> {
-    match bytes.get(..2) {
-        Some(m) if u16::from_le_bytes([m[0], m[1]]) == BTF_MAGIC => {}
-        _ => {
-            return Err(BtfError::Parse(format!(
-                "no BTF magic (first bytes {:02x?})",
-                &bytes[..bytes.len().min(4)]
-            )))
-        }
-    }
-    Btf::from_bytes(bytes).map_err(|e| BtfError::Parse(e.to_string()))
+/// As [`BtfReader::new`].
+pub fn parse(bytes: &[u8]) -> Result<MapBtf, BtfError> {
+    MapBtf::new(bytes.to_vec())
 }
 
-/// A kernel's raw BTF, parsed by `btf-rs` only when first asked for.
+/// A kernel's raw BTF, indexed for rendering only when first asked for.
 ///
 /// Rendering a map value through a *split* BTF (module or program BTF on top of the
-/// kernel's) needs the kernel's types as a `btf_rs::Btf`; standalone map BTF does not,
-/// and neither does the layout. So the kernel's BTF is kept raw and parsed (about
-/// 60 ms and 45 MB) the first time [`parsed`](Self::parsed) is called.
+/// kernel's) needs the kernel's types indexed ([`BaseBtf`]); standalone map BTF does
+/// not, and the layout has its own reader. So the index (four bytes a type) is built
+/// the first time [`base`](Self::base) is called, and shared by every map after.
 pub struct KernelBtf {
-    raw: Vec<u8>,
-    parsed: std::sync::OnceLock<Result<Btf, BtfError>>,
+    raw: Arc<Vec<u8>>,
+    base: std::sync::OnceLock<Result<BaseBtf, BtfError>>,
 }
 
 impl KernelBtf {
     /// Raw BTF (not checked here: see [`BtfReader::new`]).
     pub fn new(raw: Vec<u8>) -> Self {
         Self {
-            raw,
-            parsed: std::sync::OnceLock::new(),
+            raw: Arc::new(raw),
+            base: std::sync::OnceLock::new(),
         }
     }
 
@@ -207,20 +201,20 @@ impl KernelBtf {
         BtfReader::new(&self.raw)
     }
 
-    /// The types parsed by `btf-rs`, parsing them on the first call.
+    /// The indexed types, the base of split map BTF, indexed on the first call.
     ///
     /// # Errors
-    /// As [`parse`] (the same error on every call).
-    pub fn parsed(&self) -> Result<&Btf, BtfError> {
-        self.parsed
-            .get_or_init(|| parse(&self.raw))
+    /// As [`BtfReader::new`] (the same error on every call).
+    pub fn base(&self) -> Result<&BaseBtf, BtfError> {
+        self.base
+            .get_or_init(|| BaseBtf::shared(Arc::clone(&self.raw)))
             .as_ref()
             .map_err(Clone::clone)
     }
 
-    /// Whether [`parsed`](Self::parsed) has been called.
-    pub fn is_parsed(&self) -> bool {
-        self.parsed.get().is_some()
+    /// Whether [`base`](Self::base) has been called.
+    pub fn is_indexed(&self) -> bool {
+        self.base.get().is_some()
     }
 }
 
@@ -228,7 +222,7 @@ impl fmt::Debug for KernelBtf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KernelBtf")
             .field("bytes", &self.raw.len())
-            .field("parsed", &self.is_parsed())
+            .field("indexed", &self.is_indexed())
             .finish()
     }
 }
@@ -296,12 +290,12 @@ mod tests {
         let test = "btf::the_reader_resolves_the_host_layout_as_btf_rs_does";
         let Some(bytes) = host_btf(test) else { return };
         let ours = layout_from_bytes(&bytes).unwrap();
-        let oracle = oracle::resolve_layout(&parse(&bytes).unwrap()).unwrap();
+        let oracle = oracle::resolve_layout(&oracle::parse(&bytes)).unwrap();
         assert_eq!(ours, oracle);
         // Names not asked for in advance are found by a pass of their own.
         let plain = BtfReader::new(&bytes).unwrap();
         assert_eq!(resolve_layout(&plain).unwrap(), oracle);
-        let btf = parse(&bytes).unwrap();
+        let btf = oracle::parse(&bytes);
         for (s, f) in [
             ("btf", "data"),
             ("btf", "data_size"),
@@ -403,7 +397,7 @@ mod tests {
             Err(BtfError::NoStruct("nothing".into()))
         );
         // The same through btf-rs.
-        let btf = parse(&bytes).unwrap();
+        let btf = oracle::parse(&bytes);
         for (s, f) in [("bucket", "head"), ("bucket", "tail"), ("outer", "o.b")] {
             assert_eq!(
                 member_offset(&r, s, f),

@@ -5,6 +5,11 @@
 use super::{BtfError, ResolvedLayout};
 use btf_rs::{Btf, Type};
 
+/// Parses BTF with btf-rs (the oracle's view of the same bytes).
+pub(crate) fn parse(bytes: &[u8]) -> Btf {
+    Btf::from_bytes(bytes).expect("btf-rs parses the BTF")
+}
+
 /// Follows typedefs and qualifiers (const, volatile, restrict, type tags) to the type
 /// they name.
 fn strip(btf: &Btf, mut ty: Type) -> Result<Type, String> {

@@ -14,6 +14,8 @@
 //!
 //! Only little-endian BTF (every kernel mapwalk reads) is accepted.
 
+use std::ops::Range;
+
 use super::BtfError;
 
 /// The magic number at the start of raw BTF (`0xeb9f`, little-endian `9f eb`).
@@ -97,7 +99,7 @@ impl Kind {
     }
 }
 
-fn le32(bytes: &[u8], at: usize) -> Option<u32> {
+pub(super) fn le32(bytes: &[u8], at: usize) -> Option<u32> {
     let b = bytes.get(at..at.checked_add(4)?)?;
     Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
@@ -118,7 +120,7 @@ pub struct TypeRef<'a> {
     /// `size` (ints, structs, enums...) or `type` (pointers, typedefs, qualifiers...).
     pub size_or_type: u32,
     /// The kind-specific data after the record (its length checked by the index).
-    data: &'a [u8],
+    pub(super) data: &'a [u8],
 }
 
 /// A member of a struct or union.
@@ -192,13 +194,13 @@ impl std::fmt::Debug for BtfReader<'_> {
 }
 
 /// The section `what` of `len` bytes at `off` after the header, inside `bytes`.
-fn section<'a>(
-    bytes: &'a [u8],
+fn section(
+    bytes: &[u8],
     hdr_len: usize,
     off: u32,
     len: u32,
     what: &'static str,
-) -> Result<&'a [u8], BtfError> {
+) -> Result<Range<usize>, BtfError> {
     let bad = || BtfError::Header {
         what,
         value: u64::from(off).wrapping_add(u64::from(len)),
@@ -210,9 +212,102 @@ fn section<'a>(
     let end = usize::try_from(len)
         .ok()
         .and_then(|l| l.checked_add(start))
+        .filter(|&e| e <= bytes.len())
         .ok_or_else(bad)?;
-    bytes.get(start..end).ok_or_else(bad)
+    Ok(start..end)
 }
+
+/// Checks the header of raw BTF: where its type and string sections are.
+///
+/// # Errors
+/// [`BtfError::Parse`] without the magic, [`BtfError::Header`] for a header whose
+/// sections do not fit the bytes.
+pub(super) fn sections(bytes: &[u8]) -> Result<(Range<usize>, Range<usize>), BtfError> {
+    let magic = bytes
+        .get(..2)
+        .map(|m| u16::from_le_bytes([m[0], m[1]]))
+        .unwrap_or(0);
+    if magic == BTF_MAGIC.swap_bytes() {
+        return Err(BtfError::Header {
+            what: "big-endian BTF (not supported)",
+            value: u64::from(magic),
+        });
+    }
+    if magic != BTF_MAGIC {
+        return Err(BtfError::Parse(format!(
+            "no BTF magic (first bytes {:02x?})",
+            bytes.get(..bytes.len().min(4)).unwrap_or_default()
+        )));
+    }
+    let version = bytes.get(2).copied().unwrap_or(0);
+    if version != BTF_VERSION {
+        return Err(BtfError::Header {
+            what: "version",
+            value: u64::from(version),
+        });
+    }
+    let field = |at, what| {
+        le32(bytes, at).ok_or(BtfError::Header {
+            what,
+            value: bytes.len() as u64,
+        })
+    };
+    let hdr_len = field(4, "header length (input too short)")?;
+    let hdr = usize::try_from(hdr_len)
+        .ok()
+        .filter(|&h| h >= HEADER_LEN && h <= bytes.len())
+        .ok_or(BtfError::Header {
+            what: "header length",
+            value: u64::from(hdr_len),
+        })?;
+    let types = section(
+        bytes,
+        hdr,
+        field(8, "type_off")?,
+        field(12, "type_len")?,
+        "type section outside the input",
+    )?;
+    let strings = section(
+        bytes,
+        hdr,
+        field(16, "str_off")?,
+        field(20, "str_len")?,
+        "string section outside the input",
+    )?;
+    Ok((types, strings))
+}
+
+/// The record of type `id` at `at` in `types` (an offset the index produced).
+pub(super) fn record(types: &[u8], id: u32, at: usize) -> Option<TypeRef<'_>> {
+    let name_off = le32(types, at)?;
+    let info = le32(types, at.checked_add(4)?)?;
+    let size_or_type = le32(types, at.checked_add(8)?)?;
+    let kind = Kind(u8::try_from((info >> 24) & 0x1f).ok()?);
+    let vlen = u16::try_from(info & 0xffff).ok()?;
+    let start = at.checked_add(TYPE_HEAD)?;
+    let len = kind.extra_len(usize::from(vlen))?;
+    let data = types.get(start..start.checked_add(len)?)?;
+    Some(TypeRef {
+        id,
+        kind,
+        kind_flag: info >> 31 != 0,
+        vlen,
+        name_off,
+        size_or_type,
+        data,
+    })
+}
+
+/// The type `void` (id 0).
+pub(super) const VOID: TypeRef<'static> = TypeRef {
+    id: 0,
+    kind: Kind::VOID,
+    kind_flag: false,
+    vlen: 0,
+    name_off: 0,
+    size_or_type: 0,
+    data: &[],
+};
 
 impl<'a> BtfReader<'a> {
     /// Checks the header of raw BTF and indexes its types.
@@ -234,57 +329,9 @@ impl<'a> BtfReader<'a> {
     /// As [`new`](Self::new); [`BtfError::LimitExceeded`] when more than
     /// [`MAX_SAME_NAME`] aggregates share one of `names`.
     pub fn with_names(bytes: &'a [u8], names: &[&'a str]) -> Result<Self, BtfError> {
-        let magic = bytes
-            .get(..2)
-            .map(|m| u16::from_le_bytes([m[0], m[1]]))
-            .unwrap_or(0);
-        if magic == BTF_MAGIC.swap_bytes() {
-            return Err(BtfError::Header {
-                what: "big-endian BTF (not supported)",
-                value: u64::from(magic),
-            });
-        }
-        if magic != BTF_MAGIC {
-            return Err(BtfError::Parse(format!(
-                "no BTF magic (first bytes {:02x?})",
-                bytes.get(..bytes.len().min(4)).unwrap_or_default()
-            )));
-        }
-        let version = bytes.get(2).copied().unwrap_or(0);
-        if version != BTF_VERSION {
-            return Err(BtfError::Header {
-                what: "version",
-                value: u64::from(version),
-            });
-        }
-        let field = |at, what| {
-            le32(bytes, at).ok_or(BtfError::Header {
-                what,
-                value: bytes.len() as u64,
-            })
-        };
-        let hdr_len = field(4, "header length (input too short)")?;
-        let hdr = usize::try_from(hdr_len)
-            .ok()
-            .filter(|&h| h >= HEADER_LEN && h <= bytes.len())
-            .ok_or(BtfError::Header {
-                what: "header length",
-                value: u64::from(hdr_len),
-            })?;
-        let types = section(
-            bytes,
-            hdr,
-            field(8, "type_off")?,
-            field(12, "type_len")?,
-            "type section outside the input",
-        )?;
-        let strings = section(
-            bytes,
-            hdr,
-            field(16, "str_off")?,
-            field(20, "str_len")?,
-            "string section outside the input",
-        )?;
+        let (types, strings) = sections(bytes)?;
+        let types = bytes.get(types).unwrap_or_default();
+        let strings = bytes.get(strings).unwrap_or_default();
         let mut named: Vec<(&'a str, Vec<u32>)> = names.iter().map(|&n| (n, Vec::new())).collect();
         let offsets = index(types, strings, &mut named)?;
         Ok(Self {
@@ -308,15 +355,7 @@ impl<'a> BtfReader<'a> {
     /// refers to it (0 when the caller's).
     pub fn type_by_id(&self, id: u32, from: u32) -> Result<TypeRef<'a>, BtfError> {
         if id == 0 {
-            return Ok(TypeRef {
-                id,
-                kind: Kind::VOID,
-                kind_flag: false,
-                vlen: 0,
-                name_off: 0,
-                size_or_type: 0,
-                data: &[],
-            });
+            return Ok(VOID);
         }
         let bad = BtfError::BadTypeId { id, from };
         let at = usize::try_from(id - 1)
@@ -330,23 +369,7 @@ impl<'a> BtfReader<'a> {
 
     /// The record at `at` (an offset the index produced).
     fn record(&self, id: u32, at: usize) -> Option<TypeRef<'a>> {
-        let name_off = le32(self.types, at)?;
-        let info = le32(self.types, at.checked_add(4)?)?;
-        let size_or_type = le32(self.types, at.checked_add(8)?)?;
-        let kind = Kind(u8::try_from((info >> 24) & 0x1f).ok()?);
-        let vlen = u16::try_from(info & 0xffff).ok()?;
-        let start = at.checked_add(TYPE_HEAD)?;
-        let len = kind.extra_len(usize::from(vlen))?;
-        let data = self.types.get(start..start.checked_add(len)?)?;
-        Some(TypeRef {
-            id,
-            kind,
-            kind_flag: info >> 31 != 0,
-            vlen,
-            name_off,
-            size_or_type,
-            data,
-        })
+        record(self.types, id, at)
     }
 
     /// The NUL-terminated string at `offset` in the string section (without the NUL).
@@ -419,7 +442,7 @@ impl<'a> BtfReader<'a> {
     }
 }
 
-fn str_at(strings: &[u8], offset: u32) -> Option<&[u8]> {
+pub(super) fn str_at(strings: &[u8], offset: u32) -> Option<&[u8]> {
     let rest = strings.get(usize::try_from(offset).ok()?..)?;
     let end = memchr::memchr(0, rest)?;
     rest.get(..end)
@@ -438,7 +461,7 @@ fn name_is(strings: &[u8], offset: u32, name: &[u8]) -> bool {
 
 /// One pass over the type section: where each record starts, and the aggregates
 /// called one of `named`.
-fn index(
+pub(super) fn index(
     types: &[u8],
     strings: &[u8],
     named: &mut [(&str, Vec<u32>)],

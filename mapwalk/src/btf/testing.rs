@@ -8,6 +8,8 @@ pub(crate) struct Builder {
     types: Vec<u8>,
     strings: Vec<u8>,
     next_id: u32,
+    /// Split BTF: the size of the base's string section (name offsets start there).
+    str_base: u32,
 }
 
 impl Builder {
@@ -19,11 +21,26 @@ impl Builder {
         }
     }
 
+    /// Split BTF over a base of `types` types and `strings` bytes of strings.
+    pub(crate) fn split(types: u32, strings: u32) -> Self {
+        Self {
+            strings: vec![0],
+            next_id: types + 1,
+            str_base: strings,
+            ..Self::default()
+        }
+    }
+
+    /// The last id given.
+    pub(crate) fn last_id(&self) -> u32 {
+        self.next_id - 1
+    }
+
     pub(crate) fn str(&mut self, s: &str) -> u32 {
         if s.is_empty() {
             return 0;
         }
-        let at = self.strings.len() as u32;
+        let at = self.str_base + self.strings.len() as u32;
         self.strings.extend_from_slice(s.as_bytes());
         self.strings.push(0);
         at
@@ -49,6 +66,71 @@ impl Builder {
     pub(crate) fn int(&mut self, name: &str, size: u32) -> u32 {
         let id = self.head(name, Kind::INT, false, 0, size);
         self.types.extend_from_slice(&(size * 8).to_le_bytes());
+        id
+    }
+
+    /// An INT with encoding bits `enc` (1 signed, 2 char, 4 bool).
+    pub(crate) fn int_enc(&mut self, name: &str, size: u32, enc: u32) -> u32 {
+        let id = self.head(name, Kind::INT, false, 0, size);
+        self.raw(&[(enc << 24) | (size * 8)]);
+        id
+    }
+
+    /// Little-endian words after the last record.
+    pub(crate) fn raw(&mut self, words: &[u32]) {
+        for w in words {
+            self.types.extend_from_slice(&w.to_le_bytes());
+        }
+    }
+
+    pub(crate) fn enum32(
+        &mut self,
+        name: &str,
+        signed: bool,
+        size: u32,
+        values: &[(&str, u32)],
+    ) -> u32 {
+        let id = self.head(name, Kind::ENUM, signed, values.len() as u32, size);
+        for &(n, v) in values {
+            let n = self.str(n);
+            self.raw(&[n, v]);
+        }
+        id
+    }
+
+    pub(crate) fn enum64(
+        &mut self,
+        name: &str,
+        signed: bool,
+        size: u32,
+        values: &[(&str, u64)],
+    ) -> u32 {
+        let id = self.head(name, Kind::ENUM64, signed, values.len() as u32, size);
+        for &(n, v) in values {
+            let n = self.str(n);
+            self.raw(&[n, v as u32, (v >> 32) as u32]);
+        }
+        id
+    }
+
+    pub(crate) fn decl_tag(&mut self, name: &str, to: u32, component: i32) -> u32 {
+        let id = self.head(name, Kind::DECL_TAG, false, 0, to);
+        self.raw(&[component as u32]);
+        id
+    }
+
+    pub(crate) fn var(&mut self, name: &str, ty: u32, linkage: u32) -> u32 {
+        let id = self.head(name, Kind::VAR, false, 0, ty);
+        self.raw(&[linkage]);
+        id
+    }
+
+    /// A DATASEC of (var, offset, size) entries.
+    pub(crate) fn datasec(&mut self, name: &str, size: u32, vars: &[(u32, u32, u32)]) -> u32 {
+        let id = self.head(name, Kind::DATASEC, false, vars.len() as u32, size);
+        for &(v, off, sz) in vars {
+            self.raw(&[v, off, sz]);
+        }
         id
     }
 

@@ -48,8 +48,8 @@
 //! - **BTF**: a file (raw, or an ELF with `.BTF`), the vmlinux's `.BTF`, or the bytes
 //!   between `__start_BTF` and `__stop_BTF` in memory; the layout is resolved from it by
 //!   [`crate::btf::resolve_layout`] unless [`KernelSpec::layout_override`] gives one.
-//!   The BTF is kept raw ([`crate::btf::KernelBtf`]): `btf-rs` parses it only if a
-//!   map's split BTF needs it as a base.
+//!   The BTF is kept raw ([`crate::btf::KernelBtf`]): its types are indexed for
+//!   rendering only if a map's split BTF needs them as a base.
 //!
 //! ```no_run
 //! use mapwalk::describe::{describe, KernelSpec, MemoryHints, SymbolSource};

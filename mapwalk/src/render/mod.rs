@@ -8,6 +8,8 @@
 //!   ([`btf::TypeRenderer`]).
 
 pub mod btf;
+#[cfg(test)]
+pub(crate) mod oracle;
 
 use std::io::{self, Write};
 
@@ -49,6 +51,32 @@ pub fn push_hex_json(out: &mut Vec<u8>, bytes: &[u8]) {
         *last = b']';
     }
 }
+
+/// Writes `["0x01","0x02",...]` to `out`, a few KiB at a time.
+///
+/// # Errors
+/// The writer's.
+pub fn write_hex_json<W: Write + ?Sized>(out: &mut W, bytes: &[u8]) -> io::Result<()> {
+    if bytes.is_empty() {
+        return out.write_all(b"[]");
+    }
+    let mut chunk = Vec::with_capacity(HEX_CHUNK * 7 + 1);
+    for (i, part) in bytes.chunks(HEX_CHUNK).enumerate() {
+        chunk.clear();
+        chunk.push(if i == 0 { b'[' } else { b',' });
+        for (j, &b) in part.iter().enumerate() {
+            if j > 0 {
+                chunk.push(b',');
+            }
+            chunk.extend_from_slice(&HEX[usize::from(b)]);
+        }
+        out.write_all(&chunk)?;
+    }
+    out.write_all(b"]")
+}
+
+/// Bytes [`write_hex_json`] formats at a time.
+const HEX_CHUNK: usize = 4096;
 
 /// Appends `01 02 ff` to `out`.
 pub fn push_hex_spaced(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -139,12 +167,21 @@ pub struct Types<'a> {
 }
 
 impl Types<'_> {
-    fn key(&self, bytes: &[u8]) -> Option<Value> {
-        (self.key != 0).then(|| self.renderer.render(self.key, bytes))
+    /// Writes the key rendered through its type (`false`: the map has no key type).
+    fn write_key<W: Write + ?Sized>(&self, bytes: &[u8], out: &mut W) -> io::Result<bool> {
+        if self.key == 0 {
+            return Ok(false);
+        }
+        self.renderer.write(self.key, bytes, out)?;
+        Ok(true)
     }
 
-    fn value(&self, bytes: &[u8]) -> Option<Value> {
-        (self.value != 0).then(|| self.renderer.render(self.value, bytes))
+    /// Writes the value through its type, or as hex bytes when it has none.
+    fn write_value<W: Write + ?Sized>(&self, bytes: &[u8], out: &mut W) -> io::Result<()> {
+        if self.value == 0 {
+            return write_hex_json(out, bytes);
+        }
+        self.renderer.write(self.value, bytes, out)
     }
 }
 
@@ -204,9 +241,13 @@ impl<'a, W: Write> DumpWriter<'a, W> {
     /// The writer's.
     pub fn entry(&mut self, key: &[u8], value: ValueRef<'_>) -> io::Result<()> {
         self.start();
+        let mut w = Flushing {
+            buf: &mut self.buf,
+            out: &mut self.out,
+        };
         match self.format {
-            Format::Json => self.entry_json(key, value),
-            Format::Human => self.entry_human(key, value),
+            Format::Json => entry_json(&mut w, self.types.as_ref(), self.count, key, value)?,
+            Format::Human => entry_human(&mut w, self.types.as_ref(), key, value)?,
         }
         self.count += 1;
         if self.buf.len() >= FLUSH_AT {
@@ -214,69 +255,6 @@ impl<'a, W: Write> DumpWriter<'a, W> {
             self.buf.clear();
         }
         Ok(())
-    }
-
-    fn entry_json(&mut self, key: &[u8], value: ValueRef<'_>) {
-        let b = &mut self.buf;
-        if self.count > 0 {
-            b.push(b',');
-        }
-        b.extend_from_slice(b"{\"key\":");
-        push_hex_json(b, key);
-        match value {
-            ValueRef::Single(v) => {
-                b.extend_from_slice(b",\"value\":");
-                push_hex_json(b, v);
-            }
-            ValueRef::PerCpu(p) => {
-                b.extend_from_slice(b",\"values\":[");
-                for (i, (cpu, v)) in p.iter().enumerate() {
-                    if i > 0 {
-                        b.push(b',');
-                    }
-                    b.extend_from_slice(format!("{{\"cpu\":{cpu},\"value\":").as_bytes());
-                    push_hex_json(b, v);
-                    b.push(b'}');
-                }
-                b.push(b']');
-            }
-        }
-        if let Some(t) = self.types {
-            let f = formatted(&t, key, value);
-            b.extend_from_slice(b",\"formatted\":");
-            // Serializing a `Value` into a `Vec` cannot fail.
-            let _ = serde_json::to_writer(&mut *b, &f);
-        }
-        b.push(b'}');
-    }
-
-    fn entry_human(&mut self, key: &[u8], value: ValueRef<'_>) {
-        let b = &mut self.buf;
-        if let Some(t) = self.types {
-            let f = formatted(&t, key, value);
-            let _ = serde_json::to_writer(&mut *b, &f);
-            b.push(b'\n');
-            return;
-        }
-        match value {
-            ValueRef::Single(v) => {
-                b.extend_from_slice(b"key: ");
-                push_hex_spaced(b, key);
-                b.extend_from_slice(b"  value: ");
-                push_hex_spaced(b, v);
-                b.push(b'\n');
-            }
-            ValueRef::PerCpu(p) => {
-                b.extend_from_slice(b"key:\n");
-                push_hex_spaced(b, key);
-                b.push(b'\n');
-                for (cpu, v) in p.iter() {
-                    b.extend_from_slice(format!("value (CPU {cpu:02}): ").as_bytes());
-                    push_hex_spaced(b, v);
-                    b.push(b'\n');
-                }
-            }
-        }
     }
 
     /// Closes the dump (`]` for JSON, `Found N elements` for humans) and flushes.
@@ -298,26 +276,152 @@ impl<'a, W: Write> DumpWriter<'a, W> {
     }
 }
 
-/// `{"key":..,"value":..}` or `{"key":..,"values":[{"cpu":N,"value":..}]}` through BTF.
-pub fn formatted(t: &Types<'_>, key: &[u8], value: ValueRef<'_>) -> Value {
-    let mut o = Map::new();
-    // bpftool leaves the key out when the map has no key type (`.bss` and friends).
-    if let Some(k) = t.key(key) {
-        o.insert("key".into(), k);
+/// The dump's buffer, handed to the writer whenever it holds [`FLUSH_AT`] bytes: a
+/// large value is written out as it is rendered.
+struct Flushing<'b, W: Write> {
+    buf: &'b mut Vec<u8>,
+    out: &'b mut W,
+}
+
+impl<W: Write> Write for Flushing<'_, W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        // The buffer never holds more than `FLUSH_AT`: it is handed over first, and a
+        // write that large goes straight through.
+        if self.buf.len().saturating_add(data.len()) > FLUSH_AT {
+            self.out.write_all(self.buf)?;
+            self.buf.clear();
+        }
+        if data.len() >= FLUSH_AT {
+            self.out.write_all(data)?;
+        } else {
+            self.buf.extend_from_slice(data);
+        }
+        Ok(data.len())
     }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn entry_json<W: Write + ?Sized>(
+    b: &mut W,
+    types: Option<&Types<'_>>,
+    count: u64,
+    key: &[u8],
+    value: ValueRef<'_>,
+) -> io::Result<()> {
+    if count > 0 {
+        b.write_all(b",")?;
+    }
+    b.write_all(b"{\"key\":")?;
+    write_hex_json(b, key)?;
     match value {
         ValueRef::Single(v) => {
-            o.insert("value".into(), t.value(v).unwrap_or_else(|| hex_value(v)));
+            b.write_all(b",\"value\":")?;
+            write_hex_json(b, v)?;
         }
         ValueRef::PerCpu(p) => {
-            let values = p
-                .iter()
-                .map(|(cpu, v)| json!({"cpu": cpu, "value": t.value(v).unwrap_or_else(|| hex_value(v))}))
-                .collect();
-            o.insert("values".into(), Value::Array(values));
+            b.write_all(b",\"values\":[")?;
+            for (i, (cpu, v)) in p.iter().enumerate() {
+                if i > 0 {
+                    b.write_all(b",")?;
+                }
+                write!(b, "{{\"cpu\":{cpu},\"value\":")?;
+                write_hex_json(b, v)?;
+                b.write_all(b"}")?;
+            }
+            b.write_all(b"]")?;
         }
     }
-    Value::Object(o)
+    if let Some(t) = types {
+        b.write_all(b",\"formatted\":")?;
+        write_formatted(t, key, value, b)?;
+    }
+    b.write_all(b"}")
+}
+
+fn entry_human<W: Write + ?Sized>(
+    b: &mut W,
+    types: Option<&Types<'_>>,
+    key: &[u8],
+    value: ValueRef<'_>,
+) -> io::Result<()> {
+    if let Some(t) = types {
+        write_formatted(t, key, value, b)?;
+        return b.write_all(b"\n");
+    }
+    let mut line = Vec::new();
+    match value {
+        ValueRef::Single(v) => {
+            line.extend_from_slice(b"key: ");
+            push_hex_spaced(&mut line, key);
+            line.extend_from_slice(b"  value: ");
+            push_hex_spaced(&mut line, v);
+            line.push(b'\n');
+        }
+        ValueRef::PerCpu(p) => {
+            line.extend_from_slice(b"key:\n");
+            push_hex_spaced(&mut line, key);
+            line.push(b'\n');
+            for (cpu, v) in p.iter() {
+                line.extend_from_slice(format!("value (CPU {cpu:02}): ").as_bytes());
+                push_hex_spaced(&mut line, v);
+                line.push(b'\n');
+            }
+        }
+    }
+    b.write_all(&line)
+}
+
+/// Writes `{"key":..,"value":..}` or `{"key":..,"values":[{"cpu":N,"value":..}]}`
+/// through BTF to `out`, as the values are rendered (no tree is built).
+///
+/// # Errors
+/// The writer's.
+pub fn write_formatted<W: Write + ?Sized>(
+    t: &Types<'_>,
+    key: &[u8],
+    value: ValueRef<'_>,
+    out: &mut W,
+) -> io::Result<()> {
+    out.write_all(b"{")?;
+    // bpftool leaves the key out when the map has no key type (`.bss` and friends).
+    if t.key != 0 {
+        out.write_all(b"\"key\":")?;
+    }
+    let comma = t.write_key(key, out)?;
+    let sep: &[u8] = if comma { b"," } else { b"" };
+    match value {
+        ValueRef::Single(v) => {
+            out.write_all(sep)?;
+            out.write_all(b"\"value\":")?;
+            t.write_value(v, out)?;
+        }
+        ValueRef::PerCpu(p) => {
+            out.write_all(sep)?;
+            out.write_all(b"\"values\":[")?;
+            for (i, (cpu, v)) in p.iter().enumerate() {
+                if i > 0 {
+                    out.write_all(b",")?;
+                }
+                write!(out, "{{\"cpu\":{cpu},\"value\":")?;
+                t.write_value(v, out)?;
+                out.write_all(b"}")?;
+            }
+            out.write_all(b"]")?;
+        }
+    }
+    out.write_all(b"}")
+}
+
+/// [`write_formatted`]'s text parsed back into a [`Value`], for callers that want a
+/// tree of one entry.
+pub fn formatted(t: &Types<'_>, key: &[u8], value: ValueRef<'_>) -> Value {
+    let mut v = Vec::new();
+    // A `Vec` takes any write.
+    let _ = write_formatted(t, key, value, &mut v);
+    serde_json::from_slice(&v).unwrap_or(Value::Null)
 }
 
 /// `["0x01",..]` as a `Value`.
@@ -329,3 +433,7 @@ pub fn hex_value(bytes: &[u8]) -> Value {
             .collect(),
     )
 }
+
+#[cfg(test)]
+#[path = "mod_tests.rs"]
+mod tests;
