@@ -1,11 +1,11 @@
 //! Printing: map listings and dumps, as text or as `bpftool -j` JSON, streamed.
 
 use std::io::{self, BufWriter, Write};
-use std::ops::ControlFlow;
 use std::os::fd::AsFd;
 
-use mapwalk::render::{self, btf::TypeRenderer, DumpWriter, Format, Types};
-use mapwalk::source::{MapInfo, MapSelector, MapSource, SourceError};
+use mapwalk::dump::{self, DumpError};
+use mapwalk::render::{self, Format};
+use mapwalk::source::{MapSelector, MapSource};
 
 use crate::args::{parse_hex, Cmd};
 use crate::error::CliError;
@@ -32,11 +32,25 @@ pub fn command(src: &dyn MapSource, cmd: &Cmd) -> Result<(), CliError> {
         Cmd::Dump { map, all, json } => {
             let format = if *json { Format::Json } else { Format::Human };
             if *all {
-                dump_all(src, format, &mut out)?;
+                let summary =
+                    dump::dump_all(src, format, &mut out, &mut warn).map_err(dump_error)?;
+                if !summary.failed.is_empty() {
+                    let ids: Vec<String> = summary
+                        .failed
+                        .iter()
+                        .map(|(id, _)| id.to_string())
+                        .collect();
+                    warn(&format!(
+                        "{} of {} maps could not be dumped whole (ids {}): see their \"error\"",
+                        summary.failed.len(),
+                        summary.maps,
+                        ids.join(", ")
+                    ));
+                }
             } else {
                 let sel = MapSelector::parse(map.as_deref().unwrap_or_default());
                 let meta = src.find(&sel)?;
-                dump_one(src, &meta, format, &mut out)?;
+                dump::dump_map(src, &meta, format, &mut out, &mut warn).map_err(dump_error)?;
             }
         }
         Cmd::Write {
@@ -70,131 +84,14 @@ pub fn command(src: &dyn MapSource, cmd: &Cmd) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The map's BTF, or `None` (with a warning when it has BTF that could not be read).
-fn map_btf(src: &dyn MapSource, meta: &MapInfo) -> Option<mapwalk::btf::MapBtf> {
-    if !meta.has_btf() || (meta.btf_key_type_id == 0 && meta.btf_value_type_id == 0) {
-        return None;
-    }
-    match src.btf(meta) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!(
-                "mapwalk: warning: map {}: {e}; values shown as hex",
-                meta.id
-            );
-            None
-        }
-    }
+/// A warning on stderr.
+fn warn(w: &str) {
+    eprintln!("mapwalk: warning: {w}");
 }
 
-fn types<'a>(
-    btf: Option<&'a mapwalk::btf::MapBtf>,
-    meta: &MapInfo,
-    format: Format,
-) -> Option<Types<'a>> {
-    btf.map(|b| Types {
-        renderer: TypeRenderer::new(b).hex_pointers(format == Format::Human),
-        key: meta.btf_key_type_id,
-        value: meta.btf_value_type_id,
-    })
-}
-
-/// Writes the entries of one map with `w`; the walk's result, and the writer's error.
-fn walk_into<W: Write>(
-    src: &dyn MapSource,
-    meta: &MapInfo,
-    w: &mut DumpWriter<'_, W>,
-) -> (Result<(), SourceError>, Option<io::Error>) {
-    let mut io_err = None;
-    let walked = src.for_each_entry(meta, &mut |k, v| match w.entry(k, v) {
-        Ok(()) => ControlFlow::Continue(()),
-        Err(e) => {
-            io_err = Some(e);
-            ControlFlow::Break(())
-        }
-    });
-    (walked, io_err)
-}
-
-fn dump_one(
-    src: &dyn MapSource,
-    meta: &MapInfo,
-    format: Format,
-    out: &mut impl Write,
-) -> Result<(), CliError> {
-    let btf = map_btf(src, meta);
-    let mut w = DumpWriter::new(out, format, types(btf.as_ref(), meta, format));
-    let (walked, io_err) = walk_into(src, meta, &mut w);
-    walked?;
-    if let Some(e) = io_err {
-        return Err(e.into());
+fn dump_error(e: DumpError) -> CliError {
+    match e {
+        DumpError::Output(e) => CliError::Output(e),
+        DumpError::Source(e) => CliError::Source(e),
     }
-    w.finish()?;
-    Ok(())
-}
-
-/// The `"entries":[...]` of one map in `dump --all --json`, streamed to `out`. When the
-/// walk fails part way, the entries read so far are kept and `,"error":"..."` follows
-/// them (`[],"error":...` when it fails before the first).
-fn dump_entries_json(
-    src: &dyn MapSource,
-    meta: &MapInfo,
-    out: &mut impl Write,
-) -> Result<(), CliError> {
-    let btf = map_btf(src, meta);
-    let mut w = DumpWriter::new(
-        &mut *out,
-        Format::Json,
-        types(btf.as_ref(), meta, Format::Json),
-    )
-    .trailing_newline(false);
-    let (walked, io_err) = walk_into(src, meta, &mut w);
-    if let Some(e) = io_err {
-        return Err(e.into());
-    }
-    w.finish()?;
-    if let Err(e) = walked {
-        write!(out, ",\"error\":{}", serde_json::Value::from(e.to_string()))?;
-    }
-    Ok(())
-}
-
-fn dump_all(src: &dyn MapSource, format: Format, out: &mut impl Write) -> Result<(), CliError> {
-    let maps = src.maps()?;
-    mapwalk::timing::mark("maps listed");
-    if format == Format::Json {
-        write!(out, "[")?;
-    }
-    for (i, meta) in maps.iter().enumerate() {
-        match format {
-            Format::Json => {
-                if i > 0 {
-                    write!(out, ",")?;
-                }
-                let head = render::map_json(meta);
-                let head = serde_json::to_string(&head)?;
-                // `{"id":..,...,"entries":[...]}`: the map object, opened again.
-                write!(out, "{},\"entries\":", head.trim_end_matches('}'))?;
-                dump_entries_json(src, meta, out)?;
-                write!(out, "}}")?;
-                mapwalk::timing::mark(&format!("map {} dumped", meta.id));
-            }
-            Format::Human => {
-                render::write_map_human(out, meta)?;
-                let mut buf = Vec::new();
-                match dump_one(src, meta, format, &mut buf) {
-                    Ok(()) => out.write_all(&buf)?,
-                    // The output failing is the run failing; the map failing is a line.
-                    Err(CliError::Output(e)) => return Err(CliError::Output(e)),
-                    Err(e) => writeln!(out, "(cannot dump: {e})")?,
-                }
-                writeln!(out)?;
-            }
-        }
-    }
-    if format == Format::Json {
-        writeln!(out, "]")?;
-    }
-    mapwalk::timing::mark("maps dumped");
-    Ok(())
 }

@@ -434,7 +434,7 @@ fn sample_btf() -> Vec<u8> {
 
 #[test]
 fn btf_values_render_like_bpftool() {
-    use mapwalk::render::btf::TypeRenderer;
+    use mapwalk::render::typed::TypeRenderer;
     use mapwalk::render::{formatted, Types};
     use mapwalk::source::ValueRef;
     use serde_json::json;

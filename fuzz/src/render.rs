@@ -19,7 +19,7 @@
 
 use arbitrary::Unstructured;
 use mapwalk::btf::{BaseBtf, MapBtf};
-use mapwalk::render::btf::TypeRenderer;
+use mapwalk::render::typed::TypeRenderer;
 use mapwalk::render::{formatted, DumpWriter, Format, Types};
 use mapwalk::source::ValueRef;
 

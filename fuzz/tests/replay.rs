@@ -309,7 +309,7 @@ fn synthetic_kernel_btf_resolves_to_the_default_layout() {
 
 #[test]
 fn synthetic_map_btf_renders() {
-    use mapwalk::render::btf::TypeRenderer;
+    use mapwalk::render::typed::TypeRenderer;
     use mapwalk_fuzz::btf_synth::map_btf;
     let (blob, ids) = map_btf();
     let btf = mapwalk::btf::MapBtf::new(blob.to_vec()).unwrap();

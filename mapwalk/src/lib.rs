@@ -22,6 +22,7 @@
 
 pub mod btf;
 pub mod describe;
+pub mod dump;
 pub mod kallsyms;
 pub mod qmp;
 pub mod render;

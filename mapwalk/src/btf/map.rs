@@ -246,7 +246,7 @@ impl MapBtf {
 mod tests {
     use super::super::testing::Builder;
     use super::*;
-    use crate::render::btf::TypeRenderer;
+    use crate::render::typed::TypeRenderer;
 
     fn base() -> Builder {
         let mut b = Builder::new();

@@ -4,7 +4,7 @@ use btf_rs::{Btf, BtfType, Type};
 
 use super::testing::Builder;
 use super::{BaseBtf, Kind, MapBtf};
-use crate::render::btf::TypeRenderer;
+use crate::render::typed::TypeRenderer;
 
 const HOST_BTF: &str = "/sys/kernel/btf/vmlinux";
 

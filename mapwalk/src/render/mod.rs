@@ -5,11 +5,11 @@
 //! - [`DumpWriter`]: a streaming dump. JSON entries are `{"key":["0x01",..],
 //!   "value":[..]}`, per-CPU ones `{"key":[..],"values":[{"cpu":0,"value":[..]},..]}`,
 //!   plus `"formatted":{"key":..,"value"(s):..}` when the map's BTF is known
-//!   ([`btf::TypeRenderer`]).
+//!   ([`typed::TypeRenderer`]).
 
-pub mod btf;
 #[cfg(test)]
 pub(crate) mod oracle;
+pub mod typed;
 
 use std::io::{self, Write};
 
@@ -159,7 +159,7 @@ pub enum Format {
 #[derive(Debug, Clone, Copy)]
 pub struct Types<'a> {
     /// The renderer.
-    pub renderer: btf::TypeRenderer<'a>,
+    pub renderer: typed::TypeRenderer<'a>,
     /// `btf_key_type_id` (0: none).
     pub key: u32,
     /// `btf_value_type_id` (0: none).

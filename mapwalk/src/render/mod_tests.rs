@@ -33,7 +33,7 @@ fn a_3_mib_array_value_streams_out_in_bounded_chunks() {
     let btf = MapBtf::new(b.bytes()).unwrap();
     let value: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
     let types = Types {
-        renderer: btf::TypeRenderer::new(&btf),
+        renderer: typed::TypeRenderer::new(&btf),
         key: u32_t,
         value: arr,
     };
@@ -78,7 +78,7 @@ fn human_lines_and_per_cpu_values() {
     );
     let btf = MapBtf::new(b.bytes()).unwrap();
     let types = Types {
-        renderer: btf::TypeRenderer::new(&btf),
+        renderer: typed::TypeRenderer::new(&btf),
         key: 0,
         value: s,
     };

@@ -1,5 +1,5 @@
 //! The btf-rs based renderer this crate used before its own reader, kept for tests as
-//! an oracle: its text must equal [`super::btf::TypeRenderer`]'s.
+//! an oracle: its text must equal [`super::typed::TypeRenderer`]'s.
 //!
 //! Values rendered through their BTF types, in the shape `bpftool` gives its
 //! `formatted` objects: structs and unions as objects, arrays as lists, integers as

@@ -553,5 +553,5 @@ impl<'a, W: Write + ?Sized> Walk<'_, 'a, W> {
 }
 
 #[cfg(test)]
-#[path = "btf_tests.rs"]
+#[path = "typed_tests.rs"]
 mod tests;

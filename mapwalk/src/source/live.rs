@@ -1,0 +1,106 @@
+//! The live host's maps, through `bpf()`.
+
+use super::{check_bounds, check_key, EntryFn, MapInfo, MapSource, SourceError};
+use crate::btf::{BaseBtf, MapBtf};
+
+/// The live host's maps, through `bpf()`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LiveSource {
+    /// How dumps walk maps.
+    pub dump: mapwalk_live::DumpOptions,
+}
+
+impl LiveSource {
+    fn open(&self, map: &MapInfo) -> Result<mapwalk_live::LiveMap, SourceError> {
+        mapwalk_live::LiveMap::open(map.id)?
+            .ok_or_else(|| SourceError::NoSuchMap(format!("id:{} (it went away)", map.id)))
+    }
+}
+
+/// Parses program or module BTF, on top of vmlinux BTF when it is split.
+fn parse_live_btf(obj: &mapwalk_live::BtfObject) -> Result<MapBtf, SourceError> {
+    let standalone = if obj.kernel && obj.name != "vmlinux" {
+        None
+    } else {
+        crate::btf::parse(&obj.bytes).ok()
+    };
+    if let Some(b) = standalone {
+        return Ok(b);
+    }
+    let base = std::fs::read("/sys/kernel/btf/vmlinux")
+        .map_err(|e| e.to_string())
+        .and_then(|b| BaseBtf::new(b).map_err(|e| e.to_string()))
+        .map_err(|e| SourceError::Btf(format!("/sys/kernel/btf/vmlinux: {e}")))?;
+    MapBtf::split(obj.bytes.clone(), &base)
+        .map_err(|e| SourceError::Btf(format!("BTF object {}: {e}", obj.id)))
+}
+
+impl MapSource for LiveSource {
+    fn maps(&self) -> Result<Vec<MapInfo>, SourceError> {
+        let mut out = Vec::new();
+        for id in mapwalk_live::map_ids() {
+            if let Some(m) = mapwalk_live::LiveMap::open(id?)? {
+                out.push(*m.info());
+            }
+        }
+        Ok(out)
+    }
+
+    fn map_by_id(&self, id: u32) -> Result<Option<MapInfo>, SourceError> {
+        Ok(mapwalk_live::LiveMap::open(id)?.map(|m| *m.info()))
+    }
+
+    fn btf(&self, map: &MapInfo) -> Result<Option<MapBtf>, SourceError> {
+        if map.btf_id == 0 {
+            return Ok(None);
+        }
+        match mapwalk_live::btf_by_id(map.btf_id)? {
+            None => Ok(None),
+            Some(obj) => parse_live_btf(&obj).map(Some),
+        }
+    }
+
+    fn for_each_entry(&self, map: &MapInfo, f: &mut EntryFn<'_>) -> Result<(), SourceError> {
+        let live = self.open(map)?;
+        live.for_each_entry(self.dump, f)?;
+        Ok(())
+    }
+
+    fn write(
+        &self,
+        map: &MapInfo,
+        key: &[u8],
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), SourceError> {
+        check_bounds(map, offset, data.len())?;
+        check_key(map, key)?;
+        let live = self.open(map)?;
+        let current = live.lookup(key)?.ok_or_else(|| {
+            SourceError::BadKey(format!(
+                "map {} has no entry at key {}; nothing was written",
+                map.id,
+                crate::render::hex_spaced(key)
+            ))
+        })?;
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        let patch = |v: &mut Vec<u8>| {
+            if let Some(dst) = v.get_mut(start..start.saturating_add(data.len())) {
+                dst.copy_from_slice(data);
+            }
+        };
+        match current {
+            mapwalk_live::Value::Single(mut v) => {
+                patch(&mut v);
+                live.update(key, &v, mapwalk_live::Update::Exist)?;
+            }
+            mapwalk_live::Value::PerCpu(copies) => {
+                let mut values: Vec<Vec<u8>> = copies.into_iter().map(|c| c.bytes).collect();
+                values.iter_mut().for_each(patch);
+                let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+                live.update_percpu(key, &refs, mapwalk_live::Update::Exist)?;
+            }
+        }
+        Ok(())
+    }
+}

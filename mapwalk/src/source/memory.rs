@@ -1,0 +1,257 @@
+//! The maps of a kernel in guest memory: the core's walkers over a described kernel.
+
+use super::{check_bounds, check_key, EntryFn, MapInfo, MapSource, SourceError, ValueRef};
+use crate::btf::MapBtf;
+use crate::describe::Kernel;
+use mapwalk_core::bpf::{Bpf, EntryValue, PerCpuOffsets, WALKABLE_MAP_TYPES};
+use mapwalk_core::MapType;
+use mapwalk_core::{KernelView, PhysRead};
+
+/// Whether (and how) a memory backend can be written.
+pub trait GuestWrite: PhysRead + Sized {
+    /// Writes `data` at `offset` in ARRAY `map`'s value at index `key`.
+    ///
+    /// # Errors
+    /// [`SourceError::Unsupported`] for read-only memory; the walker's error.
+    fn write_array(
+        bpf: &Bpf<'_, KernelView<Self>>,
+        map: &MapInfo,
+        key: u32,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), SourceError>;
+}
+
+impl GuestWrite for mapwalk_file::RamFile {
+    fn write_array(
+        bpf: &Bpf<'_, KernelView<Self>>,
+        map: &MapInfo,
+        key: u32,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), SourceError> {
+        if !bpf.mem().mem().is_writable() {
+            return Err(SourceError::Unsupported(
+                "the RAM file was opened read-only".into(),
+            ));
+        }
+        bpf.write_array_value(map, key, offset, data)?;
+        Ok(())
+    }
+}
+
+impl GuestWrite for mapwalk_file::ElfCore {
+    fn write_array(
+        _: &Bpf<'_, KernelView<Self>>,
+        _: &MapInfo,
+        _: u32,
+        _: u64,
+        _: &[u8],
+    ) -> Result<(), SourceError> {
+        Err(SourceError::Unsupported(
+            "an ELF core is read-only; writes need --ram".into(),
+        ))
+    }
+}
+
+impl GuestWrite for mapwalk_kvm::GuestRam {
+    fn write_array(
+        bpf: &Bpf<'_, KernelView<Self>>,
+        map: &MapInfo,
+        key: u32,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), SourceError> {
+        if !bpf.mem().mem().is_writable() {
+            return Err(SourceError::Unsupported(
+                "the guest RAM was mapped read-only".into(),
+            ));
+        }
+        bpf.write_array_value(map, key, offset, data)?;
+        Ok(())
+    }
+}
+
+#[cfg(feature = "vm-memory")]
+impl<G: vm_memory::GuestMemoryBackend + ?Sized> GuestWrite
+    for mapwalk_kvm::vm_memory::VmMemory<'_, G>
+{
+    fn write_array(
+        bpf: &Bpf<'_, KernelView<Self>>,
+        map: &MapInfo,
+        key: u32,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), SourceError> {
+        bpf.write_array_value(map, key, offset, data)?;
+        Ok(())
+    }
+}
+
+impl GuestWrite for mapwalk_kvm::ProcessRam {
+    fn write_array(
+        _: &Bpf<'_, KernelView<Self>>,
+        _: &MapInfo,
+        _: u32,
+        _: u64,
+        _: &[u8],
+    ) -> Result<(), SourceError> {
+        Err(SourceError::Unsupported(
+            "a VMM process read from outside is read-only; writes need --ram".into(),
+        ))
+    }
+}
+
+/// The maps of a kernel in guest memory.
+#[derive(Debug)]
+pub struct MemorySource<M> {
+    kernel: Kernel<M>,
+    offsets: Option<Result<PerCpuOffsets<Vec<u64>>, String>>,
+}
+
+impl<M: PhysRead> MemorySource<M> {
+    /// The maps of a described kernel.
+    pub fn new(kernel: Kernel<M>) -> Self {
+        let offsets = kernel.per_cpu_offset.map(|pco| {
+            let cpus = kernel
+                .possible_cpus()
+                .ok_or("no nr_cpu_ids symbol: the possible CPUs are unknown")?;
+            PerCpuOffsets::read_vec(&kernel.view, pco, cpus).map_err(|e| e.to_string())
+        });
+        Self { kernel, offsets }
+    }
+
+    /// The described kernel.
+    pub fn kernel(&self) -> &Kernel<M> {
+        &self.kernel
+    }
+
+    /// Forgets every cached translation, so the next walk sees the guest's page
+    /// tables as they are now. Call it once per pause of a running guest: the
+    /// description (symbols, layout, placement) stays valid for the whole boot; the
+    /// page tables do not.
+    pub fn refresh(&self) {
+        self.kernel.view.invalidate();
+    }
+
+    fn bpf(&self) -> Bpf<'_, KernelView<M>> {
+        Bpf::new(&self.kernel.view, &self.kernel.layout, self.kernel.map_idr)
+    }
+
+    fn info(&self, map: &MapInfo) -> Result<MapInfo, SourceError> {
+        self.bpf()
+            .map_by_id(map.id)?
+            .ok_or_else(|| SourceError::NoSuchMap(format!("id:{}", map.id)))
+    }
+
+    fn offsets(&self) -> Result<&PerCpuOffsets<Vec<u64>>, SourceError> {
+        match &self.offsets {
+            Some(Ok(o)) => Ok(o),
+            Some(Err(e)) => Err(SourceError::Unsupported(format!(
+                "per-CPU values: cannot read __per_cpu_offset: {e}"
+            ))),
+            None => Err(SourceError::Unsupported(
+                "per-CPU values: the kernel description has no __per_cpu_offset".into(),
+            )),
+        }
+    }
+}
+
+impl<M: PhysRead + GuestWrite> MapSource for MemorySource<M> {
+    fn maps(&self) -> Result<Vec<MapInfo>, SourceError> {
+        let list = self.bpf().collect_maps()?;
+        if let Some((id, e)) = list.errors.first() {
+            eprintln!(
+                "mapwalk: warning: {} map(s) could not be read (first: {}{e})",
+                list.errors.len(),
+                id.map(|i| format!("id {i}: ")).unwrap_or_default()
+            );
+        }
+        Ok(list.maps)
+    }
+
+    fn map_by_id(&self, id: u32) -> Result<Option<MapInfo>, SourceError> {
+        Ok(self.bpf().map_by_id(id)?)
+    }
+
+    fn btf(&self, map: &MapInfo) -> Result<Option<MapBtf>, SourceError> {
+        let info = self.info(map)?;
+        let btf_err = |e: mapwalk_core::Error| SourceError::Btf(format!("map {}: {e}", map.id));
+        let Some(obj) = self.bpf().map_btf(&info).map_err(btf_err)? else {
+            return Ok(None);
+        };
+        let bytes = obj.to_vec(&self.kernel.view).map_err(btf_err)?;
+        let parsed = if obj.is_split() {
+            let vmlinux = self
+                .kernel
+                .btf
+                .base()
+                .map_err(|e| SourceError::Btf(format!("map {}: base BTF: {e}", map.id)))?;
+            MapBtf::split(bytes, vmlinux)
+        } else {
+            MapBtf::new(bytes)
+        };
+        parsed
+            .map(Some)
+            .map_err(|e| SourceError::Btf(format!("map {}: {e}", map.id)))
+    }
+
+    fn for_each_entry(&self, map: &MapInfo, f: &mut EntryFn<'_>) -> Result<(), SourceError> {
+        let info = self.info(map)?;
+        let bpf = self.bpf();
+        let offsets = if info.map_type.is_percpu() && WALKABLE_MAP_TYPES.contains(&info.map_type) {
+            Some(self.offsets()?)
+        } else {
+            None
+        };
+        let possible = offsets.map_or(0, |o| o.possible());
+        let unsupported = |e| match e {
+            e @ mapwalk_core::Error::UnsupportedMapType { .. } => {
+                SourceError::Unsupported(e.to_string())
+            }
+            e => SourceError::Core(e),
+        };
+        let lens = bpf
+            .entry_buffer_lens(&info, possible)
+            .map_err(unsupported)?;
+        let (mut key, mut value) = (vec![0u8; lens.key], vec![0u8; lens.value]);
+        let cpus: Vec<u32> = (0..possible).collect();
+        bpf.for_each_entry(&info, offsets, &mut key, &mut value, |k, v| match v {
+            EntryValue::Single(v) => f(k, ValueRef::Single(v)),
+            EntryValue::PerCpu(c) => f(
+                k,
+                ValueRef::per_cpu(c.as_bytes(), c.stride(), c.value_size(), &cpus),
+            ),
+        })
+        .map_err(unsupported)?;
+        Ok(())
+    }
+
+    fn write(
+        &self,
+        map: &MapInfo,
+        key: &[u8],
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), SourceError> {
+        check_bounds(map, offset, data.len())?;
+        check_key(map, key)?;
+        let info = self.info(map)?;
+        if info.map_type != MapType::ARRAY {
+            return Err(SourceError::Unsupported(format!(
+                "map {} is a {}: writes to guest memory support ARRAY maps only",
+                map.id, info.map_type
+            )));
+        }
+        let index = <[u8; 4]>::try_from(key)
+            .map(u32::from_le_bytes)
+            .map_err(|_| SourceError::BadKey("array keys are 4 bytes".into()))?;
+        if index >= info.max_entries {
+            return Err(SourceError::BadKey(format!(
+                "index {index} is past map {}'s {} entries; nothing was written",
+                map.id, info.max_entries
+            )));
+        }
+        M::write_array(&self.bpf(), &info, index, offset, data)
+    }
+}

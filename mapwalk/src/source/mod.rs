@@ -1,0 +1,231 @@
+//! One read-only view of a kernel's BPF maps, wherever the bytes come from.
+//!
+//! [`MapSource`] is what the renderer ([`crate::render`]) and the `mapwalk` CLI use: a
+//! list of maps with their metadata ([`MapInfo`], the core's type, the same for every
+//! source), each map's BTF, its entries (keys
+//! and values, per-CPU values with their CPU numbers) and, for the few sources that
+//! allow it, a bounded write into one value. Two implementations:
+//!
+//! - [`LiveSource`]: the running host, through `bpf()` ([`mapwalk_live`]);
+//! - [`MemorySource`]: a kernel in a RAM image or a memory dump, through the
+//!   [`mapwalk_core`] walkers over a described kernel ([`crate::describe::Kernel`]).
+
+mod live;
+mod memory;
+
+use std::fmt;
+use std::ops::ControlFlow;
+
+use crate::btf::MapBtf;
+pub use live::LiveSource;
+pub use mapwalk_core::MapInfo;
+pub use mapwalk_live::ValueRef;
+pub use memory::{GuestWrite, MemorySource};
+
+/// Why a source could not do what was asked.
+#[derive(Debug)]
+pub enum SourceError {
+    /// The live backend failed.
+    Live(mapwalk_live::Error),
+    /// A memory walker failed.
+    Core(mapwalk_core::Error),
+    /// No map matches the selector.
+    NoSuchMap(String),
+    /// Several maps match the selector.
+    Ambiguous(String),
+    /// The map's BTF could not be read or parsed.
+    Btf(String),
+    /// A write that does not fit in the value.
+    OutOfBounds {
+        /// The map's id.
+        id: u32,
+        /// The offset asked for.
+        offset: u64,
+        /// The bytes asked for.
+        len: u64,
+        /// The value's size.
+        size: u32,
+    },
+    /// A key of the wrong size, or one that is not in the map.
+    BadKey(String),
+    /// An operation this source or map cannot do.
+    Unsupported(String),
+}
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Live(e) => write!(f, "{e}"),
+            Self::Core(e) => write!(f, "{e}"),
+            Self::NoSuchMap(s) => write!(f, "no map {s}"),
+            Self::Ambiguous(s) => write!(f, "{s}"),
+            Self::Btf(s) => write!(f, "map BTF: {s}"),
+            Self::OutOfBounds {
+                id,
+                offset,
+                len,
+                size,
+            } => write!(
+                f,
+                "write out of bounds: {len} bytes at offset {offset} do not fit in map {id}'s \
+                 {size}-byte value; nothing was written"
+            ),
+            Self::BadKey(s) => write!(f, "{s}"),
+            Self::Unsupported(s) => write!(f, "{s}"),
+        }
+    }
+}
+
+impl std::error::Error for SourceError {}
+
+impl From<mapwalk_live::Error> for SourceError {
+    fn from(e: mapwalk_live::Error) -> Self {
+        Self::Live(e)
+    }
+}
+
+impl From<mapwalk_core::Error> for SourceError {
+    fn from(e: mapwalk_core::Error) -> Self {
+        Self::Core(e)
+    }
+}
+
+/// How the CLI names a map: `id:N`, an exact name, or a name suffix such as `.bss`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MapSelector {
+    /// `id:N`.
+    Id(u32),
+    /// A name, matched exactly first and as a suffix second.
+    Name(String),
+}
+
+impl MapSelector {
+    /// Parses `id:N` or a name.
+    pub fn parse(s: &str) -> Self {
+        match s.strip_prefix("id:").map(str::trim).map(str::parse::<u32>) {
+            Some(Ok(id)) => Self::Id(id),
+            _ => Self::Name(s.to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for MapSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Id(id) => write!(f, "id:{id}"),
+            Self::Name(n) => write!(f, "{n:?}"),
+        }
+    }
+}
+
+/// The callback of [`MapSource::for_each_entry`].
+pub type EntryFn<'a> = dyn FnMut(&[u8], ValueRef<'_>) -> ControlFlow<()> + 'a;
+
+/// Read access (and bounded writes) to the BPF maps of one kernel.
+pub trait MapSource {
+    /// Every map, in id order.
+    ///
+    /// # Errors
+    /// When the maps cannot be listed.
+    fn maps(&self) -> Result<Vec<MapInfo>, SourceError>;
+
+    /// The map with id `id`, or `None`.
+    ///
+    /// # Errors
+    /// When it cannot be looked up.
+    fn map_by_id(&self, id: u32) -> Result<Option<MapInfo>, SourceError> {
+        Ok(self.maps()?.into_iter().find(|m| m.id == id))
+    }
+
+    /// The map `sel` names: by id; else the one whose name is exactly it; else the one
+    /// whose name ends with it. Several maps of the same name are an error.
+    ///
+    /// # Errors
+    /// [`SourceError::NoSuchMap`], [`SourceError::Ambiguous`], or a listing error.
+    fn find(&self, sel: &MapSelector) -> Result<MapInfo, SourceError> {
+        let name = match sel {
+            MapSelector::Id(id) => {
+                return self
+                    .map_by_id(*id)?
+                    .ok_or_else(|| SourceError::NoSuchMap(sel.to_string()))
+            }
+            MapSelector::Name(n) => n.as_bytes(),
+        };
+        let maps = self.maps()?;
+        let exact: Vec<&MapInfo> = maps.iter().filter(|m| m.name.as_bytes() == name).collect();
+        let found = if exact.is_empty() {
+            maps.iter()
+                .filter(|m| m.name.as_bytes().ends_with(name))
+                .collect()
+        } else {
+            exact
+        };
+        match found.as_slice() {
+            [] => Err(SourceError::NoSuchMap(sel.to_string())),
+            [one] => Ok(**one),
+            many => Err(SourceError::Ambiguous(format!(
+                "{} names {} maps (ids {}); pick one with id:N",
+                sel,
+                many.len(),
+                many.iter()
+                    .map(|m| m.id.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+
+    /// The BTF that describes `map`'s key and value type ids, or `None`.
+    ///
+    /// # Errors
+    /// [`SourceError::Btf`] when the map has BTF that cannot be read or parsed.
+    fn btf(&self, map: &MapInfo) -> Result<Option<MapBtf>, SourceError>;
+
+    /// Calls `f` with every key and value of `map`; `f` may stop early.
+    ///
+    /// # Errors
+    /// When the map cannot be walked (entries already handed to `f` stay valid).
+    fn for_each_entry(&self, map: &MapInfo, f: &mut EntryFn<'_>) -> Result<(), SourceError>;
+
+    /// Writes `data` at `offset` in the value at `key` (every CPU's copy of a per-CPU
+    /// value). Refuses anything outside the value; never writes part of `data`.
+    ///
+    /// # Errors
+    /// [`SourceError::OutOfBounds`], [`SourceError::BadKey`],
+    /// [`SourceError::Unsupported`], or the backend's error.
+    fn write(&self, map: &MapInfo, key: &[u8], offset: u64, data: &[u8])
+        -> Result<(), SourceError>;
+}
+
+/// Checks that `len` bytes at `offset` lie inside `map`'s value.
+///
+/// # Errors
+/// [`SourceError::OutOfBounds`].
+pub fn check_bounds(map: &MapInfo, offset: u64, len: usize) -> Result<(), SourceError> {
+    let len = u64::try_from(len).unwrap_or(u64::MAX);
+    match offset.checked_add(len) {
+        Some(end) if len > 0 && end <= u64::from(map.value_size) => Ok(()),
+        _ => Err(SourceError::OutOfBounds {
+            id: map.id,
+            offset,
+            len,
+            size: map.value_size,
+        }),
+    }
+}
+
+pub(crate) fn check_key(map: &MapInfo, key: &[u8]) -> Result<(), SourceError> {
+    if usize::try_from(map.key_size).ok() != Some(key.len()) {
+        return Err(SourceError::BadKey(format!(
+            "map {} has {}-byte keys; the key given has {} bytes",
+            map.id,
+            map.key_size,
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

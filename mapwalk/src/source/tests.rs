@@ -1,0 +1,182 @@
+use super::*;
+use crate::describe::{Kernel, Symbols};
+use mapwalk_core::synth::{GuestBuilder, MapSpec, SyntheticGuest};
+use mapwalk_core::MapType;
+use mapwalk_core::{KernelView, Kva, MapFlags, Pa};
+use mapwalk_file::RamFile;
+
+/// A RAM file holding `g`'s memory, removed when dropped.
+struct RamImage(std::path::PathBuf);
+
+impl RamImage {
+    fn new(g: &SyntheticGuest, name: &str) -> Self {
+        let path =
+            std::env::temp_dir().join(format!("mapwalk-source-{}-{name}", std::process::id()));
+        assert_eq!(g.ram.base(), Pa(0), "an identity-layout RAM file");
+        std::fs::write(&path, g.ram.bytes()).unwrap();
+        Self(path)
+    }
+}
+
+impl Drop for RamImage {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A guest with one map of each walkable type, a ring buffer, and an array with
+/// split BTF (id 42) describing its `u64` values.
+fn guest() -> (SyntheticGuest, Vec<u8>) {
+    let mut b = GuestBuilder::x86_64(false).possible_cpus(2);
+    b.add_map(
+        MapSpec::array(1, "arr", 8, 3).with_values(|k| u64::from(k + 5).to_le_bytes().to_vec()),
+    )
+    .add_map(MapSpec::hash(2, "hash", 4, 4, 8).entry(b"abcd", b"wxyz"))
+    .add_map(
+        MapSpec::new(3, MapType::PERCPU_ARRAY, "parr", 4, 4, 2)
+            .with_cpu_values(2, |k, cpu| vec![k as u8, cpu as u8, 0, 9]),
+    )
+    .add_map(
+        MapSpec::new(4, MapType::LRU_PERCPU_HASH, "phash", 8, 4, 4)
+            .percpu_entry(&[3; 8], vec![vec![1; 4], vec![2; 4]]),
+    )
+    .add_map(MapSpec::new(5, MapType::RINGBUF, "rb", 0, 0, 4096))
+    .add_map({
+        let mut s = MapSpec::array(6, "typed", 8, 1).mmapable();
+        s.btf_ids = (1, 1);
+        s
+    });
+    let mut g = b.build();
+    let mut raw = crate::btf::testing::Builder::new();
+    raw.int("u64", 8);
+    let raw = raw.bytes();
+    // The map's `struct btf`, standalone (base_btf NULL), in free RAM.
+    let l = g.layout.btf_object.unwrap();
+    let dm = g.addrs.direct_map.unwrap().virt.0;
+    let obj = g.ram.alloc(256, 64);
+    let data = g.ram.alloc(raw.len() as u64, 8);
+    g.ram.write(data, &raw);
+    g.ram.write_u64(Pa(obj.0 + u64::from(l.data)), dm + data.0);
+    g.ram
+        .write_u32(Pa(obj.0 + u64::from(l.data_size)), raw.len() as u32);
+    g.ram.write_u32(Pa(obj.0 + u64::from(l.id)), 42);
+    let typed = g.maps.iter().find(|m| m.id == 6).unwrap().kva;
+    let field = g.pa_of(Kva(typed.0 + u64::from(g.layout.bpf_map.btf)));
+    g.ram.write_u64(field, dm + obj.0);
+    (g, raw)
+}
+
+fn source(g: &SyntheticGuest, ram: &RamImage, per_cpu: bool) -> MemorySource<RamFile> {
+    let file = RamFile::options().writable(true).open(&ram.0).unwrap();
+    MemorySource::new(Kernel {
+        view: KernelView::new(file, g.paging, g.addrs),
+        layout: g.layout,
+        btf: crate::btf::KernelBtf::new(Vec::new()),
+        symbols: Symbols::default(),
+        map_idr: g.map_idr,
+        per_cpu_offset: per_cpu.then_some(g.symbols.per_cpu_offset),
+        nr_cpu_ids: Some(g.symbols.nr_cpu_ids),
+        release: None,
+        warnings: Vec::new(),
+        vmcoreinfo: None,
+        phys_base: g.phys_base,
+        page_offset_base: g.addrs.direct_map.unwrap().virt.0,
+        slide: 0,
+    })
+}
+
+/// Every entry as (key, [(cpu, value)]) with CPU `u32::MAX` for a single value.
+#[allow(clippy::type_complexity)]
+fn entries(
+    src: &dyn MapSource,
+    map: &MapInfo,
+) -> Result<Vec<(Vec<u8>, Vec<(u32, Vec<u8>)>)>, SourceError> {
+    let mut out = Vec::new();
+    src.for_each_entry(map, &mut |k, v| {
+        let v = match v {
+            ValueRef::Single(v) => vec![(u32::MAX, v.to_vec())],
+            ValueRef::PerCpu(p) => p.iter().map(|(cpu, v)| (cpu, v.to_vec())).collect(),
+        };
+        out.push((k.to_vec(), v));
+        ControlFlow::Continue(())
+    })?;
+    Ok(out)
+}
+
+#[test]
+fn memory_maps_list_dump_and_give_their_btf() {
+    let (g, raw) = guest();
+    let ram = RamImage::new(&g, "list");
+    let src = source(&g, &ram, true);
+    let maps = src.maps().unwrap();
+    let ids: Vec<u32> = maps.iter().map(|m| m.id).collect();
+    assert_eq!(ids, [1, 2, 3, 4, 5, 6]);
+    let typed = src.find(&MapSelector::parse("typed")).unwrap();
+    assert_eq!(
+        (
+            typed.btf_id,
+            typed.map_flags,
+            typed.has_btf(),
+            typed.from_memory()
+        ),
+        (42, MapFlags::MMAPABLE, true, true)
+    );
+    assert_eq!(maps[0].btf_id, 0);
+
+    let single = |v: &[u8]| vec![(u32::MAX, v.to_vec())];
+    assert_eq!(
+        entries(&src, &maps[0]).unwrap(),
+        (0..3u32)
+            .map(|k| (
+                k.to_le_bytes().to_vec(),
+                single(&u64::from(k + 5).to_le_bytes())
+            ))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        entries(&src, &maps[1]).unwrap(),
+        [(b"abcd".to_vec(), single(b"wxyz"))]
+    );
+    assert_eq!(
+        entries(&src, &maps[2]).unwrap(),
+        (0..2u8)
+            .map(|k| {
+                let cpus = (0..2u8).map(|c| (u32::from(c), vec![k, c, 0, 9])).collect();
+                (u32::from(k).to_le_bytes().to_vec(), cpus)
+            })
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        entries(&src, &maps[3]).unwrap(),
+        [(vec![3; 8], vec![(0, vec![1; 4]), (1, vec![2; 4])])]
+    );
+    match entries(&src, &maps[4]) {
+        Err(SourceError::Unsupported(msg)) => {
+            assert!(msg.contains("ringbuf"), "{msg}");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let btf = src.btf(&typed).unwrap().unwrap();
+    let t = btf.type_by_id(1, 0).unwrap();
+    assert_eq!(t.kind, crate::btf::Kind::INT);
+    assert_eq!(t.size(), Some(8));
+    assert!(src.btf(&maps[0]).unwrap().is_none());
+    assert!(!raw.is_empty());
+}
+
+#[test]
+fn per_cpu_maps_without_offsets_say_why() {
+    let (g, _) = guest();
+    let ram = RamImage::new(&g, "nopcpu");
+    let src = source(&g, &ram, false);
+    let maps = src.maps().unwrap();
+    match entries(&src, &maps[2]) {
+        Err(SourceError::Unsupported(msg)) => {
+            assert!(msg.contains("__per_cpu_offset"), "{msg}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // The other types do not need them.
+    assert_eq!(entries(&src, &maps[0]).unwrap().len(), 3);
+}
