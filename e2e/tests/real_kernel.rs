@@ -32,6 +32,8 @@ mod dump;
 mod htab;
 #[path = "real_kernel/inguest.rs"]
 mod inguest;
+#[path = "real_kernel/kvm.rs"]
+mod kvm;
 #[path = "real_kernel/process.rs"]
 mod process;
 
