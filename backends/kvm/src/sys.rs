@@ -25,7 +25,7 @@ impl GuestRam {
     /// `writable` is set, and no Rust reference (`&`/`&mut` to those bytes, such as a
     /// `&[u8]` over guest RAM) may exist: the guest and the VMM's other threads change the
     /// bytes, and this type copies them with raw accesses only. (rust-vmm's
-    /// `GuestMemoryMmap` keeps to this; use [`crate::VmMemory`] for it, which also
+    /// `GuestMemoryMmap` keeps to this; use `vm_memory::VmMemory` (feature `vm-memory`) for it, which also
     /// keeps its dirty bitmap right.)
     ///
     /// # Errors
