@@ -1,23 +1,29 @@
 //! # mapwalk
 //!
-//! The std side of [`mapwalk_core`]: everything that reads a real machine's BPF maps
-//! but does not belong in a `no_std` core.
+//! The library a VMM (or a debugger, or the `mapwalk` command) links to read a Linux
+//! kernel's BPF maps from outside it: from a running guest's RAM, a memory dump, or the
+//! live host. The bytes come from a backend (`mapwalk-file`, `mapwalk-live`,
+//! `mapwalk-kvm`), the walks from the `no_std` [`mapwalk_core`]; this crate names and
+//! renders.
 //!
-//! - **Kernel description**: where a kernel's symbols are ([`kallsyms`]) and its
-//!   struct layouts, resolved from the kernel's BTF into a
-//!   [`mapwalk_core::KernelLayout`] ([`btf`], by this crate's own zero-copy BTF
-//!   reader, which also reads the maps' BTF for rendering), and the KASLR
-//!   and paging state, all put together by [`describe`] into a ready kernel view.
-//! - **Sources** ([`source`]): one read-only view of maps over guest memory (the core's
-//!   walkers behind a [`describe::Kernel`]) and over the live host (`mapwalk-live`).
+//! - **Kernel description** ([`describe`]): the kernel's symbols ([`kallsyms`]), its
+//!   struct layouts resolved from its BTF by this crate's own zero-copy reader
+//!   ([`btf`], which also reads the maps' BTF for rendering), its placement (KASLR,
+//!   paging, VMCOREINFO), put together once per boot into a ready kernel view.
+//! - **Sources** ([`source`]): one view of maps, [`source::MapSource`], over guest
+//!   memory (the core's walkers behind a [`describe::Kernel`]) and over the live host.
+//! - **Rendering** ([`render`]) and **dumps** ([`dump`]): keys and values shown through
+//!   their BTF types, as text like `bpftool`'s and as JSON that scripts written for
+//!   `bpftool -j` read unchanged, streamed as they are read.
+//! - **QEMU** ([`qmp`]): pause and resume, the vCPU's registers, where guest RAM lies.
 //! - **Text** ([`text`]): the one parser of hex numbers and hex byte strings.
-//! - **Rendering** ([`render`]): keys and values shown through their BTF types, as text
-//!   like `bpftool`'s and as JSON that scripts written for `bpftool -j` read unchanged.
-//! - **The `mapwalk` CLI** (`src/bin/mapwalk.rs`): lists, dumps and writes the BPF maps of
-//!   the live host, a VM's RAM file or a memory dump.
-//! - **Real-kernel tests**: [`qmp`] talks to QEMU, and the test driver (`e2e`, not part
-//!   of the public API) boots Debian kernels under QEMU so that `tests/` can check the
-//!   core against what the guest itself reports. See `e2e/README.md`.
+//!
+//! ## Cargo features
+//! - `vm-memory`: map sources over a rust-vmm `GuestMemoryMmap` (through
+//!   `mapwalk-kvm`).
+//! - `kvm`: the vCPU paging state through kvm-ioctls (through `mapwalk-kvm`).
+//!
+//! The README's "Embedding in a VMM" shows the whole of what a VMM writes.
 #![deny(missing_docs)]
 
 pub mod btf;
@@ -45,3 +51,8 @@ pub(crate) fn unavailable(test: &str, what: &str) {
         "SKIPPED {test}: prerequisite missing: {what}"
     );
 }
+
+/// The README's examples, compiled (they need the `kvm` and `vm-memory` features).
+#[cfg(all(doctest, feature = "kvm", feature = "vm-memory"))]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
