@@ -19,11 +19,19 @@
 //! - `describe`: opening the RAM file and describing the kernel (symbols, VMCOREINFO,
 //!   paging, banner, BTF read from guest memory, layout).
 //! - `symbols`: the symbol text searched for the names a description needs.
-//! - `btf_layout`: the layout from the kernel's raw BTF (this crate's reader), next to
-//!   `btf_rs_parse`, a full `btf-rs` parse of the same bytes (what the description did
-//!   before).
+//! - `btf_layout`: the layout from the kernel's raw BTF (the library's reader), next to
+//!   `btf_index`, every type of the same bytes indexed (what rendering a split map BTF
+//!   needs of the kernel's).
 //! - `walk`: every map listed and every entry read, over a described kernel.
-//! - `walk_render`: the same with every entry rendered as `bpftool -j` JSON.
+//! - `refresh`: what a VMM does at each pause: the translation cache forgotten, every
+//!   map listed and every entry read, the description kept; next to
+//!   `describe_and_dump`, describing again and dumping every map as JSON to a sink.
+//! - `walk_render`: every entry rendered as `bpftool -j` JSON (hex only).
+//! - `dump_all`: the whole dump as the CLI writes it (map objects, BTF-typed values),
+//!   into memory; next to `format_only`, the same entries' bytes (read beforehand)
+//!   formatted alone.
+//!
+//! `process` also prints the peak resident memory of one run (`MAPWALK_TIMING=mem`).
 
 use std::hint::black_box;
 use std::io::Write;
@@ -33,6 +41,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use mapwalk::describe::{describe, KernelSpec, MemoryHints, Symbols, DESCRIBE_SYMBOLS};
+use mapwalk::dump::dump_all;
 use mapwalk::render::{DumpWriter, Format};
 use mapwalk::source::{MapSource, MemorySource};
 use mapwalk_benches::WARM_UP;
@@ -120,6 +129,53 @@ fn walk(src: &MemorySource<RamFile>) -> (usize, u64, u64) {
     (maps.len(), entries, bytes)
 }
 
+/// Every entry of every map copied out of guest memory: (map, key, value bytes or
+/// per-CPU copies), for `format_only`.
+type Copied = Vec<(
+    mapwalk::source::MapInfo,
+    Vec<(Vec<u8>, Vec<u8>, Option<(usize, Vec<u32>)>)>,
+)>;
+
+fn copy_out(src: &MemorySource<RamFile>) -> Copied {
+    let mut out = Copied::new();
+    for m in src.maps().expect("maps") {
+        let mut entries = Vec::new();
+        let _ = src.for_each_entry(&m, &mut |k, v| {
+            match v {
+                mapwalk::source::ValueRef::Single(v) => {
+                    entries.push((k.to_vec(), v.to_vec(), None))
+                }
+                mapwalk::source::ValueRef::PerCpu(p) => {
+                    let cpus: Vec<u32> = p.iter().map(|(c, _)| c).collect();
+                    let bytes: Vec<u8> = p.iter().flat_map(|(_, v)| v.to_vec()).collect();
+                    entries.push((k.to_vec(), bytes, Some((m.value_size as usize, cpus))));
+                }
+            }
+            std::ops::ControlFlow::Continue(())
+        });
+        out.push((m, entries));
+    }
+    out
+}
+
+/// The same bytes as `dump_all`'s entries, formatted alone (no guest memory read): the
+/// floor of a whole dump.
+fn format_only(copied: &Copied, out: &mut Vec<u8>) -> usize {
+    out.clear();
+    for (_, entries) in copied {
+        let mut w = DumpWriter::new(&mut *out, Format::Json, None);
+        for (k, v, percpu) in entries {
+            let value = match percpu {
+                None => mapwalk::source::ValueRef::Single(v),
+                Some((size, cpus)) => mapwalk::source::ValueRef::per_cpu(v, *size, *size, cpus),
+            };
+            w.entry(k, value).expect("write to memory");
+        }
+        w.finish().expect("write to memory");
+    }
+    out.len()
+}
+
 /// Every map's entries rendered as JSON into `out`; the bytes written.
 fn walk_render(src: &MemorySource<RamFile>, out: &mut Vec<u8>) -> usize {
     out.clear();
@@ -190,6 +246,25 @@ fn describe_dump(c: &mut Criterion) {
                 "one object a map"
             );
             g.bench_function("process", |b| b.iter(run));
+            // Peak memory of one run, as the process itself reports it.
+            let out = std::fs::File::create(&out_path).expect("output file");
+            let report = Command::new(&bin)
+                .arg("--ram")
+                .arg(&input.ram)
+                .arg("--symbols")
+                .arg(&input.symbols)
+                .args(["dump", "--all", "--json"])
+                .env("MAPWALK_TIMING", "mem")
+                .stdout(out)
+                .output()
+                .expect("spawn mapwalk");
+            let stderr = String::from_utf8_lossy(&report.stderr);
+            let memory = stderr.lines().find(|l| l.starts_with("mapwalk: memory:"));
+            eprintln!(
+                "describe_dump: process peak memory: {}; output {} bytes",
+                memory.unwrap_or("(not reported)"),
+                std::fs::metadata(&out_path).map(|m| m.len()).unwrap_or(0)
+            );
             let _ = std::fs::remove_file(&out_path);
         }
         None => loud(
@@ -224,14 +299,46 @@ fn describe_dump(c: &mut Criterion) {
     g.bench_function("btf_layout", |b| {
         b.iter(|| mapwalk::btf::layout_from_bytes(black_box(&raw)).expect("layout"))
     });
-    g.bench_function("btf_rs_parse", |b| {
-        b.iter(|| mapwalk::btf::parse(black_box(&raw)).expect("btf-rs"))
+    g.bench_function("btf_index", |b| {
+        b.iter(|| mapwalk::btf::parse(black_box(&raw)).expect("BTF"))
     });
 
     g.bench_function("walk", |b| b.iter(|| walk(black_box(&src))));
+    // What a VMM does at each pause: the description kept, the translations forgotten,
+    // every map listed and every entry read.
+    g.bench_function("refresh", |b| {
+        b.iter(|| {
+            src.refresh();
+            walk(black_box(&src))
+        })
+    });
+    // ...against describing again and dumping every map as JSON (to a sink).
+    g.bench_function("describe_and_dump", |b| {
+        b.iter(|| {
+            let ram = RamFile::open(black_box(&input.ram)).expect("open");
+            let kernel =
+                describe(ram, &spec(&input.symbols), &MemoryHints::default()).expect("describe");
+            let src = MemorySource::new(kernel);
+            dump_all(&src, Format::Json, &mut std::io::sink(), &mut |_| {}).expect("dump")
+        })
+    });
     let mut out = Vec::new();
     g.bench_function("walk_render", |b| {
         b.iter(|| walk_render(black_box(&src), &mut out))
+    });
+    // The whole dump as the CLI writes it (maps, BTF-typed values), into memory...
+    let mut dumped = Vec::new();
+    dump_all(&src, Format::Json, &mut dumped, &mut |_| {}).expect("dump");
+    g.bench_function("dump_all", |b| {
+        b.iter(|| {
+            dumped.clear();
+            dump_all(black_box(&src), Format::Json, &mut dumped, &mut |_| {}).expect("dump")
+        })
+    });
+    // ...next to formatting the same entries' bytes alone, read beforehand.
+    let copied = copy_out(&src);
+    g.bench_function("format_only", |b| {
+        b.iter(|| format_only(black_box(&copied), &mut out))
     });
     g.finish();
     std::io::stderr().flush().ok();
