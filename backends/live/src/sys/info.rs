@@ -15,7 +15,7 @@ use crate::error::{Errno, Error, Result};
 #[derive(
     Debug, Default, Clone, Copy, PartialEq, Eq, IntoBytes, FromBytes, Immutable, KnownLayout,
 )]
-pub struct RawMapInfo {
+pub(crate) struct RawMapInfo {
     /// `type`: the map type.
     pub map_type: u32,
     /// `id`.
@@ -119,7 +119,7 @@ pub fn map_get_fd_by_id(id: u32) -> Result<Option<OwnedFd>> {
 ///
 /// # References
 /// - [bpf(2)](https://man7.org/linux/man-pages/man2/bpf.2.html)
-pub fn map_info(fd: BorrowedFd<'_>) -> Result<RawMapInfo> {
+pub(crate) fn map_info(fd: BorrowedFd<'_>) -> Result<RawMapInfo> {
     let mut info = RawMapInfo::default();
     let info_buf = info.as_mut_bytes();
     let mut attr = InfoAttr {

@@ -95,7 +95,7 @@ impl MapHandle {
     }
 
     /// The map's `struct bpf_map_info`, as read when the handle was made.
-    pub fn info(&self) -> &RawMapInfo {
+    pub(crate) fn info(&self) -> &RawMapInfo {
         &self.info
     }
 

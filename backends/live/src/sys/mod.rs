@@ -40,9 +40,8 @@ use zerocopy::{FromBytes, Immutable, IntoBytes};
 use crate::error::{Errno, Result};
 
 pub use batch::Batch;
-pub use info::{
-    btf_get_fd_by_id, btf_info, map_get_fd_by_id, map_get_next_id, map_info, BtfObject, RawMapInfo,
-};
+pub(crate) use info::RawMapInfo;
+pub use info::{btf_get_fd_by_id, btf_info, map_get_fd_by_id, map_get_next_id, BtfObject};
 pub use map::{
     map_create, MapCreate, MapHandle, BPF_ANY, BPF_EXIST, BPF_F_NO_PREALLOC, BPF_F_RDONLY,
     BPF_F_SEGV_ON_FAULT, BPF_NOEXIST,
