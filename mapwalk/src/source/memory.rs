@@ -22,85 +22,64 @@ pub trait GuestWrite: PhysRead + Sized {
     ) -> Result<(), SourceError>;
 }
 
-impl GuestWrite for mapwalk_file::RamFile {
-    fn write_array(
-        bpf: &Bpf<'_, KernelView<Self>>,
-        map: &MapInfo,
-        key: u32,
-        offset: u64,
-        data: &[u8],
-    ) -> Result<(), SourceError> {
-        if !bpf.mem().mem().is_writable() {
-            return Err(SourceError::Unsupported(
-                "the RAM file was opened read-only".into(),
-            ));
+/// A memory that can be written: `$refuse` says why not at the moment (read-only
+/// mapping), or `None`.
+macro_rules! writable {
+    ($(#[$attr:meta])* [$($gen:tt)*] $ty:ty, $refuse:expr) => {
+        $(#[$attr])*
+        impl<$($gen)*> GuestWrite for $ty {
+            fn write_array(
+                bpf: &Bpf<'_, KernelView<Self>>,
+                map: &MapInfo,
+                key: u32,
+                offset: u64,
+                data: &[u8],
+            ) -> Result<(), SourceError> {
+                let refuse: fn(&Self) -> Option<&'static str> = $refuse;
+                if let Some(why) = refuse(bpf.mem().mem()) {
+                    return Err(SourceError::Unsupported(why.into()));
+                }
+                bpf.write_array_value(map, key, offset, data)?;
+                Ok(())
+            }
         }
-        bpf.write_array_value(map, key, offset, data)?;
-        Ok(())
-    }
+    };
 }
 
-impl GuestWrite for mapwalk_file::ElfCore {
-    fn write_array(
-        _: &Bpf<'_, KernelView<Self>>,
-        _: &MapInfo,
-        _: u32,
-        _: u64,
-        _: &[u8],
-    ) -> Result<(), SourceError> {
-        Err(SourceError::Unsupported(
-            "an ELF core is read-only; writes need --ram".into(),
-        ))
-    }
-}
-
-impl GuestWrite for mapwalk_kvm::GuestRam {
-    fn write_array(
-        bpf: &Bpf<'_, KernelView<Self>>,
-        map: &MapInfo,
-        key: u32,
-        offset: u64,
-        data: &[u8],
-    ) -> Result<(), SourceError> {
-        if !bpf.mem().mem().is_writable() {
-            return Err(SourceError::Unsupported(
-                "the guest RAM was mapped read-only".into(),
-            ));
+/// A memory that can only be read, and why.
+macro_rules! read_only {
+    ($ty:ty, $why:literal) => {
+        impl GuestWrite for $ty {
+            fn write_array(
+                _: &Bpf<'_, KernelView<Self>>,
+                _: &MapInfo,
+                _: u32,
+                _: u64,
+                _: &[u8],
+            ) -> Result<(), SourceError> {
+                Err(SourceError::Unsupported($why.into()))
+            }
         }
-        bpf.write_array_value(map, key, offset, data)?;
-        Ok(())
-    }
+    };
 }
 
-#[cfg(feature = "vm-memory")]
-impl<G: vm_memory::GuestMemoryBackend + ?Sized> GuestWrite
-    for mapwalk_kvm::vm_memory::VmMemory<'_, G>
-{
-    fn write_array(
-        bpf: &Bpf<'_, KernelView<Self>>,
-        map: &MapInfo,
-        key: u32,
-        offset: u64,
-        data: &[u8],
-    ) -> Result<(), SourceError> {
-        bpf.write_array_value(map, key, offset, data)?;
-        Ok(())
-    }
-}
-
-impl GuestWrite for mapwalk_kvm::ProcessRam {
-    fn write_array(
-        _: &Bpf<'_, KernelView<Self>>,
-        _: &MapInfo,
-        _: u32,
-        _: u64,
-        _: &[u8],
-    ) -> Result<(), SourceError> {
-        Err(SourceError::Unsupported(
-            "a VMM process read from outside is read-only; writes need --ram".into(),
-        ))
-    }
-}
+writable!([] mapwalk_file::RamFile, |m| (!m.is_writable())
+    .then_some("the RAM file was opened read-only"));
+writable!([] mapwalk_kvm::GuestRam, |m| (!m.is_writable())
+    .then_some("the guest RAM was mapped read-only"));
+writable!(
+    #[cfg(feature = "vm-memory")]
+    [G: vm_memory::GuestMemoryBackend + ?Sized] mapwalk_kvm::vm_memory::VmMemory<'_, G>,
+    |_| None
+);
+read_only!(
+    mapwalk_file::ElfCore,
+    "an ELF core is read-only; writes need --ram"
+);
+read_only!(
+    mapwalk_kvm::ProcessRam,
+    "a VMM process read from outside is read-only; writes need --ram"
+);
 
 /// The maps of a kernel in guest memory.
 #[derive(Debug)]
