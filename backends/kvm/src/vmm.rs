@@ -9,9 +9,10 @@
 //! vm-memory is asked.
 //!
 //! Two versions are supported, each behind its feature: `vm-memory` (0.18, whose
-//! region collection trait is `GuestMemoryBackend`) as [`crate::vm_memory`], and
-//! `vm-memory-016` (0.16, the one Firecracker pins, where the same trait is
-//! `GuestMemory`) as [`crate::vm_memory_016`].
+//! region collection trait is `GuestMemoryBackend`; 0.17.2 re-exports 0.18's types and
+//! is served by it too) as [`crate::vm_memory`], and `vm-memory-016` (0.16, the one
+//! Firecracker pins, where the same trait is `GuestMemory`) as
+//! [`crate::vm_memory_016`].
 
 /// Writes the adaptor for one vm-memory crate (`$vm`), whose trait of region
 /// collections is `$Collection`.
@@ -207,6 +208,19 @@ pub mod vm_memory {
                 .unwrap();
             assert_eq!(tail, [0; 4]);
             assert!(view.write_phys(Pa(5 * MIB), &[1]).is_err());
+        }
+
+        #[test]
+        fn vm_memory_017_collections_are_018_ones() {
+            // 0.17.2 re-exports 0.18's types, so a VMM on 0.17 uses this module.
+            let mem = vm_memory_017::GuestMemoryMmap::<()>::from_ranges(&[(
+                vm_memory_017::GuestAddress(0),
+                0x4000,
+            )])
+            .unwrap();
+            let view = VmMemory::new(&mem).unwrap();
+            view.write_phys(Pa(0x10), &[7; 4]).unwrap();
+            assert_eq!(view.read_u32(Pa(0x10)).unwrap(), 0x0707_0707);
         }
     }
 }
