@@ -259,7 +259,11 @@ fn describe_dump(c: &mut Criterion) {
                 .output()
                 .expect("spawn mapwalk");
             let stderr = String::from_utf8_lossy(&report.stderr);
-            let memory = stderr.lines().find(|l| l.starts_with("mapwalk: memory:"));
+            // The last report is the one at exit (VmHWM there is the peak of the run).
+            let memory = stderr
+                .lines()
+                .filter(|l| l.starts_with("mapwalk: memory:"))
+                .last();
             eprintln!(
                 "describe_dump: process peak memory: {}; output {} bytes",
                 memory.unwrap_or("(not reported)"),
