@@ -30,6 +30,19 @@ const fn hex_table() -> [[u8; 6]; 256] {
 }
 static HEX: [[u8; 6]; 256] = hex_table();
 
+/// `"0x00",` .. `"0xff",`: one copy a byte of a hex array.
+const fn hex7_table() -> [[u8; 7]; 256] {
+    let mut t = [[0u8; 7]; 256];
+    let mut i = 0;
+    while i < 256 {
+        let h = HEX[i];
+        t[i] = [h[0], h[1], h[2], h[3], h[4], h[5], b','];
+        i += 1;
+    }
+    t
+}
+static HEX7: [[u8; 7]; 256] = hex7_table();
+
 /// Appends `["0x01","0x02",...]` to `out`.
 pub fn push_hex_json(out: &mut Vec<u8>, bytes: &[u8]) {
     let start = out.len();
@@ -44,8 +57,7 @@ pub fn push_hex_json(out: &mut Vec<u8>, bytes: &[u8]) {
     };
     dst[0] = b'[';
     for (chunk, &b) in dst[1..].chunks_exact_mut(7).zip(bytes) {
-        chunk[..6].copy_from_slice(&HEX[usize::from(b)]);
-        chunk[6] = b',';
+        chunk.copy_from_slice(&HEX7[usize::from(b)]);
     }
     if let Some(last) = out.last_mut() {
         *last = b']';
@@ -60,17 +72,15 @@ pub fn write_hex_json<W: Write + ?Sized>(out: &mut W, bytes: &[u8]) -> io::Resul
     if bytes.is_empty() {
         return out.write_all(b"[]");
     }
-    let mut chunk = Vec::with_capacity(HEX_CHUNK * 7 + 1);
+    // `[` (or `,` between chunks), then seven bytes a byte: `"0x01",`.
+    let mut chunk = vec![0u8; 1 + HEX_CHUNK * 7];
     for (i, part) in bytes.chunks(HEX_CHUNK).enumerate() {
-        chunk.clear();
-        chunk.push(if i == 0 { b'[' } else { b',' });
-        for (j, &b) in part.iter().enumerate() {
-            if j > 0 {
-                chunk.push(b',');
-            }
-            chunk.extend_from_slice(&HEX[usize::from(b)]);
+        chunk[0] = if i == 0 { b'[' } else { b',' };
+        for (dst, &b) in chunk[1..].chunks_exact_mut(7).zip(part) {
+            dst.copy_from_slice(&HEX7[usize::from(b)]);
         }
-        out.write_all(&chunk)?;
+        // `1 + 7n` bytes were laid out; the last byte's comma is not written.
+        out.write_all(&chunk[..part.len() * 7])?;
     }
     out.write_all(b"]")
 }

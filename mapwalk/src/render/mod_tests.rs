@@ -96,3 +96,19 @@ fn human_lines_and_per_cpu_values() {
         out.lines().next().unwrap()
     );
 }
+
+#[test]
+fn hex_arrays_written_in_chunks_equal_the_whole() {
+    // Across chunk edges (4,096 bytes a chunk), every byte value, and the empty case.
+    for len in [0usize, 1, 2, 4095, 4096, 4097, 10_000] {
+        let bytes: Vec<u8> = (0..len).map(|i| (i * 7 % 256) as u8).collect();
+        let mut streamed = Vec::new();
+        write_hex_json(&mut streamed, &bytes).unwrap();
+        let mut whole = Vec::new();
+        push_hex_json(&mut whole, &bytes);
+        assert_eq!(streamed, whole, "{len} bytes");
+        let parsed: Vec<String> = serde_json::from_slice(&streamed).unwrap();
+        let want: Vec<String> = bytes.iter().map(|b| format!("0x{b:02x}")).collect();
+        assert_eq!(parsed, want, "{len} bytes");
+    }
+}
