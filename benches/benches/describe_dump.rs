@@ -12,7 +12,8 @@
 //!
 //! Benchmarks (group `describe_dump`):
 //!
-//! - `process`: the release `mapwalk` binary (`MAPWALK_BENCH_BIN`, else
+//! - `process` (and `process_devnull`, output to `/dev/null`): the release `mapwalk`
+//!   binary (`MAPWALK_BENCH_BIN`, else
 //!   `target/release/mapwalk` beside this bench; build it first with
 //!   `cargo build --release -p mapwalk-cli`), spawned with stdout to a file: process start
 //!   and exit included.
@@ -236,6 +237,20 @@ fn describe_dump(c: &mut Criterion) {
                     .expect("spawn mapwalk");
                 assert!(status.success(), "mapwalk failed: {status}");
             };
+            // The same to /dev/null: the process without the file system's share.
+            let run_null = || {
+                let status = Command::new(&bin)
+                    .arg("--ram")
+                    .arg(&input.ram)
+                    .arg("--symbols")
+                    .arg(&input.symbols)
+                    .args(["dump", "--all", "--json"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .expect("spawn mapwalk");
+                assert!(status.success(), "mapwalk failed: {status}");
+            };
             run();
             let json: serde_json::Value =
                 serde_json::from_slice(&std::fs::read(&out_path).expect("read output"))
@@ -246,6 +261,7 @@ fn describe_dump(c: &mut Criterion) {
                 "one object a map"
             );
             g.bench_function("process", |b| b.iter(run));
+            g.bench_function("process_devnull", |b| b.iter(run_null));
             // Peak memory of one run, as the process itself reports it.
             let out = std::fs::File::create(&out_path).expect("output file");
             let report = Command::new(&bin)
@@ -260,10 +276,7 @@ fn describe_dump(c: &mut Criterion) {
                 .expect("spawn mapwalk");
             let stderr = String::from_utf8_lossy(&report.stderr);
             // The last report is the one at exit (VmHWM there is the peak of the run).
-            let memory = stderr
-                .lines()
-                .filter(|l| l.starts_with("mapwalk: memory:"))
-                .last();
+            let memory = stderr.lines().rfind(|l| l.starts_with("mapwalk: memory:"));
             eprintln!(
                 "describe_dump: process peak memory: {}; output {} bytes",
                 memory.unwrap_or("(not reported)"),
