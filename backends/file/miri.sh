@@ -9,13 +9,4 @@
 # downloads them; Miri's own setup then builds the standard library from rust-src and
 # downloads nothing).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-
-if ! cargo +nightly miri --version >/dev/null 2>&1; then
-    rustup toolchain install nightly --profile minimal
-    rustup +nightly component add miri rust-src
-fi
-cargo +nightly miri setup
-# Stacked Borrows is the default; also check that no pointer is made up from an integer.
-export MIRIFLAGS="${MIRIFLAGS:-} -Zmiri-strict-provenance"
-exec cargo +nightly miri test -p mapwalk-file --lib -- "$@"
+exec bash "$(dirname "$0")/../../scripts/miri.sh" mapwalk-file "$@"

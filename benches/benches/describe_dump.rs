@@ -223,34 +223,31 @@ fn describe_dump(c: &mut Criterion) {
         Some(bin) => {
             let out_path =
                 std::env::temp_dir().join(format!("mapwalk-bench-{}.json", std::process::id()));
-            let run = || {
-                let out = std::fs::File::create(&out_path).expect("output file");
-                let status = Command::new(&bin)
-                    .arg("--ram")
+            // `mapwalk --ram FILE --symbols FILE dump --all --json`, stdout to `out`.
+            let dump_all_cmd = |out: Stdio| {
+                let mut cmd = Command::new(&bin);
+                cmd.arg("--ram")
                     .arg(&input.ram)
                     .arg("--symbols")
                     .arg(&input.symbols)
                     .args(["dump", "--all", "--json"])
                     .stdout(out)
-                    .stderr(Stdio::null())
-                    .status()
-                    .expect("spawn mapwalk");
+                    .stderr(Stdio::null());
+                cmd
+            };
+            let spawn = |out: Stdio| {
+                let status = dump_all_cmd(out).status().expect("spawn mapwalk");
                 assert!(status.success(), "mapwalk failed: {status}");
+            };
+            let run = || {
+                spawn(
+                    std::fs::File::create(&out_path)
+                        .expect("output file")
+                        .into(),
+                )
             };
             // The same to /dev/null: the process without the file system's share.
-            let run_null = || {
-                let status = Command::new(&bin)
-                    .arg("--ram")
-                    .arg(&input.ram)
-                    .arg("--symbols")
-                    .arg(&input.symbols)
-                    .args(["dump", "--all", "--json"])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .expect("spawn mapwalk");
-                assert!(status.success(), "mapwalk failed: {status}");
-            };
+            let run_null = || spawn(Stdio::null());
             run();
             let json: serde_json::Value =
                 serde_json::from_slice(&std::fs::read(&out_path).expect("read output"))
@@ -264,14 +261,9 @@ fn describe_dump(c: &mut Criterion) {
             g.bench_function("process_devnull", |b| b.iter(run_null));
             // Peak memory of one run, as the process itself reports it.
             let out = std::fs::File::create(&out_path).expect("output file");
-            let report = Command::new(&bin)
-                .arg("--ram")
-                .arg(&input.ram)
-                .arg("--symbols")
-                .arg(&input.symbols)
-                .args(["dump", "--all", "--json"])
+            let report = dump_all_cmd(out.into())
                 .env("MAPWALK_TIMING", "mem")
-                .stdout(out)
+                .stderr(Stdio::piped())
                 .output()
                 .expect("spawn mapwalk");
             let stderr = String::from_utf8_lossy(&report.stderr);
@@ -285,7 +277,7 @@ fn describe_dump(c: &mut Criterion) {
             let _ = std::fs::remove_file(&out_path);
         }
         None => loud(
-            "no release mapwalk binary (cargo build --release -p mapwalk, or set \
+            "no release mapwalk binary (cargo build --release -p mapwalk-cli, or set \
              MAPWALK_BENCH_BIN): `process` NOT MEASURED",
         ),
     }
