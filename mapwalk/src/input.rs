@@ -76,7 +76,7 @@ impl InputError {
         match self {
             Self::NotAFile { kind, wanted, .. } => format!("{kind}, not {wanted}"),
             Self::TooLarge { size, cap, .. } => format!(
-                "{} ({size} bytes) is larger than the {} ({cap} bytes) read of such a file",
+                "{} ({size} bytes) is over the cap of {} ({cap} bytes) on such a file",
                 human(*size),
                 human(*cap)
             ),
@@ -372,7 +372,7 @@ mod tests {
         });
         assert_eq!(
             e.to_string(),
-            "/x: 2 KiB (2048 bytes) is larger than the 1 KiB (1024 bytes) read of such a file"
+            "/x: 2 KiB (2048 bytes) is over the cap of 1 KiB (1024 bytes) on such a file"
         );
     }
 }
