@@ -4,15 +4,29 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// What the exit status says, shown by `--help` (and in the README's "The command").
+pub const EXIT_STATUS_HELP: &str = "\
+Exit status:
+  0  the whole answer
+  1  reserved (differences found, for a future comparison command)
+  2  error: the answer is missing (stderr says why, in one line)
+  3  partial answer: what could be read is printed and marked incomplete in the
+     output itself (a dump's JSON ends with {\"error\":..,\"partial\":true}, its text
+     with an \"Incomplete dump: ..\" line; in dump --all a map's object gets \"error\"
+     and \"partial\":true); stderr has one line for each map missing or cut short";
+
 /// Lists, dumps and patches Linux BPF maps: of the live host (through bpf()), of a
 /// VM's RAM file, or of a memory dump.
 #[derive(Debug, Parser)]
-#[command(name = "mapwalk", version)]
+#[command(name = "mapwalk", version, after_help = EXIT_STATUS_HELP)]
 pub struct Cli {
     #[command(flatten)]
     pub source: SourceArgs,
     #[command(flatten)]
     pub kernel: KernelArgs,
+    /// JSON, like `bpftool -j` (maps, dump): before or after the subcommand.
+    #[arg(long, short = 'j', global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub cmd: Cmd,
 }
@@ -68,11 +82,7 @@ pub struct KernelArgs {
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Lists every map, like `bpftool map show`.
-    Maps {
-        /// JSON, like `bpftool -j`.
-        #[arg(long, short = 'j')]
-        json: bool,
-    },
+    Maps,
     /// Dumps one map's entries (or every map's), like `bpftool map dump`.
     Dump {
         /// The map: a name, a name suffix (such as .bss), or id:N.
@@ -81,9 +91,6 @@ pub enum Cmd {
         /// Every map.
         #[arg(long)]
         all: bool,
-        /// JSON, like `bpftool -j`.
-        #[arg(long, short = 'j')]
-        json: bool,
     },
     /// Writes bytes into one value (read, patch, write back; never outside the value).
     Write {

@@ -8,7 +8,7 @@ use mapwalk_kvm::{with_paused, ProcessRam};
 
 use crate::args::{Cli, Cmd};
 use crate::error::CliError;
-use crate::output::command;
+use crate::output::{command, Answer};
 
 /// How long to wait for QEMU's QMP socket.
 const QMP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -17,7 +17,7 @@ const QMP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 ///
 /// # Errors
 /// Whatever fails first, typed.
-pub fn run(cli: &Cli) -> Result<(), CliError> {
+pub fn run(cli: &Cli) -> Result<Answer, CliError> {
     let memory = cli.source.ram.is_some() || cli.source.core.is_some() || cli.source.pid.is_some();
     let k = &cli.kernel;
     if !memory {
@@ -28,12 +28,33 @@ pub fn run(cli: &Cli) -> Result<(), CliError> {
                     .into(),
             ));
         }
-        return command(&LiveSource::default(), &cli.cmd);
+        return command(&LiveSource::default(), &cli.cmd, cli.json);
     }
+    check_inputs(cli)?;
     memory_source(cli)
 }
 
-fn memory_source(cli: &Cli) -> Result<(), CliError> {
+/// Refuses, before anything is opened, a file option that names no regular file (a
+/// FIFO would block the open, a directory or `/dev/zero` cannot be read as one); guest
+/// memory may also be a block device. The files' size caps apply as they are read.
+fn check_inputs(cli: &Cli) -> Result<(), CliError> {
+    let (s, k) = (&cli.source, &cli.kernel);
+    let files = [
+        ("--ram", &s.ram, true),
+        ("--core", &s.core, true),
+        ("--vmlinux", &k.vmlinux, false),
+        ("--symbols", &k.symbols, false),
+        ("--btf", &k.btf, false),
+    ];
+    for (option, path, block) in files {
+        if let Some(path) = path {
+            mapwalk::input::check_file(path, block).map_err(|e| CliError::Input(option, e))?;
+        }
+    }
+    Ok(())
+}
+
+fn memory_source(cli: &Cli) -> Result<Answer, CliError> {
     let k = &cli.kernel;
     let symbols = match (&k.vmlinux, &k.symbols) {
         (Some(v), _) => SymbolSource::Vmlinux(v.clone()),
@@ -85,7 +106,7 @@ fn memory_source(cli: &Cli) -> Result<(), CliError> {
         };
         let kernel = describe::describe_with(ram, &spec, &hints, release)?;
         warn(&kernel.warnings);
-        command(&MemorySource::new(kernel), &cli.cmd)
+        command(&MemorySource::new(kernel), &cli.cmd, cli.json)
     } else if let Some(path) = &cli.source.core {
         let core = mapwalk_file::ElfCore::open(path)?;
         // The core's VMCOREINFO note and the CPU state of its first vCPU with a CR3;
@@ -96,7 +117,7 @@ fn memory_source(cli: &Cli) -> Result<(), CliError> {
         }
         let kernel = describe::describe(core, &spec, &hints)?;
         warn(&kernel.warnings);
-        command(&MemorySource::new(kernel), &cli.cmd)
+        command(&MemorySource::new(kernel), &cli.cmd, cli.json)
     } else if let Some(pid) = cli.source.pid {
         process_source(cli, pid, &spec)
     } else {
@@ -107,7 +128,7 @@ fn memory_source(cli: &Cli) -> Result<(), CliError> {
 /// A running VMM read from outside: its RAM regions from `--region` or QMP, the vCPU
 /// state from QMP, the guest paused through QMP while it is read (unless
 /// `--no-pause`).
-fn process_source(cli: &Cli, pid: i32, spec: &KernelSpec) -> Result<(), CliError> {
+fn process_source(cli: &Cli, pid: i32, spec: &KernelSpec) -> Result<Answer, CliError> {
     let mut qmp = match &cli.source.qmp {
         Some(path) => Some(Qmp::connect(path, QMP_TIMEOUT).map_err(CliError::Qmp)?),
         None => None,
@@ -122,7 +143,7 @@ fn process_source(cli: &Cli, pid: i32, spec: &KernelSpec) -> Result<(), CliError
         }
     };
     let ram = ProcessRam::new(pid, &regions).map_err(CliError::Regions)?;
-    let read = |qmp: Option<&mut Qmp>| -> Result<(), CliError> {
+    let read = |qmp: Option<&mut Qmp>| -> Result<Answer, CliError> {
         let mut hints = MemoryHints {
             vmcoreinfo: None,
             cr3: cli.kernel.cr3,
@@ -137,7 +158,7 @@ fn process_source(cli: &Cli, pid: i32, spec: &KernelSpec) -> Result<(), CliError
         }
         let kernel = describe::describe(ram.clone(), spec, &hints)?;
         warn(&kernel.warnings);
-        command(&MemorySource::new(kernel), &cli.cmd)
+        command(&MemorySource::new(kernel), &cli.cmd, cli.json)
     };
     match qmp {
         // Resumed whatever the read's outcome, panics included.

@@ -26,6 +26,11 @@ pub enum CliError {
     Qmp(io::Error),
     /// The guest RAM regions of a `--pid` process are not a valid set.
     Regions(mapwalk_kvm::RegionsError),
+    /// A file named by an option cannot be read as one (a FIFO, a directory, a device,
+    /// too large): the option, and what is wrong with its file.
+    Input(&'static str, mapwalk::input::InputError),
+    /// No map goes by the name given (with a hint at what was likely meant).
+    NoSuchMap(String),
 }
 
 impl CliError {
@@ -47,6 +52,8 @@ impl fmt::Display for CliError {
             Self::Layout(e) => write!(f, "--layout: {e}"),
             Self::Qmp(e) => write!(f, "QMP: {e}"),
             Self::Regions(e) => write!(f, "guest RAM regions: {e}"),
+            Self::Input(option, e) => write!(f, "{option}: {e}"),
+            Self::NoSuchMap(m) => f.write_str(m),
         }
     }
 }
@@ -54,7 +61,7 @@ impl fmt::Display for CliError {
 impl std::error::Error for CliError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Usage(_) => None,
+            Self::Usage(_) | Self::NoSuchMap(_) => None,
             Self::Output(e) => Some(e),
             Self::Source(e) => Some(e),
             Self::Describe(e) => Some(e),
@@ -62,6 +69,7 @@ impl std::error::Error for CliError {
             Self::Layout(e) => Some(e),
             Self::Qmp(e) => Some(e),
             Self::Regions(e) => Some(e),
+            Self::Input(_, e) => Some(e),
         }
     }
 }

@@ -2,21 +2,22 @@
 //! memory dump.
 //!
 //! ```text
-//! mapwalk [SOURCE] [KERNEL] maps [--json]
-//! mapwalk [SOURCE] [KERNEL] dump MAP [--json]
-//! mapwalk [SOURCE] [KERNEL] dump --all [--json]
+//! mapwalk [SOURCE] [KERNEL] [--json] maps
+//! mapwalk [SOURCE] [KERNEL] [--json] dump MAP
+//! mapwalk [SOURCE] [KERNEL] [--json] dump --all
 //! mapwalk [SOURCE] [KERNEL] write MAP [--key HEX] --offset N --value HEX
 //! SOURCE: --live (default) | --ram FILE [--layout GPA:OFFSET:LEN ...] | --core FILE
 //! KERNEL: --vmlinux FILE | --symbols FILE [--btf FILE] [--cr3 PA]   (memory sources)
 //! MAP:    a name, a name suffix (such as .bss), or id:N
 //! ```
-
+//! (`--json`, or `-j`, also after the subcommand.)
 //!
 //! The crate is the command line only: [`args`] parses it, [`choose`] picks the map
 //! source it names (the live host, or a kernel in a RAM file or an ELF core, described by
 //! the `mapwalk` library), and [`output`] prints what the source yields. Errors stay
 //! typed ([`error::CliError`]) up to [`main`], which prints one line and sets the exit
-//! status.
+//! status: 0 for the whole answer, 2 for an error, 3 for a partial answer
+//! ([`output::Answer`]); 1 is kept for differences ([`args::EXIT_STATUS_HELP`]).
 
 mod args;
 mod choose;
@@ -29,6 +30,13 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::args::Cli;
+use crate::output::Answer;
+
+/// The exit status of an error (the one clap gives a command line it refuses).
+const EXIT_ERROR: u8 = 2;
+
+/// The exit status of a partial answer.
+const EXIT_PARTIAL: u8 = 3;
 
 fn main() -> ExitCode {
     mapwalk::timing::start();
@@ -37,13 +45,14 @@ fn main() -> ExitCode {
     mapwalk::timing::mark("done");
     mapwalk::timing::memory();
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Answer::Whole) => ExitCode::SUCCESS,
+        Ok(Answer::Partial) => ExitCode::from(EXIT_PARTIAL),
         // A closed pipe (`mapwalk dump x | head`) is not worth a complaint.
         Err(e) if e.is_closed_pipe() => ExitCode::SUCCESS,
         Err(e) => {
             let line = e.to_string().replace('\n', " ");
             let _ = writeln!(std::io::stderr(), "mapwalk: error: {line}");
-            ExitCode::FAILURE
+            ExitCode::from(EXIT_ERROR)
         }
     }
 }

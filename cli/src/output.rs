@@ -1,56 +1,70 @@
-//! Printing: map listings and dumps, as text or as `bpftool -j` JSON, streamed.
+//! Printing: map listings and dumps, as text or as `bpftool -j` JSON, streamed; and
+//! whether what was printed is the whole answer.
 
 use std::io::{self, BufWriter, Write};
 use std::os::fd::AsFd;
 
 use mapwalk::dump::{self, DumpError};
 use mapwalk::render::{self, Format};
-use mapwalk::source::{MapSelector, MapSource};
+use mapwalk::source::{MapInfo, MapSelector, MapSource, SourceError};
 
 use crate::args::{parse_hex, Cmd};
 use crate::error::CliError;
 
-pub fn command(src: &dyn MapSource, cmd: &Cmd) -> Result<(), CliError> {
+/// Whether a command printed the whole answer (exit status 0) or a part of it (3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Everything asked for.
+    Whole,
+    /// Part of it: the output says so, and stderr has one line for each map missing or
+    /// cut short.
+    Partial,
+}
+
+/// Runs `cmd` on `src`, printing JSON when `json`.
+///
+/// # Errors
+/// Whatever fails first, typed.
+pub fn command(src: &dyn MapSource, cmd: &Cmd, json: bool) -> Result<Answer, CliError> {
     // A duplicate of the standard-output descriptor rather than `io::stdout()`: std's
     // stdout is line-buffered and searches every chunk written for a newline, which is
     // measurable in a dump of tens of megabytes.
     let stdout = io::stdout().as_fd().try_clone_to_owned()?;
     let mut out = BufWriter::with_capacity(1 << 16, std::fs::File::from(stdout));
+    let format = if json { Format::Json } else { Format::Human };
+    let mut problems = Vec::new();
     match cmd {
-        Cmd::Maps { json } => {
-            let maps = src.maps()?;
-            if *json {
-                let list: Vec<_> = maps.iter().map(render::map_json).collect();
+        Cmd::Maps => {
+            let report = src.maps_report()?;
+            if json {
+                let list: Vec<_> = report.maps.iter().map(render::map_json).collect();
                 serde_json::to_writer(&mut out, &list)?;
                 writeln!(out)?;
             } else {
-                for m in &maps {
+                for m in &report.maps {
                     render::write_map_human(&mut out, m)?;
                 }
             }
+            problems.extend(report.errors.iter().map(|(id, why)| match id {
+                Some(id) => format!("map id {id}: could not be read, so not listed: {why}"),
+                None => format!("a map of unknown id: could not be read, so not listed: {why}"),
+            }));
         }
-        Cmd::Dump { map, all, json } => {
-            let format = if *json { Format::Json } else { Format::Human };
+        Cmd::Dump { map, all } => {
             if *all {
                 let summary =
                     dump::dump_all(src, format, &mut out, &mut warn).map_err(dump_error)?;
-                if !summary.failed.is_empty() {
-                    let ids: Vec<String> = summary
-                        .failed
-                        .iter()
-                        .map(|(id, _)| id.to_string())
-                        .collect();
-                    warn(&format!(
-                        "{} of {} maps could not be dumped whole (ids {}): see their \"error\"",
-                        summary.failed.len(),
-                        summary.maps,
-                        ids.join(", ")
-                    ));
-                }
+                problems = summary.problems();
             } else {
-                let sel = MapSelector::parse(map.as_deref().unwrap_or_default());
-                let meta = src.find(&sel)?;
-                dump::dump_map(src, &meta, format, &mut out, &mut warn).map_err(dump_error)?;
+                let meta = find(src, map.as_deref().unwrap_or_default())?;
+                match dump::dump_map(src, &meta, format, &mut out, &mut warn) {
+                    Ok(_) => {}
+                    Err(DumpError::Output(e)) => return Err(CliError::Output(e)),
+                    // The output was closed and marked incomplete.
+                    Err(DumpError::Source(e)) => {
+                        problems.push(format!("{}: dumped in part: {e}", named(&meta)));
+                    }
+                }
             }
         }
         Cmd::Write {
@@ -59,15 +73,17 @@ pub fn command(src: &dyn MapSource, cmd: &Cmd) -> Result<(), CliError> {
             offset,
             value,
         } => {
-            let meta = src.find(&MapSelector::parse(map))?;
+            let meta = find(src, map)?;
+            src.check_writable(&meta)?;
             let data = parse_hex(value).map_err(|e| CliError::Usage(format!("--value: {e}")))?;
             let key = match key {
                 Some(k) => parse_hex(k).map_err(|e| CliError::Usage(format!("--key: {e}")))?,
                 None if meta.key_size == 4 => 0u32.to_le_bytes().to_vec(),
                 None => {
                     return Err(CliError::Usage(format!(
-                        "map {} has {}-byte keys: give --key",
-                        meta.id, meta.key_size
+                        "{} has {}-byte keys: give --key",
+                        named(&meta),
+                        meta.key_size
                     )))
                 }
             };
@@ -81,7 +97,37 @@ pub fn command(src: &dyn MapSource, cmd: &Cmd) -> Result<(), CliError> {
         }
     }
     out.flush()?;
-    Ok(())
+    if problems.is_empty() {
+        return Ok(Answer::Whole);
+    }
+    for p in &problems {
+        eprintln!("mapwalk: incomplete: {}", p.replace('\n', " "));
+    }
+    Ok(Answer::Partial)
+}
+
+/// The map `map` names; a bare number that names none is most likely an id.
+fn find(src: &dyn MapSource, map: &str) -> Result<MapInfo, CliError> {
+    let sel = MapSelector::parse(map);
+    match src.find(&sel) {
+        Err(SourceError::NoSuchMap(_))
+            if !map.is_empty() && map.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            Err(CliError::NoSuchMap(format!(
+                "no map named {map}; did you mean id:{map}?"
+            )))
+        }
+        found => Ok(found?),
+    }
+}
+
+/// `map id 7 (name)`, or `map id 7` for a map without a name.
+fn named(m: &MapInfo) -> String {
+    if m.name.as_bytes().is_empty() {
+        format!("map id {}", m.id)
+    } else {
+        format!("map id {} ({})", m.id, m.name)
+    }
 }
 
 /// A warning on stderr.

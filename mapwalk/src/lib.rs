@@ -17,6 +17,7 @@
 //!   `bpftool -j` read unchanged, streamed as they are read.
 //! - **QEMU** ([`qmp`]): pause and resume, the vCPU's registers, where guest RAM lies.
 //! - **Text** ([`text`]): the one parser of hex numbers and hex byte strings.
+//! - **Input files** ([`input`]): the checks and size caps of the files a user names.
 //!
 //! ## Cargo features
 //! - `vm-memory`: map sources over a rust-vmm `GuestMemoryMmap` (through
@@ -29,6 +30,7 @@
 pub mod btf;
 pub mod describe;
 pub mod dump;
+pub mod input;
 pub mod kallsyms;
 pub mod qmp;
 pub mod render;

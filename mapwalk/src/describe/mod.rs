@@ -277,11 +277,9 @@ struct Loaded {
     path: PathBuf,
 }
 
-fn read_file(path: &Path) -> Result<Vec<u8>, DescribeError> {
-    std::fs::read(path).map_err(|source| DescribeError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+/// A user's file, read whole up to `cap` bytes (see [`crate::input`]).
+fn read_file(path: &Path, cap: u64) -> Result<Vec<u8>, DescribeError> {
+    Ok(crate::input::read_capped(path, cap)?)
 }
 
 fn bad_file(path: &Path, what: impl Into<String>) -> DescribeError {
@@ -294,7 +292,7 @@ fn bad_file(path: &Path, what: impl Into<String>) -> DescribeError {
 fn load_symbols(source: &SymbolSource) -> Result<Loaded, DescribeError> {
     match source {
         SymbolSource::Vmlinux(path) => {
-            let bytes = read_file(path)?;
+            let bytes = read_file(path, crate::input::MAX_VMLINUX_FILE)?;
             let elf = Elf::parse(&bytes)
                 .map_err(|e| bad_file(path, format!("not an ELF vmlinux: {e}")))?;
             let symbols = Symbols::from_elf(&elf);
@@ -314,7 +312,7 @@ fn load_symbols(source: &SymbolSource) -> Result<Loaded, DescribeError> {
             })
         }
         SymbolSource::SymbolFile(path) => {
-            let bytes = read_file(path)?;
+            let bytes = read_file(path, crate::input::MAX_SYMBOLS_FILE)?;
             let symbols = Symbols::from_text(bytes).map_err(|e| {
                 if e.what == "no symbols" {
                     bad_file(path, "no symbols")
@@ -756,7 +754,7 @@ fn btf_from_memory<K: KernelRead>(view: &K, symbols: &Symbols) -> Result<Vec<u8>
 
 /// Raw BTF from a file: the file itself, or the `.BTF` section of an ELF.
 fn btf_from_file(path: &Path) -> Result<Vec<u8>, DescribeError> {
-    let bytes = read_file(path)?;
+    let bytes = crate::input::read_btf_file(path)?;
     if !bytes.starts_with(b"\x7fELF") {
         return Ok(bytes);
     }

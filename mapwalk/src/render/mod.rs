@@ -271,14 +271,48 @@ impl<'a, W: Write> DumpWriter<'a, W> {
     ///
     /// # Errors
     /// The writer's.
-    pub fn finish(mut self) -> io::Result<W> {
+    pub fn finish(self) -> io::Result<W> {
+        self.close(None)
+    }
+
+    /// Closes a dump that stopped before the end, saying so in the output itself: JSON
+    /// gets a last element `{"error":"WHY","partial":true}` (which has no `"key"`, so no
+    /// entry is mistaken for it), text a last line `Incomplete dump: WHY` after
+    /// `Found N elements`.
+    ///
+    /// # Errors
+    /// The writer's.
+    pub fn finish_incomplete(self, why: &str) -> io::Result<W> {
+        self.close(Some(why))
+    }
+
+    fn close(mut self, incomplete: Option<&str>) -> io::Result<W> {
         self.start();
+        match (self.format, incomplete) {
+            (Format::Json, Some(why)) => {
+                if self.count > 0 {
+                    self.buf.push(b',');
+                }
+                let why = Value::from(why).to_string();
+                self.buf.extend_from_slice(b"{\"error\":");
+                self.buf.extend_from_slice(why.as_bytes());
+                self.buf.extend_from_slice(b",\"partial\":true}");
+            }
+            (Format::Json, None) => {}
+            (Format::Human, _) => {
+                let found = format!("Found {} elements\n", self.count);
+                self.buf.extend_from_slice(found.as_bytes());
+                if let Some(why) = incomplete {
+                    let why = why.replace('\n', " ");
+                    self.buf
+                        .extend_from_slice(format!("Incomplete dump: {why}\n").as_bytes());
+                }
+            }
+        }
         match self.format {
             Format::Json if self.newline => self.buf.extend_from_slice(b"]\n"),
             Format::Json => self.buf.push(b']'),
-            Format::Human => self
-                .buf
-                .extend_from_slice(format!("Found {} elements\n", self.count).as_bytes()),
+            Format::Human => {}
         }
         self.out.write_all(&self.buf)?;
         self.out.flush()?;

@@ -1,6 +1,8 @@
 //! The maps of a kernel in guest memory: the core's walkers over a described kernel.
 
-use super::{check_bounds, check_key, EntryFn, MapInfo, MapSource, SourceError, ValueRef};
+use super::{
+    check_bounds, check_key, EntryFn, MapInfo, MapReport, MapSource, SourceError, ValueRef,
+};
 use crate::btf::MapBtf;
 use crate::describe::Kernel;
 use mapwalk_core::bpf::{Bpf, EntryValue, PerCpuOffsets, WALKABLE_MAP_TYPES};
@@ -138,7 +140,7 @@ impl<M: PhysRead> MemorySource<M> {
 
 impl<M: PhysRead + GuestWrite> MapSource for MemorySource<M> {
     fn maps(&self) -> Result<Vec<MapInfo>, SourceError> {
-        let list = self.bpf().collect_maps()?;
+        let list = self.maps_report()?;
         if let Some((id, e)) = list.errors.first() {
             eprintln!(
                 "mapwalk: warning: {} map(s) could not be read (first: {}{e})",
@@ -147,6 +149,18 @@ impl<M: PhysRead + GuestWrite> MapSource for MemorySource<M> {
             );
         }
         Ok(list.maps)
+    }
+
+    fn maps_report(&self) -> Result<MapReport, SourceError> {
+        let list = self.bpf().collect_maps()?;
+        Ok(MapReport {
+            maps: list.maps,
+            errors: list
+                .errors
+                .into_iter()
+                .map(|(id, e)| (id, e.to_string()))
+                .collect(),
+        })
     }
 
     fn map_by_id(&self, id: u32) -> Result<Option<MapInfo>, SourceError> {
@@ -206,6 +220,16 @@ impl<M: PhysRead + GuestWrite> MapSource for MemorySource<M> {
         Ok(())
     }
 
+    fn check_writable(&self, map: &MapInfo) -> Result<(), SourceError> {
+        if map.map_type == MapType::ARRAY {
+            return Ok(());
+        }
+        Err(SourceError::Unsupported(format!(
+            "map {} is of type {}: writes to guest memory support array maps only",
+            map.id, map.map_type
+        )))
+    }
+
     fn write(
         &self,
         map: &MapInfo,
@@ -213,15 +237,11 @@ impl<M: PhysRead + GuestWrite> MapSource for MemorySource<M> {
         offset: u64,
         data: &[u8],
     ) -> Result<(), SourceError> {
+        self.check_writable(map)?;
         check_bounds(map, offset, data.len())?;
         check_key(map, key)?;
         let info = self.info(map)?;
-        if info.map_type != MapType::ARRAY {
-            return Err(SourceError::Unsupported(format!(
-                "map {} is a {}: writes to guest memory support ARRAY maps only",
-                map.id, info.map_type
-            )));
-        }
+        self.check_writable(&info)?;
         let index = <[u8; 4]>::try_from(key)
             .map(u32::from_le_bytes)
             .map_err(|_| SourceError::BadKey("array keys are 4 bytes".into()))?;

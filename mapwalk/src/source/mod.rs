@@ -18,7 +18,7 @@ use std::ops::ControlFlow;
 
 use crate::btf::MapBtf;
 pub use live::LiveSource;
-pub use mapwalk_core::MapInfo;
+pub use mapwalk_core::{MapInfo, MapType};
 pub use mapwalk_live::ValueRef;
 pub use memory::{GuestWrite, MemorySource};
 
@@ -118,6 +118,26 @@ impl fmt::Display for MapSelector {
     }
 }
 
+/// Every map a listing could read, and the ones it could not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MapReport {
+    /// The maps read, in id order.
+    pub maps: Vec<MapInfo>,
+    /// The maps that could not be read: their id when it is known, and why.
+    pub errors: Vec<(Option<u32>, String)>,
+}
+
+/// The map types whose values [`MapSource::write`] can patch in place (plain data
+/// under a key), unless the source says less.
+pub const VALUE_MAP_TYPES: &[MapType] = &[
+    MapType::ARRAY,
+    MapType::HASH,
+    MapType::LRU_HASH,
+    MapType::PERCPU_ARRAY,
+    MapType::PERCPU_HASH,
+    MapType::LRU_PERCPU_HASH,
+];
+
 /// The callback of [`MapSource::for_each_entry`].
 pub type EntryFn<'a> = dyn FnMut(&[u8], ValueRef<'_>) -> ControlFlow<()> + 'a;
 
@@ -128,6 +148,18 @@ pub trait MapSource {
     /// # Errors
     /// When the maps cannot be listed.
     fn maps(&self) -> Result<Vec<MapInfo>, SourceError>;
+
+    /// Every map that could be read, with the ones that could not (which
+    /// [`maps`](Self::maps) leaves out). The default: [`maps`](Self::maps), no errors.
+    ///
+    /// # Errors
+    /// When the maps cannot be listed at all.
+    fn maps_report(&self) -> Result<MapReport, SourceError> {
+        Ok(MapReport {
+            maps: self.maps()?,
+            errors: Vec::new(),
+        })
+    }
 
     /// The map with id `id`, or `None`.
     ///
@@ -187,6 +219,24 @@ pub trait MapSource {
     /// When the map cannot be walked (entries already handed to `f` stay valid).
     fn for_each_entry(&self, map: &MapInfo, f: &mut EntryFn<'_>) -> Result<(), SourceError>;
 
+    /// Whether this source can write `map`'s values: [`SourceError::Unsupported`]
+    /// naming the map's type when it cannot. The default: the types of
+    /// [`VALUE_MAP_TYPES`].
+    ///
+    /// # Errors
+    /// [`SourceError::Unsupported`].
+    fn check_writable(&self, map: &MapInfo) -> Result<(), SourceError> {
+        if VALUE_MAP_TYPES.contains(&map.map_type) {
+            return Ok(());
+        }
+        Err(SourceError::Unsupported(format!(
+            "map {} is of type {}: its values cannot be written (writes support {})",
+            map.id,
+            map.map_type,
+            type_names(VALUE_MAP_TYPES)
+        )))
+    }
+
     /// Writes `data` at `offset` in the value at `key` (every CPU's copy of a per-CPU
     /// value). Refuses anything outside the value; never writes part of `data`.
     ///
@@ -195,6 +245,15 @@ pub trait MapSource {
     /// [`SourceError::Unsupported`], or the backend's error.
     fn write(&self, map: &MapInfo, key: &[u8], offset: u64, data: &[u8])
         -> Result<(), SourceError>;
+}
+
+/// `array, hash and lru_hash`.
+pub(crate) fn type_names(types: &[MapType]) -> String {
+    let names: Vec<String> = types.iter().map(ToString::to_string).collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => names.concat(),
+    }
 }
 
 /// Checks that `len` bytes at `offset` lie inside `map`'s value.

@@ -180,3 +180,40 @@ fn per_cpu_maps_without_offsets_say_why() {
     // The other types do not need them.
     assert_eq!(entries(&src, &maps[0]).unwrap().len(), 3);
 }
+
+#[test]
+fn a_map_that_cannot_be_read_is_reported_not_dropped() {
+    let (mut g, _) = guest();
+    // Map 2's `bpf_map.id` no longer agrees with its place in `map_idr`.
+    let hash = g.maps.iter().find(|m| m.id == 2).unwrap().kva;
+    let id_pa = g.pa_of(Kva(hash.0 + u64::from(g.layout.bpf_map.id)));
+    g.ram.write_u32(id_pa, 99);
+    let ram = RamImage::new(&g, "report");
+    let src = source(&g, &ram, true);
+    let report = src.maps_report().unwrap();
+    let ids: Vec<u32> = report.maps.iter().map(|m| m.id).collect();
+    assert_eq!(ids, [1, 3, 4, 5, 6]);
+    assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
+    assert_eq!(report.errors[0].0, Some(2));
+    // A dump of every map counts it as missing.
+    let mut out = Vec::new();
+    let summary =
+        crate::dump::dump_all(&src, crate::render::Format::Json, &mut out, &mut |_| {}).unwrap();
+    assert_eq!(summary.unlisted.len(), 1);
+    assert!(!summary.is_whole());
+}
+
+#[test]
+fn writes_to_guest_memory_name_the_type_they_refuse() {
+    let (g, _) = guest();
+    let ram = RamImage::new(&g, "wtype");
+    let src = source(&g, &ram, true);
+    let maps = src.maps().unwrap();
+    src.check_writable(&maps[0]).unwrap();
+    for (map, key) in [(&maps[1], &b"abcd"[..]), (&maps[4], &[][..])] {
+        let e = src.check_writable(map).unwrap_err().to_string();
+        assert!(e.contains(&map.map_type.to_string()), "{e}");
+        let w = src.write(map, key, 0, &[1]).unwrap_err().to_string();
+        assert_eq!(w, e);
+    }
+}
