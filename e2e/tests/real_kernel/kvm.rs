@@ -68,6 +68,9 @@ fn same_dump(config: &GuestConfig) {
     let layout = guest.ram_layout().unwrap_or_else(|e| panic!("{test}: {e}"));
     let regions = layout.ranges().len();
 
+    // The write tests of the same guest change values in RAM and wait for the guest
+    // (running) to see them: take turns with them, then hold the guest still.
+    let _values = e2e::value_lock();
     let _paused = guest.pause().unwrap_or_else(|e| panic!("{test}: {e}"));
     let file = RamFile::options()
         .layout(layout.clone())
