@@ -58,6 +58,9 @@ bash backends/kvm/miri.sh
 step "no_std agent: a static, freestanding program walking a synthetic guest"
 bash agent/run.sh
 
+step "fuzz: the corpus and regressions replayed, the seed encoders checked (stable)"
+(cd fuzz && cargo test)
+
 step "fuzz smoke: every target briefly (nightly, cargo-fuzz)"
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 SMOKE_SECONDS="${SMOKE_SECONDS:-15}" bash fuzz/smoke.sh

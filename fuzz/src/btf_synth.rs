@@ -241,7 +241,7 @@ pub fn kernel_types() -> u32 {
 /// and `rcu_head` in an anonymous union), `idr` (an embedded `xarray`), `bpf_map` (its
 /// `u32` fields through a typedef), `bpf_array` (`value` in an anonymous union, as the
 /// kernel has it), `bpf_htab`, two `struct bucket`s (the first without `head`, as in the
-/// kernel, where the one of `hashtab.c` is not the first) and `htab_elem`.
+/// kernel, where the one of `hashtab.c` is not the first), `htab_elem` and `btf`.
 pub fn kernel_btf() -> &'static [u8] {
     static BLOB: OnceLock<Vec<u8>> = OnceLock::new();
     BLOB.get_or_init(|| {
@@ -402,6 +402,18 @@ pub fn kernel_btf() -> &'static [u8] {
                 ("", node_or, htab.elem_hash_node),
                 ("hash", u32_t, 40),
                 ("key", key, htab.elem_key),
+            ],
+        );
+        let btf_obj = l.btf_object.expect("the default layout has struct btf");
+        b.aggregate(
+            false,
+            "btf",
+            btf_obj.base_btf + 8,
+            &[
+                ("data", vptr, btf_obj.data),
+                ("data_size", u32_t, btf_obj.data_size),
+                ("id", u32_t, btf_obj.id),
+                ("base_btf", vptr, btf_obj.base_btf),
             ],
         );
         b.build()

@@ -197,8 +197,28 @@ impl<'a> TypeRenderer<'a> {
         }
     }
 
-    fn is_char(&self, t: &Type) -> bool {
-        matches!(self.strip(t.clone()), Some(Type::Int(i)) if i.size() == 1 && (i.is_char() || self.name_of(&i).contains("char")))
+    /// bpftool's rule for the element of a string array: modifiers skipped (not
+    /// typedefs), a one-byte int of char encoding or named exactly `char`.
+    fn is_str_elem(&self, t: &Type) -> bool {
+        let mut t = t.clone();
+        for _ in 0..MAX_DEPTH {
+            match t {
+                Type::Volatile(_) | Type::Const(_) | Type::Restrict(_) | Type::TypeTag(_) => {
+                    let Some(next) = t
+                        .as_btf_type()
+                        .and_then(|b| self.btf.resolve_chained_type(b).ok())
+                    else {
+                        return false;
+                    };
+                    t = next;
+                }
+                Type::Int(i) => {
+                    return i.size() == 1 && (i.is_char() || self.name_of(&i) == "char")
+                }
+                _ => return false,
+            }
+        }
+        false
     }
 
     fn bitfield(&self, bytes: &[u8], bit_off: u32, bits: u32) -> Value {
@@ -330,12 +350,8 @@ impl<'a> TypeRenderer<'a> {
                 let Some(all) = esize.checked_mul(n).and_then(|len| bytes.get(..len)) else {
                     return raw(bytes);
                 };
-                if self.is_char(&elem) {
-                    let end = all.iter().position(|&c| c == 0).unwrap_or(all.len());
-                    let text = &all[..end];
-                    if all[end..].iter().all(|&c| c == 0)
-                        && text.iter().all(|&c| c.is_ascii_graphic() || c == b' ')
-                    {
+                if self.is_str_elem(&elem) {
+                    if let Some(text) = super::typed::c_string(all) {
                         return Value::String(String::from_utf8_lossy(text).into_owned());
                     }
                 }

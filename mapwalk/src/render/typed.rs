@@ -197,14 +197,40 @@ impl<'a> TypeRenderer<'a> {
         }
     }
 
-    fn is_char(&self, t: TypeRef<'a>) -> bool {
-        match self.strip(t) {
-            Some(i) if i.kind == Kind::INT && i.size_or_type == 1 => {
-                i.int().is_some_and(|e| e.is_char()) || self.name(i.name_off).contains("char")
+    /// bpftool's rule for the element of an array shown as a string: modifiers
+    /// (const, volatile, restrict, type tags) skipped but not typedefs, then a one-byte
+    /// int of char encoding or named exactly `char` (so `unsigned char b[4]` stays an
+    /// array of numbers).
+    fn is_str_elem(&self, mut t: TypeRef<'a>) -> bool {
+        for _ in 0..MAX_DEPTH {
+            match t.kind {
+                Kind::CONST | Kind::VOLATILE | Kind::RESTRICT | Kind::TYPE_TAG => {
+                    match self.btf.type_by_id(t.size_or_type, t.id) {
+                        Ok(next) => t = next,
+                        Err(_) => return false,
+                    }
+                }
+                Kind::INT => {
+                    return t.size_or_type == 1
+                        && (t.int().is_some_and(|e| e.is_char())
+                            || self.name(t.name_off) == "char")
+                }
+                _ => return false,
             }
-            _ => false,
         }
+        false
     }
+}
+
+/// The text of a char array as bpftool shows it as a string: printable bytes
+/// (0x20..=0x7e) up to a NUL, which must come within the array; what follows the NUL
+/// is not looked at. `None` when the array is not such a string.
+pub(crate) fn c_string(all: &[u8]) -> Option<&[u8]> {
+    let end = all.iter().position(|&c| c == 0)?;
+    let text = all.get(..end)?;
+    text.iter()
+        .all(|&c| (0x20..=0x7e).contains(&c))
+        .then_some(text)
 }
 
 impl<'a, W: Write + ?Sized> Walk<'_, 'a, W> {
@@ -436,12 +462,8 @@ impl<'a, W: Write + ?Sized> Walk<'_, 'a, W> {
         else {
             return self.raw(bytes);
         };
-        if r.is_char(elem) {
-            let end = all.iter().position(|&c| c == 0).unwrap_or(all.len());
-            let text = &all[..end];
-            if all[end..].iter().all(|&c| c == 0)
-                && text.iter().all(|&c| c.is_ascii_graphic() || c == b' ')
-            {
+        if r.is_str_elem(elem) {
+            if let Some(text) = c_string(all) {
                 return write_str(self.out, &String::from_utf8_lossy(text));
             }
         }

@@ -95,3 +95,32 @@ fn unknown_ids_short_bytes_and_escaped_names() {
     assert_eq!(r.render_string(s, &[7, 0, 0, 0]), r#"{"q\"\\\n":7}"#);
     assert_eq!(r.render_string(0, &[]), "[]");
 }
+
+/// Char arrays as bpftool shows them: a string only for `char` (or char-encoded)
+/// elements behind modifiers, printable up to a NUL inside the array; `unsigned char`,
+/// typedefs of char, arrays without a NUL or with unprintable bytes stay numbers.
+#[test]
+fn char_arrays_follow_bpftool() {
+    let mut b = Builder::new();
+    let char_t = b.int_enc("char", 1, 1); // signed
+    let uchar = b.int("unsigned char", 1);
+    let cchar = b.alias(Kind::CONST, "", char_t);
+    let tdef = b.alias(Kind::TYPEDEF, "my_char", char_t);
+    let index = b.int("int", 4);
+    let arr_char = b.array(char_t, index, 4);
+    let arr_uchar = b.array(uchar, index, 4);
+    let arr_const = b.array(cchar, index, 4);
+    let arr_tdef = b.array(tdef, index, 4);
+    let btf = btf(&b);
+    let r = TypeRenderer::new(&btf);
+    assert_eq!(r.render_string(arr_char, b"ABC\0"), r#""ABC""#);
+    assert_eq!(r.render_string(arr_const, b"ABC\0"), r#""ABC""#);
+    // Bytes after the NUL are not looked at.
+    assert_eq!(r.render_string(arr_char, b"AB\0\x07"), r#""AB""#);
+    assert_eq!(r.render_string(arr_char, b"\0\0\0\0"), r#""""#);
+    // Not a string: unsigned char, a typedef, no NUL, an unprintable byte.
+    assert_eq!(r.render_string(arr_uchar, b"ABC\0"), "[65,66,67,0]");
+    assert_eq!(r.render_string(arr_tdef, b"ABC\0"), "[65,66,67,0]");
+    assert_eq!(r.render_string(arr_char, b"ABCD"), "[65,66,67,68]");
+    assert_eq!(r.render_string(arr_char, b"A\x01C\0"), "[65,1,67,0]");
+}
