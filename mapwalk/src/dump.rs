@@ -376,7 +376,7 @@ mod tests {
         );
         let (_, text) = dump_one(2, Format::Human);
         assert!(
-            text.ends_with("Found 1 elements\nIncomplete dump: node at 0x10 unreadable\n"),
+            text.ends_with("Found 1 element\nIncomplete dump: node at 0x10 unreadable\n"),
             "{text}"
         );
         // A whole dump is unchanged: no marker.
@@ -413,7 +413,7 @@ mod tests {
         assert_eq!(t, s);
         let text = String::from_utf8(out).unwrap();
         assert!(
-            text.contains("Found 1 elements\nIncomplete dump: node at 0x10 unreadable\n"),
+            text.contains("Found 1 element\nIncomplete dump: node at 0x10 unreadable\n"),
             "{text}"
         );
         assert!(DumpSummary::default().is_whole());

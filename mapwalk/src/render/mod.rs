@@ -98,6 +98,24 @@ pub fn push_hex_spaced(out: &mut Vec<u8>, bytes: &[u8]) {
     }
 }
 
+/// Appends bytes as bpftool's `fprint_hex` prints them: `01 02`, two spaces after
+/// every eighth byte, a new line after every sixteenth.
+pub fn push_hex_bpftool(out: &mut Vec<u8>, bytes: &[u8]) {
+    for (i, &b) in bytes.iter().enumerate() {
+        if i > 0 {
+            let sep: &[u8] = if i % 16 == 0 {
+                b"\n"
+            } else if i % 8 == 0 {
+                b"  "
+            } else {
+                b" "
+            };
+            out.extend_from_slice(sep);
+        }
+        out.extend_from_slice(&HEX[usize::from(b)][3..5]);
+    }
+}
+
 /// `01 02 ff`.
 pub fn hex_spaced(bytes: &[u8]) -> String {
     let mut v = Vec::new();
@@ -300,7 +318,8 @@ impl<'a, W: Write> DumpWriter<'a, W> {
             }
             (Format::Json, None) => {}
             (Format::Human, _) => {
-                let found = format!("Found {} elements\n", self.count);
+                let plural = if self.count == 1 { "" } else { "s" };
+                let found = format!("Found {} element{plural}\n", self.count);
                 self.buf.extend_from_slice(found.as_bytes());
                 if let Some(why) = incomplete {
                     let why = why.replace('\n', " ");
@@ -395,22 +414,35 @@ fn entry_human<W: Write + ?Sized>(
         write_formatted(t, key, value, b)?;
         return b.write_all(b"\n");
     }
+    // bpftool's plain layout (`print_entry_plain`): key and value on one line when
+    // they are short, each under its name when either is longer than 16 bytes.
     let mut line = Vec::new();
     match value {
         ValueRef::Single(v) => {
-            line.extend_from_slice(b"key: ");
-            push_hex_spaced(&mut line, key);
-            line.extend_from_slice(b"  value: ");
-            push_hex_spaced(&mut line, v);
+            let break_names = key.len() > 16 || v.len() > 16;
+            let single_line = key.len() + v.len() <= 24 && !break_names;
+            let sep = if break_names { b'\n' } else { b' ' };
+            if !key.is_empty() {
+                line.extend_from_slice(b"key:");
+                line.push(sep);
+                push_hex_bpftool(&mut line, key);
+                line.extend_from_slice(if single_line { b"  " } else { b"\n" });
+            }
+            if !v.is_empty() {
+                line.extend_from_slice(b"value:");
+                line.push(sep);
+                push_hex_bpftool(&mut line, v);
+            }
             line.push(b'\n');
         }
         ValueRef::PerCpu(p) => {
             line.extend_from_slice(b"key:\n");
-            push_hex_spaced(&mut line, key);
+            push_hex_bpftool(&mut line, key);
             line.push(b'\n');
             for (cpu, v) in p.iter() {
-                line.extend_from_slice(format!("value (CPU {cpu:02}): ").as_bytes());
-                push_hex_spaced(&mut line, v);
+                let sep = if v.len() > 16 { '\n' } else { ' ' };
+                line.extend_from_slice(format!("value (CPU {cpu:02}):{sep}").as_bytes());
+                push_hex_bpftool(&mut line, v);
                 line.push(b'\n');
             }
         }

@@ -89,7 +89,7 @@ fn human_lines_and_per_cpu_values() {
     let out = String::from_utf8(w.finish().unwrap()).unwrap();
     assert_eq!(
         out,
-        "{\"values\":[{\"cpu\":0,\"value\":{\"a\":1,\"b\":2}},{\"cpu\":5,\"value\":{\"a\":3,\"b\":4}}]}\nFound 1 elements\n"
+        "{\"values\":[{\"cpu\":0,\"value\":{\"a\":1,\"b\":2}},{\"cpu\":5,\"value\":{\"a\":3,\"b\":4}}]}\nFound 1 element\n"
     );
     assert_eq!(
         formatted(&types, &[9], v).to_string(),
