@@ -51,6 +51,12 @@ fn main() -> ExitCode {
         Err(e) if e.is_closed_pipe() => ExitCode::SUCCESS,
         Err(e) => {
             let line = e.to_string().replace('\n', " ");
+            // As `bpftool -j` does, JSON output gets the error as JSON on stdout too
+            // (unless writing stdout is what failed); stderr keeps its line.
+            if cli.json && !matches!(e, error::CliError::Output(_)) {
+                let json = serde_json::json!({ "error": line });
+                let _ = writeln!(std::io::stdout(), "{json}");
+            }
             let _ = writeln!(std::io::stderr(), "mapwalk: error: {line}");
             ExitCode::from(EXIT_ERROR)
         }

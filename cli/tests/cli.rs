@@ -439,6 +439,21 @@ fn unknown_maps_and_bad_arguments_fail_with_one_line() {
         String::from_utf8(run(&["--ram", "/nonexistent/ram", "--symbols", "/x", "maps"]).stderr)
             .unwrap();
     assert!(err.contains("/nonexistent/ram"), "{err}");
+    // With JSON, as `bpftool -j`: the error on stdout as `{"error": ...}` too.
+    let out = run(&["dump", "mw_no_such_map_anywhere", "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let json = json_of_any(&out.stdout);
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        json["error"].as_str(),
+        err.trim_end().strip_prefix("mapwalk: error: "),
+        "{json} / {err}"
+    );
+}
+
+fn json_of_any(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
 }
 
 #[test]
