@@ -64,6 +64,7 @@ fn run(test: &str, args: &[OsString]) -> (Output, f64) {
     let started = Instant::now();
     let out = Command::new(bin)
         .args(args)
+        .env("MAPWALK_TIMING", "1")
         .output()
         .unwrap_or_else(|e| panic!("{test}: run {}: {e}", bin.display()));
     let secs = started.elapsed().as_secs_f64();
@@ -121,11 +122,15 @@ fn same_without_symbols(
     let listing: serde_json::Value = serde_json::from_slice(&listing.stdout)
         .unwrap_or_else(|e| panic!("{test}: maps --json is not JSON: {e}"));
     check_listing(test, &listing, truth);
+    let stderr = String::from_utf8_lossy(&zero.stderr);
+    let (timing, warnings): (Vec<&str>, Vec<&str>) = stderr
+        .lines()
+        .partition(|l| l.starts_with("mapwalk: timing:"));
     format!(
         "{} bytes of JSON for {maps} maps in {zero_secs:.2} s without symbols, {syms_secs:.2} s \
-         with --symbols; warnings: {:?}",
+         with --symbols; warnings: {warnings:?}; phases without symbols:\n    {}",
         zero.stdout.len(),
-        String::from_utf8_lossy(&zero.stderr).trim()
+        timing.join("\n    ")
     )
 }
 
