@@ -224,6 +224,8 @@ pub struct Ksymtab {
     tokens: Vec<u8>,
     /// Each token's range in `tokens`.
     token_ranges: Vec<(usize, usize)>,
+    /// Each token's length.
+    token_lens: Vec<usize>,
     /// Each symbol's address.
     addrs: Vec<u64>,
     encoding: AddressEncoding,
@@ -306,14 +308,40 @@ impl Ksymtab {
         n
     }
 
-    /// Each symbol's expansion (type letter, then name) with its index and address.
-    fn for_each(&self, mut f: impl FnMut(u32, &[u8], u64)) {
+    /// The length of a compressed name's expansion, and the first byte of its name
+    /// (the second of the expansion), without expanding it.
+    fn shape(&self, data: &[u8]) -> (usize, Option<u8>) {
+        let mut len = 0usize;
+        let mut first = None;
+        for &b in data {
+            let tl = self.token_lens.get(usize::from(b)).copied().unwrap_or(0);
+            if first.is_none() && len.saturating_add(tl) >= 2 {
+                let (start, _) = self
+                    .token_ranges
+                    .get(usize::from(b))
+                    .copied()
+                    .unwrap_or((0, 0));
+                let at = start.saturating_add(1).saturating_sub(len);
+                first = self.tokens.get(at).copied();
+            }
+            len = len.saturating_add(tl);
+        }
+        (len, first)
+    }
+
+    /// Each symbol's expansion (type letter, then name) with its index and address,
+    /// for the symbols whose expansion length and first name byte `keep` accepts.
+    fn for_each(&self, keep: impl Fn(usize, u8) -> bool, mut f: impl FnMut(u32, &[u8], u64)) {
         let mut buf = [0u8; KSYM_NAME_LEN];
         let names = Compressed {
             names: &self.names,
             pos: 0,
         };
         for ((i, data), &addr) in (0u32..).zip(names).zip(&self.addrs) {
+            match self.shape(data) {
+                (len, Some(first)) if keep(len, first) => {}
+                _ => continue,
+            }
             let n = self.expand(data, &mut buf);
             f(i, buf.get(..n).unwrap_or_default(), addr);
         }
@@ -346,7 +374,27 @@ impl Ksymtab {
         if slots.is_empty() {
             return best;
         }
-        self.for_each(|index, expanded, addr| {
+        // The expansion length and first name byte of each wanted name: most symbols
+        // are passed over on this test, unexpanded.
+        let mut shapes = vec![false; KSYM_NAME_LEN.saturating_add(1).saturating_mul(256)];
+        for name in slots.keys() {
+            let at = name
+                .len()
+                .checked_add(1)
+                .and_then(|l| l.checked_mul(256))
+                .zip(name.first())
+                .and_then(|(row, &b)| row.checked_add(usize::from(b)));
+            if let Some(slot) = at.and_then(|i| shapes.get_mut(i)) {
+                *slot = true;
+            }
+        }
+        let keep = |len: usize, first: u8| {
+            len.checked_mul(256)
+                .and_then(|row| row.checked_add(usize::from(first)))
+                .and_then(|i| shapes.get(i))
+                .is_some_and(|&k| k)
+        };
+        self.for_each(keep, |index, expanded, addr| {
             let Some((_, name)) = expanded.split_first() else {
                 return;
             };

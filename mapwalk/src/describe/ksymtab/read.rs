@@ -303,6 +303,7 @@ impl Ksymtab {
             names,
             tokens,
             token_ranges,
+            token_lens,
             addrs,
             encoding,
             location: *loc,
