@@ -373,3 +373,36 @@ fn unreadable_parts_are_named() {
         })
     );
 }
+
+#[test]
+fn find_sees_names_whose_tokens_span_the_type_letter() {
+    // "Tfo" holds the type letter and the name's first two bytes.
+    let mut b = KsymtabBuilder::new();
+    b.token(0x83, "Tfo")
+        .push('T', "foo", TEXT)
+        .push('t', "fox", TEXT + 8)
+        .push('T', "fo", TEXT + 16)
+        .push('T', "f", TEXT + 24)
+        .push('D', "o", TEXT + 32);
+    let (bytes, loc) = b.build(AT, BuildEncoding::Relative).unwrap();
+    let names = off(loc.names);
+    assert_eq!(&bytes[names..names + 3], &[2, 0x83, b'o']);
+    let t = Ksymtab::read(&view(ram_with(&bytes, 0x2000)), &loc).unwrap();
+    let got: Vec<Option<u64>> = t
+        .find(&["foo", "fox", "fo", "f", "o", "Tfo", "oo"])
+        .into_iter()
+        .map(|e| e.map(|e| e.addr))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            Some(TEXT),
+            Some(TEXT + 8),
+            Some(TEXT + 16),
+            Some(TEXT + 24),
+            Some(TEXT + 32),
+            None,
+            None
+        ]
+    );
+}
