@@ -4,7 +4,9 @@
 //! ARRAY reads and writes against the maps the guest created; in the module `htab`
 //! (`real_kernel/htab.rs`), hash and per-CPU maps byte-exact per key and per CPU; in
 //! the module `inguest` (`real_kernel/inguest.rs`), a static `mapwalk` run inside the
-//! guest, whose live view must equal the view from outside byte for byte.
+//! guest, whose live view must equal the view from outside byte for byte; in the
+//! module `zero` (`real_kernel/zero.rs`), the CLI with no kernel option (the kernel's
+//! own symbol table read from memory) against the CLI with a kallsyms copy.
 //! Nothing here is a per-kernel constant.
 //!
 //! Each configuration boots one guest (shared by every test of this binary that names
@@ -36,6 +38,8 @@ mod inguest;
 mod kvm;
 #[path = "real_kernel/process.rs"]
 mod process;
+#[path = "real_kernel/zero.rs"]
+mod zero;
 
 const MIB: u64 = 1 << 20;
 

@@ -12,8 +12,8 @@ use mapwalk_core::synth::{build_xarray, default_layout, SynthRam};
 use mapwalk_core::Pa;
 use mapwalk_fuzz::btf_synth::{self, BtfBuilder};
 use mapwalk_fuzz::{
-    array, btf_layout, discovery, elf_core, htab, percpu, pgtable_aarch64, pgtable_x86_64, render,
-    vmcoreinfo, xarray, Enc, Mutated,
+    array, btf_layout, discovery, elf_core, htab, ksymtab, percpu, pgtable_aarch64, pgtable_x86_64,
+    render, vmcoreinfo, xarray, Enc, Mutated,
 };
 use mapwalk_fuzz::{GuestKind, RAW_DIRECT_MAP};
 
@@ -859,6 +859,67 @@ fn kallsyms_seeds() {
     }
 }
 
+fn ksymtab_seeds() {
+    use ksymtab::Header;
+    use mapwalk::describe::ksymtab::{BuildEncoding, KsymtabBuilder};
+    use mapwalk_core::kernel::X86_START_KERNEL_MAP;
+    let t = "ksymtab";
+    const TEXT: u64 = 0xffff_ffff_8100_0000;
+    let mut b = KsymtabBuilder::new();
+    b.token(0x80, "map_")
+        .token(0x81, "_base")
+        .push('A', "fixed_percpu_data", 0)
+        .push('A', "cpu_number", 0x2_0000)
+        .push('T', "_text", TEXT)
+        .push('t', "helper", TEXT + 0x100)
+        .push('T', "helper", TEXT + 0x200)
+        .push('d', "map_idr", TEXT + 0x150_0000)
+        .push('D', "page_offset_base", TEXT + 0x150_0040)
+        .push('D', "phys_base", TEXT + 0x150_0080);
+    let seed = |b: &KsymtabBuilder, enc| {
+        let (image, loc) = b.build(X86_START_KERNEL_MAP, enc).unwrap();
+        raw(|e| Header::of(&loc).encode(e), &image)
+    };
+    // x86_64 SMP before 6.15: absolute per-CPU symbols, tokens.
+    write(
+        t,
+        "seed-absolute-percpu",
+        &seed(&b, BuildEncoding::AbsolutePercpu),
+    );
+    // A name of 300 characters: a length of two bytes.
+    let mut long = KsymtabBuilder::new();
+    long.push('T', "_text", TEXT)
+        .push('t', &"long_name_".repeat(30), TEXT + 0x10)
+        .push('D', "map_idr", TEXT + 0x20);
+    write(
+        t,
+        "seed-relative-long-name",
+        &seed(&long, BuildEncoding::Relative),
+    );
+    // Place-relative offsets, no relative base.
+    let mut place = KsymtabBuilder::new();
+    place
+        .token(0x80, "map_")
+        .push('T', "_text", TEXT)
+        .push('D', "map_idr", TEXT + 0x40);
+    write(
+        t,
+        "seed-place-relative",
+        &seed(&place, BuildEncoding::PlaceRelative),
+    );
+    // A token index past the token table.
+    let (mut image, loc) = b
+        .build(X86_START_KERNEL_MAP, BuildEncoding::AbsolutePercpu)
+        .unwrap();
+    let index = (loc.token_index.0 - X86_START_KERNEL_MAP) as usize;
+    image[index + 2 * 0x41..][..2].copy_from_slice(&0xfff0u16.to_le_bytes());
+    write(
+        t,
+        "seed-bad-token",
+        &raw(|e| Header::of(&loc).encode(e), &image),
+    );
+}
+
 fn render_seeds() {
     use render::Header;
     let t = "render";
@@ -939,6 +1000,7 @@ fn main() {
     kvm_regions_seeds();
     btf_layout_seeds();
     kallsyms_seeds();
+    ksymtab_seeds();
     render_seeds();
     htab_seeds();
     percpu_seeds();

@@ -59,6 +59,7 @@ pub mod discovery;
 pub mod elf_core;
 pub mod htab;
 pub mod kallsyms;
+pub mod ksymtab;
 pub mod kvm_regions;
 pub mod percpu;
 pub mod pgtable_aarch64;

@@ -11,7 +11,7 @@ use mapwalk_fuzz::{guest, hash_guest, pick_va, GuestKind, Mutated, RAW_VAS};
 
 type Run = fn(&[u8]);
 
-const TARGETS: [(&str, Run); 14] = [
+const TARGETS: [(&str, Run); 15] = [
     ("pgtable_x86_64", mapwalk_fuzz::pgtable_x86_64::run),
     ("pgtable_aarch64", mapwalk_fuzz::pgtable_aarch64::run),
     ("xarray", mapwalk_fuzz::xarray::run),
@@ -25,6 +25,7 @@ const TARGETS: [(&str, Run); 14] = [
     ("kvm_regions", mapwalk_fuzz::kvm_regions::run),
     ("btf_layout", mapwalk_fuzz::btf_layout::run),
     ("kallsyms", mapwalk_fuzz::kallsyms::run),
+    ("ksymtab", mapwalk_fuzz::ksymtab::run),
     ("render", mapwalk_fuzz::render::run),
 ];
 
@@ -197,6 +198,9 @@ fn headers_round_trip() {
                 "render" => mapwalk_fuzz::render::Header::decode(&mut u)
                     .unwrap()
                     .encode(&mut e),
+                "ksymtab" => mapwalk_fuzz::ksymtab::Header::decode(&mut u)
+                    .unwrap()
+                    .encode(&mut e),
                 // Text inputs, no header.
                 "ram_layout" | "kallsyms" | "kvm_regions" => continue,
                 _ => unreachable!(),
@@ -337,4 +341,54 @@ fn synthetic_map_btf_renders() {
         mapwalk::btf::MapBtf::split(rest[..usize::from(h.btf_len)].to_vec(), &kernel).unwrap();
     let v = TypeRenderer::new(&split).render(h.value_id, &rest[usize::from(h.btf_len) + 4..]);
     assert!(v.get("count").is_some() && v.get("where").is_some(), "{v}");
+}
+
+#[test]
+fn ksymtab_seeds_read() {
+    use mapwalk::describe::ksymtab::{AddressEncoding, Ksymtab, KsymtabError};
+    use mapwalk_core::arch::x86_64::X86Paging;
+    use mapwalk_core::kernel::KernelAddrs;
+    let read = |name: &str| {
+        let data = seed("ksymtab", name);
+        let mut u = Unstructured::new(&data);
+        let h = mapwalk_fuzz::ksymtab::Header::decode(&mut u).unwrap();
+        let addrs = KernelAddrs {
+            direct_map: None,
+            ..KernelAddrs::x86_64(0, 0, 0)
+        };
+        let view = KernelView::new(
+            Ram::new(Pa(0), u.take_rest().to_vec()),
+            Paging::X86_64(X86Paging::new(0, false)),
+            addrs,
+        );
+        Ksymtab::read(&view, &h.location())
+    };
+    let t = read("seed-absolute-percpu").unwrap();
+    assert_eq!(t.len(), 8);
+    assert!(matches!(
+        t.encoding(),
+        AddressEncoding::AbsolutePercpu { .. }
+    ));
+    assert_eq!(t.lookup("map_idr"), Some(0xffff_ffff_8250_0000));
+    assert_eq!(t.lookup("cpu_number"), Some(0x2_0000));
+    let t = read("seed-relative-long-name").unwrap();
+    assert!(matches!(t.encoding(), AddressEncoding::Relative { .. }));
+    assert_eq!(t.iter().nth(1).unwrap().name.len(), 300);
+    let t = read("seed-place-relative").unwrap();
+    assert!(matches!(
+        t.encoding(),
+        AddressEncoding::PlaceRelative { .. }
+    ));
+    assert_eq!(t.lookup("map_idr"), Some(0xffff_ffff_8100_0040));
+    let err = read("seed-bad-token").unwrap_err();
+    assert!(
+        matches!(
+            err,
+            KsymtabError::Read {
+                what: "kallsyms_token_table",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }

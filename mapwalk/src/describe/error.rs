@@ -3,6 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use super::ksymtab::KsymtabError;
 use crate::btf::BtfError;
 
 /// Why [`describe`](super::describe) failed.
@@ -47,6 +48,19 @@ pub enum DescribeError {
         /// The core's error.
         source: mapwalk_core::Error,
     },
+    /// The symbols were to come from memory ([`SymbolSource::GuestMemory`]), but the
+    /// memory does not lead to them: no VMCOREINFO, or one without the kernel's symbol
+    /// table (a kernel older than 6.0). The message names the options that give the
+    /// symbols instead.
+    ///
+    /// [`SymbolSource::GuestMemory`]: super::SymbolSource::GuestMemory
+    NoGuestSymbols {
+        /// Why.
+        why: String,
+    },
+    /// The kernel's symbol table in memory could not be read, or is not one the kernel
+    /// could have written.
+    SymbolTable(KsymtabError),
     /// The BTF could not be found, read or resolved into a layout.
     Btf {
         /// Where it came from.
@@ -99,6 +113,13 @@ impl fmt::Display for DescribeError {
             ),
             Self::Kernel { what, source } => write!(f, "{what}: {source}"),
             Self::Btf { what, source } => write!(f, "{what}: {source}"),
+            Self::NoGuestSymbols { why } => write!(
+                f,
+                "the kernel's symbols cannot be read from memory: {why}; give them with \
+                 --symbols FILE (a copy of the guest's /proc/kallsyms or its System.map) \
+                 or --vmlinux FILE"
+            ),
+            Self::SymbolTable(e) => write!(f, "the kernel's symbol table in memory: {e}"),
         }
     }
 }
@@ -109,6 +130,7 @@ impl std::error::Error for DescribeError {
             Self::Io { source, .. } => Some(source),
             Self::Kernel { source, .. } => Some(source),
             Self::Btf { source, .. } => Some(source),
+            Self::SymbolTable(source) => Some(source),
             _ => None,
         }
     }

@@ -4,8 +4,9 @@
 //!
 //! [`describe`] takes what each source offers (x86_64 only):
 //!
-//! - **Symbols**: a vmlinux ELF's `.symtab` (link-time addresses) or a `System.map` /
-//!   `/proc/kallsyms` text ([`SymbolSource`]).
+//! - **Symbols**: a vmlinux ELF's `.symtab` (link-time addresses), a `System.map` /
+//!   `/proc/kallsyms` text, or nothing but the memory: the kernel's own symbol table,
+//!   found through the VMCOREINFO (Linux 6.0 and later; [`ksymtab`]) ([`SymbolSource`]).
 //! - **Placement by the symbols**: for a symbol text (runtime addresses when it is a
 //!   `/proc/kallsyms` copy) with no CR3 and no VMCOREINFO given, `phys_base` is found
 //!   without any search: a kernel-image address maps to `va - __START_KERNEL_map +
@@ -68,6 +69,8 @@
 //! ```
 
 mod error;
+mod guest_symbols;
+pub mod ksymtab;
 mod symbols;
 #[cfg(test)]
 mod tests;
@@ -102,6 +105,12 @@ pub enum SymbolSource {
     /// A `System.map` (link-time addresses) or `/proc/kallsyms` (runtime addresses)
     /// text.
     SymbolFile(PathBuf),
+    /// The kernel's own symbol table in memory (x86_64, Linux 6.0 and later): the
+    /// VMCOREINFO (an ELF core's note, else searched for in memory) gives the image's
+    /// place (`NUMBER(phys_base)`, `KERNELOFFSET`) and the table's
+    /// (`SYMBOL(kallsyms_names)`, ...), decoded by [`ksymtab::Ksymtab`]. Without them
+    /// the description fails with [`DescribeError::NoGuestSymbols`].
+    GuestMemory,
 }
 
 /// Where the kernel's BTF comes from.
@@ -289,7 +298,24 @@ fn bad_file(path: &Path, what: impl Into<String>) -> DescribeError {
     }
 }
 
-fn load_symbols(source: &SymbolSource) -> Result<Loaded, DescribeError> {
+/// The symbols, and the VMCOREINFO when it was needed to find them.
+fn load_symbols<M: PhysRead>(
+    mem: &M,
+    spec: &KernelSpec,
+    hints: &MemoryHints,
+    searched: &mut impl FnMut(&M),
+) -> Result<(Loaded, Option<Vmcoreinfo>), DescribeError> {
+    let loaded = match &spec.symbols {
+        SymbolSource::GuestMemory => {
+            let (loaded, info) = guest_symbols::load(mem, spec, hints, searched)?;
+            return Ok((loaded, Some(info)));
+        }
+        file => load_file_symbols(file)?,
+    };
+    Ok((loaded, None))
+}
+
+fn load_file_symbols(source: &SymbolSource) -> Result<Loaded, DescribeError> {
     match source {
         SymbolSource::Vmlinux(path) => {
             let bytes = read_file(path, crate::input::MAX_VMLINUX_FILE)?;
@@ -334,6 +360,9 @@ fn load_symbols(source: &SymbolSource) -> Result<Loaded, DescribeError> {
                 path: path.clone(),
             })
         }
+        SymbolSource::GuestMemory => Err(DescribeError::NoGuestSymbols {
+            why: "not a symbol file".to_owned(),
+        }),
     }
 }
 
@@ -798,7 +827,7 @@ pub fn describe_with<M: PhysRead>(
     mut searched: impl FnMut(&M),
 ) -> Result<Kernel<M>, DescribeError> {
     let mut warnings = Vec::new();
-    let mut loaded = load_symbols(&spec.symbols)?;
+    let (mut loaded, own_info) = load_symbols(&mem, spec, hints, &mut searched)?;
     crate::timing::mark("symbols read");
     loaded
         .symbols
@@ -809,7 +838,11 @@ pub fn describe_with<M: PhysRead>(
     // Symbols of the running kernel, and nothing that says where it is: try placing
     // the image by the symbols alone before searching memory for VMCOREINFO.
     let hinted = hints.vmcoreinfo.as_ref().filter(|v| !v.is_empty());
-    let by_symbols = if !loaded.link_time && hinted.is_none() && spec.cr3.or(hints.cr3).is_none() {
+    let by_symbols = if !loaded.link_time
+        && hinted.is_none()
+        && own_info.is_none()
+        && spec.cr3.or(hints.cr3).is_none()
+    {
         let found = phys_base_by_symbols(&mem, &loaded.symbols, &loaded);
         searched(&mem);
         crate::timing::mark("placed by the symbols");
@@ -819,6 +852,7 @@ pub fn describe_with<M: PhysRead>(
     };
 
     let vmcoreinfo = match (&hints.vmcoreinfo, by_symbols) {
+        _ if own_info.is_some() => own_info,
         (_, Some(_)) => None,
         (Some(v), None) => Some(v.clone()),
         (None, None) => {

@@ -1,11 +1,13 @@
-//! Kernel symbols from a vmlinux ELF or a `System.map` / `/proc/kallsyms` text, with the
-//! KASLR slide that turns their addresses into the running kernel's.
+//! Kernel symbols from a vmlinux ELF, a `System.map` / `/proc/kallsyms` text or the
+//! kernel's own table in memory ([`Ksymtab`]), with the KASLR slide that turns their
+//! addresses into the running kernel's.
 //!
 //! A kernel's symbol text is large (about 90,000 lines, 3.6 MB, on Debian) and a
 //! description needs some twenty of its names. So a text is not parsed into a table:
 //! [`Symbols::from_text`] keeps the bytes, [`Symbols::prefetch`] finds the names it is
 //! given in one pass over the lines (splitting each line only as far as its name), and
-//! a lookup of any other name scans the text again.
+//! a lookup of any other name scans the text again. A table read from memory is used
+//! the same way: [`Symbols::prefetch`] decodes it once for all the names it is given.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -17,6 +19,7 @@ use goblin::elf::Elf;
 use mapwalk_core::kernel::X86_START_KERNEL_MAP;
 use mapwalk_core::Kva;
 
+use super::ksymtab::Ksymtab;
 use crate::kallsyms::{parse_line, ParseError, SymbolTable};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +53,8 @@ pub struct Symbols {
     by_name: HashMap<String, Option<Sym>>,
     /// The symbol text, when the symbols come from one.
     text: Option<Arc<Vec<u8>>>,
+    /// The kernel's table, when the symbols were read from memory.
+    table: Option<Arc<Ksymtab>>,
     slide: u64,
 }
 
@@ -58,6 +63,7 @@ impl std::fmt::Debug for Symbols {
         f.debug_struct("Symbols")
             .field("names", &self.by_name.len())
             .field("text_bytes", &self.text.as_ref().map(|t| t.len()))
+            .field("table_symbols", &self.table.as_ref().map(|t| t.len()))
             .field("slide", &self.slide)
             .finish()
     }
@@ -267,6 +273,7 @@ impl Symbols {
         Self {
             by_name,
             text: None,
+            table: None,
             slide: 0,
         }
     }
@@ -306,26 +313,55 @@ impl Symbols {
         Ok(Self {
             by_name: HashMap::new(),
             text: Some(text),
+            table: None,
             slide: 0,
         })
     }
 
-    /// Finds `names` in the text in one pass, so that their lookups cost nothing.
-    /// Without a text (symbols from an ELF or a table), does nothing.
+    /// The symbols of the kernel's own table (runtime addresses), with no slide.
+    /// Nothing is decoded yet: see [`prefetch`](Self::prefetch). Where a name repeats,
+    /// the choice is [`Ksymtab::find`]'s (the first global symbol, else the first).
+    pub fn from_ksymtab(table: Ksymtab) -> Self {
+        Self {
+            by_name: HashMap::new(),
+            text: None,
+            table: Some(Arc::new(table)),
+            slide: 0,
+        }
+    }
+
+    /// The kernel's table these symbols come from, if they were read from memory.
+    pub fn ksymtab(&self) -> Option<&Ksymtab> {
+        self.table.as_deref()
+    }
+
+    /// Finds `names` in the text (or the kernel's table) in one pass, so that their
+    /// lookups cost nothing. Without either (symbols from an ELF or a parsed table),
+    /// does nothing.
     ///
     /// # Errors
     /// A [`ParseError`] for a malformed line: one whose shape is not
     /// `ADDRESS TYPE NAME [module]`, or one of the names asked for whose address or
     /// type is bad.
     pub fn prefetch(&mut self, names: &[&str]) -> Result<(), ParseError> {
-        let Some(text) = &self.text else {
-            return Ok(());
-        };
         let names: Vec<&str> = names
             .iter()
             .copied()
             .filter(|n| !self.by_name.contains_key(*n))
             .collect();
+        if let Some(table) = &self.table {
+            if names.is_empty() {
+                return Ok(());
+            }
+            let found = table.find(&names);
+            for (name, sym) in names.into_iter().zip(found) {
+                self.by_name.insert(name.to_owned(), sym.map(table_sym));
+            }
+            return Ok(());
+        }
+        let Some(text) = &self.text else {
+            return Ok(());
+        };
         let found = scan(text, &names)?;
         for (name, sym) in names.into_iter().zip(found) {
             self.by_name.insert(name.to_owned(), sym);
@@ -344,12 +380,38 @@ impl Symbols {
         match self.by_name.get(name) {
             Some(s) => *s,
             None => {
+                if let Some(table) = &self.table {
+                    return table.find(&[name]).pop().flatten().map(table_sym);
+                }
                 let text = self.text.as_ref()?;
                 // A name not prefetched: a pass of its own (a malformed line was
                 // reported by the prefetch, if any).
                 scan(text, &[name]).ok()?.into_iter().next().flatten()
             }
         }
+    }
+
+    /// Every symbol of the kernel's table, best of each name.
+    fn all_of_table(table: &Ksymtab) -> HashMap<String, Option<Sym>> {
+        let mut by_name: HashMap<String, Sym> = HashMap::with_capacity(table.len());
+        for e in table.iter() {
+            let new = Sym {
+                addr: e.addr,
+                module: false,
+                global: e.is_global(),
+            };
+            match by_name.entry(e.name) {
+                Entry::Vacant(v) => {
+                    v.insert(new);
+                }
+                Entry::Occupied(mut o) => {
+                    if new.global && !o.get().global {
+                        o.insert(new);
+                    }
+                }
+            }
+        }
+        by_name.into_iter().map(|(n, s)| (n, Some(s))).collect()
     }
 
     /// Every symbol of a text, best of each name.
@@ -419,6 +481,7 @@ impl Symbols {
         Self {
             by_name,
             text: None,
+            table: None,
             slide: 0,
         }
     }
@@ -451,9 +514,10 @@ impl Symbols {
     /// Every symbol with its runtime address, in no particular order. For symbols from
     /// a text, this parses the whole text.
     pub fn iter(&self) -> impl Iterator<Item = (String, Kva)> + '_ {
-        let all = match &self.text {
-            Some(text) => Self::all_of_text(text),
-            None => self.by_name.clone(),
+        let all = match (&self.text, &self.table) {
+            (Some(text), _) => Self::all_of_text(text),
+            (None, Some(table)) => Self::all_of_table(table),
+            (None, None) => self.by_name.clone(),
         };
         all.into_iter()
             .filter_map(move |(n, s)| Some((n, Kva(self.runtime(s?)))))
@@ -462,17 +526,19 @@ impl Symbols {
     /// The number of distinct names. For symbols from a text, this parses the whole
     /// text.
     pub fn len(&self) -> usize {
-        match &self.text {
-            Some(text) => Self::all_of_text(text).len(),
-            None => self.by_name.values().flatten().count(),
+        match (&self.text, &self.table) {
+            (Some(text), _) => Self::all_of_text(text).len(),
+            (None, Some(table)) => Self::all_of_table(table).len(),
+            (None, None) => self.by_name.values().flatten().count(),
         }
     }
 
     /// Whether there are no symbols.
     pub fn is_empty(&self) -> bool {
-        match &self.text {
-            Some(text) => lines(text).next().is_none(),
-            None => self.by_name.values().flatten().next().is_none(),
+        match (&self.text, &self.table) {
+            (Some(text), _) => lines(text).next().is_none(),
+            (None, Some(table)) => table.is_empty(),
+            (None, None) => self.by_name.values().flatten().next().is_none(),
         }
     }
 
@@ -511,6 +577,15 @@ impl Symbols {
         } else {
             s.addr
         }
+    }
+}
+
+/// A symbol of the kernel's table.
+fn table_sym(e: super::ksymtab::KsymEntry) -> Sym {
+    Sym {
+        addr: e.addr,
+        module: false,
+        global: e.is_global(),
     }
 }
 

@@ -252,7 +252,7 @@ fn phys_base_zero_is_tried_first() {
         ("init_top_pgt", X86_START_KERNEL_MAP + OFF + 0x2000),
     ];
     let dir = TempDir::new();
-    let loaded = load_symbols(&SymbolSource::SymbolFile(
+    let loaded = load_file_symbols(&SymbolSource::SymbolFile(
         dir.file("kallsyms", kallsyms(&syms, 0).as_bytes()),
     ))
     .unwrap();
@@ -302,7 +302,7 @@ fn hostile_memory_does_not_place_the_kernel() {
     let g = Guest::new(false);
     let dir = TempDir::new();
     let syms = g.symbols();
-    let loaded = load_symbols(&SymbolSource::SymbolFile(
+    let loaded = load_file_symbols(&SymbolSource::SymbolFile(
         dir.file("k", kallsyms(&syms, 0).as_bytes()),
     ))
     .unwrap();
@@ -746,4 +746,150 @@ fn layout_from_the_hosts_btf() {
 fn hints_from_an_elf_core_default_to_nothing() {
     let h = MemoryHints::default();
     assert!(h.vmcoreinfo.is_none() && h.cr3.is_none() && h.cr4.is_none());
+}
+
+/// Where the synthetic kernel's own symbol table goes.
+const KSYMTAB: u64 = TEXT + 0x10_0000;
+
+/// Writes the guest's symbols (moved by `shift`) as the kernel's own table, encoded as
+/// `enc`; returns the VMCOREINFO text that names it.
+fn write_ksymtab(g: &mut Guest, enc: ksymtab::BuildEncoding, shift: u64) -> String {
+    let mut b = ksymtab::KsymtabBuilder::new();
+    b.token(0x80, "map_").token(0x81, "_base");
+    if enc == ksymtab::BuildEncoding::AbsolutePercpu {
+        b.push('A', "fixed_percpu_data", 0);
+    }
+    let mut syms = g.symbols();
+    syms.sort_by_key(|&(_, a)| a);
+    for (name, addr) in syms {
+        b.push(if name == "_text" { 'T' } else { 'D' }, name, addr + shift);
+    }
+    let (bytes, loc) = b.build(KSYMTAB, enc).unwrap();
+    let pa = g.g.pa_of(Kva(KSYMTAB));
+    g.g.ram.write(pa, &bytes);
+    let mut text = g.vmcoreinfo(RELEASE, 0x2a0_0000);
+    for (name, at) in [
+        ("kallsyms_names", Some(loc.names)),
+        ("kallsyms_num_syms", Some(loc.num_syms)),
+        ("kallsyms_token_table", Some(loc.token_table)),
+        ("kallsyms_token_index", Some(loc.token_index)),
+        ("kallsyms_offsets", Some(loc.offsets)),
+        ("kallsyms_relative_base", loc.relative_base),
+    ] {
+        if let Some(at) = at {
+            text.push_str(&format!("SYMBOL({name})={:x}\n", at.0));
+        }
+    }
+    text
+}
+
+fn memory_spec() -> KernelSpec {
+    KernelSpec {
+        symbols: SymbolSource::GuestMemory,
+        btf: Some(BtfSource::GuestMemory),
+        cr3: None,
+        layout_override: Some(mapwalk_core::synth::default_layout()),
+    }
+}
+
+#[test]
+fn symbols_from_the_kernels_own_table() {
+    use ksymtab::BuildEncoding as E;
+    for (l5, enc) in [
+        (false, E::AbsolutePercpu),
+        (true, E::AbsolutePercpu),
+        (true, E::Relative),
+        (false, E::PlaceRelative),
+    ] {
+        let mut g = Guest::new(l5);
+        let text = write_ksymtab(&mut g, enc, 0);
+        g.write_vmcoreinfo(&text);
+        let mut searches = 0;
+        let k = describe_with(g.mem(), &memory_spec(), &MemoryHints::default(), |_| {
+            searches += 1
+        })
+        .unwrap_or_else(|e| panic!("{l5} {enc:?}: {e}"));
+        check_maps(&k, &g);
+        assert_eq!(searches, 1, "one search, for VMCOREINFO");
+        assert_eq!((k.slide, k.phys_base), (0, g.g.phys_base));
+        assert_eq!(k.release.as_deref(), Some(RELEASE));
+        assert_eq!(k.symbols.lookup("map_idr"), Some(g.g.map_idr));
+        assert_eq!(k.symbols.ksymtab().map(|t| t.len()), Some(k.symbols.len()));
+        assert!(k.warnings.is_empty(), "{:?}", k.warnings);
+
+        // The same description as from a copy of /proc/kallsyms.
+        let dir = TempDir::new();
+        let by_file =
+            describe(g.mem(), &spec(&dir, &kallsyms(&g.symbols(), 0)), &g.hints()).unwrap();
+        assert_eq!(
+            (by_file.phys_base, by_file.page_offset_base, by_file.map_idr),
+            (k.phys_base, k.page_offset_base, k.map_idr)
+        );
+        assert_eq!(k.view.paging(), by_file.view.paging());
+        let _ = std::fs::remove_dir_all(&dir.0);
+
+        // An ELF core's note: no search at all.
+        let hints = MemoryHints {
+            vmcoreinfo: Some(Vmcoreinfo::parse(text.as_bytes())),
+            ..g.hints()
+        };
+        g.write_vmcoreinfo(&"\0".repeat(text.len()));
+        let k = describe_with(g.mem(), &memory_spec(), &hints, |_| panic!("searched")).unwrap();
+        check_maps(&k, &g);
+    }
+}
+
+#[test]
+fn no_symbols_in_memory_names_the_options() {
+    let mut g = Guest::new(false);
+    // No VMCOREINFO at all; an empty note; one of a kernel before 6.0.
+    let err = describe(g.mem(), &memory_spec(), &MemoryHints::default()).unwrap_err();
+    assert!(
+        matches!(&err, DescribeError::NoGuestSymbols { why } if why.contains("no VMCOREINFO")),
+        "{err}"
+    );
+    let empty = MemoryHints {
+        vmcoreinfo: Some(Vmcoreinfo::default()),
+        ..MemoryHints::default()
+    };
+    let err = describe(g.mem(), &memory_spec(), &empty).unwrap_err();
+    assert!(matches!(err, DescribeError::NoGuestSymbols { .. }), "{err}");
+    g.write_vmcoreinfo(&g.vmcoreinfo("5.15.0-99-synth", 0));
+    let err = describe(g.mem(), &memory_spec(), &MemoryHints::default()).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("5.15.0-99-synth")
+            && msg.contains("SYMBOL(kallsyms_names)")
+            && msg.contains("--symbols")
+            && msg.contains("--vmlinux"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_corrupt_or_foreign_table_is_an_error() {
+    let mut g = Guest::new(true);
+    let text = write_ksymtab(&mut g, ksymtab::BuildEncoding::AbsolutePercpu, 0);
+    g.write_vmcoreinfo(&text);
+    // kallsyms_num_syms past the cap.
+    let pa = g.g.pa_of(Kva(KSYMTAB));
+    let good = g.g.ram.bytes()[pa.0 as usize..][..4].to_vec();
+    g.g.ram.write_u32(pa, u32::MAX);
+    let err = describe(g.mem(), &memory_spec(), &MemoryHints::default()).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            DescribeError::SymbolTable(ksymtab::KsymtabError::Cap {
+                what: "kallsyms_num_syms",
+                ..
+            })
+        ),
+        "{err}"
+    );
+    g.g.ram.write(pa, &good);
+    // A table whose addresses do not agree with the VMCOREINFO's SYMBOL(init_top_pgt).
+    let text = write_ksymtab(&mut g, ksymtab::BuildEncoding::AbsolutePercpu, 0x1000);
+    g.write_vmcoreinfo(&text);
+    let err = describe(g.mem(), &memory_spec(), &MemoryHints::default()).unwrap_err();
+    assert!(matches!(&err, DescribeError::Mismatch { .. }), "{err}");
 }
