@@ -92,7 +92,25 @@ pub enum Cmd {
         #[arg(long)]
         all: bool,
     },
+    /// Shows the value at one key, like `bpftool map lookup`.
+    Lookup {
+        /// The map: a name, a name suffix (such as .bss), or id:N.
+        map: String,
+        /// The key, in hex (default: index 0 for maps with 4-byte keys).
+        #[arg(long, value_name = "HEX")]
+        key: Option<String>,
+    },
+    /// Shows the key after one key (the first key without --key), like `bpftool map
+    /// getnext`.
+    Getnext {
+        /// The map: a name, a name suffix (such as .bss), or id:N.
+        map: String,
+        /// The key, in hex.
+        #[arg(long, value_name = "HEX")]
+        key: Option<String>,
+    },
     /// Writes bytes into one value (read, patch, write back; never outside the value).
+    /// For a per-CPU map, every CPU's copy is patched.
     Write {
         /// The map: a name, a name suffix (such as .bss), or id:N.
         map: String,

@@ -31,6 +31,9 @@ pub enum CliError {
     Input(&'static str, mapwalk::input::InputError),
     /// No map goes by the name given (with a hint at what was likely meant).
     NoSuchMap(String),
+    /// The map has no entry at the key given (`lookup`), or no key after it
+    /// (`getnext`).
+    NoSuchKey(String),
 }
 
 impl CliError {
@@ -53,7 +56,7 @@ impl fmt::Display for CliError {
             Self::Qmp(e) => write!(f, "QMP: {e}"),
             Self::Regions(e) => write!(f, "guest RAM regions: {e}"),
             Self::Input(option, e) => write!(f, "{option}: {e}"),
-            Self::NoSuchMap(m) => f.write_str(m),
+            Self::NoSuchMap(m) | Self::NoSuchKey(m) => f.write_str(m),
         }
     }
 }
@@ -61,7 +64,7 @@ impl fmt::Display for CliError {
 impl std::error::Error for CliError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Usage(_) | Self::NoSuchMap(_) => None,
+            Self::Usage(_) | Self::NoSuchMap(_) | Self::NoSuchKey(_) => None,
             Self::Output(e) => Some(e),
             Self::Source(e) => Some(e),
             Self::Describe(e) => Some(e),

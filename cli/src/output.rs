@@ -67,6 +67,39 @@ pub fn command(src: &dyn MapSource, cmd: &Cmd, json: bool) -> Result<Answer, Cli
                 }
             }
         }
+        Cmd::Lookup { map, key } => {
+            let meta = find(src, map)?;
+            let key = key_or_index0(&meta, key.as_deref())?;
+            let btf = dump::map_btf(src, &meta, &mut warn);
+            let types = dump::types(btf.as_ref(), &meta, format);
+            let mut written = Ok(());
+            let found = src.lookup(&meta, &key, &mut |v| {
+                written = render::write_entry(&mut out, format, types.as_ref(), &key, v);
+            })?;
+            written?;
+            if !found {
+                return Err(CliError::NoSuchKey(format!(
+                    "{} has no entry at key {}",
+                    named(&meta),
+                    render::hex_spaced(&key)
+                )));
+            }
+        }
+        Cmd::Getnext { map, key } => {
+            let meta = find(src, map)?;
+            let key = match key {
+                Some(k) => Some(parse_hex(k).map_err(|e| CliError::Usage(format!("--key: {e}")))?),
+                None => None,
+            };
+            let Some(next) = src.next_key(&meta, key.as_deref())? else {
+                return Err(CliError::NoSuchKey(format!(
+                    "{} has no key after {}",
+                    named(&meta),
+                    key.as_deref().map_or("(none)".into(), render::hex_spaced)
+                )));
+            };
+            write_next_key(&mut out, json, key.as_deref(), &next)?;
+        }
         Cmd::Write {
             map,
             key,
@@ -76,17 +109,7 @@ pub fn command(src: &dyn MapSource, cmd: &Cmd, json: bool) -> Result<Answer, Cli
             let meta = find(src, map)?;
             src.check_writable(&meta)?;
             let data = parse_hex(value).map_err(|e| CliError::Usage(format!("--value: {e}")))?;
-            let key = match key {
-                Some(k) => parse_hex(k).map_err(|e| CliError::Usage(format!("--key: {e}")))?,
-                None if meta.key_size == 4 => 0u32.to_le_bytes().to_vec(),
-                None => {
-                    return Err(CliError::Usage(format!(
-                        "{} has {}-byte keys: give --key",
-                        named(&meta),
-                        meta.key_size
-                    )))
-                }
-            };
+            let key = key_or_index0(&meta, key.as_deref())?;
             src.write(&meta, &key, *offset, &data)?;
             eprintln!(
                 "mapwalk: wrote {} bytes at offset {offset} of map {} key {}",
@@ -128,6 +151,53 @@ fn named(m: &MapInfo) -> String {
     } else {
         format!("map id {} ({})", m.id, m.name)
     }
+}
+
+/// `--key`, or index 0 for a map with 4-byte keys.
+fn key_or_index0(meta: &MapInfo, key: Option<&str>) -> Result<Vec<u8>, CliError> {
+    match key {
+        Some(k) => parse_hex(k).map_err(|e| CliError::Usage(format!("--key: {e}"))),
+        None if meta.key_size == 4 => Ok(0u32.to_le_bytes().to_vec()),
+        None => Err(CliError::Usage(format!(
+            "{} has {}-byte keys: give --key",
+            named(meta),
+            meta.key_size
+        ))),
+    }
+}
+
+/// `getnext`'s answer as bpftool prints it: `{"key":[..],"next_key":[..]}` (`"key":null`
+/// without a key), or `key:`/`next key:` lines.
+fn write_next_key(
+    out: &mut impl Write,
+    json: bool,
+    key: Option<&[u8]>,
+    next: &[u8],
+) -> io::Result<()> {
+    if json {
+        let mut line = b"{\"key\":".to_vec();
+        match key {
+            Some(k) => render::push_hex_json(&mut line, k),
+            None => line.extend_from_slice(b"null"),
+        }
+        line.extend_from_slice(b",\"next_key\":");
+        render::push_hex_json(&mut line, next);
+        line.extend_from_slice(b"}\n");
+        return out.write_all(&line);
+    }
+    let mut text = Vec::new();
+    match key {
+        Some(k) => {
+            text.extend_from_slice(b"key:\n");
+            render::push_hex_bpftool(&mut text, k);
+            text.push(b'\n');
+        }
+        None => text.extend_from_slice(b"key: None\n"),
+    }
+    text.extend_from_slice(b"next key:\n");
+    render::push_hex_bpftool(&mut text, next);
+    text.push(b'\n');
+    out.write_all(&text)
 }
 
 /// A warning on stderr.

@@ -450,6 +450,28 @@ fn entry_human<W: Write + ?Sized>(
     b.write_all(&line)
 }
 
+/// Writes one entry as a dump shows it: a JSON object (with `formatted` when the types
+/// are known) and a new line, or bpftool's plain lines. What `bpftool map lookup`
+/// prints.
+///
+/// # Errors
+/// The writer's.
+pub fn write_entry<W: Write + ?Sized>(
+    out: &mut W,
+    format: Format,
+    types: Option<&Types<'_>>,
+    key: &[u8],
+    value: ValueRef<'_>,
+) -> io::Result<()> {
+    match format {
+        Format::Json => {
+            entry_json(out, types, 0, key, value)?;
+            out.write_all(b"\n")
+        }
+        Format::Human => entry_human(out, types, key, value),
+    }
+}
+
 /// Writes `{"key":..,"value":..}` or `{"key":..,"values":[{"cpu":N,"value":..}]}`
 /// through BTF to `out`, as the values are rendered (no tree is built).
 ///

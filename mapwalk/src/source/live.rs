@@ -36,6 +36,33 @@ fn parse_live_btf(obj: &mapwalk_live::BtfObject) -> Result<MapBtf, SourceError> 
 }
 
 impl MapSource for LiveSource {
+    /// One `BPF_MAP_LOOKUP_ELEM`, not a walk.
+    fn lookup(
+        &self,
+        map: &MapInfo,
+        key: &[u8],
+        f: &mut dyn FnMut(super::ValueRef<'_>),
+    ) -> Result<bool, SourceError> {
+        check_key(map, key)?;
+        match self.open(map)?.lookup(key)? {
+            None => Ok(false),
+            Some(mapwalk_live::Value::Single(v)) => {
+                f(super::ValueRef::Single(&v));
+                Ok(true)
+            }
+            Some(mapwalk_live::Value::PerCpu(copies)) => {
+                let size = usize::try_from(map.value_size).unwrap_or(0);
+                let cpus: Vec<u32> = copies.iter().map(|c| c.cpu).collect();
+                let bytes: Vec<u8> = copies
+                    .iter()
+                    .flat_map(|c| c.bytes.iter().copied())
+                    .collect();
+                f(super::ValueRef::per_cpu(&bytes, size, size, &cpus));
+                Ok(true)
+            }
+        }
+    }
+
     fn maps(&self) -> Result<Vec<MapInfo>, SourceError> {
         let mut out = Vec::new();
         for id in mapwalk_live::map_ids() {

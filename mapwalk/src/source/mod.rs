@@ -219,6 +219,55 @@ pub trait MapSource {
     /// When the map cannot be walked (entries already handed to `f` stay valid).
     fn for_each_entry(&self, map: &MapInfo, f: &mut EntryFn<'_>) -> Result<(), SourceError>;
 
+    /// Calls `f` with the value at `key`, as `bpftool map lookup` shows it; `Ok(false)`
+    /// when the map has no entry there. The default walks the map to the key.
+    ///
+    /// # Errors
+    /// [`SourceError::BadKey`] for a key of the wrong size; the walk's error.
+    fn lookup(
+        &self,
+        map: &MapInfo,
+        key: &[u8],
+        f: &mut dyn FnMut(ValueRef<'_>),
+    ) -> Result<bool, SourceError> {
+        check_key(map, key)?;
+        let mut found = false;
+        self.for_each_entry(map, &mut |k, v| {
+            if k == key {
+                f(v);
+                found = true;
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        })?;
+        Ok(found)
+    }
+
+    /// The key after `key` in the order this source walks `map`, as
+    /// `BPF_MAP_GET_NEXT_KEY` answers: the first key when `key` is `None` or not in the
+    /// map, `None` after the last one.
+    ///
+    /// # Errors
+    /// [`SourceError::BadKey`] for a key of the wrong size; the walk's error.
+    fn next_key(&self, map: &MapInfo, key: Option<&[u8]>) -> Result<Option<Vec<u8>>, SourceError> {
+        if let Some(k) = key {
+            check_key(map, k)?;
+        }
+        let (mut first, mut seen, mut next) = (None, false, None);
+        self.for_each_entry(map, &mut |k, _| {
+            if seen {
+                next = Some(k.to_vec());
+                return ControlFlow::Break(());
+            }
+            if first.is_none() {
+                first = Some(k.to_vec());
+            }
+            seen = key == Some(k);
+            ControlFlow::Continue(())
+        })?;
+        Ok(if seen { next } else { first })
+    }
+
     /// Whether this source can write `map`'s values: [`SourceError::Unsupported`]
     /// naming the map's type when it cannot. The default: the types of
     /// [`VALUE_MAP_TYPES`].

@@ -217,3 +217,50 @@ fn writes_to_guest_memory_name_the_type_they_refuse() {
         assert_eq!(w, e);
     }
 }
+
+#[test]
+fn lookup_and_next_key_from_memory() {
+    let (g, _) = guest();
+    let ram = RamImage::new(&g, "lookup");
+    let src = source(&g, &ram, true);
+    let arr = src.find(&MapSelector::parse("arr")).unwrap();
+    let mut seen = Vec::new();
+    let found = src
+        .lookup(&arr, &2u32.to_le_bytes(), &mut |v| {
+            if let ValueRef::Single(b) = v {
+                seen = b.to_vec();
+            }
+        })
+        .unwrap();
+    assert!(found);
+    assert_eq!(seen, 7u64.to_le_bytes());
+    assert!(!src.lookup(&arr, &9u32.to_le_bytes(), &mut |_| {}).unwrap());
+    assert!(matches!(
+        src.lookup(&arr, &[0; 3], &mut |_| {}),
+        Err(SourceError::BadKey(_))
+    ));
+    // Next keys in walk order: first, after 0, after the last, after a missing key.
+    assert_eq!(
+        src.next_key(&arr, None).unwrap(),
+        Some(0u32.to_le_bytes().to_vec())
+    );
+    assert_eq!(
+        src.next_key(&arr, Some(&0u32.to_le_bytes())).unwrap(),
+        Some(1u32.to_le_bytes().to_vec())
+    );
+    assert_eq!(src.next_key(&arr, Some(&2u32.to_le_bytes())).unwrap(), None);
+    assert_eq!(
+        src.next_key(&arr, Some(&7u32.to_le_bytes())).unwrap(),
+        Some(0u32.to_le_bytes().to_vec())
+    );
+    let hash = src.find(&MapSelector::parse("hash")).unwrap();
+    let mut value = Vec::new();
+    assert!(src
+        .lookup(&hash, b"abcd", &mut |v| {
+            if let ValueRef::Single(b) = v {
+                value = b.to_vec();
+            }
+        })
+        .unwrap());
+    assert_eq!(value, b"wxyz");
+}
