@@ -61,6 +61,24 @@ pub enum DescribeError {
     /// The kernel's symbol table in memory could not be read, or is not one the kernel
     /// could have written.
     SymbolTable(KsymtabError),
+    /// The page tables (from `--cr3`, an ELF core's or a vCPU's CR3, or VMCOREINFO)
+    /// do not map the kernel where its image is.
+    PageTables {
+        /// The page-table root used.
+        root: u64,
+        /// Whether the root came from the user (`--cr3`).
+        given: bool,
+        /// What did not map.
+        what: String,
+    },
+    /// Not one of the first maps reads as a `struct bpf_map` with the layout resolved
+    /// from the BTF: the BTF is another kernel's, or `map_idr` is not the IDR of maps.
+    LayoutMismatch {
+        /// Where the layout came from (`--btf FILE`, a vmlinux, the kernel's BTF).
+        layout_from: String,
+        /// The first map's error.
+        what: String,
+    },
     /// The BTF could not be found, read or resolved into a layout.
     Btf {
         /// Where it came from.
@@ -120,6 +138,17 @@ impl fmt::Display for DescribeError {
                  or --vmlinux FILE"
             ),
             Self::SymbolTable(e) => write!(f, "the kernel's symbol table in memory: {e}"),
+            Self::PageTables { root, given, what } => write!(
+                f,
+                "the page tables at {root:#x}{} do not map the kernel: {what}",
+                if *given { " (--cr3)" } else { "" }
+            ),
+            Self::LayoutMismatch { layout_from, what } => write!(
+                f,
+                "no map in memory reads as a struct bpf_map laid out by {layout_from} \
+                 (the first: {what}): that BTF is another kernel's, or the symbols' \
+                 map_idr is not the IDR of maps"
+            ),
         }
     }
 }

@@ -68,6 +68,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod checks;
 mod error;
 mod guest_symbols;
 pub mod ksymtab;
@@ -649,6 +650,14 @@ fn place<M: PhysRead>(
             }
             match (found, first_err) {
                 (Some(f), _) => f,
+                // The user's root: it is the likely fault, and named as such.
+                (None, Some(source)) if spec.cr3.is_some() => {
+                    return Err(DescribeError::PageTables {
+                        root: cr3,
+                        given: true,
+                        what: format!("walking to the variable phys_base at {at}: {source}"),
+                    })
+                }
                 (None, source) => {
                     return Err(DescribeError::Kernel {
                         what: format!(
@@ -903,6 +912,9 @@ pub fn describe_with<M: PhysRead>(
     );
 
     let release = check_banner(&view, &symbols, info, &loaded)?;
+    if let Some(banner) = symbols.lookup("linux_banner") {
+        checks::check_page_tables(&view, banner, spec.cr3.is_some())?;
+    }
     crate::timing::mark("paging, banner");
 
     let (raw_btf, btf_what) = match (&spec.btf, &loaded.elf_btf) {
@@ -928,6 +940,13 @@ pub fn describe_with<M: PhysRead>(
         }
     };
     drop(reader);
+    if spec.layout_override.is_none() {
+        let from = match &spec.btf {
+            Some(BtfSource::File(path)) => format!("--btf {}", path.display()),
+            _ => btf_what.clone(),
+        };
+        checks::check_maps_fit(&view, &layout, map_idr, &from)?;
+    }
     crate::timing::mark("BTF indexed, layout resolved");
 
     let optional = |warnings: &mut Vec<String>, name: &str, why: &str| {

@@ -732,14 +732,67 @@ fn layout_from_the_hosts_btf() {
     let mut s = spec(&dir, &kallsyms(&g.symbols(), 0));
     s.btf = Some(BtfSource::File(HOST_BTF.into()));
     s.layout_override = None;
-    let k = describe(g.mem(), &s, &g.hints()).unwrap();
-    let host = btf::layout_from_bytes(&std::fs::read(HOST_BTF).unwrap()).unwrap();
-    assert_eq!(k.layout, host.layout);
-    assert!(
-        btf::member_offset(&k.btf.reader().unwrap(), "bpf_map", "id").is_ok()
-            && k.btf.base().is_ok(),
-        "the BTF is kept for rendering"
+    // The host's struct bpf_map is not the synthetic kernel's: no map fits it, and the
+    // BTF file is refused by name rather than every map read wrong.
+    match describe(g.mem(), &s, &g.hints()) {
+        Err(e @ DescribeError::LayoutMismatch { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains(&format!("--btf {HOST_BTF}")), "{msg}");
+            assert!(msg.contains("bpf_map.id"), "{msg}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_cr3_that_does_not_map_the_kernel_is_refused() {
+    let g = Guest::new(false);
+    let dir = TempDir::new();
+    let mut s = spec(&dir, &kallsyms(&g.symbols(), 0));
+    // A page of zeros as the root: nothing is mapped.
+    s.cr3 = Some(0x1000);
+    match describe(g.mem(), &s, &g.hints()) {
+        Err(e @ DescribeError::PageTables { given: true, .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("0x1000 (--cr3) do not map the kernel"),
+                "{msg}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Past placement, the check of the image through the page tables: the guest's own
+    // root maps linux_banner where the image is; an empty root does not.
+    let k = describe(g.mem(), &spec(&dir, &kallsyms(&g.symbols(), 0)), &g.hints()).unwrap();
+    let banner = k.symbols.lookup("linux_banner").unwrap();
+    checks::check_page_tables(&k.view, banner, false).unwrap();
+    let empty = KernelView::new(
+        g.mem(),
+        Paging::X86_64(X86Paging::new(0x1000, false)),
+        *k.view.addrs(),
     );
+    let err = checks::check_page_tables(&empty, banner, false).unwrap_err();
+    assert!(
+        err.to_string().contains("linux_banner") && err.to_string().contains("not mapped"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_layout_no_map_fits_is_refused() {
+    let g = Guest::new(false);
+    let mut layout = mapwalk_core::synth::default_layout();
+    layout.bpf_map.id += 4;
+    let k = describe(
+        g.mem(),
+        &spec(&TempDir::new(), &kallsyms(&g.symbols(), 0)),
+        &g.hints(),
+    )
+    .unwrap();
+    let err = checks::check_maps_fit(&k.view, &layout, k.map_idr, "test BTF").unwrap_err();
+    assert!(err.to_string().contains("laid out by test BTF"), "{err}");
+    // The right layout fits.
+    checks::check_maps_fit(&k.view, &k.layout, k.map_idr, "test BTF").unwrap();
 }
 
 #[test]
