@@ -407,6 +407,9 @@ fn release_guardian(guardian: Option<(Child, ChildStdin)>) {
 /// Waits for `MAPWALK-READY` on the console.
 /// How the error of a boot that did not announce [`READY`] in time starts.
 pub(super) const BOOT_TIMED_OUT: &str = "no MAPWALK-READY";
+/// How a failed boot starts when QEMU exited before the guest was ready (with
+/// `-no-reboot`: the guest kernel crashed, or powered off).
+pub(crate) const QEMU_EXITED: &str = "QEMU exited";
 
 fn wait_ready(qemu: &mut Child, dir: &Path, started: Instant) -> Result<()> {
     let console_path = dir.join("console.log");
@@ -420,7 +423,7 @@ fn wait_ready(qemu: &mut Child, dir: &Path, started: Instant) -> Result<()> {
         let why = if console.contains(GUEST_ERROR) {
             Some("the guest's /init reported an error".to_owned())
         } else if let Ok(Some(status)) = qemu.try_wait() {
-            Some(format!("QEMU exited ({status})"))
+            Some(format!("{QEMU_EXITED} ({status})"))
         } else if started.elapsed() > BOOT_TIMEOUT {
             Some(format!(
                 "{BOOT_TIMED_OUT} within {} s",

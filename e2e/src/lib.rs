@@ -386,12 +386,15 @@ pub fn guest(test: &str, config: &GuestConfig) -> Option<&'static Guest> {
 }
 
 /// Boots `config`, and boots it once more when the first boot did not come up in time
-/// (TCG guests on an overloaded 2-core host occasionally stall in early boot): the
-/// first failure is printed in full, so a retried boot is never silent. Any other
-/// failure is returned at once.
+/// (TCG guests on an overloaded 2-core host occasionally stall in early boot) or QEMU
+/// exited before the guest's `/init` was ready (a guest kernel crash in early boot
+/// under TCG, seen rarely with some KASLR draws): the first failure is printed in full,
+/// so a retried boot is never silent. Any other failure is returned at once.
 fn boot_twice(assets: &Assets, config: &GuestConfig) -> Result<Guest> {
     match Guest::boot(assets, config) {
-        Err(Error::Failed(what)) if what.starts_with(guest::BOOT_TIMED_OUT) => {
+        Err(Error::Failed(what))
+            if what.starts_with(guest::BOOT_TIMED_OUT) || what.starts_with(guest::QEMU_EXITED) =>
+        {
             let _ = writeln!(
                 std::io::stderr(),
                 "e2e: guest {} did not come up; booting it once more. The first boot:\n{what}",
