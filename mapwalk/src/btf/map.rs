@@ -13,7 +13,7 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
-use super::reader::{index, record, sections, str_at, Kind, TypeRef, MAX_CHAIN, MAX_TYPES, VOID};
+use super::reader::{index, record, sections, str_at, Kind, TypeRef, MAX_TYPES, VOID};
 use super::BtfError;
 
 /// Raw BTF bytes, their header checked and their types indexed.
@@ -218,22 +218,11 @@ impl MapBtf {
     /// Follows typedefs, qualifiers and type tags from `id` to the type they name.
     ///
     /// # Errors
-    /// [`BtfError::BadTypeId`], or [`BtfError::LimitExceeded`] after [`MAX_CHAIN`]
+    /// [`BtfError::BadTypeId`], or [`BtfError::LimitExceeded`] after
+    /// [`MAX_CHAIN`](super::reader::MAX_CHAIN)
     /// links.
-    pub fn strip(&self, mut id: u32) -> Result<TypeRef<'_>, BtfError> {
-        let mut from = 0;
-        for _ in 0..=MAX_CHAIN {
-            let t = self.type_by_id(id, from)?;
-            if !t.kind.is_alias() {
-                return Ok(t);
-            }
-            from = id;
-            id = t.size_or_type;
-        }
-        Err(BtfError::LimitExceeded {
-            what: "chain of typedefs and qualifiers",
-            limit: MAX_CHAIN,
-        })
+    pub fn strip(&self, id: u32) -> Result<TypeRef<'_>, BtfError> {
+        super::reader::strip_chain(id, |id, from| self.type_by_id(id, from))
     }
 
     /// Every type id, from 1 to [`last_id`](Self::last_id), with its kind.

@@ -394,20 +394,8 @@ impl<'a> BtfReader<'a> {
     /// # Errors
     /// [`BtfError::BadTypeId`], or [`BtfError::LimitExceeded`] after [`MAX_CHAIN`]
     /// links.
-    pub fn strip(&self, mut id: u32) -> Result<TypeRef<'a>, BtfError> {
-        let mut from = 0;
-        for _ in 0..=MAX_CHAIN {
-            let t = self.type_by_id(id, from)?;
-            if !t.kind.is_alias() {
-                return Ok(t);
-            }
-            from = id;
-            id = t.size_or_type;
-        }
-        Err(BtfError::LimitExceeded {
-            what: "chain of typedefs and qualifiers",
-            limit: MAX_CHAIN,
-        })
+    pub fn strip(&self, id: u32) -> Result<TypeRef<'a>, BtfError> {
+        strip_chain(id, |id, from| self.type_by_id(id, from))
     }
 
     /// The structs and unions called `name`, in id order.
@@ -518,4 +506,29 @@ pub(super) fn index(
         id += 1;
     }
     Ok(offsets)
+}
+
+/// Follows typedefs, qualifiers and type tags from `id` through `lookup` (a type by
+/// id, and the id it was reached from) to the type they name: the one chain walk of
+/// [`BtfReader::strip`] and [`super::MapBtf::strip`].
+///
+/// # Errors
+/// `lookup`'s, or [`BtfError::LimitExceeded`] after [`MAX_CHAIN`] links.
+pub(crate) fn strip_chain<'t>(
+    mut id: u32,
+    lookup: impl Fn(u32, u32) -> Result<TypeRef<'t>, BtfError>,
+) -> Result<TypeRef<'t>, BtfError> {
+    let mut from = 0;
+    for _ in 0..=MAX_CHAIN {
+        let t = lookup(id, from)?;
+        if !t.kind.is_alias() {
+            return Ok(t);
+        }
+        from = id;
+        id = t.size_or_type;
+    }
+    Err(BtfError::LimitExceeded {
+        what: "chain of typedefs and qualifiers",
+        limit: MAX_CHAIN,
+    })
 }
