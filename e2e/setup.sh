@@ -200,7 +200,7 @@ build_initramfs() {
 	tmp=$(mktemp -d "$cache/.initramfs.XXXXXX")
 	local root="$tmp/root"
 	mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,run}
-	gcc -static -O2 -Wall -Wextra -o "$root/init" "$here/guest/init.c"
+	gcc -static -O2 -Wall -Wextra -o "$root/init" "$here"/guest/*.c
 	cp "$busybox" "$root/bin/busybox"
 	ln -s busybox "$root/bin/sh"
 	(cd "$root" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc -R 0:0 --quiet) |

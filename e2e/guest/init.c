@@ -66,11 +66,13 @@
 #include <termios.h>
 #include <unistd.h>
 
-/* The console (ttyS0) and the data port (ttyS1). */
-static int con = 2;
-static int data = -1;
+#include "guest.h"
 
-static void say(const char *fmt, ...)
+/* The console (ttyS0) and the data port (ttyS1). */
+int con = 2;
+int data = -1;
+
+void say(const char *fmt, ...)
 {
 	char buf[512];
 	va_list ap;
@@ -86,7 +88,7 @@ static void say(const char *fmt, ...)
 	(void)w;
 }
 
-static int write_all(int fd, const char *p, size_t len)
+int write_all(int fd, const char *p, size_t len)
 {
 	while (len > 0) {
 		ssize_t w = write(fd, p, len);
@@ -131,7 +133,7 @@ static void open_console(void)
 }
 
 /* Copies `path` to the data port as one section. Returns 0 on success. */
-static int section(const char *name, const char *path)
+int section(const char *name, const char *path)
 {
 	static char buf[1 << 16];
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -174,7 +176,7 @@ write_err:
 /* ------------------------------------------------------------------------------------
  * BPF maps, through the raw syscall (no libbpf). */
 
-static long sys_bpf(int cmd, union bpf_attr *attr)
+long sys_bpf(int cmd, union bpf_attr *attr)
 {
 	return syscall(__NR_bpf, cmd, attr, sizeof *attr);
 }
@@ -187,14 +189,6 @@ static unsigned char lcg_byte(void)
 	return (unsigned char)(lcg_state >> 56);
 }
 
-struct map_spec {
-	const char *name;
-	unsigned type, key_size, value_size, max_entries, flags;
-	/* Hash maps: how many keys to insert (array maps fill every key). */
-	unsigned fill;
-	int fd;
-	unsigned id;
-};
 
 static struct map_spec maps[] = {
 	{ "mw_array", BPF_MAP_TYPE_ARRAY, 4, 24, 7, 0, 0, -1, 0 },
@@ -215,7 +209,7 @@ static struct map_spec maps[] = {
 };
 #define NMAPS (sizeof maps / sizeof maps[0])
 
-static int map_create(struct map_spec *m)
+int map_create(struct map_spec *m)
 {
 	union bpf_attr a;
 	memset(&a, 0, sizeof a);
@@ -245,7 +239,7 @@ static int map_create(struct map_spec *m)
 	return 0;
 }
 
-static int map_update(struct map_spec *m, const void *key, const void *value)
+int map_update(struct map_spec *m, const void *key, const void *value)
 {
 	union bpf_attr a;
 	memset(&a, 0, sizeof a);
@@ -260,7 +254,7 @@ static int map_update(struct map_spec *m, const void *key, const void *value)
 	return 0;
 }
 
-static int map_lookup(struct map_spec *m, const void *key, void *value)
+int map_lookup(struct map_spec *m, const void *key, void *value)
 {
 	union bpf_attr a;
 	memset(&a, 0, sizeof a);
@@ -274,7 +268,7 @@ static int map_lookup(struct map_spec *m, const void *key, void *value)
 	return 0;
 }
 
-static int map_next_key(struct map_spec *m, const void *key, void *next)
+int map_next_key(struct map_spec *m, const void *key, void *next)
 {
 	union bpf_attr a;
 	memset(&a, 0, sizeof a);
@@ -290,7 +284,7 @@ static int map_next_key(struct map_spec *m, const void *key, void *next)
 	return 0;
 }
 
-static void hex(FILE *f, const unsigned char *p, size_t n)
+void hex(FILE *f, const unsigned char *p, size_t n)
 {
 	static const char digits[] = "0123456789abcdef";
 	for (size_t i = 0; i < n; i++) {
@@ -484,21 +478,29 @@ static int make_maps(const char *path)
 #define BULK_MAX 4096
 /* The value size of `mw_bulk_big`. */
 #define BULK_BIG_VALUE (3u << 20)
-static unsigned bulk_count(void)
+/* The value of `NAME=<unsigned>` on the kernel command line, or `dflt` without it. */
+unsigned long cmdline_ulong(const char *name, unsigned long dflt)
 {
 	char line[4096];
 	int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return 0;
+		return dflt;
 	ssize_t n = read(fd, line, sizeof line - 1);
 	close(fd);
 	if (n <= 0)
-		return 0;
+		return dflt;
 	line[n] = 0;
-	const char *p = strstr(line, "mapwalk.bulk=");
-	if (!p)
-		return 0;
-	unsigned long v = strtoul(p + strlen("mapwalk.bulk="), NULL, 10);
+	size_t len = strlen(name);
+	for (const char *p = line; (p = strstr(p, name)) != NULL; p += len) {
+		if ((p == line || p[-1] == ' ') && p[len] == '=')
+			return strtoul(p + len + 1, NULL, 10);
+	}
+	return dflt;
+}
+
+static unsigned bulk_count(void)
+{
+	unsigned long v = cmdline_ulong("mapwalk.bulk", 0);
 	return v > BULK_MAX ? BULK_MAX : (unsigned)v;
 }
 

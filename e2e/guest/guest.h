@@ -1,0 +1,49 @@
+/*
+ * What the files of the guest's /init share (init.c has main and the common tools;
+ * every other .c file here is one feature, started from main with one call).
+ */
+#ifndef MAPWALK_GUEST_H
+#define MAPWALK_GUEST_H
+
+#include <linux/bpf.h>
+#include <stddef.h>
+#include <stdio.h>
+
+/* The console (ttyS0, for one-line messages) and the data port (ttyS1, sections). */
+extern int con;
+extern int data;
+
+/* printf to the console. */
+void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Writes all of p; 0 on success. */
+int write_all(int fd, const char *p, size_t len);
+/* Copies the file at path to the data port as section `name`; 0 on success. */
+int section(const char *name, const char *path);
+/* The value of `name=<unsigned>` on the kernel command line, or dflt. */
+unsigned long cmdline_ulong(const char *name, unsigned long dflt);
+
+/* The raw bpf() syscall. */
+long sys_bpf(int cmd, union bpf_attr *attr);
+
+/* One map the guest makes; fd and id are filled by map_create. */
+struct map_spec {
+	const char *name;
+	unsigned type, key_size, value_size, max_entries, flags;
+	/* Hash maps: how many keys to insert (array maps fill every key). */
+	unsigned fill;
+	int fd;
+	unsigned id;
+};
+
+/* BPF_MAP_CREATE then its id; 0 on success (failures are said on the console). */
+int map_create(struct map_spec *m);
+/* BPF_MAP_UPDATE_ELEM with BPF_ANY; 0 on success. */
+int map_update(struct map_spec *m, const void *key, const void *value);
+/* BPF_MAP_LOOKUP_ELEM; 0 on success. */
+int map_lookup(struct map_spec *m, const void *key, void *value);
+/* BPF_MAP_GET_NEXT_KEY; 0 found, 1 no next key, -1 error. */
+int map_next_key(struct map_spec *m, const void *key, void *next);
+/* Lower-case hex of n bytes. */
+void hex(FILE *f, const unsigned char *p, size_t n);
+
+#endif
