@@ -197,6 +197,17 @@ pub enum Error {
         /// The object it is about.
         at: Kva,
     },
+    /// Guest data that changed under every one of a bounded number of reads: the guest
+    /// is running and kept changing it (nothing says it is corrupt). Pausing the guest
+    /// gives an exact read.
+    Unstable {
+        /// What kept changing, such as `"hash bucket"`.
+        what: &'static str,
+        /// Which one (a bucket index, a map id).
+        at: u64,
+        /// The reads made.
+        reads: u32,
+    },
 }
 
 impl fmt::Display for Error {
@@ -282,6 +293,11 @@ impl fmt::Display for Error {
             Self::Ambiguous { what, at } => {
                 write!(f, "cannot decide {what} of the object at {at}")
             }
+            Self::Unstable { what, at, reads } => write!(
+                f,
+                "{what} {at} changed under each of {reads} reads (the guest is running: \
+                 pause it for an exact read)"
+            ),
         }
     }
 }

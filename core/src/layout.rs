@@ -86,6 +86,10 @@ pub struct HtabLayout {
     pub elem_hash_node: u32,
     /// `htab_elem.key` (the flexible array at the end: `sizeof(struct htab_elem)`).
     pub elem_key: u32,
+    /// `hlist_nulls_node.pprev`: the back link of a chained element, the address of the
+    /// pointer that points at it (the bucket's head or the previous element's `next`)
+    /// while the element is linked.
+    pub node_pprev: u32,
 }
 
 /// Offsets in `struct btf`, the kernel's BTF object: where a map's BTF is read through

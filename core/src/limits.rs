@@ -43,6 +43,13 @@ pub const MAX_ARRAY_ENTRIES: u32 = 1 << 31;
 /// [`crate::Error::LimitExceeded`].
 pub const HTAB_EXTRA_ELEMS: u32 = MAX_CPUS;
 
+/// Elements of one hash bucket a walk remembers having yielded, so that reading the
+/// bucket again (it changed under the walk) does not yield them twice. A bucket that
+/// must be read again after yielding more is reported as
+/// [`crate::Error::Unstable`]. Real chains hold one or two elements
+/// (`n_buckets >= max_entries`).
+pub const HTAB_REREAD_SEEN: usize = 64;
+
 /// Elements of a per-CPU hash map looked at to decide where its elements hold their
 /// per-CPU pointer (see [`crate::bpf::PptrPlacement`]).
 pub const PPTR_PROBE_ELEMS: usize = 8;
@@ -66,6 +73,12 @@ pub struct Limits {
     /// Elements of one hash bucket's chain (default 65,536); the element past it is an
     /// error for that bucket, and the walk goes on with the next one.
     pub bucket_chain: u32,
+    /// Reads of one hash bucket when its chain changes under the walk (default 16): a
+    /// running kernel moves elements between buckets and frees them while they are
+    /// read, and the walk reads such a bucket again, as the kernel's own lockless
+    /// lookups do. A bucket still changing after this many reads is an
+    /// [`crate::Error::Unstable`] error for that bucket; the walk goes on.
+    pub bucket_reads: u32,
 }
 
 impl Limits {
@@ -76,6 +89,7 @@ impl Limits {
         value_size: 256 << 20,
         htab_buckets: 1 << 28,
         bucket_chain: 1 << 16,
+        bucket_reads: 16,
     };
 }
 

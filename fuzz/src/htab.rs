@@ -128,6 +128,8 @@ pub fn htab_layout(f: [u32; 7]) -> HtabLayout {
         bucket_size: f[4],
         elem_hash_node: f[5],
         elem_key: f[6],
+        // `struct hlist_nulls_node { next; pprev; }` on every kernel.
+        node_pprev: 8,
     }
 }
 

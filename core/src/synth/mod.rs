@@ -32,6 +32,8 @@ pub use guest::{
     SynthArch, SynthSymbols, SyntheticGuest,
 };
 
+mod changing;
 mod faulty;
 
+pub use changing::{Change, ChangingRam};
 pub use faulty::FaultyMem;

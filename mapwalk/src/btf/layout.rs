@@ -25,6 +25,7 @@ pub const LAYOUT_STRUCTS: &[&str] = &[
     "bpf_htab",
     "bucket",
     "htab_elem",
+    "hlist_nulls_node",
     "btf",
 ];
 
@@ -244,6 +245,7 @@ pub(crate) fn layout_with(
             bucket_size: size_having("bucket", "head")?,
             elem_hash_node: off("htab_elem", "hash_node")?,
             elem_key: off("htab_elem", "key")?,
+            node_pprev: off("hlist_nulls_node", "pprev")?,
         })
     });
     let btf_object = group(&mut warnings, "btf (maps' BTF and BTF ids)", || {

@@ -40,6 +40,8 @@ enum Values {
 struct Geometry {
     /// `hash_node`.
     node: u64,
+    /// `hash_node.pprev`.
+    pprev: u64,
     /// The key.
     key: u64,
     /// The inline value (`key + round_up(key_size, 8)`).
@@ -54,6 +56,7 @@ struct Geometry {
     span: Option<usize>,
     /// Where the next pointer, key, value and pointers are in the buffer (`x - lo`).
     at_node: usize,
+    at_pprev: usize,
     at_key: usize,
     at_value: usize,
     at_pptr: usize,
@@ -188,6 +191,7 @@ impl Geometry {
         let ks = u64::from(info.key_size);
         let rounded = align_up(ks, 8).unwrap_or(u64::MAX);
         let node = u64::from(l.elem_hash_node);
+        let pprev = node.saturating_add(u64::from(l.node_pprev));
         let key = u64::from(l.elem_key);
         let value = key.saturating_add(rounded);
         let cand = (key.saturating_add(ks), value);
@@ -202,14 +206,15 @@ impl Geometry {
                 cand.1.saturating_add(8),
             ),
         };
-        let lo = node.min(key);
-        let hi = node.saturating_add(8).max(end);
+        let lo = node.min(pprev).min(key);
+        let hi = node.saturating_add(8).max(pprev.saturating_add(8)).max(end);
         let span = usize::try_from(hi.saturating_sub(lo))
             .ok()
             .filter(|&n| n <= ELEM_BUF);
         let at = |x: u64| usize_of(x.saturating_sub(lo));
         Self {
             node,
+            pprev,
             key,
             value,
             pptr,
@@ -217,6 +222,7 @@ impl Geometry {
             lo,
             span,
             at_node: at(node),
+            at_pprev: at(pprev),
             at_key: at(key),
             at_value: at(value),
             at_pptr: at(pptr),

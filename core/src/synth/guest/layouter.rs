@@ -467,13 +467,14 @@ impl<'b> Layouter<'b> {
         }
         let node = |i: usize| elems + i as u64 * elem_size + u64::from(h.elem_hash_node);
         for (&bucket, list) in &chains {
-            self.write_u64(
-                buckets + bucket * stride + u64::from(h.bucket_head),
-                node(list[0]),
-            );
+            let head = buckets + bucket * stride + u64::from(h.bucket_head);
+            self.write_u64(head, node(list[0]));
             for (j, &i) in list.iter().enumerate() {
                 let next = list.get(j + 1).map_or(nulls(bucket), |&k| node(k));
                 self.write_u64(node(i), next);
+                // The back link: the pointer that points at this element.
+                let pprev = if j == 0 { head } else { node(list[j - 1]) };
+                self.write_u64(node(i) + u64::from(h.node_pprev), pprev);
             }
         }
         self.write_u64(base + u64::from(h.buckets), buckets);

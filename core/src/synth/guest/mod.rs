@@ -58,6 +58,7 @@ pub fn default_layout() -> KernelLayout {
             bucket_size: 16,
             elem_hash_node: 0,
             elem_key: 48,
+            node_pprev: 8,
         }),
         btf_object: Some(BtfObjectLayout {
             data: 0,
