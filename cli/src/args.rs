@@ -61,6 +61,11 @@ pub struct SourceArgs {
     /// With --qmp: read the guest while it runs instead of pausing it.
     #[arg(long, global = true, requires = "qmp")]
     pub no_pause: bool,
+    /// For a guest that runs while it is read (a RAM file, --pid without a pause): read
+    /// each map again until two reads in a row agree, at most N times (N >= 2); a map
+    /// that never settles is reported, and the exit status says so.
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u32).range(2..=1000))]
+    pub agree: Option<u32>,
 }
 
 #[derive(Debug, Args)]

@@ -3,7 +3,7 @@
 
 use mapwalk::describe::{self, BtfSource, KernelSpec, MemoryHints, SymbolSource};
 use mapwalk::qmp::{Qmp, X86ControlRegs};
-use mapwalk::source::{LiveSource, MemorySource};
+use mapwalk::source::{LiveSource, MemorySource, Settle};
 use mapwalk_kvm::{with_paused, ProcessRam};
 
 use crate::args::{Cli, Cmd};
@@ -111,7 +111,7 @@ fn memory_source(cli: &Cli) -> Result<Answer, CliError> {
         };
         let kernel = describe::describe_with(ram, &spec, &hints, release)?;
         warn(&kernel.warnings);
-        command(&MemorySource::new(kernel), &cli.cmd, cli.json)
+        command(&settled(cli, kernel), &cli.cmd, cli.json)
     } else if let Some(path) = &cli.source.core {
         let core = mapwalk_file::ElfCore::open(path)?;
         // The core's VMCOREINFO note and the CPU state of its first vCPU with a CR3;
@@ -122,7 +122,7 @@ fn memory_source(cli: &Cli) -> Result<Answer, CliError> {
         }
         let kernel = describe::describe(core, &spec, &hints)?;
         warn(&kernel.warnings);
-        command(&MemorySource::new(kernel), &cli.cmd, cli.json)
+        command(&settled(cli, kernel), &cli.cmd, cli.json)
     } else if let Some(pid) = cli.source.pid {
         process_source(cli, pid, &spec)
     } else {
@@ -163,7 +163,7 @@ fn process_source(cli: &Cli, pid: i32, spec: &KernelSpec) -> Result<Answer, CliE
         }
         let kernel = describe::describe(ram.clone(), spec, &hints)?;
         warn(&kernel.warnings);
-        command(&MemorySource::new(kernel), &cli.cmd, cli.json)
+        command(&settled(cli, kernel), &cli.cmd, cli.json)
     };
     match qmp {
         // Resumed whatever the read's outcome, panics included.
@@ -179,4 +179,10 @@ pub fn warn(warnings: &[String]) {
     for w in warnings {
         eprintln!("mapwalk: warning: {w}");
     }
+}
+
+/// The memory source of `kernel`, reading each map as `--agree` says.
+fn settled<M: mapwalk_core::PhysRead>(cli: &Cli, kernel: describe::Kernel<M>) -> MemorySource<M> {
+    let settle = cli.source.agree.map_or(Settle::Once, Settle::Agree);
+    MemorySource::new(kernel).with_settle(settle)
 }

@@ -1,5 +1,6 @@
 //! The maps of a kernel in guest memory: the core's walkers over a described kernel.
 
+use super::settle::{unsettled, OnceEach, Settle};
 use super::{
     check_bounds, check_key, EntryFn, MapInfo, MapReport, MapSource, SourceError, ValueRef,
 };
@@ -8,6 +9,7 @@ use crate::describe::Kernel;
 use mapwalk_core::bpf::{Bpf, EntryValue, PerCpuOffsets, WALKABLE_MAP_TYPES};
 use mapwalk_core::MapType;
 use mapwalk_core::{KernelView, PhysRead};
+use std::ops::ControlFlow;
 
 /// Whether (and how) a memory backend can be written.
 pub trait GuestWrite: PhysRead + Sized {
@@ -74,6 +76,11 @@ writable!(
     [G: vm_memory::GuestMemoryBackend + ?Sized] mapwalk_kvm::vm_memory::VmMemory<'_, G>,
     |_| None
 );
+#[cfg(test)]
+read_only!(
+    mapwalk_core::synth::ChangingRam,
+    "synthetic memory that changes while it is read"
+);
 read_only!(
     mapwalk_file::ElfCore,
     "an ELF core is read-only; writes need --ram"
@@ -88,6 +95,7 @@ read_only!(
 pub struct MemorySource<M> {
     kernel: Kernel<M>,
     offsets: Option<Result<PerCpuOffsets<Vec<u64>>, String>>,
+    settle: Settle,
 }
 
 impl<M: PhysRead> MemorySource<M> {
@@ -99,7 +107,23 @@ impl<M: PhysRead> MemorySource<M> {
                 .ok_or("no nr_cpu_ids symbol: the possible CPUs are unknown")?;
             PerCpuOffsets::read_vec(&kernel.view, pco, cpus).map_err(|e| e.to_string())
         });
-        Self { kernel, offsets }
+        Self {
+            kernel,
+            offsets,
+            settle: Settle::Once,
+        }
+    }
+
+    /// Reads each map as `settle` says (see [`Settle`]): once (the default), or again
+    /// until two reads agree, for a guest that runs while it is read.
+    pub fn with_settle(mut self, settle: Settle) -> Self {
+        self.settle = settle;
+        self
+    }
+
+    /// How each map is read.
+    pub fn settle(&self) -> Settle {
+        self.settle
     }
 
     /// The described kernel.
@@ -209,15 +233,75 @@ impl<M: PhysRead + GuestWrite> MapSource for MemorySource<M> {
             .map_err(unsupported)?;
         let (mut key, mut value) = (vec![0u8; lens.key], vec![0u8; lens.value]);
         let cpus: Vec<u32> = (0..possible).collect();
-        bpf.for_each_entry(&info, offsets, &mut key, &mut value, |k, v| match v {
-            EntryValue::Single(v) => f(k, ValueRef::Single(v)),
-            EntryValue::PerCpu(c) => f(
-                k,
-                ValueRef::per_cpu(c.as_bytes(), c.stride(), c.value_size(), &cpus),
-            ),
-        })
-        .map_err(unsupported)?;
-        Ok(())
+        let (stride, size) = (
+            usize::try_from(info.percpu_stride()).unwrap_or(usize::MAX),
+            usize::try_from(info.value_size).unwrap_or(usize::MAX),
+        );
+        let percpu = info.map_type.is_percpu();
+        // Each key once, and no more keys than the map holds (see `settle`).
+        let mut once = OnceEach::new(&info);
+        let mut hand = |k: &[u8], v: &[u8]| -> ControlFlow<()> {
+            match once.admit(k) {
+                ControlFlow::Break(()) => return ControlFlow::Break(()),
+                ControlFlow::Continue(false) => return ControlFlow::Continue(()),
+                ControlFlow::Continue(true) => {}
+            }
+            if percpu {
+                f(k, ValueRef::per_cpu(v, stride, size, &cpus))
+            } else {
+                f(k, ValueRef::Single(v))
+            }
+        };
+        match self.settle {
+            Settle::Once => {
+                bpf.for_each_entry(&info, offsets, &mut key, &mut value, |k, v| {
+                    hand(k, bytes(v))
+                })
+                .map_err(unsupported)?;
+            }
+            Settle::Agree(reads) => {
+                // Records of key and value bytes, back to back: every record is the
+                // same size for one map.
+                let (kl, rec) = (lens.key, lens.key.saturating_add(lens.value));
+                let mut last: Option<Vec<u8>> = None;
+                let mut last_err = None;
+                let mut agreed = None;
+                for _ in 0..reads.max(2) {
+                    let mut cur = Vec::new();
+                    let walked =
+                        bpf.for_each_entry(&info, offsets, &mut key, &mut value, |k, v| {
+                            cur.extend_from_slice(k);
+                            cur.extend_from_slice(bytes(v));
+                            ControlFlow::Continue(())
+                        });
+                    match walked {
+                        Ok(_) if last.as_ref() == Some(&cur) => {
+                            agreed = Some(cur);
+                            break;
+                        }
+                        Ok(_) => last = Some(cur),
+                        Err(e @ mapwalk_core::Error::UnsupportedMapType { .. }) => {
+                            return Err(unsupported(e))
+                        }
+                        Err(e) => {
+                            last = None;
+                            last_err = Some(SourceError::Core(e));
+                        }
+                    }
+                    self.kernel.view.invalidate();
+                }
+                let Some(all) = agreed else {
+                    return Err(unsettled(&info, reads.max(2), last_err.as_ref()));
+                };
+                for r in all.chunks_exact(rec.max(1)) {
+                    let (k, v) = r.split_at(kl);
+                    if hand(k, v).is_break() {
+                        break;
+                    }
+                }
+            }
+        }
+        once.finish()
     }
 
     fn check_writable(&self, map: &MapInfo) -> Result<(), SourceError> {
@@ -252,5 +336,13 @@ impl<M: PhysRead + GuestWrite> MapSource for MemorySource<M> {
             )));
         }
         M::write_array(&self.bpf(), &info, index, offset, data)
+    }
+}
+
+/// The bytes of one value as the core hands it over: per-CPU copies back to back.
+fn bytes(v: EntryValue<'_>) -> &[u8] {
+    match v {
+        EntryValue::Single(v) => v,
+        EntryValue::PerCpu(c) => c.as_bytes(),
     }
 }

@@ -12,6 +12,7 @@
 
 mod live;
 mod memory;
+mod settle;
 
 use std::fmt;
 use std::ops::ControlFlow;
@@ -21,6 +22,7 @@ pub use live::LiveSource;
 pub use mapwalk_core::{MapInfo, MapType};
 pub use mapwalk_live::ValueRef;
 pub use memory::{GuestWrite, MemorySource};
+pub use settle::Settle;
 
 /// Why a source could not do what was asked.
 #[derive(Debug)]
@@ -50,6 +52,9 @@ pub enum SourceError {
     BadKey(String),
     /// An operation this source or map cannot do.
     Unsupported(String),
+    /// The map changed under the read (a running guest) in a way that leaves no whole
+    /// answer: more distinct keys than it can hold, or no two reads in a row that agree.
+    Unstable(String),
 }
 
 impl fmt::Display for SourceError {
@@ -72,6 +77,7 @@ impl fmt::Display for SourceError {
             ),
             Self::BadKey(s) => write!(f, "{s}"),
             Self::Unsupported(s) => write!(f, "{s}"),
+            Self::Unstable(s) => write!(f, "{s}"),
         }
     }
 }
@@ -334,6 +340,8 @@ pub(crate) fn check_key(map: &MapInfo, key: &[u8]) -> Result<(), SourceError> {
     Ok(())
 }
 
+#[cfg(test)]
+mod settle_tests;
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;
