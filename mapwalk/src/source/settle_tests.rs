@@ -25,7 +25,10 @@ fn source(g: &SyntheticGuest, mem: ChangingRam) -> MemorySource<ChangingRam> {
     })
 }
 
-fn entries(src: &dyn MapSource, id: u32) -> (Vec<(Vec<u8>, Vec<u8>)>, Result<(), SourceError>) {
+/// Key and value bytes.
+type Entry = (Vec<u8>, Vec<u8>);
+
+fn entries(src: &dyn MapSource, id: u32) -> (Vec<Entry>, Result<(), SourceError>) {
     let map = src.map_by_id(id).unwrap().unwrap();
     let mut got = Vec::new();
     let r = src.for_each_entry(&map, &mut |k, v| {
