@@ -14,6 +14,11 @@ pub const MAX_PT_LEVELS: u32 = 5;
 /// Depth of an xarray: a 64-bit index consumed six bits per level.
 pub const MAX_XA_DEPTH: usize = 11;
 
+/// Times one xarray walk may start again from the root because the tree changed under
+/// it (a running guest creating or destroying maps); see
+/// [`XaWalk`](crate::walk::xarray::XaWalk). One more is [`crate::Error::Unstable`].
+pub const XA_WALK_RESTARTS: u32 = 16;
+
 /// Slots in one xarray node (`XA_CHUNK_SIZE`).
 pub const XA_CHUNK_SIZE: usize = 64;
 

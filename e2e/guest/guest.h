@@ -43,7 +43,19 @@ int map_update(struct map_spec *m, const void *key, const void *value);
 int map_lookup(struct map_spec *m, const void *key, void *value);
 /* BPF_MAP_GET_NEXT_KEY; 0 found, 1 no next key, -1 error. */
 int map_next_key(struct map_spec *m, const void *key, void *next);
+/* The possible CPUs (read_possible_cpus fills it). */
+extern unsigned ncpus;
+int read_possible_cpus(void);
+int is_percpu(unsigned type);
+int is_hash(unsigned type);
+/* Writes m's `MAP` line and every key it holds with its value, as `bpf-maps` has
+ * them (VAL, HVAL, PVAL lines); 0 on success. */
+int write_map_truth(FILE *f, struct map_spec *m);
 /* Lower-case hex of n bytes. */
 void hex(FILE *f, const unsigned char *p, size_t n);
+
+/* churn.c: `mapwalk.churn=1` (see there). */
+int churn_setup(void);
+void churn_start(void);
 
 #endif

@@ -297,9 +297,9 @@ void hex(FILE *f, const unsigned char *p, size_t n)
  * the order a per-CPU lookup fills its buffer (for_each_possible_cpu). */
 #define MAX_GUEST_CPUS 64
 static unsigned cpu_ids[MAX_GUEST_CPUS];
-static unsigned ncpus;
+unsigned ncpus;
 
-static int read_possible_cpus(void)
+int read_possible_cpus(void)
 {
 	char buf[256];
 	int fd = open("/sys/devices/system/cpu/possible", O_RDONLY | O_CLOEXEC);
@@ -343,13 +343,13 @@ static int read_possible_cpus(void)
 	return 0;
 }
 
-static int is_percpu(unsigned type)
+int is_percpu(unsigned type)
 {
 	return type == BPF_MAP_TYPE_PERCPU_ARRAY || type == BPF_MAP_TYPE_PERCPU_HASH ||
 	       type == BPF_MAP_TYPE_LRU_PERCPU_HASH;
 }
 
-static int is_hash(unsigned type)
+int is_hash(unsigned type)
 {
 	return type == BPF_MAP_TYPE_HASH || type == BPF_MAP_TYPE_LRU_HASH ||
 	       type == BPF_MAP_TYPE_PERCPU_HASH || type == BPF_MAP_TYPE_LRU_PERCPU_HASH;
@@ -397,13 +397,47 @@ static int print_key(FILE *f, struct map_spec *m, const unsigned char *key, unsi
 	return 0;
 }
 
+/* Writes the `MAP` line of m and every key it holds with its value (see print_key),
+ * as the kernel hands them back. Returns 0 on success. */
+int write_map_truth(FILE *f, struct map_spec *m)
+{
+	static unsigned char value[4096 * MAX_GUEST_CPUS];
+	unsigned char key[64], next[64];
+	int rc = 0;
+	fprintf(f, "MAP id=%u type=%u name=%s key=%u value=%u max=%u flags=%u\n", m->id,
+		m->type, m->name, m->key_size, m->value_size, m->max_entries, m->flags);
+	/* The ground truth is what the kernel hands back, not what was sent. */
+	if (!is_hash(m->type)) {
+		for (uint32_t k = 0; k < m->max_entries; k++)
+			if (print_key(f, m, (unsigned char *)&k, value) != 0)
+				rc = -1;
+		return rc;
+	}
+	/* Every key the map holds (an LRU map may have evicted some), in the kernel's
+	 * order. */
+	const void *prev = NULL;
+	for (unsigned n = 0; n <= m->max_entries; n++) {
+		int r = map_next_key(m, prev, next);
+		if (r != 0) {
+			if (r < 0)
+				rc = -1;
+			break;
+		}
+		memcpy(key, next, m->key_size);
+		prev = key;
+		if (print_key(f, m, key, value) != 0)
+			rc = -1;
+	}
+	return rc;
+}
+
 /* Creates and fills the maps and writes their ground truth to `path`. Returns 0 on
  * success. */
 static int make_maps(const char *path)
 {
 	/* Per-CPU lookups return round_up(value_size, 8) bytes per possible CPU. */
 	static unsigned char value[4096 * MAX_GUEST_CPUS];
-	unsigned char key[64], next[64];
+	unsigned char key[64];
 	FILE *f = fopen(path, "w");
 	if (!f) {
 		say("MAPWALK-ERROR open %s: %s\n", path, strerror(errno));
@@ -442,30 +476,8 @@ static int make_maps(const char *path)
 					rc = -1;
 			}
 		}
-		fprintf(f, "MAP id=%u type=%u name=%s key=%u value=%u max=%u flags=%u\n", m->id,
-			m->type, m->name, m->key_size, m->value_size, m->max_entries, m->flags);
-		/* The ground truth is what the kernel hands back, not what was sent. */
-		if (!is_hash(m->type)) {
-			for (uint32_t k = 0; k < m->max_entries; k++)
-				if (print_key(f, m, (unsigned char *)&k, value) != 0)
-					rc = -1;
-			continue;
-		}
-		/* Every key the map holds (an LRU map may have evicted some), in the kernel's
-		 * order. */
-		const void *prev = NULL;
-		for (unsigned n = 0; n <= m->max_entries; n++) {
-			int r = map_next_key(m, prev, next);
-			if (r != 0) {
-				if (r < 0)
-					rc = -1;
-				break;
-			}
-			memcpy(key, next, m->key_size);
-			prev = key;
-			if (print_key(f, m, key, value) != 0)
-				rc = -1;
-		}
+		if (write_map_truth(f, m) != 0)
+			rc = -1;
 	}
 	if (fclose(f) != 0) {
 		say("MAPWALK-ERROR write %s: %s\n", path, strerror(errno));
@@ -941,6 +953,8 @@ int main(void)
 			ok = 0;
 		if (make_bulk_maps() != 0)
 			ok = 0;
+		if (churn_setup() != 0)
+			ok = 0;
 		/* Last: from here on nothing in the guest changes a map. */
 		if (ok && inguest_mapwalk() != 0)
 			ok = 0;
@@ -951,5 +965,6 @@ int main(void)
 		say("MAPWALK-READY\n");
 	else
 		say("MAPWALK-ERROR setup incomplete\n");
+	churn_start();
 	watch();
 }

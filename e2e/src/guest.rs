@@ -257,6 +257,37 @@ impl Guest {
             .unwrap_or_default()
     }
 
+    /// The guest's report as it is now: the sections written since boot, those written
+    /// after `MAPWALK-READY` included.
+    ///
+    /// # Errors
+    /// [`Error::Failed`] when the data port's file cannot be read or parsed.
+    pub fn report_now(&self) -> Result<GuestReport> {
+        let data =
+            fs::read(self.dir.join("data.log")).map_err(|e| failed(format!("data.log: {e}")))?;
+        GuestReport::parse(&String::from_utf8_lossy(&data))
+    }
+
+    /// Waits until the console has a line starting with `prefix` and returns it.
+    ///
+    /// # Errors
+    /// [`Error::Failed`] after `timeout`.
+    pub fn wait_console(&self, prefix: &str, timeout: Duration) -> Result<String> {
+        let started = Instant::now();
+        loop {
+            if let Some(line) = self.console().lines().find(|l| l.starts_with(prefix)) {
+                return Ok(line.to_string());
+            }
+            if started.elapsed() > timeout {
+                return Err(failed(format!(
+                    "no console line {prefix:?} after {:.0} s",
+                    timeout.as_secs_f64()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Pauses the guest until the returned guard is dropped. Pauses of one guest are
     /// serialized: a second caller waits for the first guard.
     ///

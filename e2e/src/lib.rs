@@ -186,6 +186,10 @@ pub struct GuestConfig {
     /// such a guest is read from outside the QEMU process (`--pid`), and
     /// [`Guest::ram_path`] does not exist.
     pub anonymous_ram: bool,
+    /// `mapwalk.churn=1`: the guest's `/init` makes five more maps and, once ready,
+    /// changes four of them at full speed until the host stops it (see
+    /// `guest/churn.c`).
+    pub churn: bool,
 }
 
 impl GuestConfig {
@@ -201,6 +205,7 @@ impl GuestConfig {
         inguest: false,
         bulk_maps: 0,
         anonymous_ram: false,
+        churn: false,
     };
 
     /// Debian 12's cloud kernel with `nokaslr no5lvl`.
@@ -214,6 +219,7 @@ impl GuestConfig {
         inguest: false,
         bulk_maps: 0,
         anonymous_ram: false,
+        churn: false,
     };
 
     /// Debian 13's cloud kernel (Linux 6.12) with KASLR and 5-level paging.
@@ -227,6 +233,7 @@ impl GuestConfig {
         inguest: false,
         bulk_maps: 0,
         anonymous_ram: false,
+        churn: false,
     };
 
     /// Debian 12's cloud kernel (Linux 6.1) with KASLR, `no5lvl` and 4 vCPUs: per-CPU
@@ -241,6 +248,7 @@ impl GuestConfig {
         inguest: false,
         bulk_maps: 0,
         anonymous_ram: false,
+        churn: false,
     };
 
     /// Debian 13's cloud kernel (Linux 6.12) with `nokaslr no5lvl`, **3 GiB** (RAM
@@ -256,6 +264,7 @@ impl GuestConfig {
         inguest: false,
         bulk_maps: 0,
         anonymous_ram: false,
+        churn: false,
     };
 
     /// Debian 12's cloud kernel (Linux 6.1) with KASLR, 5-level paging, **3 GiB** and
@@ -272,6 +281,7 @@ impl GuestConfig {
         inguest: false,
         bulk_maps: 0,
         anonymous_ram: false,
+        churn: false,
     };
 
     /// Debian 12's cloud kernel (Linux 6.1) with KASLR, 4-level paging, 2 vCPUs and the
@@ -288,6 +298,7 @@ impl GuestConfig {
         inguest: true,
         bulk_maps: 0,
         anonymous_ram: false,
+        churn: false,
     };
 
     /// Debian 13's cloud kernel (Linux 6.12) with KASLR and 5-level paging, its RAM
@@ -302,6 +313,7 @@ impl GuestConfig {
         inguest: false,
         bulk_maps: 0,
         anonymous_ram: true,
+        churn: false,
     };
 
     /// Debian 12's cloud kernel (Linux 6.1) with KASLR, `no5lvl`, and 195 more maps
@@ -317,6 +329,23 @@ impl GuestConfig {
         inguest: false,
         bulk_maps: 194,
         anonymous_ram: false,
+        churn: false,
+    };
+
+    /// Debian 12's cloud kernel (Linux 6.1) with KASLR, `no5lvl`, 2 vCPUs and
+    /// `mapwalk.churn=1`: maps that change at full speed while they are read
+    /// (`tests/real_kernel/churn.rs` only).
+    pub const DEB12_KASLR_4LEVEL_CHURN: Self = Self {
+        name: "deb12-kaslr-4level-churn",
+        kernel: "deb12-cloud",
+        kaslr: true,
+        five_level: false,
+        mem_mib: 512,
+        smp: 2,
+        inguest: false,
+        bulk_maps: 0,
+        anonymous_ram: false,
+        churn: true,
     };
 
     /// Debian 13's cloud kernel (Linux 6.12) with `nokaslr`, 5-level paging, 2 vCPUs and
@@ -332,6 +361,7 @@ impl GuestConfig {
         inguest: true,
         bulk_maps: 0,
         anonymous_ram: false,
+        churn: false,
     };
 
     /// The kernel command line.
@@ -348,6 +378,9 @@ impl GuestConfig {
         }
         if self.bulk_maps > 0 {
             s.push_str(&format!(" mapwalk.bulk={}", self.bulk_maps));
+        }
+        if self.churn {
+            s.push_str(" mapwalk.churn=1");
         }
         s
     }

@@ -98,9 +98,17 @@ impl GuestReport {
     /// # Errors
     /// [`super::Error::Failed`] without the section or for a malformed line.
     pub fn bpf_maps(&self) -> Result<Vec<GuestMap>> {
+        self.maps_in("bpf-maps")
+    }
+
+    /// The maps of another section written as `bpf-maps` is (`churn-final`).
+    ///
+    /// # Errors
+    /// [`super::Error::Failed`] without the section or for a malformed line.
+    pub fn maps_in(&self, section: &str) -> Result<Vec<GuestMap>> {
         let text = self
-            .section("bpf-maps")
-            .ok_or_else(|| failed("guest report: no section \"bpf-maps\""))?;
+            .section(section)
+            .ok_or_else(|| failed(format!("guest report: no section {section:?}")))?;
         parse_bpf_maps(text)
     }
 

@@ -24,6 +24,8 @@ use std::collections::BTreeMap;
 
 #[path = "real_kernel/bpf.rs"]
 mod bpf;
+#[path = "real_kernel/churn.rs"]
+mod churn;
 #[path = "real_kernel/cli.rs"]
 mod cli;
 #[path = "real_kernel/describe.rs"]

@@ -241,6 +241,24 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
         offsets: Option<&PerCpuOffsets<B>>,
         key: &mut [u8],
         value: &mut [u8],
+        f: impl FnMut(&[u8], EntryValue<'_>) -> ControlFlow<()>,
+    ) -> Result<u64> {
+        self.for_each_entry_counted(map, offsets, key, value, &mut 0, f)
+    }
+
+    /// [`for_each_entry`](Self::for_each_entry), adding to `rereads` how many times a
+    /// hash bucket was read again because it changed under the walk
+    /// ([`HtabWalk::rereads`](crate::bpf::HtabWalk::rereads)): 0 for a still guest.
+    ///
+    /// # Errors
+    /// As [`for_each_entry`](Self::for_each_entry).
+    pub fn for_each_entry_counted<B: AsRef<[u64]>>(
+        &self,
+        map: &MapInfo,
+        offsets: Option<&PerCpuOffsets<B>>,
+        key: &mut [u8],
+        value: &mut [u8],
+        rereads: &mut u64,
         mut f: impl FnMut(&[u8], EntryValue<'_>) -> ControlFlow<()>,
     ) -> Result<u64> {
         let percpu = map.map_type.is_percpu();
@@ -277,10 +295,15 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
                 let h = self.htab(map)?;
                 // Bounded by the walk's own caps (buckets, chains, max_entries + extra).
                 let mut walk = h.walk(mem);
-                while let Some(item) = walk.next_into(key, value) {
-                    item?;
-                    hand!(f, count, key, EntryValue::Single(value));
-                }
+                let walked = (|| {
+                    while let Some(item) = walk.next_into(key, value) {
+                        item?;
+                        hand!(f, count, key, EntryValue::Single(value));
+                    }
+                    Ok(count)
+                })();
+                *rereads = rereads.saturating_add(walk.rereads());
+                count = walked?;
             }
             (MapType::PERCPU_ARRAY, Some(offsets)) => {
                 let arr = self.percpu_array(map)?;
@@ -307,19 +330,24 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
             (MapType::PERCPU_HASH | MapType::LRU_PERCPU_HASH, Some(offsets)) => {
                 let h = self.percpu_htab(map, offsets, None)?;
                 let mut walk = h.walk(mem);
-                while let Some(item) = walk.next_into(key, &mut []) {
-                    let entry = item?;
-                    fill_copies(value, stride, size, |cpu, dst| {
-                        walk.copy_cpu_value(offsets, &entry, cpu, dst)
-                    })?;
-                    let copies = PerCpuCopies {
-                        bytes: value,
-                        stride,
-                        size,
-                        cpus,
-                    };
-                    hand!(f, count, key, EntryValue::PerCpu(copies));
-                }
+                let walked = (|| {
+                    while let Some(item) = walk.next_into(key, &mut []) {
+                        let entry = item?;
+                        fill_copies(value, stride, size, |cpu, dst| {
+                            walk.copy_cpu_value(offsets, &entry, cpu, dst)
+                        })?;
+                        let copies = PerCpuCopies {
+                            bytes: value,
+                            stride,
+                            size,
+                            cpus,
+                        };
+                        hand!(f, count, key, EntryValue::PerCpu(copies));
+                    }
+                    Ok(count)
+                })();
+                *rereads = rereads.saturating_add(walk.rereads());
+                count = walked?;
             }
             (map_type, _) => {
                 return Err(Error::UnsupportedMapType {

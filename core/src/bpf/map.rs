@@ -254,6 +254,8 @@ fn map_pointer(index: u64, entry: u64) -> Result<(u32, Kva)> {
 pub struct Maps<'a, K: ?Sized> {
     mem: &'a K,
     layout: &'a KernelLayout,
+    /// `map_idr`'s xarray.
+    xarray: Kva,
     walk: XaWalk<'a, K>,
     yielded: u32,
     current: Option<u32>,
@@ -265,43 +267,69 @@ impl<'a, K: KernelRead + ?Sized> Maps<'a, K> {
     pub fn current_id(&self) -> Option<u32> {
         self.current
     }
+
+    /// Whether index `index` of `map_idr` no longer holds `entry`, read afresh.
+    fn gone(&self, index: u64, entry: u64) -> bool {
+        let off = u64::from(self.layout.xarray.xa_head);
+        let now = self
+            .xarray
+            .checked_add(off)
+            .ok_or(Error::AddrOverflow {
+                addr: self.xarray.0,
+                len: off,
+            })
+            .and_then(|at| self.mem.read_kernel_u64(at))
+            .and_then(|head| xa_load(self.mem, &self.layout.xarray, head, index));
+        matches!(now, Ok(now) if now != Some(entry))
+    }
 }
 
 impl<K: KernelRead + ?Sized> Iterator for Maps<'_, K> {
     type Item = Result<MapInfo>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        self.current = None;
-        let entry = match self.walk.next() {
-            None => {
-                self.done = true;
+        // Each pass takes one entry of the walk, which its caps bound.
+        loop {
+            if self.done {
                 return None;
             }
-            Some(Err(e)) => {
+            self.current = None;
+            let entry = match self.walk.next() {
+                None => {
+                    self.done = true;
+                    return None;
+                }
+                Some(Err(e)) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+                Some(Ok(entry)) => entry,
+            };
+            let limit = self.mem.limits().maps;
+            if self.yielded >= limit {
                 self.done = true;
-                return Some(Err(e));
+                return Some(Err(Error::LimitExceeded {
+                    what: "maps in map_idr",
+                    limit: u64::from(limit),
+                    at: entry.index,
+                }));
             }
-            Some(Ok(entry)) => entry,
-        };
-        let limit = self.mem.limits().maps;
-        if self.yielded >= limit {
-            self.done = true;
-            return Some(Err(Error::LimitExceeded {
-                what: "maps in map_idr",
-                limit: u64::from(limit),
-                at: entry.index,
-            }));
+            self.yielded = self.yielded.saturating_add(1);
+            let (id, kva) = match map_pointer(entry.index, entry.entry) {
+                Ok(p) => p,
+                Err(e) => return Some(Err(e)),
+            };
+            match read_map(self.mem, self.layout, id, kva) {
+                // The map was destroyed while it was read (a running guest): it is no
+                // longer in map_idr, so it is not listed, as a walk a moment later
+                // would not list it.
+                Err(_) if self.gone(entry.index, entry.entry) => continue,
+                r => {
+                    self.current = Some(id);
+                    return Some(r);
+                }
+            }
         }
-        self.yielded = self.yielded.saturating_add(1);
-        let (id, kva) = match map_pointer(entry.index, entry.entry) {
-            Ok(p) => p,
-            Err(e) => return Some(Err(e)),
-        };
-        self.current = Some(id);
-        Some(read_map(self.mem, self.layout, id, kva))
     }
 }
 
@@ -377,11 +405,12 @@ impl<'a, K: KernelRead + ?Sized> Bpf<'a, K> {
     /// # Errors
     /// When `map_idr` itself cannot be read.
     pub fn maps(&self) -> Result<Maps<'a, K>> {
-        let head = self.head()?;
+        let xarray = self.xarray()?;
         Ok(Maps {
             mem: self.mem,
             layout: self.layout,
-            walk: XaWalk::new(self.mem, self.layout.xarray, head),
+            xarray,
+            walk: XaWalk::from_xarray(self.mem, self.layout.xarray, xarray)?,
             yielded: 0,
             current: None,
             done: false,

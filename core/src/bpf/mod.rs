@@ -12,6 +12,8 @@
 
 mod array;
 mod btf;
+#[cfg(test)]
+mod churn_tests;
 mod entries;
 mod flags;
 mod htab;

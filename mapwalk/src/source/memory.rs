@@ -10,6 +10,7 @@ use mapwalk_core::bpf::{Bpf, EntryValue, PerCpuOffsets, WALKABLE_MAP_TYPES};
 use mapwalk_core::MapType;
 use mapwalk_core::{KernelView, PhysRead};
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Whether (and how) a memory backend can be written.
 pub trait GuestWrite: PhysRead + Sized {
@@ -96,6 +97,8 @@ pub struct MemorySource<M> {
     kernel: Kernel<M>,
     offsets: Option<Result<PerCpuOffsets<Vec<u64>>, String>>,
     settle: Settle,
+    /// Hash buckets read again because they changed under a walk, since creation.
+    rereads: AtomicU64,
 }
 
 impl<M: PhysRead> MemorySource<M> {
@@ -111,6 +114,7 @@ impl<M: PhysRead> MemorySource<M> {
             kernel,
             offsets,
             settle: Settle::Once,
+            rereads: AtomicU64::new(0),
         }
     }
 
@@ -124,6 +128,13 @@ impl<M: PhysRead> MemorySource<M> {
     /// How each map is read.
     pub fn settle(&self) -> Settle {
         self.settle
+    }
+
+    /// How many times, since this source was made, a hash bucket was read again
+    /// because it changed under the walk (see the core's `HtabWalk::rereads`): 0 for
+    /// a paused guest or a dump; a measure of how much a running guest moved.
+    pub fn rereads(&self) -> u64 {
+        self.rereads.load(Ordering::Relaxed)
     }
 
     /// The described kernel.
@@ -254,10 +265,17 @@ impl<M: PhysRead + GuestWrite> MapSource for MemorySource<M> {
         };
         match self.settle {
             Settle::Once => {
-                bpf.for_each_entry(&info, offsets, &mut key, &mut value, |k, v| {
-                    hand(k, bytes(v))
-                })
-                .map_err(unsupported)?;
+                let mut rereads = 0;
+                let walked = bpf.for_each_entry_counted(
+                    &info,
+                    offsets,
+                    &mut key,
+                    &mut value,
+                    &mut rereads,
+                    |k, v| hand(k, bytes(v)),
+                );
+                self.rereads.fetch_add(rereads, Ordering::Relaxed);
+                walked.map_err(unsupported)?;
             }
             Settle::Agree(reads) => {
                 // Records of key and value bytes, back to back: every record is the

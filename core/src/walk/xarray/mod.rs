@@ -30,6 +30,8 @@
 //! Nothing is allocated: the walk keeps one frame per level (at most [`MAX_XA_DEPTH`](crate::limits::MAX_XA_DEPTH),
 //! each holding a copy of its node's slots, about 6 KiB in all) inside [`XaWalk`].
 
+#[cfg(test)]
+mod churn_tests;
 mod load;
 #[cfg(test)]
 mod tests;
@@ -60,6 +62,10 @@ pub const NODE_SPAN_MAX: usize = 640;
 
 /// Internal entries up to this value are markers (sibling, retry, zero), not nodes.
 const XA_MARKER_MAX: u64 = 4096;
+
+/// `XA_RETRY_ENTRY` (`xa_mk_internal(256)`): a slot of a node the kernel is taking out
+/// of the tree; its lockless readers start again from the root when they meet it.
+const XA_RETRY_ENTRY: u64 = (256 << 2) | 2;
 
 /// The largest shift of a valid node: the root of a tree covering all 64 index bits.
 const XA_MAX_SHIFT: u8 = 60;

@@ -7,13 +7,13 @@ use zerocopy::byteorder::little_endian::U64;
 
 use super::{
     check_shift, child_shift, count_node, is_node, is_present, node_of, read_node, slot_index,
-    Slots, XaEntry,
+    Slots, XaEntry, XA_RETRY_ENTRY,
 };
 use crate::addr::Kva;
 use crate::error::{Error, Result};
 use crate::kernel::KernelRead;
 use crate::layout::XarrayLayout;
-use crate::limits::{MAX_XA_DEPTH, XA_CHUNK_SIZE};
+use crate::limits::{MAX_XA_DEPTH, XA_CHUNK_SIZE, XA_WALK_RESTARTS};
 
 /// One level of the walk: a node and how far its slots have been looked at.
 #[derive(Clone, Copy)]
@@ -39,14 +39,15 @@ impl Frame {
         slots: [U64::ZERO; XA_CHUNK_SIZE],
     };
 
-    /// The next slot holding an entry or a node pointer, and its value.
+    /// The next slot holding an entry, a node pointer or (when `retry`) a retry entry,
+    /// and its value.
     #[inline]
-    fn next_present(&mut self) -> Option<(usize, u64)> {
+    fn next_present(&mut self, retry: bool) -> Option<(usize, u64)> {
         while let Some(slot) = self.slots.get(self.next) {
             let at = self.next;
             self.next = at.saturating_add(1);
             let entry = slot.get();
-            if is_present(entry) {
+            if is_present(entry) || (retry && entry == XA_RETRY_ENTRY) {
                 return Some((at, entry));
             }
         }
@@ -64,8 +65,17 @@ impl Frame {
 /// before it), and after the last entry, the walk yields `None` forever. A caller can
 /// print the entries it got and then the error.
 ///
-/// The tree is read while the walk runs: walk a paused guest, or expect a changing tree
-/// to give a mix of old and new entries, or an error.
+/// **A running guest.** The tree is read while the walk runs. A walk made with
+/// [`from_xarray`](Self::from_xarray) knows where the tree's head is and does what the
+/// kernel's lockless readers (`xas_find` under RCU) do when the tree changes under them:
+/// on a retry entry (a node being taken out of the tree), or on a node that is no
+/// longer one (freed and reused: its shift or contents are wrong, or it cannot be
+/// read), it starts again from the root, past the last index it yielded, at most
+/// [`XA_WALK_RESTARTS`] times per walk (then [`Error::Unstable`]). The same sign met
+/// on two reads in a row is the memory as it is: a retry entry is then a hole, a bad
+/// node an error. Entries are yielded in ascending index order, each index once; an
+/// entry added or removed during the walk may or may not be yielded. A walk made
+/// with [`new`](Self::new) cannot start again: walk a paused guest.
 ///
 /// ```
 /// use mapwalk_core::arch::{x86_64::X86Paging, Paging};
@@ -111,6 +121,18 @@ pub struct XaWalk<'a, K: ?Sized> {
     nodes: u32,
     /// Set after the last entry or the first error.
     done: bool,
+    /// Where `xa_head` is, when known: the walk can start again from the root.
+    source: Option<Kva>,
+    /// The next index the walk may yield (after a restart, past the last one yielded).
+    min_index: u64,
+    /// Whether anything was yielded (so that `min_index` is past it).
+    yielded: bool,
+    /// Whether the last index yielded was `u64::MAX`: nothing can follow it.
+    past_max: bool,
+    /// Restarts so far.
+    restarts: u32,
+    /// The last sign of change: the node (or slot holder) and what was wrong there.
+    last_trouble: Option<(Kva, u64)>,
 }
 
 impl<K: ?Sized> fmt::Debug for XaWalk<'_, K> {
@@ -143,6 +165,12 @@ impl<'a, K: KernelRead + ?Sized> XaWalk<'a, K> {
             depth: 0,
             nodes: 0,
             done: false,
+            source: None,
+            min_index: 0,
+            yielded: false,
+            past_max: false,
+            restarts: 0,
+            last_trouble: None,
         }
     }
 
@@ -157,7 +185,15 @@ impl<'a, K: KernelRead + ?Sized> XaWalk<'a, K> {
             len: off,
         })?;
         let head = mem.read_kernel_u64(at)?;
-        Ok(Self::new(mem, layout, head))
+        let mut walk = Self::new(mem, layout, head);
+        walk.source = Some(at);
+        Ok(walk)
+    }
+
+    /// How many times the walk started again from the root because the tree changed
+    /// under it.
+    pub fn restarts(&self) -> u32 {
+        self.restarts
     }
 
     /// How many nodes the walk has read so far.
@@ -177,9 +213,16 @@ impl<'a, K: KernelRead + ?Sized> XaWalk<'a, K> {
             return Ok(None);
         }
         let next = self.step();
-        if !matches!(next, Ok(Some(_))) {
-            self.done = true;
-            self.depth = 0;
+        match next {
+            Ok(Some(e)) => {
+                self.yielded = true;
+                self.past_max = e.index == u64::MAX;
+                self.min_index = e.index.saturating_add(1);
+            }
+            _ => {
+                self.done = true;
+                self.depth = 0;
+            }
         }
         next
     }
@@ -187,8 +230,11 @@ impl<'a, K: KernelRead + ?Sized> XaWalk<'a, K> {
     fn step(&mut self) -> Result<Option<XaEntry>> {
         if let Some(head) = self.head.take() {
             if is_node(head) {
-                self.push(head, 0, None)?;
-            } else if is_present(head) {
+                if let Err(e) = self.push(head, 0, None) {
+                    self.trouble(node_of(head), e)?;
+                    return self.step_again();
+                }
+            } else if is_present(head) && self.min_index == 0 {
                 return Ok(Some(XaEntry {
                     index: 0,
                     entry: head,
@@ -197,8 +243,10 @@ impl<'a, K: KernelRead + ?Sized> XaWalk<'a, K> {
                 return Ok(None);
             }
         }
-        // Each pass looks at one more slot, leaves a node, or reads a node that counts
-        // against `Limits::xa_nodes`: the loop ends.
+        // Each pass looks at one more slot, leaves a node, reads a node that counts
+        // against `Limits::xa_nodes`, or starts again (at most XA_WALK_RESTARTS times):
+        // the loop ends.
+        let retry = self.source.is_some();
         loop {
             let Some(top) = self
                 .depth
@@ -207,7 +255,7 @@ impl<'a, K: KernelRead + ?Sized> XaWalk<'a, K> {
             else {
                 return Ok(None);
             };
-            let Some((slot, entry)) = top.next_present() else {
+            let Some((slot, entry)) = top.next_present(retry) else {
                 self.depth = self.depth.saturating_sub(1);
                 continue;
             };
@@ -217,12 +265,77 @@ impl<'a, K: KernelRead + ?Sized> XaWalk<'a, K> {
                 at: node,
                 value: crate::mem::len_u64(slot),
             })?;
+            // The last index this slot covers.
+            let last = 1u64
+                .checked_shl(u32::from(shift))
+                .map_or(u64::MAX, |n| index.saturating_add(n.saturating_sub(1)));
+            if self.yielded && last < self.min_index {
+                // Yielded before the walk started again.
+                continue;
+            }
+            if entry == XA_RETRY_ENTRY {
+                let at = node.checked_add(crate::mem::len_u64(slot)).unwrap_or(node);
+                if self.last_trouble == Some((at, XA_RETRY_ENTRY)) {
+                    // The same on two reads in a row: the memory as it is; a hole.
+                    continue;
+                }
+                self.last_trouble = Some((at, XA_RETRY_ENTRY));
+                self.restart(index)?;
+                return self.step_again();
+            }
             if !is_node(entry) {
+                if self.yielded && index < self.min_index {
+                    continue;
+                }
                 return Ok(Some(XaEntry { index, entry }));
             }
-            let expected = child_shift(node, shift, entry)?;
-            self.push(entry, index, Some(expected))?;
+            let pushed = child_shift(node, shift, entry)
+                .and_then(|expected| self.push(entry, index, Some(expected)));
+            if let Err(e) = pushed {
+                self.trouble(node_of(entry), e)?;
+                return self.step_again();
+            }
         }
+    }
+
+    /// A node that could not be taken into the walk: the tree changed under the walk
+    /// (start again) unless the same happened on the read before (the error).
+    fn trouble(&mut self, node: Kva, e: Error) -> Result<()> {
+        let sign = (node, 0);
+        if self.source.is_none() || self.last_trouble == Some(sign) {
+            return Err(e);
+        }
+        self.last_trouble = Some(sign);
+        let at = self.min_index;
+        self.restart(at)
+    }
+
+    /// Starts again from the root, past what was yielded.
+    fn restart(&mut self, at: u64) -> Result<()> {
+        let Some(source) = self.source else {
+            return Ok(());
+        };
+        if self.restarts >= XA_WALK_RESTARTS {
+            return Err(Error::Unstable {
+                what: "xarray at index",
+                at,
+                reads: self.restarts.saturating_add(1),
+            });
+        }
+        self.restarts = self.restarts.saturating_add(1);
+        self.depth = 0;
+        self.head = if self.past_max {
+            None
+        } else {
+            Some(self.mem.read_kernel_u64(source)?)
+        };
+        Ok(())
+    }
+
+    /// The step after a restart (the loop in [`step`](Self::step) is left first, so
+    /// that the head is looked at again). Bounded by [`XA_WALK_RESTARTS`].
+    fn step_again(&mut self) -> Result<Option<XaEntry>> {
+        self.step()
     }
 
     /// Reads the node `entry` points at into a new frame whose slot 0 holds index `base`.
