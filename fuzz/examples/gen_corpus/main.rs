@@ -452,6 +452,13 @@ fn htab_seeds() {
         elem + u64::from(l.elem_hash_node),
         &((2u64 << 1) | 1).to_le_bytes(),
     );
+    // Its back link: bucket 2's head.
+    put(
+        &mut ram,
+        elem + u64::from(l.elem_hash_node) + 8,
+        &(RAW_DIRECT_MAP + buckets + 2 * u64::from(l.bucket_size) + u64::from(l.bucket_head))
+            .to_le_bytes(),
+    );
     put(&mut ram, elem + u64::from(l.elem_key), &7u32.to_le_bytes());
     put(
         &mut ram,
