@@ -50,9 +50,10 @@ pub struct SourceArgs {
     /// (needs the right to ptrace it). Its RAM regions come from --qmp or --region.
     #[arg(long, global = true, value_name = "PID", conflicts_with = "ram")]
     pub pid: Option<i32>,
-    /// QEMU's QMP socket: where the guest's RAM lies in QEMU (with --pid), the vCPU's
-    /// CR3/CR4, and a pause of the guest while it is read (see --no-pause).
-    #[arg(long, global = true, value_name = "SOCKET", requires = "pid")]
+    /// QEMU's QMP socket (with --pid or --ram): where the guest's RAM lies (in QEMU,
+    /// or in the RAM file when no --layout is given), the vCPU's CR3/CR4, and a pause
+    /// of the guest while it is read (see --no-pause).
+    #[arg(long, global = true, value_name = "SOCKET", conflicts_with = "core")]
     pub qmp: Option<PathBuf>,
     /// A guest RAM region of the --pid process: guest-physical start, its address in
     /// the process, length (instead of asking QMP).

@@ -20,6 +20,11 @@ const QMP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 pub fn run(cli: &Cli) -> Result<Answer, CliError> {
     let memory = cli.source.ram.is_some() || cli.source.core.is_some() || cli.source.pid.is_some();
     let k = &cli.kernel;
+    if cli.source.qmp.is_some() && cli.source.ram.is_none() && cli.source.pid.is_none() {
+        return Err(CliError::Usage(
+            "--qmp reads a QEMU guest: it needs --ram FILE or --pid PID".into(),
+        ));
+    }
     if !memory {
         if k.vmlinux.is_some() || k.symbols.is_some() || k.btf.is_some() || k.cr3.is_some() {
             return Err(CliError::Usage(
@@ -82,6 +87,10 @@ fn memory_source(cli: &Cli) -> Result<Answer, CliError> {
         layout_override: None,
     };
     if let Some(path) = &cli.source.ram {
+        let mut qmp = match &cli.source.qmp {
+            Some(sock) => Some(Qmp::connect(sock, QMP_TIMEOUT).map_err(CliError::Qmp)?),
+            None => None,
+        };
         let writable = matches!(cli.cmd, Cmd::Write { .. });
         let mut opts = mapwalk_file::RamFile::options().writable(writable);
         if !cli.source.layout.is_empty() {
@@ -92,26 +101,39 @@ fn memory_source(cli: &Cli) -> Result<Answer, CliError> {
                 .parse()
                 .map_err(CliError::Layout)?;
             opts = opts.layout(layout);
+        } else if let Some(q) = &mut qmp {
+            // The QEMU that owns the file says where guest RAM lies in it.
+            opts = opts.layout(q.ram_file_layout(path).map_err(CliError::Qmp)?);
         }
         let ram = opts.open(path)?;
         mapwalk::timing::mark("RAM file opened");
-        let hints = MemoryHints {
-            vmcoreinfo: None,
-            cr3: k.cr3,
-            cr4: None,
-        };
-        // When the description searches the RAM (the candidates of the placement by the
-        // symbols, VMCOREINFO when the symbols did not place the kernel), the pages the
-        // search touched are let go of before it reads more.
-        let release = |ram: &mapwalk_file::RamFile| {
-            if let Err(e) = ram.release_resident() {
-                eprintln!("mapwalk: warning: releasing the probed pages: {e}");
+        let read = move |qmp: Option<&mut Qmp>| -> Result<Answer, CliError> {
+            let mut hints = MemoryHints {
+                vmcoreinfo: None,
+                cr3: k.cr3,
+                cr4: None,
+            };
+            if let Some(q) = qmp {
+                let regs = q.hmp("info registers").map_err(CliError::Qmp)?;
+                if let Some(r) = X86ControlRegs::parse(&regs) {
+                    hints.cr3 = hints.cr3.or(Some(r.cr3));
+                    hints.cr4 = Some(r.cr4);
+                }
             }
-            mapwalk::timing::mark("searched, pages released");
+            // When the description searches the RAM (the candidates of the placement
+            // by the symbols, VMCOREINFO when the symbols did not place the kernel),
+            // the pages the search touched are let go of before it reads more.
+            let release = |ram: &mapwalk_file::RamFile| {
+                if let Err(e) = ram.release_resident() {
+                    eprintln!("mapwalk: warning: releasing the probed pages: {e}");
+                }
+                mapwalk::timing::mark("searched, pages released");
+            };
+            let kernel = describe::describe_with(ram, &spec, &hints, release)?;
+            warn(&kernel.warnings);
+            command(&settled(cli, kernel), &cli.cmd, cli.json)
         };
-        let kernel = describe::describe_with(ram, &spec, &hints, release)?;
-        warn(&kernel.warnings);
-        command(&settled(cli, kernel), &cli.cmd, cli.json)
+        paused(qmp, cli.source.no_pause, read)
     } else if let Some(path) = &cli.source.core {
         let core = mapwalk_file::ElfCore::open(path)?;
         // The core's VMCOREINFO note and the CPU state of its first vCPU with a CR3;
@@ -165,9 +187,18 @@ fn process_source(cli: &Cli, pid: i32, spec: &KernelSpec) -> Result<Answer, CliE
         warn(&kernel.warnings);
         command(&settled(cli, kernel), &cli.cmd, cli.json)
     };
+    paused(qmp, cli.source.no_pause, read)
+}
+
+/// Runs `read` with the guest paused through `qmp` (unless `no_pause`), resumed
+/// whatever the read's outcome, panics included; without QMP, as it is.
+fn paused(
+    qmp: Option<Qmp>,
+    no_pause: bool,
+    read: impl FnOnce(Option<&mut Qmp>) -> Result<Answer, CliError>,
+) -> Result<Answer, CliError> {
     match qmp {
-        // Resumed whatever the read's outcome, panics included.
-        Some(mut q) if !cli.source.no_pause => {
+        Some(mut q) if !no_pause => {
             with_paused(&mut q, |q| read(Some(q))).map_err(CliError::Qmp)?
         }
         Some(mut q) => read(Some(&mut q)),

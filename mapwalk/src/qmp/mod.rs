@@ -14,8 +14,10 @@
 
 pub mod mtree;
 
+use mapwalk_file::Layout;
 use mapwalk_kvm::ProcessRegion;
 use serde_json::{json, Value};
+use std::fs;
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -190,6 +192,42 @@ impl Qmp {
             });
         }
         Ok(out)
+    }
+
+    /// Where guest RAM lies in the RAM file at `path`: the guest's main RAM region must
+    /// be a `memory-backend-file` whose `mem-path` is that file (else an error naming
+    /// both), and its flat view (`info mtree -f`) gives the [`Layout`] of the file.
+    ///
+    /// # Errors
+    /// As [`execute`](Self::execute); invalid data when the main RAM is not that file's
+    /// backend or the memory tree cannot be read.
+    pub fn ram_file_layout(&mut self, path: &Path) -> io::Result<Layout> {
+        let text = self.hmp("info mtree -f")?;
+        let region = mtree::main_ram_region(&text).map_err(|e| bad_data(e.to_string()))?;
+        let mem_path = self
+            .execute(
+                "qom-get",
+                Some(json!({ "path": format!("/objects/{region}"), "property": "mem-path" })),
+            )
+            .map_err(|e| {
+                bad_data(format!(
+                    "the guest's main RAM region {region:?} is not a memory-backend-file ({e})"
+                ))
+            })?;
+        let mem_path = mem_path
+            .as_str()
+            .ok_or_else(|| bad_data(format!("qom-get mem-path: not a string: {mem_path}")))?;
+        let same = match (fs::canonicalize(mem_path), fs::canonicalize(path)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        if !same {
+            return Err(bad_data(format!(
+                "this QEMU's guest RAM is {mem_path}, not {}",
+                path.display()
+            )));
+        }
+        mtree::ram_layout(&text, &region).map_err(|e| bad_data(e.to_string()))
     }
 
     /// Whether the guest is running (`query-status`).

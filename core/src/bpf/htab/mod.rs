@@ -84,9 +84,12 @@ struct Geometry {
 /// - `n_buckets` must be a power of two, equal `roundup_pow_of_two(max_entries)` (else
 ///   [`Error::Corrupt`]) and be at most [`Limits::htab_buckets`](crate::Limits) (else
 ///   [`Error::LimitExceeded`]), before the bucket array is read;
-/// - a chain pointer must be a kernel pointer (upper half, 8-byte aligned), and a nulls
-///   marker must be its own bucket's; otherwise that bucket ends with an
-///   [`Error::Corrupt`] and the walk goes on with the next bucket;
+/// - a chain pointer must be a kernel pointer (upper half, 8-byte aligned), a nulls
+///   marker must be its own bucket's, and an element's back link (`hash_node.pprev`)
+///   must point at the link the walk followed to it; otherwise the bucket is read
+///   again from its head (see below), and a bad pointer or marker read the same way
+///   twice in a row ends that bucket with an [`Error::Corrupt`] and the walk goes on
+///   with the next bucket;
 /// - a chain longer than [`Limits::bucket_chain`](crate::Limits) (a cycle, say) ends
 ///   its bucket with [`Error::LimitExceeded`]; the walk goes on;
 /// - an element that cannot be read is an error for that element; the walk goes on with
@@ -96,7 +99,18 @@ struct Geometry {
 ///   [`HTAB_EXTRA_ELEMS`](crate::limits::HTAB_EXTRA_ELEMS) elements ends with
 ///   [`Error::LimitExceeded`].
 ///
-/// The map is read while the walk runs: walk a paused guest.
+/// **A running guest.** The map is read while the walk runs, as the kernel's lockless
+/// lookups read it: a bucket that changed under the walk (an element freed, moved to
+/// another bucket, or overtaken by a new head) is read again from a fresh head, and the
+/// elements it already yielded are skipped, so every element is yielded once and only
+/// while it was linked in its bucket. After [`Limits::bucket_reads`](crate::Limits)
+/// reads of one bucket, the bucket is an [`Error::Unstable`] error and the walk goes
+/// on. A back link that is wrong the same way on two reads in a row is memory that is
+/// not changing (a guest stopped in the middle of an update): the element is taken as
+/// the kernel would find it. A key can still be yielded twice, by two elements, when an
+/// update replaced its element during the walk (the kernel links the new element before
+/// it unlinks the old one): the library's memory source keeps the first.
+/// [`HtabWalk::rereads`] counts the buckets read again.
 ///
 /// ```
 /// # #[cfg(feature = "synth")]
