@@ -28,6 +28,8 @@ mod bpf;
 mod churn;
 #[path = "real_kernel/cli.rs"]
 mod cli;
+#[path = "real_kernel/corrupt.rs"]
+mod corrupt;
 #[path = "real_kernel/describe.rs"]
 mod describe;
 #[path = "real_kernel/dump.rs"]

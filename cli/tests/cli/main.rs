@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 const BIN: &str = env!("CARGO_BIN_EXE_mapwalk");
 
 mod btf;
+mod btf_table;
 mod errors;
 mod lookup;
 

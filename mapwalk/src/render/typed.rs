@@ -74,6 +74,13 @@ fn write_hex_of<W: Write + ?Sized>(out: &mut W, bytes: &[u8]) -> io::Result<()> 
     out.write_all(b"\"")
 }
 
+/// A 128-bit integer as bpftool prints it: a hex string without leading zeros
+/// (`"0x{upper:x}{lower:016x}"`, or `"0x{lower:x}"` when the upper half is zero).
+fn write_int128<W: Write + ?Sized>(out: &mut W, b: [u8; 16]) -> io::Result<()> {
+    let v = u128::from_le_bytes(b);
+    write!(out, "\"{v:#x}\"")
+}
+
 /// A member of an object, its anonymous structs and unions flattened.
 struct Field<'b> {
     name: Cow<'b, str>,
@@ -255,6 +262,9 @@ impl<'a, W: Write + ?Sized> Walk<'_, 'a, W> {
         if let ([c], true) = (b, enc.is_char()) {
             // bpftool: a char is a one-character string.
             return write_str(self.out, &char::from(*c).to_string());
+        }
+        if let Ok(b16) = <[u8; 16]>::try_from(b) {
+            return write_int128(self.out, b16);
         }
         if size > 8 {
             return write_hex_of(self.out, b);

@@ -24,6 +24,8 @@ macro_rules! layout {
 
 mod attr;
 mod batch;
+#[cfg(feature = "test-util")]
+mod btf_load;
 mod info;
 mod map;
 mod mmap;
@@ -40,6 +42,8 @@ use zerocopy::{FromBytes, Immutable, IntoBytes};
 use crate::error::{Errno, Result};
 
 pub use batch::Batch;
+#[cfg(feature = "test-util")]
+pub use btf_load::{btf_load, map_create_with_btf};
 pub(crate) use info::RawMapInfo;
 pub use info::{btf_get_fd_by_id, btf_info, map_get_fd_by_id, map_get_next_id, BtfObject};
 pub use map::{
