@@ -934,7 +934,14 @@ pub fn describe_with<M: PhysRead>(
     let layout = match spec.layout_override {
         Some(layout) => layout,
         None => {
-            let resolved = btf::resolve_layout(&reader).map_err(btf_err)?;
+            // A kernel whose structures do not resolve is refused by name and version.
+            let resolved = btf::resolve_layout(&reader).map_err(|source| DescribeError::Btf {
+                what: format!(
+                    "kernel {release} is not one mapwalk can read (refused rather than \
+                     misread; {btf_what})"
+                ),
+                source,
+            })?;
             warnings.extend(resolved.warnings);
             resolved.layout
         }

@@ -946,3 +946,21 @@ fn a_corrupt_or_foreign_table_is_an_error() {
     let err = describe(g.mem(), &memory_spec(), &MemoryHints::default()).unwrap_err();
     assert!(matches!(&err, DescribeError::Mismatch { .. }), "{err}");
 }
+
+#[test]
+fn a_kernel_whose_structures_do_not_resolve_is_refused_by_name_and_version() {
+    // The guest's BTF (in memory) has no types at all: nothing resolves.
+    let g = Guest::new(false);
+    let dir = TempDir::new();
+    let mut s = spec(&dir, &kallsyms(&g.symbols(), 0));
+    s.layout_override = None;
+    let err = describe(g.mem(), &s, &g.hints()).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with(&format!("kernel {RELEASE} is not one mapwalk can read")),
+        "{msg}"
+    );
+    assert!(msg.contains("refused rather than misread"), "{msg}");
+    // The first structure it looked for.
+    assert!(msg.ends_with("BTF: no struct xarray"), "{msg}");
+}
