@@ -37,12 +37,16 @@ pub fn command(src: &dyn MapSource, cmd: &Cmd, json: bool) -> Result<Answer, Cli
         Cmd::Maps => {
             let report = src.maps_report()?;
             if json {
-                let list: Vec<_> = report.maps.iter().map(render::map_json).collect();
+                let list: Vec<_> = report
+                    .maps
+                    .iter()
+                    .map(|m| render::map_json_state(m, &src.state(m)))
+                    .collect();
                 serde_json::to_writer(&mut out, &list)?;
                 writeln!(out)?;
             } else {
                 for m in &report.maps {
-                    render::write_map_human(&mut out, m)?;
+                    render::write_map_human_state(&mut out, m, &src.state(m))?;
                 }
             }
             problems.extend(report.errors.iter().map(|(id, why)| match id {

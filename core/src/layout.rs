@@ -53,6 +53,8 @@ pub struct BpfMapLayout {
     pub btf_value_type_id: u32,
     /// `btf_vmlinux_value_type_id` (u32); absent on kernels without it.
     pub btf_vmlinux_value_type_id: Option<u32>,
+    /// `frozen` (`bool`: `BPF_MAP_FREEZE` was called); absent when the BTF lacks it.
+    pub frozen: Option<u32>,
 }
 
 /// Offsets in `struct bpf_array`.

@@ -97,6 +97,7 @@ pub fn layout(o: [u32; OFFSETS], absent: u8) -> KernelLayout {
             btf_key_type_id: o[13],
             btf_value_type_id: o[14],
             btf_vmlinux_value_type_id: (absent & 1 == 0).then_some(o[15]),
+            frozen: None,
         },
         array: (absent & 2 == 0).then_some(ArrayLayout {
             elem_size: o[16],

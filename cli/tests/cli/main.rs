@@ -180,7 +180,7 @@ fn text_blocks(text: &str) -> (Vec<String>, String) {
     (blocks, last)
 }
 
-const SHOW_KEYS: [&str; 7] = [
+const SHOW_KEYS: [&str; 9] = [
     "id",
     "type",
     "name",
@@ -188,6 +188,8 @@ const SHOW_KEYS: [&str; 7] = [
     "bytes_key",
     "bytes_value",
     "max_entries",
+    "bytes_memlock",
+    "frozen",
 ];
 
 #[test]
@@ -220,6 +222,13 @@ fn dumps_and_listings_match_bpftool() {
         })
         .collect();
 
+    // One map frozen: `frozen` 1 and bpftool's `frozen` line.
+    let frozen = maps[1].id();
+    let out = Command::new("bpftool")
+        .args(["map", "freeze", "id", &frozen.to_string()])
+        .output()
+        .expect("bpftool map freeze");
+    assert!(out.status.success(), "bpftool map freeze: {out:?}");
     let listing = json_of(&run(&["maps", "--json"]), "mapwalk maps --json");
     for m in &maps {
         let id = m.id();
@@ -233,6 +242,7 @@ fn dumps_and_listings_match_bpftool() {
         for k in SHOW_KEYS {
             assert_eq!(ours[k], theirs[k], "map {id} key {k}: {ours} vs {theirs}");
         }
+        assert_eq!(ours["frozen"], u8::from(id == frozen), "map {id}");
 
         let sel = format!("id:{id}");
         let ours = json_of(&run(&["dump", &sel, "--json"]), "mapwalk dump --json");
@@ -270,10 +280,21 @@ fn dumps_and_listings_match_bpftool() {
         );
     }
 
-    // Human listing: bpftool's two lines per map.
+    // Human listing: bpftool's lines per map, the frozen one's third line included.
     let human = run(&["maps"]);
     assert!(human.status.success());
     let text = String::from_utf8(human.stdout).unwrap();
+    for id in [maps[0].id(), frozen] {
+        let theirs = Command::new("bpftool")
+            .args(["map", "show", "id", &id.to_string()])
+            .output()
+            .expect("bpftool map show");
+        let theirs = String::from_utf8(theirs.stdout).unwrap();
+        assert!(
+            text.contains(&theirs),
+            "map {id}: bpftool's lines\n{theirs}not in mapwalk's listing:\n{text}"
+        );
+    }
     let id = maps[0].id();
     assert!(
         text.contains(&format!(

@@ -229,6 +229,7 @@ pub(crate) fn layout_with(
             &mut warnings,
             off("bpf_map", "btf_vmlinux_value_type_id"),
         ),
+        frozen: optional(&mut warnings, off("bpf_map", "frozen")),
     };
     let array = group(&mut warnings, "bpf_array (ARRAY maps)", || {
         Ok(ArrayLayout {

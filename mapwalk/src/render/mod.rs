@@ -15,7 +15,7 @@ use std::io::{self, Write};
 
 use serde_json::{json, Map, Value};
 
-use crate::source::{MapInfo, ValueRef};
+use crate::source::{MapInfo, MapState, ValueRef};
 
 /// `"0x00"` .. `"0xff"` with their quotes, for the hex arrays.
 const fn hex_table() -> [[u8; 6]; 256] {
@@ -147,6 +147,60 @@ pub fn map_json(m: &MapInfo) -> Value {
         o.insert("btf_id".into(), json!(m.btf_id));
     }
     Value::Object(o)
+}
+
+/// One map as `bpftool -j map show` gives it, with what `state` knows
+/// (`bytes_memlock`, and `frozen` as 0 or 1, as bpftool prints them).
+pub fn map_json_state(m: &MapInfo, state: &MapState) -> Value {
+    let mut v = map_json(m);
+    if let Value::Object(o) = &mut v {
+        if let Some(n) = state.memlock {
+            o.insert("bytes_memlock".into(), json!(n));
+        }
+        if let Some(f) = state.frozen {
+            o.insert("frozen".into(), json!(u8::from(f)));
+        }
+        // bpftool's order: btf_id after them.
+        if let Some(id) = o.remove("btf_id") {
+            o.insert("btf_id".into(), id);
+        }
+    }
+    v
+}
+
+/// One map as `bpftool map show` prints it, with what `state` knows: `  memlock NB`
+/// on the second line, and `frozen` on the third (after `btf_id`).
+///
+/// # Errors
+/// The writer's.
+pub fn write_map_human_state(w: &mut impl Write, m: &MapInfo, state: &MapState) -> io::Result<()> {
+    match m.map_type.name() {
+        Some(n) => write!(w, "{}: {n}  ", m.id)?,
+        None => write!(w, "{}: type {}  ", m.id, m.map_type.0)?,
+    }
+    if !m.name.as_bytes().is_empty() {
+        write!(w, "name {}  ", m.name)?;
+    }
+    writeln!(w, "flags {:#x}", m.map_flags.bits())?;
+    write!(
+        w,
+        "\tkey {}B  value {}B  max_entries {}",
+        m.key_size, m.value_size, m.max_entries
+    )?;
+    if let Some(n) = state.memlock {
+        write!(w, "  memlock {n}B")?;
+    }
+    let frozen = state.frozen == Some(true);
+    if m.btf_id != 0 || frozen {
+        write!(w, "\n\t")?;
+        if m.btf_id != 0 {
+            write!(w, "btf_id {}", m.btf_id)?;
+        }
+        if frozen {
+            write!(w, "{}frozen", if m.btf_id != 0 { "  " } else { "" })?;
+        }
+    }
+    writeln!(w)
 }
 
 /// One map as `bpftool map show` prints it:

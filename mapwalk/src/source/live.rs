@@ -77,6 +77,18 @@ impl MapSource for LiveSource {
         Ok(mapwalk_live::LiveMap::open(id)?.map(|m| *m.info()))
     }
 
+    fn state(&self, map: &MapInfo) -> super::MapState {
+        use std::os::fd::AsRawFd;
+        let Ok(live) = self.open(map) else {
+            return super::MapState::default();
+        };
+        // The kernel's own account of the map, as bpftool reads it.
+        let path = format!("/proc/self/fdinfo/{}", live.fd().as_raw_fd());
+        std::fs::read_to_string(path)
+            .map(|text| super::MapState::from_fdinfo(&text))
+            .unwrap_or_default()
+    }
+
     fn btf(&self, map: &MapInfo) -> Result<Option<MapBtf>, SourceError> {
         if map.btf_id == 0 {
             return Ok(None);

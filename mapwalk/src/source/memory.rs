@@ -8,7 +8,7 @@ use crate::btf::MapBtf;
 use crate::describe::Kernel;
 use mapwalk_core::bpf::{Bpf, EntryValue, PerCpuOffsets, WALKABLE_MAP_TYPES};
 use mapwalk_core::MapType;
-use mapwalk_core::{KernelView, PhysRead};
+use mapwalk_core::{KernelRead, KernelView, PhysRead};
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -142,6 +142,11 @@ impl<M: PhysRead> MemorySource<M> {
         &self.kernel
     }
 
+    #[cfg(test)]
+    pub(super) fn kernel_mut_for_tests(&mut self) -> &mut Kernel<M> {
+        &mut self.kernel
+    }
+
     /// Forgets every cached translation, so the next walk sees the guest's page
     /// tables as they are now. Call it once per pause of a running guest: the
     /// description (symbols, layout, placement) stays valid for the whole boot; the
@@ -200,6 +205,29 @@ impl<M: PhysRead + GuestWrite> MapSource for MemorySource<M> {
 
     fn map_by_id(&self, id: u32) -> Result<Option<MapInfo>, SourceError> {
         Ok(self.bpf().map_by_id(id)?)
+    }
+
+    fn state(&self, map: &MapInfo) -> super::MapState {
+        // `bpf_map.frozen`, when the BTF has it; memory holds no memlock figure.
+        let frozen = self
+            .kernel
+            .layout
+            .bpf_map
+            .frozen
+            .filter(|_| map.from_memory())
+            .and_then(|off| map.kva.checked_add(u64::from(off)))
+            .and_then(|at| {
+                let mut b = [0u8; 1];
+                self.kernel
+                    .view
+                    .read_kernel(at, &mut b)
+                    .ok()
+                    .map(|()| b != [0])
+            });
+        super::MapState {
+            frozen,
+            memlock: None,
+        }
     }
 
     fn btf(&self, map: &MapInfo) -> Result<Option<MapBtf>, SourceError> {

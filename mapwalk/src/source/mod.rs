@@ -13,6 +13,7 @@
 mod live;
 mod memory;
 mod settle;
+mod state;
 
 use std::fmt;
 use std::ops::ControlFlow;
@@ -23,6 +24,7 @@ pub use mapwalk_core::{MapInfo, MapType};
 pub use mapwalk_live::ValueRef;
 pub use memory::{GuestWrite, MemorySource};
 pub use settle::Settle;
+pub use state::MapState;
 
 /// Why a source could not do what was asked.
 #[derive(Debug)]
@@ -165,6 +167,13 @@ pub trait MapSource {
             maps: self.maps()?,
             errors: Vec::new(),
         })
+    }
+
+    /// What is known of `map` beyond its metadata (frozen, memory charged); the
+    /// default: nothing.
+    fn state(&self, map: &MapInfo) -> MapState {
+        let _ = map;
+        MapState::default()
     }
 
     /// The map with id `id`, or `None`.

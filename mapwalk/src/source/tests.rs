@@ -264,3 +264,26 @@ fn lookup_and_next_key_from_memory() {
         .unwrap());
     assert_eq!(value, b"wxyz");
 }
+
+#[test]
+fn frozen_comes_from_memory_and_memlock_only_from_the_live_host() {
+    let (mut g, _) = guest();
+    // Map 2 frozen: `bpf_map.frozen` set.
+    let kva = g.maps.iter().find(|m| m.id == 2).unwrap().kva;
+    let off = g.layout.bpf_map.frozen.unwrap();
+    let pa = g.pa_of(Kva(kva.0 + u64::from(off)));
+    g.ram.write_u8(pa, 1);
+    let ram = RamImage::new(&g, "frozen");
+    let src = source(&g, &ram, true);
+    let states: Vec<MapState> = src.maps().unwrap().iter().map(|m| src.state(m)).collect();
+    let frozen: Vec<Option<bool>> = states.iter().map(|s| s.frozen).collect();
+    assert_eq!(frozen, [false, true, false, false, false, false].map(Some));
+    assert!(states.iter().all(|s| s.memlock.is_none()));
+    // A layout without the field: unknown, not "not frozen".
+    let mut layout = g.layout;
+    layout.bpf_map.frozen = None;
+    let mut src = source(&g, &ram, true);
+    src.kernel_mut_for_tests().layout = layout;
+    let map = src.map_by_id(2).unwrap().unwrap();
+    assert_eq!(src.state(&map).frozen, None);
+}

@@ -45,6 +45,8 @@ pub fn default_layout() -> KernelLayout {
             btf_vmlinux_value_type_id: Some(76),
             btf: 80,
             name: 96,
+            // Zero (not frozen) unless a test writes it.
+            frozen: Some(112),
         },
         array: Some(ArrayLayout {
             elem_size: 256,
