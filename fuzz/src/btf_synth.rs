@@ -313,6 +313,7 @@ pub fn kernel_btf() -> &'static [u8] {
             ],
         );
         let name = b.array(chr, uint, 16);
+        let flag = b.int("_Bool", 1, INT_BOOL);
         let map = b.aggregate(
             false,
             "bpf_map",
@@ -336,6 +337,11 @@ pub fn kernel_btf() -> &'static [u8] {
                 ),
                 ("btf", vptr, bpf_map.btf),
                 ("name", name, bpf_map.name),
+                (
+                    "frozen",
+                    flag,
+                    bpf_map.frozen.expect("in the default layout"),
+                ),
             ],
         );
         let flex = b.array(chr, uint, 0);
