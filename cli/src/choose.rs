@@ -64,16 +64,9 @@ fn memory_source(cli: &Cli) -> Result<Answer, CliError> {
     let symbols = match (&k.vmlinux, &k.symbols) {
         (Some(v), _) => SymbolSource::Vmlinux(v.clone()),
         (None, Some(s)) => SymbolSource::SymbolFile(s.clone()),
-        // A RAM file or a core: the kernel's own symbol table, found through the
+        // Guest memory of any kind: the kernel's own symbol table, found through the
         // VMCOREINFO (Linux 6.0 and later).
-        (None, None) if cli.source.ram.is_some() || cli.source.core.is_some() => {
-            SymbolSource::GuestMemory
-        }
-        (None, None) => {
-            return Err(CliError::Usage(
-                "a memory source needs the guest's kernel: --vmlinux FILE or --symbols FILE".into(),
-            ))
-        }
+        (None, None) => SymbolSource::GuestMemory,
     };
     let btf = match (&k.btf, &k.vmlinux) {
         (Some(f), _) => Some(BtfSource::File(f.clone())),

@@ -34,6 +34,32 @@ fn deb13_kaslr_5level_anon_read_from_outside_the_qemu_process() {
 
     let listing = cli.json(test, &["maps", "--json"]);
     check_listing(test, &listing, &truth);
+
+    // With no kernel option at all: the kernel's own symbol table, read out of the
+    // process through the VMCOREINFO, gives the same listing and the same dump.
+    let bin = e2e::inguest::host_mapwalk().unwrap_or_else(|e| panic!("build mapwalk: {e}"));
+    let zero = |args: &[&str]| -> Value {
+        let out = std::process::Command::new(bin)
+            .arg("--pid")
+            .arg(guest.qemu_pid().to_string())
+            .arg("--qmp")
+            .arg(guest.qmp_path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{test}: {args:?} with no kernel option: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{test}: {args:?}: {e}"))
+    };
+    assert_eq!(zero(&["maps", "--json"]), listing, "{test}: zero-config listing");
+    assert_eq!(
+        zero(&["dump", "--all", "--json"]),
+        cli.json(test, &["dump", "--all", "--json"]),
+        "{test}: zero-config dump --all"
+    );
     let hash = truth
         .iter()
         .find(|m| m.name == "mw_hash")
