@@ -98,6 +98,9 @@ fn memory_source(cli: &Cli) -> Result<Answer, CliError> {
             // The QEMU that owns the file says where guest RAM lies in it.
             opts = opts.layout(q.ram_file_layout(path).map_err(CliError::Qmp)?);
         }
+        // Without a layout, one range from 0; the kernel's own memory map checks it.
+        let given_layout = !cli.source.layout.is_empty() || qmp.is_some();
+        let reopen = opts.clone();
         let ram = opts.open(path)?;
         mapwalk::timing::mark("RAM file opened");
         let read = move |qmp: Option<&mut Qmp>| -> Result<Answer, CliError> {
@@ -122,7 +125,25 @@ fn memory_source(cli: &Cli) -> Result<Answer, CliError> {
                 }
                 mapwalk::timing::mark("searched, pages released");
             };
-            let kernel = describe::describe_with(ram, &spec, &hints, release)?;
+            let kernel = match describe::describe_with(ram, &spec, &hints, release) {
+                // A file of a guest with RAM above 4 GiB, read as one range: the layout
+                // QEMU gives such a file, checked by describing again.
+                Err(describe::DescribeError::RamLayout {
+                    ram: kernel_ram, ..
+                }) if !given_layout => {
+                    let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+                    let Some(layout) = describe::ram_layout::qemu_layout(&kernel_ram, len) else {
+                        return Err(describe::DescribeError::RamLayout {
+                            missing: kernel_ram.clone(),
+                            ram: kernel_ram,
+                        }
+                        .into());
+                    };
+                    let ram = reopen.layout(layout).open(path)?;
+                    describe::describe_with(ram, &spec, &hints, release)?
+                }
+                other => other?,
+            };
             warn(&kernel.warnings);
             command(&settled(cli, kernel), &cli.cmd, cli.json)
         };

@@ -54,7 +54,11 @@ fn deb13_kaslr_5level_anon_read_from_outside_the_qemu_process() {
         );
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{test}: {args:?}: {e}"))
     };
-    assert_eq!(zero(&["maps", "--json"]), listing, "{test}: zero-config listing");
+    assert_eq!(
+        zero(&["maps", "--json"]),
+        listing,
+        "{test}: zero-config listing"
+    );
     assert_eq!(
         zero(&["dump", "--all", "--json"]),
         cli.json(test, &["dump", "--all", "--json"]),

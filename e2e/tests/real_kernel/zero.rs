@@ -14,7 +14,9 @@
 use super::cli::check_listing;
 use mapwalk::describe::ksymtab::{AddressEncoding, Ksymtab, KsymtabLocation};
 use mapwalk::describe::vmcoreinfo::find_vmcoreinfo;
-use mapwalk::describe::DESCRIBE_SYMBOLS;
+use mapwalk::describe::{
+    self, BtfSource, DescribeError, KernelSpec, MemoryHints, SymbolSource, DESCRIBE_SYMBOLS,
+};
 use mapwalk_core::arch::x86_64::X86Paging;
 use mapwalk_core::kernel::{KernelAddrs, KernelView};
 use mapwalk_core::{Paging, PhysRead};
@@ -228,12 +230,32 @@ fn zero_config(config: &GuestConfig) {
     std::fs::write(&syms, &report.sections["kallsyms"])
         .unwrap_or_else(|e| panic!("{test}: {}: {e}", syms.display()));
 
-    let mut source: Vec<OsString> = vec!["--ram".into(), guest.ram_path().into()];
+    // No --layout either: a 3 GiB guest's file, read as one range, leaves out the RAM
+    // the kernel has at 4 GiB; the CLI then takes QEMU's layout for the kernel's RAM
+    // (its e820 table) and checks it by describing again.
+    let source: Vec<OsString> = vec!["--ram".into(), guest.ram_path().into()];
     let identity = layout.ranges().len() == 1 && layout.ranges()[0].gpa.0 == 0;
     if !identity {
-        for r in layout.ranges() {
-            source.push("--layout".into());
-            source.push(format!("{:#x}:{:#x}:{:#x}", r.gpa.0, r.offset, r.len).into());
+        let flat = RamFile::options()
+            .open(guest.ram_path())
+            .unwrap_or_else(|e| panic!("{test}: RamFile: {e}"));
+        let mut spec = KernelSpec::new(SymbolSource::SymbolFile(syms.clone()));
+        spec.btf = Some(BtfSource::GuestMemory);
+        match describe::describe(flat, &spec, &MemoryHints::default()) {
+            Err(DescribeError::RamLayout { missing, ram }) => {
+                let high: Vec<(u64, u64)> = layout
+                    .ranges()
+                    .iter()
+                    .filter(|r| r.gpa.0 >= 1 << 32)
+                    .map(|r| (r.gpa.0, r.len))
+                    .collect();
+                assert_eq!(missing, high, "{test}: the RAM a flat read leaves out");
+                let file_len = std::fs::metadata(guest.ram_path()).unwrap().len();
+                let derived = describe::ram_layout::qemu_layout(&ram, file_len)
+                    .unwrap_or_else(|| panic!("{test}: no layout for {ram:x?}"));
+                assert_eq!(derived.ranges(), layout.ranges(), "{test}: QEMU's layout");
+            }
+            other => panic!("{test}: a flat read of a split file: {other:?}"),
         }
     }
     let ram = RamFile::options()

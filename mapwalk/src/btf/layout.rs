@@ -26,6 +26,8 @@ pub const LAYOUT_STRUCTS: &[&str] = &[
     "bucket",
     "htab_elem",
     "hlist_nulls_node",
+    "e820_table",
+    "e820_entry",
     "btf",
 ];
 

@@ -48,6 +48,16 @@ pub enum DescribeError {
         /// The core's error.
         source: mapwalk_core::Error,
     },
+    /// The memory does not hold all the RAM the kernel has (its e820 table): a RAM file
+    /// read with the wrong layout (QEMU puts RAM past about 2.75 GiB at 4 GiB and up).
+    /// [`ram_layout::qemu_layout`](super::ram_layout::qemu_layout) gives the layout of
+    /// a QEMU RAM file that holds `ram`.
+    RamLayout {
+        /// The kernel's RAM ranges the memory does not hold, `(start, length)`.
+        missing: Vec<(u64, u64)>,
+        /// All the kernel's RAM ranges.
+        ram: Vec<(u64, u64)>,
+    },
     /// The symbols were to come from memory ([`SymbolSource::GuestMemory`]), but the
     /// memory does not lead to them: no VMCOREINFO, or one without the kernel's symbol
     /// table (a kernel older than 6.0). The message names the options that give the
@@ -131,6 +141,19 @@ impl fmt::Display for DescribeError {
             ),
             Self::Kernel { what, source } => write!(f, "{what}: {source}"),
             Self::Btf { what, source } => write!(f, "{what}: {source}"),
+            Self::RamLayout { missing, .. } => {
+                let list: Vec<String> = missing
+                    .iter()
+                    .map(|(s, l)| format!("{s:#x}-{:#x}", s.saturating_add(*l).saturating_sub(1)))
+                    .collect();
+                write!(
+                    f,
+                    "the memory does not hold all the kernel's RAM (its e820 table): {} \
+                     missing; give the RAM file's layout with --layout GPA:OFFSET:LEN, or \
+                     --qmp SOCKET",
+                    list.join(", ")
+                )
+            }
             Self::NoGuestSymbols { why } => write!(
                 f,
                 "the kernel's symbols cannot be read from memory: {why}; give them with \

@@ -72,6 +72,7 @@ mod checks;
 mod error;
 mod guest_symbols;
 pub mod ksymtab;
+pub mod ram_layout;
 mod symbols;
 #[cfg(test)]
 mod tests;
@@ -193,6 +194,7 @@ pub const DESCRIBE_SYMBOLS: &[&str] = &[
     "nr_cpu_ids",
     "__pgtable_l5_enabled",
     "init_top_pgt",
+    "e820_table",
 ];
 
 /// How many bytes of `linux_banner` are read.
@@ -946,7 +948,22 @@ pub fn describe_with<M: PhysRead>(
             resolved.layout
         }
     };
+    let e820 = ram_layout::E820Layout::from_btf(&reader);
     drop(reader);
+    // The memory must hold all the RAM the kernel has (a RAM file read with the wrong
+    // layout does not).
+    if let (Some(l), Some(table)) = (e820, symbols.lookup("e820_table")) {
+        match ram_layout::kernel_ram(&view, table, &l) {
+            Ok(ram) => {
+                let missing = ram_layout::uncovered(&ram, view.mem().ranges());
+                if !missing.is_empty() {
+                    return Err(DescribeError::RamLayout { missing, ram });
+                }
+            }
+            Err(why) => warnings.push(format!("the kernel's memory map (e820) not checked: {why}")),
+        }
+    }
+    crate::timing::mark("RAM layout checked");
     if spec.layout_override.is_none() {
         let from = match &spec.btf {
             Some(BtfSource::File(path)) => format!("--btf {}", path.display()),

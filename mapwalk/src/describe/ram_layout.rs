@@ -1,0 +1,231 @@
+//! The memory's guest-physical layout checked against the kernel's own memory map
+//! (x86_64: its e820 table), and the layout a QEMU RAM file must have when it holds RAM
+//! above 4 GiB.
+//!
+//! A RAM file of a q35 guest with more than about 2.75 GiB keeps 2 GiB below 4 GiB and
+//! the rest at 4 GiB, one after the other in the file (`pc` keeps 3.5 GiB below). Read
+//! from offset 0 as one range, such a file puts the high RAM at the wrong addresses. The
+//! kernel records what RAM it has: `e820_table` points at a `struct e820_table` whose
+//! entries of type `E820_TYPE_RAM` are its RAM ranges. A description whose memory
+//! leaves part of them out is refused ([`DescribeError::RamLayout`]), with the kernel's
+//! ranges, and [`qemu_layout`] gives the layout QEMU uses for them, which the caller can
+//! check by describing again.
+
+use mapwalk_core::{KernelRead, Kva, Pa, PhysRange};
+use mapwalk_file::{Layout, LayoutRange};
+
+use crate::btf::{member_offset, struct_size, BtfReader};
+
+/// The most entries read from an `e820_table` (`E820_MAX_ENTRIES` is 128 + 3 ×
+/// `MAX_NUMNODES`: 3,200 with 1,024 nodes).
+pub const MAX_E820_ENTRIES: u32 = 4096;
+
+/// `E820_TYPE_RAM`.
+const E820_TYPE_RAM: u32 = 1;
+
+/// 4 GiB: where QEMU puts the RAM that does not fit below the PCI hole.
+const FOUR_GIB: u64 = 1 << 32;
+
+/// Offsets in `struct e820_table` and `struct e820_entry`, from BTF.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct E820Layout {
+    /// `e820_table.nr_entries` (u32).
+    pub nr_entries: u32,
+    /// `e820_table.entries` (the array).
+    pub entries: u32,
+    /// `sizeof(struct e820_entry)` (20: packed).
+    pub entry_size: u32,
+    /// `e820_entry.addr` (u64).
+    pub addr: u32,
+    /// `e820_entry.size` (u64).
+    pub size: u32,
+    /// `e820_entry.type` (u32).
+    pub kind: u32,
+}
+
+impl E820Layout {
+    /// The offsets from the kernel's BTF, or `None` when it lacks them (then nothing is
+    /// checked).
+    pub fn from_btf(r: &BtfReader<'_>) -> Option<Self> {
+        let l = Self {
+            nr_entries: member_offset(r, "e820_table", "nr_entries").ok()?,
+            entries: member_offset(r, "e820_table", "entries").ok()?,
+            entry_size: struct_size(r, "e820_entry").ok()?,
+            addr: member_offset(r, "e820_entry", "addr").ok()?,
+            size: member_offset(r, "e820_entry", "size").ok()?,
+            kind: member_offset(r, "e820_entry", "type").ok()?,
+        };
+        let fits = |off: u32, len: u32| off.checked_add(len).is_some_and(|e| e <= l.entry_size);
+        (fits(l.addr, 8) && fits(l.size, 8) && fits(l.kind, 4)).then_some(l)
+    }
+}
+
+/// The kernel's RAM ranges `(start, length)`, in its order, from the `struct e820_table`
+/// that the pointer variable at `e820_table` points at.
+///
+/// # Errors
+/// What could not be read, or an entry count above [`MAX_E820_ENTRIES`].
+pub fn kernel_ram<K: KernelRead + ?Sized>(
+    view: &K,
+    e820_table: Kva,
+    l: &E820Layout,
+) -> Result<Vec<(u64, u64)>, String> {
+    let table = Kva(view
+        .read_kernel_u64(e820_table)
+        .map_err(|e| format!("e820_table at {e820_table}: {e}"))?);
+    let at = |off: u32| {
+        table
+            .checked_add(u64::from(off))
+            .ok_or_else(|| format!("e820_table {table} + {off}"))
+    };
+    let n = view
+        .read_kernel_u32(at(l.nr_entries)?)
+        .map_err(|e| format!("e820_table.nr_entries at {table}: {e}"))?;
+    if n > MAX_E820_ENTRIES {
+        return Err(format!(
+            "e820_table at {table} claims {n} entries, more than {MAX_E820_ENTRIES}"
+        ));
+    }
+    let stride = usize::try_from(l.entry_size).map_err(|e| e.to_string())?;
+    let len = stride
+        .checked_mul(usize::try_from(n).map_err(|e| e.to_string())?)
+        .ok_or("e820 table size")?;
+    let mut raw = vec![0u8; len];
+    view.read_kernel(at(l.entries)?, &mut raw)
+        .map_err(|e| format!("e820_table.entries at {table}: {e}"))?;
+    let field = |e: &[u8], off: u32, n: usize| -> u64 {
+        let off = usize::try_from(off).unwrap_or(usize::MAX);
+        e.get(off..off.saturating_add(n)).map_or(0, |b| {
+            let mut w = [0u8; 8];
+            w[..n].copy_from_slice(b);
+            u64::from_le_bytes(w)
+        })
+    };
+    Ok(raw
+        .chunks_exact(stride.max(1))
+        .filter(|e| field(e, l.kind, 4) == u64::from(E820_TYPE_RAM))
+        .map(|e| (field(e, l.addr, 8), field(e, l.size, 8)))
+        .filter(|&(_, len)| len > 0)
+        .collect())
+}
+
+/// The parts of `ram` that `have` does not hold.
+pub fn uncovered(ram: &[(u64, u64)], have: &[PhysRange]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    for &(start, len) in ram {
+        let end = start.saturating_add(len);
+        let mut at = start;
+        // Walk the piece through the ranges that hold it, in address order.
+        let mut ranges: Vec<&PhysRange> = have.iter().collect();
+        ranges.sort_by_key(|r| r.start.0);
+        for r in ranges {
+            if r.start.0 <= at && at < r.end() {
+                at = r.end().min(end);
+            }
+        }
+        if at < end {
+            out.push((at, end - at));
+        }
+    }
+    out
+}
+
+/// The layout QEMU gives a RAM file of `file_len` bytes that holds `ram` (the kernel's
+/// RAM ranges): the RAM below 4 GiB from offset 0, as many bytes as the file holds
+/// before the RAM above 4 GiB, which follows it. `None` when `ram` has nothing above 4
+/// GiB or does not fit the file.
+pub fn qemu_layout(ram: &[(u64, u64)], file_len: u64) -> Option<Layout> {
+    let high_end = ram
+        .iter()
+        .map(|&(s, l)| s.saturating_add(l))
+        .filter(|&e| e > FOUR_GIB)
+        .max()?;
+    let high = high_end - FOUR_GIB;
+    let low = file_len.checked_sub(high)?;
+    let low_ram_end = ram
+        .iter()
+        .filter(|&&(s, _)| s < FOUR_GIB)
+        .map(|&(s, l)| s.saturating_add(l))
+        .max()
+        .unwrap_or(0);
+    if low > FOUR_GIB || low < low_ram_end {
+        return None;
+    }
+    Layout::new(vec![
+        LayoutRange {
+            gpa: Pa(0),
+            offset: 0,
+            len: low,
+        },
+        LayoutRange {
+            gpa: Pa(FOUR_GIB),
+            offset: low,
+            len: high,
+        },
+    ])
+    .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const G: u64 = 1 << 30;
+
+    /// A 3 GiB q35 guest's e820 RAM: below 640 KiB, 1 MiB to 2 GiB (less the BIOS's
+    /// last pages), 4 to 5 GiB.
+    fn q35_3g() -> Vec<(u64, u64)> {
+        vec![
+            (0, 0x9_fc00),
+            (0x10_0000, 2 * G - 0x10_0000 - 0x2_0000),
+            (4 * G, G),
+        ]
+    }
+
+    #[test]
+    fn a_flat_view_of_a_split_file_leaves_the_high_ram_out() {
+        let flat = [PhysRange {
+            start: Pa(0),
+            len: 3 * G,
+        }];
+        assert_eq!(uncovered(&q35_3g(), &flat), [(4 * G, G)]);
+        let split = qemu_layout(&q35_3g(), 3 * G).unwrap();
+        let ranges: Vec<(u64, u64, u64)> = split
+            .ranges()
+            .iter()
+            .map(|r| (r.gpa.0, r.offset, r.len))
+            .collect();
+        assert_eq!(ranges, [(0, 0, 2 * G), (4 * G, 2 * G, G)]);
+        let have: Vec<PhysRange> = split
+            .ranges()
+            .iter()
+            .map(|r| PhysRange {
+                start: r.gpa,
+                len: r.len,
+            })
+            .collect();
+        assert!(uncovered(&q35_3g(), &have).is_empty());
+    }
+
+    #[test]
+    fn no_split_when_it_cannot_be() {
+        // All RAM below 4 GiB: nothing to split.
+        assert!(qemu_layout(&[(0, G)], G).is_none());
+        // A file too short for the high RAM, or for the low RAM before it.
+        assert!(qemu_layout(&q35_3g(), G / 2).is_none());
+        assert!(qemu_layout(&q35_3g(), G + G / 2).is_none());
+        // Covered ranges: nothing uncovered, pieces reported exactly.
+        let have = [
+            PhysRange {
+                start: Pa(0),
+                len: G,
+            },
+            PhysRange {
+                start: Pa(G),
+                len: G,
+            },
+        ];
+        assert_eq!(uncovered(&[(0, 2 * G)], &have), []);
+        assert_eq!(uncovered(&[(G / 2, 2 * G)], &have), [(2 * G, G / 2)]);
+    }
+}
