@@ -253,7 +253,15 @@ fn zero_config(config: &GuestConfig) {
                 let file_len = std::fs::metadata(guest.ram_path()).unwrap().len();
                 let derived = describe::ram_layout::qemu_layout(&ram, file_len)
                     .unwrap_or_else(|| panic!("{test}: no layout for {ram:x?}"));
-                assert_eq!(derived.ranges(), layout.ranges(), "{test}: QEMU's layout");
+                // Every range of QEMU's own layout lies where the derived one puts it.
+                for r in layout.ranges() {
+                    assert!(
+                        derived.ranges().iter().any(|d| d.gpa.0 <= r.gpa.0
+                            && r.gpa.0 + r.len <= d.gpa.0 + d.len
+                            && d.offset + (r.gpa.0 - d.gpa.0) == r.offset),
+                        "{test}: QEMU's range {r:?} is not where {derived:?} puts it"
+                    );
+                }
             }
             other => panic!("{test}: a flat read of a split file: {other:?}"),
         }

@@ -195,6 +195,8 @@ pub const DESCRIBE_SYMBOLS: &[&str] = &[
     "__pgtable_l5_enabled",
     "init_top_pgt",
     "e820_table",
+    "max_pfn",
+    "max_low_pfn",
 ];
 
 /// How many bytes of `linux_banner` are read.
@@ -951,16 +953,32 @@ pub fn describe_with<M: PhysRead>(
     let e820 = ram_layout::E820Layout::from_btf(&reader);
     drop(reader);
     // The memory must hold all the RAM the kernel has (a RAM file read with the wrong
-    // layout does not).
-    if let (Some(l), Some(table)) = (e820, symbols.lookup("e820_table")) {
-        match ram_layout::kernel_ram(&view, table, &l) {
-            Ok(ram) => {
-                let missing = ram_layout::uncovered(&ram, view.mem().ranges());
-                if !missing.is_empty() {
-                    return Err(DescribeError::RamLayout { missing, ram });
+    // layout does not): its e820 table says which, or, when the table itself lies in
+    // RAM the memory does not hold (the kernel moves it to the top of RAM early in
+    // boot), its `max_pfn` and `max_low_pfn` say how far RAM goes.
+    let e820_ram = match (e820, symbols.lookup("e820_table")) {
+        (Some(l), Some(table)) => Some(ram_layout::kernel_ram(&view, table, &l)),
+        _ => None,
+    };
+    let ram = match e820_ram {
+        Some(Ok(ram)) => Some(ram),
+        other => {
+            let pfns = match (symbols.lookup("max_pfn"), symbols.lookup("max_low_pfn")) {
+                (Some(max), Some(low)) => ram_layout::pfn_ram(&view, max, low).ok(),
+                _ => None,
+            };
+            if pfns.is_none() {
+                if let Some(Err(why)) = other {
+                    warnings.push(format!("the kernel's memory map (e820) not checked: {why}"));
                 }
             }
-            Err(why) => warnings.push(format!("the kernel's memory map (e820) not checked: {why}")),
+            pfns
+        }
+    };
+    if let Some(ram) = ram {
+        let missing = ram_layout::uncovered(&ram, view.mem().ranges());
+        if !missing.is_empty() {
+            return Err(DescribeError::RamLayout { missing, ram });
         }
     }
     crate::timing::mark("RAM layout checked");

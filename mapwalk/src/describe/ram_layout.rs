@@ -109,6 +109,37 @@ pub fn kernel_ram<K: KernelRead + ?Sized>(
         .collect())
 }
 
+/// The kernel's RAM as its `max_pfn` and `max_low_pfn` (the variables at `max_pfn` and
+/// `max_low_pfn`) bound it: `[0, max_low_pfn)` and, when `max_pfn` is past 4 GiB,
+/// `[4 GiB, max_pfn)` (x86_64 pages of 4 KiB). Holes inside are not known: coarser
+/// than the e820 table, for when that cannot be read.
+///
+/// # Errors
+/// What could not be read, or numbers that cannot be page frames.
+pub fn pfn_ram<K: KernelRead + ?Sized>(
+    view: &K,
+    max_pfn: Kva,
+    max_low_pfn: Kva,
+) -> Result<Vec<(u64, u64)>, String> {
+    let read = |at: Kva, what: &str| {
+        view.read_kernel_u64(at)
+            .map_err(|e| format!("{what} at {at}: {e}"))?
+            .checked_mul(4096)
+            .ok_or_else(|| format!("{what} is no page frame number"))
+    };
+    let (end, low_end) = (read(max_pfn, "max_pfn")?, read(max_low_pfn, "max_low_pfn")?);
+    if low_end > end || low_end > FOUR_GIB {
+        return Err(format!(
+            "max_low_pfn ({low_end:#x}) past max_pfn ({end:#x}) or 4 GiB"
+        ));
+    }
+    let mut ram = vec![(0, low_end)];
+    if end > FOUR_GIB {
+        ram.push((FOUR_GIB, end - FOUR_GIB));
+    }
+    Ok(ram)
+}
+
 /// The parts of `ram` that `have` does not hold.
 pub fn uncovered(ram: &[(u64, u64)], have: &[PhysRange]) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
