@@ -7,9 +7,10 @@
 //! from offset 0 as one range, such a file puts the high RAM at the wrong addresses. The
 //! kernel records what RAM it has: `e820_table` points at a `struct e820_table` whose
 //! entries of type `E820_TYPE_RAM` are its RAM ranges. A description whose memory
-//! leaves part of them out is refused ([`DescribeError::RamLayout`]), with the kernel's
-//! ranges, and [`qemu_layout`] gives the layout QEMU uses for them, which the caller can
-//! check by describing again.
+//! leaves part of them out is refused
+//! ([`DescribeError::RamLayout`](super::DescribeError::RamLayout)), with the kernel's
+//! ranges, and [`qemu_layout`] gives the layout QEMU uses for them, which the caller
+//! can check by describing again.
 
 use mapwalk_core::{KernelRead, Kva, Pa, PhysRange};
 use mapwalk_file::{Layout, LayoutRange};
