@@ -111,12 +111,15 @@ pub fn kernel_ram<K: KernelRead + ?Sized>(
 }
 
 /// The kernel's RAM as its `max_pfn` and `max_low_pfn` (the variables at `max_pfn` and
-/// `max_low_pfn`) bound it: `[0, max_low_pfn)` and, when `max_pfn` is past 4 GiB,
-/// `[4 GiB, max_pfn)` (x86_64 pages of 4 KiB). Holes inside are not known: coarser
-/// than the e820 table, for when that cannot be read.
+/// `max_low_pfn`) bound it, x86_64 pages of 4 KiB: `[4 GiB, max_pfn)` when `max_pfn`
+/// is past 4 GiB, and `[0, max_low_pfn)` when `max_low_pfn` ends at or below 4 GiB.
+/// Linux 6.1 sets `max_low_pfn` to the end of the RAM below 4 GiB, Linux 6.12 to
+/// `max_pfn` on x86_64: there the RAM below 4 GiB is left out (not known from these
+/// variables). Holes inside are not known either: coarser than the e820 table, for when
+/// that cannot be read.
 ///
 /// # Errors
-/// What could not be read, or numbers that cannot be page frames.
+/// What could not be read, or values that are no page frame numbers of RAM.
 pub fn pfn_ram<K: KernelRead + ?Sized>(
     view: &K,
     max_pfn: Kva,
@@ -129,12 +132,20 @@ pub fn pfn_ram<K: KernelRead + ?Sized>(
             .ok_or_else(|| format!("{what} is no page frame number"))
     };
     let (end, low_end) = (read(max_pfn, "max_pfn")?, read(max_low_pfn, "max_low_pfn")?);
-    if low_end > end || low_end > FOUR_GIB {
+    pfn_ranges(end, low_end)
+}
+
+/// [`pfn_ram`]'s ranges for RAM ending at `end` with `max_low_pfn` at `low_end`.
+fn pfn_ranges(end: u64, low_end: u64) -> Result<Vec<(u64, u64)>, String> {
+    if low_end > end || end == 0 {
         return Err(format!(
-            "max_low_pfn ({low_end:#x}) past max_pfn ({end:#x}) or 4 GiB"
+            "max_low_pfn ({low_end:#x}) past max_pfn ({end:#x}), or no RAM"
         ));
     }
-    let mut ram = vec![(0, low_end)];
+    let mut ram = Vec::new();
+    if low_end <= FOUR_GIB {
+        ram.push((0, low_end));
+    }
     if end > FOUR_GIB {
         ram.push((FOUR_GIB, end - FOUR_GIB));
     }
@@ -237,6 +248,30 @@ mod tests {
             })
             .collect();
         assert!(uncovered(&q35_3g(), &have).is_empty());
+    }
+
+    #[test]
+    fn max_pfn_bounds_the_ram_as_each_kernel_sets_max_low_pfn() {
+        // Linux 6.1: max_low_pfn ends the RAM below 4 GiB.
+        assert_eq!(
+            pfn_ranges(5 * G, 2 * G - 0x2_1000),
+            Ok(vec![(0, 2 * G - 0x2_1000), (4 * G, G)])
+        );
+        // Linux 6.12 (x86_64): max_low_pfn is max_pfn; the low RAM is not known.
+        assert_eq!(pfn_ranges(5 * G, 5 * G), Ok(vec![(4 * G, G)]));
+        let flat = [PhysRange {
+            start: Pa(0),
+            len: 3 * G,
+        }];
+        assert_eq!(
+            uncovered(&pfn_ranges(5 * G, 5 * G).unwrap(), &flat),
+            [(4 * G, G)]
+        );
+        // All RAM below 4 GiB.
+        assert_eq!(pfn_ranges(G, G), Ok(vec![(0, G)]));
+        // Nonsense is refused.
+        assert!(pfn_ranges(G, 2 * G).is_err());
+        assert!(pfn_ranges(0, 0).is_err());
     }
 
     #[test]
