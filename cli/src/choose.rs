@@ -129,13 +129,18 @@ fn memory_source(cli: &Cli) -> Result<Answer, CliError> {
                 // A file of a guest with RAM above 4 GiB, read as one range: the layout
                 // QEMU gives such a file, checked by describing again.
                 Err(describe::DescribeError::RamLayout {
-                    ram: kernel_ram, ..
+                    missing,
+                    ram: kernel_ram,
+                    held_end,
                 }) if !given_layout => {
                     let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+                    // No split layout fits (all RAM below 4 GiB, or a file too short
+                    // for it): the first refusal stands.
                     let Some(layout) = describe::ram_layout::qemu_layout(&kernel_ram, len) else {
                         return Err(describe::DescribeError::RamLayout {
-                            missing: kernel_ram.clone(),
+                            missing,
                             ram: kernel_ram,
+                            held_end,
                         }
                         .into());
                     };

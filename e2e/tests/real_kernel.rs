@@ -42,6 +42,8 @@ mod inguest;
 mod kvm;
 #[path = "real_kernel/process.rs"]
 mod process;
+#[path = "real_kernel/truncated.rs"]
+mod truncated;
 #[path = "real_kernel/zero.rs"]
 mod zero;
 

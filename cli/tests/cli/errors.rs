@@ -236,3 +236,38 @@ fn a_dump_that_cannot_be_whole_says_so_and_exits_3() {
         }
     }
 }
+
+#[test]
+fn memory_that_is_no_linux_kernel_is_refused_in_one_line() {
+    let dir = Scratch::new("not-linux");
+    // Random bytes, zeros, and text: no VMCOREINFO anywhere, no kernel option given.
+    let random: Vec<u8> = (0..4u32 << 20)
+        .scan(0x9e37_79b9_u32, |s, _| {
+            *s ^= *s << 13;
+            *s ^= *s >> 17;
+            *s ^= *s << 5;
+            Some(*s as u8)
+        })
+        .collect();
+    let text = "this is not the memory of a Linux kernel\n".repeat(100_000);
+    for (name, bytes) in [
+        ("random", random),
+        ("zeros", vec![0u8; 4 << 20]),
+        ("text", text.into_bytes()),
+    ] {
+        let path = dir.path(name);
+        std::fs::write(&path, bytes).unwrap();
+        let out = run(&["--ram", &path, "maps"]);
+        let (code, stderr) = status_and_stderr(&out);
+        assert_eq!(code, Some(2), "{name}: {stderr}");
+        assert!(out.stdout.is_empty(), "{name}: nothing on stdout");
+        assert_eq!(stderr.lines().count(), 1, "{name}: one line: {stderr}");
+        for part in [
+            "no VMCOREINFO",
+            "not a Linux kernel's memory",
+            "--symbols FILE",
+        ] {
+            assert!(stderr.contains(part), "{name}: {part:?} not in {stderr}");
+        }
+    }
+}

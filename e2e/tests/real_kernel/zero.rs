@@ -242,7 +242,7 @@ fn zero_config(config: &GuestConfig) {
         let mut spec = KernelSpec::new(SymbolSource::SymbolFile(syms.clone()));
         spec.btf = Some(BtfSource::GuestMemory);
         match describe::describe(flat, &spec, &MemoryHints::default()) {
-            Err(DescribeError::RamLayout { missing, ram }) => {
+            Err(DescribeError::RamLayout { missing, ram, .. }) => {
                 let high: Vec<(u64, u64)> = layout
                     .ranges()
                     .iter()
@@ -274,6 +274,11 @@ fn zero_config(config: &GuestConfig) {
     let paused = guest.pause().unwrap_or_else(|e| panic!("{test}: {e}"));
     let table = check_table(test, report, &ram);
     let ram_summary = same_without_symbols(test, &source, &syms, &truth);
+    let cut_summary = if identity {
+        super::truncated::truncated_files(test, report, &ram, guest.ram_path(), &dir)
+    } else {
+        "not cut (3 GiB)".to_owned()
+    };
     let core_summary = if identity {
         let core = dir.join("core.elf");
         let mut paused = paused;
@@ -292,7 +297,7 @@ fn zero_config(config: &GuestConfig) {
     let _ = std::fs::remove_dir_all(&dir);
     eprintln!(
         "{test}: kernel {}: table: {table}\n  RAM file: {ram_summary}\n  ELF core: \
-         {core_summary}\n  all in {:.1} s",
+         {core_summary}\n  cut short: {cut_summary}\n  all in {:.1} s",
         guest.release(),
         started.elapsed().as_secs_f64()
     );

@@ -5,10 +5,25 @@
 
 use mapwalk_core::{arch, Bpf, KernelLayout, KernelView, Kva, Paging, PhysRead, Translation};
 
-use super::DescribeError;
+use super::{DescribeError, Vmcoreinfo};
 
 /// The most maps [`check_maps_fit`] reads.
 pub const MAX_CHECKED_MAPS: usize = 16;
+
+/// Refuses memory the kernel encrypts: a VMCOREINFO whose `NUMBER(sme_mask)` is not
+/// zero (AMD SME, or an SEV guest) describes pages that read as ciphertext from
+/// outside. A kernel without memory encryption writes no `sme_mask`, or zero.
+///
+/// # Errors
+/// [`DescribeError::Encrypted`].
+pub(super) fn check_not_encrypted(info: &Vmcoreinfo) -> Result<(), DescribeError> {
+    match info.number("sme_mask") {
+        Some(mask) if mask != 0 => Err(DescribeError::Encrypted {
+            what: format!("the VMCOREINFO's sme_mask is {mask:#x}: AMD SME or SEV"),
+        }),
+        _ => Ok(()),
+    }
+}
 
 /// Whether the page tables of `view` map kernel symbol `at` (`linux_banner`) where
 /// the kernel image places it. `given` says the root came from the user (`--cr3`).

@@ -57,6 +57,14 @@ pub enum DescribeError {
         missing: Vec<(u64, u64)>,
         /// All the kernel's RAM ranges.
         ram: Vec<(u64, u64)>,
+        /// Where the memory ends (one past its highest guest-physical address).
+        held_end: u64,
+    },
+    /// The guest's memory is encrypted (AMD SME/SEV: the VMCOREINFO's `sme_mask` is
+    /// not zero): read from outside, its pages are ciphertext, so nothing is read.
+    Encrypted {
+        /// What says so.
+        what: String,
     },
     /// The symbols were to come from memory ([`SymbolSource::GuestMemory`]), but the
     /// memory does not lead to them: no VMCOREINFO, or one without the kernel's symbol
@@ -141,19 +149,37 @@ impl fmt::Display for DescribeError {
             ),
             Self::Kernel { what, source } => write!(f, "{what}: {source}"),
             Self::Btf { what, source } => write!(f, "{what}: {source}"),
-            Self::RamLayout { missing, .. } => {
+            Self::RamLayout {
+                missing,
+                ram,
+                held_end,
+            } => {
                 let list: Vec<String> = missing
                     .iter()
                     .map(|(s, l)| format!("{s:#x}-{:#x}", s.saturating_add(*l).saturating_sub(1)))
                     .collect();
+                let ram_end = ram
+                    .iter()
+                    .map(|&(s, l)| s.saturating_add(l))
+                    .max()
+                    .unwrap_or(0);
                 write!(
                     f,
-                    "the memory does not hold all the kernel's RAM (its e820 table): {} \
-                     missing; give the RAM file's layout with --layout GPA:OFFSET:LEN, or \
-                     --qmp SOCKET",
-                    list.join(", ")
+                    "the memory does not hold all the kernel's RAM (its e820 table, or \
+                     max_pfn): {} missing; the memory ends at {held_end:#x} ({} MiB), the \
+                     kernel's RAM at {ram_end:#x} ({} MiB): a truncated file, or one whose \
+                     layout is not the one assumed; give the RAM file's layout with \
+                     --layout GPA:OFFSET:LEN, or --qmp SOCKET",
+                    list.join(", "),
+                    held_end >> 20,
+                    ram_end >> 20
                 )
             }
+            Self::Encrypted { what } => write!(
+                f,
+                "the guest's memory is encrypted ({what}): read from outside it is \
+                 ciphertext, so mapwalk reads nothing from it"
+            ),
             Self::NoGuestSymbols { why } => write!(
                 f,
                 "the kernel's symbols cannot be read from memory: {why}; give them with \

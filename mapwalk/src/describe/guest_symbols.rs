@@ -37,7 +37,10 @@ fn vmcoreinfo<M: PhysRead>(
             searched(mem);
             match found {
                 Ok(Some(f)) => Ok(f.vmcoreinfo),
-                Ok(None) => Err(none("no VMCOREINFO was found in memory")),
+                Ok(None) => Err(none(
+                    "no VMCOREINFO was found in memory: not a Linux kernel's memory, or one \
+                     built without crash support (CONFIG_CRASH_CORE)",
+                )),
                 Err(source) => Err(DescribeError::Kernel {
                     what: "search memory for VMCOREINFO".to_owned(),
                     source,
@@ -58,6 +61,7 @@ pub(super) fn load<M: PhysRead>(
 ) -> Result<(Loaded, Vmcoreinfo), DescribeError> {
     let info = vmcoreinfo(mem, hints, searched)?;
     crate::timing::mark("VMCOREINFO");
+    super::checks::check_not_encrypted(&info)?;
     let release = info.osrelease().unwrap_or("of unknown release");
     let loc =
         KsymtabLocation::from_vmcoreinfo(&info).map_err(|e| DescribeError::NoGuestSymbols {

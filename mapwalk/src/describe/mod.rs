@@ -890,6 +890,9 @@ pub fn describe_with<M: PhysRead>(
     // An empty hint means "do not search": there is none.
     let vmcoreinfo = vmcoreinfo.filter(|v| !v.is_empty());
     let info = vmcoreinfo.as_ref();
+    if let Some(info) = info {
+        checks::check_not_encrypted(info)?;
+    }
     if info.is_some() {
         // The VMCOREINFO's kernel-image symbols, to check the slide with.
         let image_names = info.map(image_symbols).unwrap_or_default();
@@ -978,7 +981,18 @@ pub fn describe_with<M: PhysRead>(
     if let Some(ram) = ram {
         let missing = ram_layout::uncovered(&ram, view.mem().ranges());
         if !missing.is_empty() {
-            return Err(DescribeError::RamLayout { missing, ram });
+            let held_end = view
+                .mem()
+                .ranges()
+                .iter()
+                .map(|r| r.end())
+                .max()
+                .unwrap_or(0);
+            return Err(DescribeError::RamLayout {
+                missing,
+                ram,
+                held_end,
+            });
         }
     }
     crate::timing::mark("RAM layout checked");
