@@ -23,6 +23,7 @@ mod args;
 mod choose;
 mod error;
 mod output;
+mod progress;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -41,6 +42,7 @@ const EXIT_PARTIAL: u8 = 3;
 fn main() -> ExitCode {
     mapwalk::timing::start();
     let cli = Cli::parse();
+    progress::install();
     let result = choose::run(&cli);
     mapwalk::timing::mark("done");
     mapwalk::timing::memory();

@@ -271,3 +271,45 @@ fn memory_that_is_no_linux_kernel_is_refused_in_one_line() {
         }
     }
 }
+
+#[test]
+fn a_long_search_shows_progress_on_a_terminal_only() {
+    let dir = Scratch::new("progress");
+    let path = dir.path("sparse");
+    // 1 GiB of zeros (sparse): the VMCOREINFO search runs for seconds, finds nothing.
+    std::fs::File::create(&path)
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    let out = run(&["--ram", &path, "maps"]);
+    let (code, stderr) = status_and_stderr(&out);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "no progress off a terminal: {stderr}"
+    );
+    // On a terminal (script(1) gives the run one): the bar, then the same error.
+    let log = dir.path("typescript");
+    let cmd = format!("{} --ram {path} maps", env!("CARGO_BIN_EXE_mapwalk"));
+    let status = Command::new("script")
+        .args(["-qec", &cmd, &log])
+        .stdout(std::process::Stdio::null())
+        .status();
+    let Ok(status) = status else {
+        // script(1) is in util-linux, on every Debian machine.
+        panic!("script(1) cannot run");
+    };
+    assert_eq!(status.code(), Some(2));
+    let shown = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        shown.contains("mapwalk: probing page starts for VMCOREINFO [")
+            || shown.contains("mapwalk: scanning memory for VMCOREINFO ["),
+        "{shown}"
+    );
+    assert!(shown.contains("% of 1.00 GiB"), "{shown}");
+    assert!(
+        shown.contains("no VMCOREINFO was found in memory"),
+        "{shown}"
+    );
+}

@@ -146,6 +146,8 @@ pub fn find_vmcoreinfo_with<M: PhysRead + ?Sized>(
         chunk_len: opts.chunk_len.max(PROBE_PAGE_USIZE),
         covered: 0,
         max_len: opts.max_len,
+        step: "",
+        total: 0,
     };
     for (index, hint) in opts.hints.iter().enumerate() {
         for range in clip(mem.ranges(), *hint) {
@@ -155,21 +157,18 @@ pub fn find_vmcoreinfo_with<M: PhysRead + ?Sized>(
         }
     }
     let order = search_order(mem.ranges());
+    let total = order
+        .iter()
+        .fold(0u64, |t, r| t.saturating_add(r.len))
+        .min(opts.max_len);
     if opts.page_probe {
-        search.covered = 0;
-        for range in &order {
-            if let Some(found) = search.probe(*range)? {
-                return Ok(Some(found));
-            }
+        let found = search.step(PROBE_STEP, total, &order, |s, r| s.probe(r))?;
+        if found.is_some() {
+            return Ok(found);
         }
     }
     if opts.scan {
-        search.covered = 0;
-        for range in &order {
-            if let Some(found) = search.scan(*range, FindMethod::Scan)? {
-                return Ok(Some(found));
-            }
-        }
+        return search.step(SCAN_STEP, total, &order, |s, r| s.scan(r, FindMethod::Scan));
     }
     Ok(None)
 }
@@ -227,12 +226,46 @@ struct Search<'m, M: ?Sized> {
     /// Address space covered by the current step.
     covered: u64,
     max_len: u64,
+    /// The current step, for [`crate::progress`], and the address space it covers.
+    step: &'static str,
+    total: u64,
 }
 
+/// The search's steps as [`crate::progress`] names them.
+const PROBE_STEP: &str = "probing page starts for VMCOREINFO";
+const SCAN_STEP: &str = "scanning memory for VMCOREINFO";
+
 impl<M: PhysRead + ?Sized> Search<'_, M> {
+    /// Runs one step of the search over `order`, reported to [`crate::progress`] as
+    /// `step` over `total` bytes.
+    fn step(
+        &mut self,
+        step: &'static str,
+        total: u64,
+        order: &[PhysRange],
+        mut each: impl FnMut(
+            &mut Self,
+            PhysRange,
+        ) -> Result<Option<FoundVmcoreinfo>, mapwalk_core::Error>,
+    ) -> Result<Option<FoundVmcoreinfo>, mapwalk_core::Error> {
+        self.covered = 0;
+        self.step = step;
+        self.total = total;
+        let mut found = Ok(None);
+        for range in order {
+            found = each(self, *range);
+            if !matches!(found, Ok(None)) {
+                break;
+            }
+        }
+        crate::progress::finish(step);
+        found
+    }
+
     /// Counts `len` more bytes of address space covered at `pa`, or fails past the cap.
     fn cover(&mut self, pa: u64, len: u64) -> Result<(), mapwalk_core::Error> {
         self.covered = self.covered.saturating_add(len);
+        crate::progress::update(self.step, self.covered.min(self.total), self.total);
         if self.covered > self.max_len {
             return Err(mapwalk_core::Error::LimitExceeded {
                 what: "memory searched for VMCOREINFO",
