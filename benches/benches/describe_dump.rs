@@ -17,8 +17,11 @@
 //!   `target/release/mapwalk` beside this bench; build it first with
 //!   `cargo build --release -p mapwalk-cli`), spawned with stdout to a file: process start
 //!   and exit included.
+//! - `process_devnull_zero_config`: `process_devnull` without `--symbols` (the kernel's
+//!   own symbol table read from memory, through the VMCOREINFO found in RAM).
 //! - `describe`: opening the RAM file and describing the kernel (symbols, VMCOREINFO,
-//!   paging, banner, BTF read from guest memory, layout).
+//!   paging, banner, BTF read from guest memory, layout); `describe_zero_config`, the
+//!   same with no symbols given.
 //! - `symbols`: the symbol text searched for the names a description needs.
 //! - `btf_layout`: the layout from the kernel's raw BTF (the library's reader), next to
 //!   `btf_index`, every type of the same bytes indexed (what rendering a split map BTF
@@ -239,6 +242,19 @@ fn describe_dump(c: &mut Criterion) {
                 let status = dump_all_cmd(out).status().expect("spawn mapwalk");
                 assert!(status.success(), "mapwalk failed: {status}");
             };
+            // No kernel option: the symbols from the kernel's own table in memory,
+            // found through the VMCOREINFO found in RAM.
+            let zero_config = || {
+                let status = Command::new(&bin)
+                    .arg("--ram")
+                    .arg(&input.ram)
+                    .args(["dump", "--all", "--json"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .expect("spawn mapwalk");
+                assert!(status.success(), "mapwalk without symbols failed: {status}");
+            };
             let run = || {
                 spawn(
                     std::fs::File::create(&out_path)
@@ -259,6 +275,7 @@ fn describe_dump(c: &mut Criterion) {
             );
             g.bench_function("process", |b| b.iter(run));
             g.bench_function("process_devnull", |b| b.iter(run_null));
+            g.bench_function("process_devnull_zero_config", |b| b.iter(zero_config));
             // Peak memory of one run, as the process itself reports it.
             let out = std::fs::File::create(&out_path).expect("output file");
             let report = dump_all_cmd(out.into())
@@ -286,6 +303,15 @@ fn describe_dump(c: &mut Criterion) {
         b.iter(|| {
             let ram = RamFile::open(black_box(&input.ram)).expect("open");
             describe(ram, &spec(&input.symbols), &MemoryHints::default()).expect("describe")
+        })
+    });
+
+    g.bench_function("describe_zero_config", |b| {
+        b.iter(|| {
+            let ram = RamFile::open(black_box(&input.ram)).expect("open");
+            let mut spec = KernelSpec::new(mapwalk::describe::SymbolSource::GuestMemory);
+            spec.btf = Some(mapwalk::describe::BtfSource::GuestMemory);
+            describe(ram, &spec, &MemoryHints::default()).expect("describe without symbols")
         })
     });
 

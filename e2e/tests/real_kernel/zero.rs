@@ -7,9 +7,12 @@
 //!    sample of names is found as the kallsyms copy gives them.
 //! 2. The CLI on the paused guest's RAM file: `dump --all --json` with no kernel option
 //!    prints exactly what it prints with `--symbols` (a copy of `/proc/kallsyms`), and
-//!    `maps --json` lists the maps the guest reported. The 3 GiB guest's RAM lies above
-//!    4 GiB too: its `--layout` comes from QEMU, only the kernel options are absent.
+//!    `maps --json` lists the maps the guest reported. The 3 GiB guests' RAM lies above
+//!    4 GiB too: read flat, the description is refused (`RamLayout`, with the high
+//!    RAM missing) and the CLI reads the file with QEMU's layout, given no `--layout`.
 //! 3. For the 512 MiB guests, the same on an ELF core written in the same pause.
+//! 4. Before the pause, `maps --json` of the running guest's file, no kernel option.
+//! 5. For the 512 MiB guests, the file cut short is refused (`truncated.rs`).
 
 use super::cli::check_listing;
 use mapwalk::describe::ksymtab::{AddressEncoding, Ksymtab, KsymtabLocation};
@@ -39,10 +42,28 @@ fn deb13_kaslr_5level_zero_config() {
     zero_config(&GuestConfig::DEB13_KASLR_5LEVEL);
 }
 
-/// Linux 6.12 without KASLR, 4-level paging, 3 GiB: RAM above 4 GiB (`--layout`).
+/// Linux 6.12 without KASLR, 4-level paging, 3 GiB: RAM above 4 GiB (no `--layout`).
 #[test]
 fn deb13_nokaslr_4level_3g_smp1_zero_config() {
     zero_config(&GuestConfig::DEB13_NOKASLR_4LEVEL_3G_SMP1);
+}
+
+/// Linux 6.1 without KASLR, 4-level paging.
+#[test]
+fn deb12_nokaslr_4level_zero_config() {
+    zero_config(&GuestConfig::DEB12_NOKASLR_4LEVEL);
+}
+
+/// Linux 6.1, KASLR, 4-level paging, 4 vCPUs.
+#[test]
+fn deb12_kaslr_4level_smp4_zero_config() {
+    zero_config(&GuestConfig::DEB12_KASLR_4LEVEL_SMP4);
+}
+
+/// Linux 6.1, KASLR, 5-level paging, 3 GiB: RAM above 4 GiB (no `--layout`).
+#[test]
+fn deb12_kaslr_5level_3g_smp1_zero_config() {
+    zero_config(&GuestConfig::DEB12_KASLR_5LEVEL_3G_SMP1);
 }
 
 /// Names checked one by one against the kallsyms copy, besides the whole table.
@@ -265,11 +286,35 @@ fn zero_config(config: &GuestConfig) {
             }
             other => panic!("{test}: a flat read of a split file: {other:?}"),
         }
+        // The layout of another machine type, given: refused, not read.
+        let file_len = std::fs::metadata(guest.ram_path()).unwrap().len();
+        let bin = e2e::inguest::host_mapwalk().unwrap_or_else(|e| panic!("build mapwalk: {e}"));
+        let out = Command::new(bin)
+            .args(&source)
+            .args(["--layout", &format!("0:0:{file_len:#x}"), "maps"])
+            .output()
+            .unwrap_or_else(|e| panic!("{test}: run mapwalk: {e}"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{test}: a wrong --layout: {stderr}"
+        );
+        assert!(
+            stderr.contains("does not hold all the kernel's RAM") && stderr.lines().count() == 1,
+            "{test}: a wrong --layout: {stderr}"
+        );
     }
     let ram = RamFile::options()
         .layout(layout.clone())
         .open(guest.ram_path())
         .unwrap_or_else(|e| panic!("{test}: RamFile: {e}"));
+
+    // The running guest's file: the listing, with no kernel option.
+    let (running, _) = run(test, &args(&source, &["maps", "--json"]));
+    let running: serde_json::Value = serde_json::from_slice(&running.stdout)
+        .unwrap_or_else(|e| panic!("{test}: maps --json of the running guest: {e}"));
+    check_listing(test, &running, &truth);
 
     let paused = guest.pause().unwrap_or_else(|e| panic!("{test}: {e}"));
     let table = check_table(test, report, &ram);
