@@ -104,6 +104,17 @@ pub(super) fn load<M: PhysRead>(
         .prefetch(&wanted)
         .map_err(|e| bad_file(&path, e.to_string()))?;
     crate::timing::mark("symbols found");
+    // A kernel built without CONFIG_KALLSYMS_ALL lists no variables: nothing to find
+    // the maps by.
+    if symbols.lookup("map_idr").is_none() {
+        return Err(DescribeError::NoGuestSymbols {
+            why: format!(
+                "kernel {release}: its symbol table has no map_idr, so no data symbols (a \
+                 kernel built without CONFIG_KALLSYMS_ALL); its System.map or vmlinux has \
+                 them"
+            ),
+        });
+    }
     Ok((
         Loaded {
             symbols,

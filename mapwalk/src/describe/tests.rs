@@ -807,12 +807,23 @@ const KSYMTAB: u64 = TEXT + 0x10_0000;
 /// Writes the guest's symbols (moved by `shift`) as the kernel's own table, encoded as
 /// `enc`; returns the VMCOREINFO text that names it.
 fn write_ksymtab(g: &mut Guest, enc: ksymtab::BuildEncoding, shift: u64) -> String {
+    write_ksymtab_of(g, enc, shift, |_| true)
+}
+
+/// [`write_ksymtab`] with only the symbols `keep` keeps.
+fn write_ksymtab_of(
+    g: &mut Guest,
+    enc: ksymtab::BuildEncoding,
+    shift: u64,
+    keep: impl Fn(&str) -> bool,
+) -> String {
     let mut b = ksymtab::KsymtabBuilder::new();
     b.token(0x80, "map_").token(0x81, "_base");
     if enc == ksymtab::BuildEncoding::AbsolutePercpu {
         b.push('A', "fixed_percpu_data", 0);
     }
     let mut syms = g.symbols();
+    syms.retain(|&(name, _)| keep(name));
     syms.sort_by_key(|&(_, a)| a);
     for (name, addr) in syms {
         b.push(if name == "_text" { 'T' } else { 'D' }, name, addr + shift);
@@ -963,4 +974,20 @@ fn a_kernel_whose_structures_do_not_resolve_is_refused_by_name_and_version() {
     assert!(msg.contains("refused rather than misread"), "{msg}");
     // The first structure it looked for.
     assert!(msg.ends_with("BTF: no struct xarray"), "{msg}");
+}
+
+#[test]
+fn a_table_without_data_symbols_names_vmlinux() {
+    // A kernel built without CONFIG_KALLSYMS_ALL lists functions only: no map_idr.
+    let mut g = Guest::new(false);
+    let text = write_ksymtab_of(&mut g, ksymtab::BuildEncoding::Relative, 0, |n| {
+        n != "map_idr"
+    });
+    g.write_vmcoreinfo(&text);
+    let err = describe(g.mem(), &memory_spec(), &MemoryHints::default()).unwrap_err();
+    assert!(
+        matches!(&err, DescribeError::NoGuestSymbols { why } if why.contains("CONFIG_KALLSYMS_ALL")),
+        "{err}"
+    );
+    assert!(err.to_string().contains("--vmlinux FILE"), "{err}");
 }
