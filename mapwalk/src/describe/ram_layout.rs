@@ -275,6 +275,26 @@ mod tests {
     }
 
     #[test]
+    fn a_pc_guest_keeps_three_and_a_half_gib_below_the_hole() {
+        // `pc` with 4 GiB: 3.5 GiB below 4 GiB (less the BIOS's last pages), 0.5 above.
+        let ram = [
+            (0, 0x9_fc00),
+            (0x10_0000, 3 * G + G / 2 - 0x10_0000 - 0x2_0000),
+            (4 * G, G / 2),
+        ];
+        let split = qemu_layout(&ram, 4 * G).unwrap();
+        let ranges: Vec<(u64, u64, u64)> = split
+            .ranges()
+            .iter()
+            .map(|r| (r.gpa.0, r.offset, r.len))
+            .collect();
+        assert_eq!(
+            ranges,
+            [(0, 0, 3 * G + G / 2), (4 * G, 3 * G + G / 2, G / 2)]
+        );
+    }
+
+    #[test]
     fn no_split_when_it_cannot_be() {
         // All RAM below 4 GiB: nothing to split.
         assert!(qemu_layout(&[(0, G)], G).is_none());
