@@ -144,8 +144,23 @@ fn memory_source(cli: &Cli) -> Result<Answer, CliError> {
                         }
                         .into());
                     };
-                    let ram = reopen.layout(layout).open(path)?;
+                    let ram = reopen.clone().layout(layout).open(path)?;
                     describe::describe_with(ram, &spec, &hints, release)?
+                }
+                // Read as one range, the file did not even lead to the kernel's record
+                // of its RAM (its image lies in the part QEMU keeps above 4 GiB): the
+                // layouts QEMU could have given it, each checked by a description.
+                Err(first) if !given_layout => {
+                    let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+                    let mut described = None;
+                    for layout in describe::ram_layout::qemu_candidates(len) {
+                        let ram = reopen.clone().layout(layout).open(path)?;
+                        if let Ok(k) = describe::describe_with(ram, &spec, &hints, release) {
+                            described = Some(k);
+                            break;
+                        }
+                    }
+                    described.ok_or(first)?
                 }
                 other => other?,
             };

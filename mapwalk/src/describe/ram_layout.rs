@@ -209,6 +209,42 @@ pub fn qemu_layout(ram: &[(u64, u64)], file_len: u64) -> Option<Layout> {
     .ok()
 }
 
+/// QEMU's x86 machines split guest RAM at these sizes below 4 GiB: `q35` keeps 2 GiB
+/// below the PCI hole once the guest has 2.75 GiB or more; `pc` keeps 3 GiB (its
+/// gigabyte alignment) or 3.5 GiB once the guest has more than 3.5 GiB.
+const QEMU_SPLITS: [(u64, u64); 3] = [
+    (0xb000_0000, 0x8000_0000),
+    (0xe000_0001, 0xc000_0000),
+    (0xe000_0001, 0xe000_0000),
+];
+
+/// The layouts QEMU could have given a RAM file of `file_len` bytes, most common first
+/// (`q35`, then `pc`), for when a read of the file as one range fails before the
+/// kernel's RAM is known (the kernel image itself lies in the part above 4 GiB). Each is
+/// only a candidate: a description through it checks it against the kernel's own record
+/// of its RAM. Empty when QEMU keeps such a file in one range.
+pub fn qemu_candidates(file_len: u64) -> Vec<Layout> {
+    QEMU_SPLITS
+        .iter()
+        .filter(|&&(min, _)| file_len >= min)
+        .filter_map(|&(_, low)| {
+            Layout::new(vec![
+                LayoutRange {
+                    gpa: Pa(0),
+                    offset: 0,
+                    len: low,
+                },
+                LayoutRange {
+                    gpa: Pa(FOUR_GIB),
+                    offset: low,
+                    len: file_len.checked_sub(low)?,
+                },
+            ])
+            .ok()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,6 +327,23 @@ mod tests {
         assert_eq!(
             ranges,
             [(0, 0, 3 * G + G / 2), (4 * G, 3 * G + G / 2, G / 2)]
+        );
+    }
+
+    #[test]
+    fn candidates_by_file_size() {
+        let lows = |len: u64| -> Vec<(u64, u64)> {
+            qemu_candidates(len)
+                .iter()
+                .map(|l| (l.ranges()[0].len, l.ranges()[1].len))
+                .collect()
+        };
+        assert!(lows(2 * G).is_empty(), "QEMU keeps 2 GiB in one range");
+        assert!(lows(0xb000_0000 - 1).is_empty());
+        assert_eq!(lows(3 * G), [(2 * G, G)]);
+        assert_eq!(
+            lows(4 * G),
+            [(2 * G, 2 * G), (3 * G, G), (3 * G + G / 2, G / 2)]
         );
     }
 
