@@ -38,11 +38,15 @@ fn deb12_kaslr_4level_smp4_describe() {
     describe_guest(&GuestConfig::DEB12_KASLR_4LEVEL_SMP4);
 }
 
-/// The guest's kallsyms, written to a file of its own.
+/// The guest's kallsyms, written to a file of its own (one per call: tests running at
+/// the same time write the same guest's kallsyms, and a file rewritten in place reads
+/// empty for a moment).
 fn kallsyms_file(test: &str, config: &GuestConfig, report: &GuestReport) -> PathBuf {
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!("mapwalk-describe-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{}.kallsyms", config.name));
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = dir.join(format!("{}-{n}.kallsyms", config.name));
     std::fs::write(&path, &report.sections["kallsyms"])
         .unwrap_or_else(|e| panic!("{test}: write {}: {e}", path.display()));
     path
