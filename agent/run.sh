@@ -21,7 +21,7 @@ fail() {
 }
 
 "$CARGO" build --release
-bin=target/$TARGET/release/mapwalk-agent
+bin=${CARGO_TARGET_DIR:-target}/$TARGET/release/mapwalk-agent
 [ -x "$bin" ] || fail "no binary at $bin"
 
 # Static and free of the C runtime.
