@@ -130,6 +130,8 @@ pub enum Cmd {
         #[arg(long, value_name = "HEX")]
         value: String,
     },
+    /// Lists every BPF program, like `bpftool prog show`.
+    Progs,
 }
 
 pub fn parse_u64(s: &str) -> Result<u64, String> {

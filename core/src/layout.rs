@@ -108,6 +108,45 @@ pub struct BtfObjectLayout {
     pub id: u32,
 }
 
+/// Offsets in `struct bpf_prog`, `struct bpf_prog_aux` and `struct user_struct`: the
+/// program walker ([`crate::bpf::Progs`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProgLayout {
+    /// `bpf_prog.type` (`enum bpf_prog_type`, 4 bytes).
+    pub prog_type: u32,
+    /// `bpf_prog.len` (u32): instructions after verification (`xlated` = `len * 8`).
+    pub len: u32,
+    /// `bpf_prog.jited_len` (u32).
+    pub jited_len: u32,
+    /// `bpf_prog.tag` (`u8[8]`).
+    pub tag: u32,
+    /// `bpf_prog.aux` (`struct bpf_prog_aux *`).
+    pub aux: u32,
+    /// The bit offset of the `bpf_prog.gpl_compatible` bitfield; absent when the BTF
+    /// lacks it.
+    pub gpl_compatible_bit: Option<u32>,
+    /// `bpf_prog_aux.id` (u32).
+    pub aux_id: u32,
+    /// `bpf_prog_aux.name` (`char[16]`).
+    pub aux_name: u32,
+    /// `bpf_prog_aux.prog` (`struct bpf_prog *`): the back link to the program.
+    pub aux_prog: u32,
+    /// `bpf_prog_aux.used_map_cnt` (u32).
+    pub aux_used_map_cnt: u32,
+    /// `bpf_prog_aux.used_maps` (`struct bpf_map **`).
+    pub aux_used_maps: u32,
+    /// `bpf_prog_aux.func_cnt` (u32): subprograms, each jitted apart.
+    pub aux_func_cnt: u32,
+    /// `bpf_prog_aux.func` (`struct bpf_prog **`).
+    pub aux_func: u32,
+    /// `bpf_prog_aux.btf` (`struct btf *`).
+    pub aux_btf: u32,
+    /// `bpf_prog_aux.user` (`struct user_struct *`); absent on kernels without it.
+    pub aux_user: Option<u32>,
+    /// `user_struct.uid` (`kuid_t`, 4 bytes); absent with `aux_user`.
+    pub user_uid: Option<u32>,
+}
+
 /// Every offset the walkers use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct KernelLayout {
@@ -123,4 +162,6 @@ pub struct KernelLayout {
     pub htab: Option<HtabLayout>,
     /// `struct btf`: maps' BTF objects and their ids.
     pub btf_object: Option<BtfObjectLayout>,
+    /// `struct bpf_prog` and `struct bpf_prog_aux`: the program walker.
+    pub prog: Option<ProgLayout>,
 }

@@ -32,6 +32,7 @@ pub mod describe;
 pub mod dump;
 pub mod input;
 pub mod kallsyms;
+pub mod progs;
 pub mod qmp;
 pub mod render;
 pub mod source;

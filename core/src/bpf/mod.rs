@@ -9,6 +9,7 @@
 //! LRU_HASH, PERCPU_HASH, LRU_PERCPU_HASH). Per-CPU values are found through
 //! [`PerCpuOffsets`]. [`Bpf::for_each_entry`] walks any of these types, picking the
 //! handle by the map's type. [`Bpf::map_btf`] finds where a map's BTF lies.
+//! [`ProgIdr::progs`] walks every program of `prog_idr` ([`ProgInfo`]).
 
 mod array;
 mod btf;
@@ -20,6 +21,8 @@ mod htab;
 mod map;
 mod maptype;
 mod percpu;
+mod prog;
+mod progtype;
 
 pub use array::ArrayMap;
 pub use btf::BtfObject;
@@ -42,3 +45,7 @@ pub use percpu::PerCpuValue;
 pub use percpu::{
     CpuCopy, PerCpuArrayEntry, PerCpuArrayMap, PerCpuArrayWalk, PerCpuOffsets, PossibleCpus,
 };
+#[cfg(any(feature = "alloc", test))]
+pub use prog::ProgList;
+pub use prog::{read_prog_id, read_prog_info, ProgIdr, ProgInfo, Progs, BPF_TAG_SIZE};
+pub use progtype::ProgType;

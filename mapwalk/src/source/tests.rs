@@ -74,6 +74,7 @@ fn source(g: &SyntheticGuest, ram: &RamImage, per_cpu: bool) -> MemorySource<Ram
         btf: crate::btf::KernelBtf::new(Vec::new()),
         symbols: Symbols::default(),
         map_idr: g.map_idr,
+        prog_idr: Some(g.prog_idr),
         per_cpu_offset: per_cpu.then_some(g.symbols.per_cpu_offset),
         nr_cpu_ids: Some(g.symbols.nr_cpu_ids),
         release: None,
@@ -286,4 +287,47 @@ fn frozen_comes_from_memory_and_memlock_only_from_the_live_host() {
     src.kernel_mut_for_tests().layout = layout;
     let map = src.map_by_id(2).unwrap().unwrap();
     assert_eq!(src.state(&map).frozen, None);
+}
+
+#[test]
+fn memory_lists_programs_as_bpftool_would() {
+    use mapwalk_core::synth::ProgSpec;
+    let mut b = GuestBuilder::x86_64(false);
+    b.add_map(MapSpec::array(1, "arr", 8, 3))
+        .add_prog(ProgSpec::new(7, "known").maps(&[1]));
+    let g = b.build();
+    let ram = RamImage::new(&g, "progs");
+    let src = source(&g, &ram, false);
+    let report = src.progs().unwrap();
+    assert_eq!(report.errors, []);
+    let json: Vec<String> = report
+        .progs
+        .iter()
+        .map(|p| crate::progs::prog_json(p).to_string())
+        .collect();
+    assert_eq!(
+        json,
+        [
+            r#"{"id":7,"type":"socket_filter","name":"known","tag":"0700000007000000","gpl_compatible":true,"uid":0,"bytes_xlated":16,"jited":true,"bytes_jited":40,"map_ids":[1]}"#
+        ]
+    );
+    // A kernel whose symbols have no prog_idr says so.
+    let file = RamFile::options().open(&ram.0).unwrap();
+    let no_idr = MemorySource::new(Kernel {
+        view: KernelView::new(file, g.paging, g.addrs),
+        layout: g.layout,
+        btf: crate::btf::KernelBtf::new(Vec::new()),
+        symbols: Symbols::default(),
+        map_idr: g.map_idr,
+        prog_idr: None,
+        per_cpu_offset: None,
+        nr_cpu_ids: None,
+        release: None,
+        warnings: Vec::new(),
+        vmcoreinfo: None,
+        phys_base: g.phys_base,
+        page_offset_base: g.addrs.direct_map.unwrap().virt.0,
+        slide: 0,
+    });
+    assert!(matches!(no_idr.progs(), Err(SourceError::Unsupported(_))));
 }

@@ -3,6 +3,8 @@
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
+mod progs;
+
 use super::{
     BuiltElem, BuiltHtab, BuiltMap, GuestBuilder, MapSpec, Placement, SynthArch, SynthSymbols,
     SyntheticGuest,
@@ -532,6 +534,7 @@ impl<'b> Layouter<'b> {
             .idr_next
             .unwrap_or_else(|| maps.iter().map(|m| m.id + 1).max().unwrap_or(1));
         self.write_u32(map_idr.0 + u64::from(l.idr.idr_next), next);
+        let (prog_idr, progs) = self.lay_progs(&maps);
 
         let paging = match &self.tables {
             Tables::X86(t) => t.paging(),
@@ -558,6 +561,8 @@ impl<'b> Layouter<'b> {
             per_cpu_offsets,
             htabs: self.htabs,
             percpu_arrays: self.percpu_arrays,
+            prog_idr,
+            progs,
         }
     }
 }
