@@ -1,15 +1,18 @@
 //! Target `progs`: [`ProgIdr::progs`], [`ProgIdr::prog_by_id`] and
-//! [`ProgIdr::collect_progs`] with an arbitrary [`ProgLayout`], over raw RAM or a
-//! mutated synthetic guest that has programs ([`prog_guest`]).
+//! [`ProgIdr::collect_progs`] with an arbitrary [`ProgLayout`], and
+//! [`Bpf::for_each_fd_slot`] over every PROG_ARRAY, ARRAY_OF_MAPS and HASH_OF_MAPS
+//! map, over raw RAM or a mutated synthetic guest that has programs and such maps
+//! ([`prog_guest`]).
 
 use std::sync::OnceLock;
 
 use arbitrary::Unstructured;
 use mapwalk_core::arch::x86_64::X86Paging;
+use mapwalk_core::bpf::FD_MAP_TYPES;
 use mapwalk_core::kernel::{KernelAddrs, KernelRead, KernelView};
 use mapwalk_core::layout::{KernelLayout, ProgLayout};
-use mapwalk_core::synth::{default_layout, GuestBuilder, ProgSpec};
-use mapwalk_core::{Kva, Limits, Pa, Paging, PhysRange, ProgIdr, ProgType, Ram};
+use mapwalk_core::synth::{default_layout, GuestBuilder, MapSpec, ProgSpec};
+use mapwalk_core::{Bpf, Kva, Limits, MapType, Pa, Paging, PhysRange, ProgIdr, ProgType, Ram};
 
 use crate::{
     drain, limits, sink, standard_maps, Enc, Guest, GuestKind, Mutated, Res, RAW_DIRECT_MAP,
@@ -48,6 +51,15 @@ fn build(kind: GuestKind) -> Guest {
     for spec in standard_maps() {
         b.add_map(spec);
     }
+    b.add_map(
+        MapSpec::new(80, MapType::PROG_ARRAY, "jumps", 4, 4, 70)
+            .fd_slot(&0u32.to_le_bytes(), 1)
+            .fd_slot(&66u32.to_le_bytes(), 65),
+    )
+    .add_map(
+        MapSpec::new(81, MapType::ARRAY_OF_MAPS, "outer", 4, 4, 2).fd_slot(&1u32.to_le_bytes(), 12),
+    )
+    .add_map(MapSpec::new(82, MapType::HASH_OF_MAPS, "outer_h", 4, 4, 4).fd_slot(b"abcd", 9));
     for spec in standard_progs() {
         b.add_prog(spec);
     }
@@ -215,6 +227,27 @@ impl Header {
     }
 }
 
+/// Every slot of every object map among the first maps of `map_idr`.
+fn check_fd_maps<K: KernelRead + ?Sized>(mem: &K, layout: &KernelLayout, map_idr: Kva) {
+    let bpf = Bpf::new(mem, layout, map_idr);
+    let Ok(mut maps) = bpf.maps() else {
+        return;
+    };
+    let (found, _) = drain(&mut maps, CHECKED, false);
+    for map in found.iter().filter(|m| FD_MAP_TYPES.contains(&m.map_type)) {
+        let mut key = vec![0u8; (map.key_size as usize).min(1 << 16)];
+        let mut steps = 0u64;
+        match bpf.for_each_fd_slot(map, &mut key, |_, id| {
+            std::hint::black_box(id);
+            steps += 1;
+            std::ops::ControlFlow::Continue(())
+        }) {
+            Ok(n) => assert_eq!(n, steps),
+            Err(e) => sink(&e),
+        }
+    }
+}
+
 /// Every program entry point over one kernel.
 pub fn check<K: KernelRead + ?Sized>(mem: &K, layout: &KernelLayout, prog_idr: Kva, h: &Header) {
     let idr = ProgIdr::new(mem, layout, prog_idr);
@@ -271,6 +304,7 @@ pub fn run(data: &[u8]) {
         };
         let view = KernelView::new(mem, g.g.paging, g.g.addrs).with_limits(limits);
         check(&view, &layout, Kva(g.g.prog_idr.0 ^ h.prog_idr), &h);
+        check_fd_maps(&view, &layout, g.g.map_idr);
     } else {
         let bytes = u.take_rest();
         let base = u64::from(h.base_page) << 12;

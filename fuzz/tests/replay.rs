@@ -415,7 +415,27 @@ fn every_prog_guest_is_whole() {
         let g = prog_guest(kind);
         let view = KernelView::new(Mutated::pristine(g), g.g.paging, g.g.addrs);
         let bpf = Bpf::new(&view, &g.g.layout, g.g.map_idr);
-        assert_eq!(bpf.maps().unwrap().count(), 5, "{kind:?}");
+        assert_eq!(bpf.maps().unwrap().count(), 8, "{kind:?}");
+        let mut slots = Vec::new();
+        for id in [80, 81, 82] {
+            let map = bpf.map_by_id(id).unwrap().unwrap();
+            let mut key = [0u8; 4];
+            bpf.for_each_fd_slot(&map, &mut key, |k, id| {
+                slots.push((k.to_vec(), id));
+                std::ops::ControlFlow::Continue(())
+            })
+            .unwrap();
+        }
+        assert_eq!(
+            slots,
+            [
+                (vec![0, 0, 0, 0], 1),
+                (vec![66, 0, 0, 0], 65),
+                (vec![1, 0, 0, 0], 12),
+                (b"abcd".to_vec(), 9)
+            ],
+            "{kind:?}"
+        );
         let progs: Vec<_> = ProgIdr::new(&view, &g.g.layout, g.g.prog_idr)
             .progs()
             .unwrap()

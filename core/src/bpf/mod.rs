@@ -16,6 +16,7 @@ mod btf;
 #[cfg(test)]
 mod churn_tests;
 mod entries;
+mod fdmaps;
 mod flags;
 mod htab;
 mod map;
@@ -29,6 +30,7 @@ pub use btf::BtfObject;
 pub use entries::{
     EntryBufferLens, EntryValue, PerCpuCopies, PerCpuCopiesIter, WALKABLE_MAP_TYPES,
 };
+pub use fdmaps::FD_MAP_TYPES;
 pub use flags::MapFlags;
 #[cfg(any(feature = "alloc", test))]
 pub use htab::{HtabEntries, PerCpuHtabEntries};

@@ -77,7 +77,19 @@ const A64_PER_CPU_START: u64 = A64_KIMAGE + 0x18_0000;
 fn is_hash(t: MapType) -> bool {
     matches!(
         t,
-        MapType::HASH | MapType::LRU_HASH | MapType::PERCPU_HASH | MapType::LRU_PERCPU_HASH
+        MapType::HASH
+            | MapType::LRU_HASH
+            | MapType::PERCPU_HASH
+            | MapType::LRU_PERCPU_HASH
+            | MapType::HASH_OF_MAPS
+    )
+}
+
+/// A `struct bpf_array` laid like an ARRAY: values (or object pointers) inline.
+fn is_inline_array(t: MapType) -> bool {
+    matches!(
+        t,
+        MapType::ARRAY | MapType::PROG_ARRAY | MapType::ARRAY_OF_MAPS
     )
 }
 
@@ -267,7 +279,7 @@ impl<'b> Layouter<'b> {
         let elem = u64::from(spec.value_size).next_multiple_of(8);
         let header = u64::from(m.name) + 64;
         let (size, align_at) = match (spec.map_type, l.array, l.htab) {
-            (MapType::ARRAY, Some(a), _) => (
+            (t, Some(a), _) if is_inline_array(t) => (
                 u64::from(a.value) + elem * u64::from(spec.max_entries),
                 u64::from(a.value),
             ),
@@ -307,7 +319,7 @@ impl<'b> Layouter<'b> {
         let mut name = [0u8; BPF_OBJ_NAME_LEN];
         name[..spec.name.len()].copy_from_slice(&spec.name);
         self.write(base + u64::from(m.name), &name);
-        if let (MapType::ARRAY, Some(a)) = (spec.map_type, l.array) {
+        if let (true, Some(a)) = (is_inline_array(spec.map_type), l.array) {
             self.write_u32(base + u64::from(a.elem_size), elem as u32);
             for (key, value) in spec.values.iter().enumerate() {
                 assert!(
@@ -535,6 +547,7 @@ impl<'b> Layouter<'b> {
             .unwrap_or_else(|| maps.iter().map(|m| m.id + 1).max().unwrap_or(1));
         self.write_u32(map_idr.0 + u64::from(l.idr.idr_next), next);
         let (prog_idr, progs) = self.lay_progs(&maps);
+        self.lay_fd_slots(&maps, &progs);
 
         let paging = match &self.tables {
             Tables::X86(t) => t.paging(),

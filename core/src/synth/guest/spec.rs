@@ -69,6 +69,10 @@ pub struct MapSpec {
     /// Where a per-CPU hash map's elements keep their `__percpu` pointer (default: the
     /// 6.1 way, [`PptrPlacement::KeySize`]).
     pub pptr_placement: PptrPlacement,
+    /// The populated slots of a PROG_ARRAY, ARRAY_OF_MAPS or HASH_OF_MAPS: the key (a
+    /// 4-byte index for the arrays) and the id of the program or map the slot points
+    /// at (a bare object is laid for an id the guest does not have).
+    pub fd_slots: Vec<(Vec<u8>, u32)>,
 }
 
 impl MapSpec {
@@ -106,7 +110,19 @@ impl MapSpec {
             cpu_values: Vec::new(),
             percpu_placement: Placement::DirectMap,
             pptr_placement: PptrPlacement::KeySize,
+            fd_slots: Vec::new(),
         }
+    }
+
+    /// Adds a populated slot to a PROG_ARRAY, ARRAY_OF_MAPS (`key`: the index, 4 bytes)
+    /// or HASH_OF_MAPS: it points at the program or map with id `id`.
+    #[must_use]
+    pub fn fd_slot(mut self, key: &[u8], id: u32) -> Self {
+        if self.map_type == MapType::HASH_OF_MAPS {
+            self = self.push_entry(None, key, &[], Vec::new());
+        }
+        self.fd_slots.push((key.to_vec(), id));
+        self
     }
 
     /// A HASH map, empty, in the direct map.

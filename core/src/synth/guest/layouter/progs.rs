@@ -5,6 +5,7 @@ use alloc::vec::Vec;
 
 use super::Layouter;
 use crate::addr::Kva;
+use crate::bpf::MapType;
 use crate::limits::BPF_OBJ_NAME_LEN;
 use crate::synth::build_xarray;
 use crate::synth::guest::{BuiltMap, BuiltProg, ProgSpec};
@@ -79,6 +80,51 @@ impl Layouter<'_> {
             id: spec.id,
             kva: Kva(prog),
             aux: Kva(aux),
+        }
+    }
+
+    /// Points the slots of the guest's PROG_ARRAY, ARRAY_OF_MAPS and HASH_OF_MAPS maps at
+    /// their programs and maps (laying a bare object for an id the guest lacks).
+    pub(super) fn lay_fd_slots(&mut self, maps: &[BuiltMap], progs: &[BuiltProg]) {
+        let layout = self.b.layout;
+        let map_at: BTreeMap<u32, Kva> = maps.iter().map(|m| (m.id, m.kva)).collect();
+        let prog_at: BTreeMap<u32, Kva> = progs.iter().map(|p| (p.id, p.kva)).collect();
+        let specs = self.b.maps.clone();
+        for (spec, built) in specs.iter().zip(maps) {
+            for (i, (key, id)) in spec.fd_slots.iter().enumerate() {
+                let target = if spec.map_type == MapType::PROG_ARRAY {
+                    match prog_at.get(id) {
+                        Some(kva) => kva.0,
+                        None => {
+                            let l = layout.prog.expect("prog layout");
+                            let prog = self.kmalloc(OBJ).0;
+                            let aux = self.kmalloc(OBJ).0;
+                            self.write_u64(prog + u64::from(l.aux), aux);
+                            self.write_u32(aux + u64::from(l.aux_id), *id);
+                            prog
+                        }
+                    }
+                } else {
+                    match map_at.get(id) {
+                        Some(kva) => kva.0,
+                        None => {
+                            let bare = self.kmalloc(OBJ).0;
+                            self.write_u32(bare + u64::from(layout.bpf_map.id), *id);
+                            bare
+                        }
+                    }
+                };
+                let slot = if spec.map_type == MapType::HASH_OF_MAPS {
+                    let h = layout.htab.expect("htab layout");
+                    let elem = self.htabs[&spec.id].elems[i].kva.0;
+                    elem + u64::from(h.elem_key) + u64::from(spec.key_size).next_multiple_of(8)
+                } else {
+                    let a = layout.array.expect("array layout");
+                    let index = u32::from_le_bytes(key[..4].try_into().unwrap());
+                    built.kva.0 + u64::from(a.value) + 8 * u64::from(index)
+                };
+                self.write_u64(slot, target);
+            }
         }
     }
 
