@@ -42,6 +42,8 @@ mod inguest;
 mod kvm;
 #[path = "real_kernel/process.rs"]
 mod process;
+#[path = "real_kernel/progs.rs"]
+mod progs;
 #[path = "real_kernel/zero.rs"]
 mod zero;
 
