@@ -147,6 +147,25 @@ pub struct ProgLayout {
     pub user_uid: Option<u32>,
 }
 
+/// Offsets in `struct lpm_trie` and `struct lpm_trie_node`: the LPM_TRIE walker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LpmLayout {
+    /// `lpm_trie.root` (`struct lpm_trie_node *`).
+    pub root: u32,
+    /// `lpm_trie.max_prefixlen` (`size_t`).
+    pub max_prefixlen: u32,
+    /// `lpm_trie.data_size` (`size_t`): key bytes after the prefix length.
+    pub data_size: u32,
+    /// `lpm_trie_node.child` (two pointers).
+    pub node_child: u32,
+    /// `lpm_trie_node.prefixlen` (u32).
+    pub node_prefixlen: u32,
+    /// `lpm_trie_node.flags` (u32).
+    pub node_flags: u32,
+    /// `lpm_trie_node.data` (the key's data, then the value).
+    pub node_data: u32,
+}
+
 /// Every offset the walkers use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct KernelLayout {
@@ -164,4 +183,6 @@ pub struct KernelLayout {
     pub btf_object: Option<BtfObjectLayout>,
     /// `struct bpf_prog` and `struct bpf_prog_aux`: the program walker.
     pub prog: Option<ProgLayout>,
+    /// `struct lpm_trie` and `struct lpm_trie_node`: the LPM_TRIE walker.
+    pub lpm: Option<LpmLayout>,
 }

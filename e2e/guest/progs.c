@@ -8,11 +8,14 @@
  *     mw_inner    ARRAY          4-byte keys, 8-byte values, 2 entries (0x1111.., 0x2222..)
  *     mw_progs    PROG_ARRAY     4 slots: 1 -> known, 3 -> known_map
  *     mw_outer    ARRAY_OF_MAPS  3 slots: 2 -> mw_inner
+ *     mw_lpm      LPM_TRIE       8-byte keys (prefix length, IPv4 address), 8-byte
+ *                                values, 16 max: the six prefixes of lpm_prefixes[]
  *
- * It appends the three maps' ground truth to `f` (the `bpf-maps` section) as the other
- * maps have it: mw_inner with write_map_truth(), the two others as
+ * It appends the four maps' ground truth to `f` (the `bpf-maps` section) as the other
+ * maps have it: mw_inner with write_map_truth(), the slot maps as
  * `MAP` then `HVAL <id> <index hex> <value hex>` for each populated slot, the value
- * being what a lookup returns (the id of the program or map in the slot). Then it
+ * being what a lookup returns (the id of the program or map in the slot), mw_lpm as
+ * `MAP` then `HVAL <id> <key hex> <value hex>` for every key GET_NEXT_KEY gives. Then it
  * writes section `bpf-progs`, one line per program, as BPF_OBJ_GET_INFO_BY_FD
  * describes it:
  *
@@ -33,6 +36,52 @@
 static struct map_spec inner = { "mw_inner", BPF_MAP_TYPE_ARRAY, 4, 8, 2, 0, 0, -1, 0 };
 static struct map_spec prog_array = { "mw_progs", BPF_MAP_TYPE_PROG_ARRAY, 4, 4, 4, 0, 0, -1, 0 };
 static struct map_spec outer = { "mw_outer", BPF_MAP_TYPE_ARRAY_OF_MAPS, 4, 4, 3, 0, 0, -1, 0 };
+static struct map_spec lpm = { "mw_lpm", BPF_MAP_TYPE_LPM_TRIE, 8, 8, 16, BPF_F_NO_PREALLOC, 0,
+			       -1, 0 };
+/* The kernel's own example trie (kernel/bpf/lpm_trie.c), a /8 and the default route;
+ * the last one replaces an earlier value. */
+static const struct {
+	uint32_t prefixlen;
+	unsigned char addr[4];
+} lpm_prefixes[] = {
+	{ 16, { 192, 168, 0, 0 } },   { 24, { 192, 168, 0, 0 } }, { 24, { 192, 168, 1, 0 } },
+	{ 24, { 192, 168, 128, 0 } }, { 8, { 10, 0, 0, 0 } },     { 0, { 0, 0, 0, 0 } },
+	{ 24, { 192, 168, 1, 0 } },
+};
+
+/* mw_lpm, filled; its truth: every key in GET_NEXT_KEY's order with its value. */
+static int lpm_setup(FILE *f)
+{
+	if (map_create(&lpm) != 0)
+		return -1;
+	for (size_t i = 0; i < sizeof lpm_prefixes / sizeof lpm_prefixes[0]; i++) {
+		unsigned char key[8];
+		uint64_t v = 0x0101010101010101ULL * (i + 1);
+		memcpy(key, &lpm_prefixes[i].prefixlen, 4);
+		memcpy(key + 4, lpm_prefixes[i].addr, 4);
+		if (map_update(&lpm, key, &v) != 0)
+			return -1;
+	}
+	fprintf(f, "MAP id=%u type=%u name=%s key=%u value=%u max=%u flags=%u\n", lpm.id,
+		lpm.type, lpm.name, lpm.key_size, lpm.value_size, lpm.max_entries, lpm.flags);
+	unsigned char key[8], next[8], value[8];
+	const void *prev = NULL;
+	for (unsigned n = 0; n <= lpm.max_entries; n++) {
+		int r = map_next_key(&lpm, prev, next);
+		if (r != 0)
+			return r < 0 ? -1 : 0;
+		memcpy(key, next, sizeof key);
+		prev = key;
+		if (map_lookup(&lpm, key, value) != 0)
+			return -1;
+		fprintf(f, "HVAL %u ", lpm.id);
+		hex(f, key, sizeof key);
+		fputc(' ', f);
+		hex(f, value, sizeof value);
+		fputc('\n', f);
+	}
+	return 0;
+}
 
 struct prog {
 	const char *name;
@@ -190,7 +239,7 @@ int progs_setup(FILE *f)
 	    map_update(&outer, &k2, &v2) != 0)
 		return -1;
 	if (write_map_truth(f, &inner) != 0 || slots_truth(f, &prog_array) != 0 ||
-	    slots_truth(f, &outer) != 0)
+	    slots_truth(f, &outer) != 0 || lpm_setup(f) != 0)
 		return -1;
 	const char *path = "/tmp/bpf-progs";
 	FILE *p = fopen(path, "w");

@@ -1,8 +1,8 @@
 //! Target `progs`: [`ProgIdr::progs`], [`ProgIdr::prog_by_id`] and
 //! [`ProgIdr::collect_progs`] with an arbitrary [`ProgLayout`], and
 //! [`Bpf::for_each_fd_slot`] over every PROG_ARRAY, ARRAY_OF_MAPS and HASH_OF_MAPS
-//! map, over raw RAM or a mutated synthetic guest that has programs and such maps
-//! ([`prog_guest`]).
+//! map and [`Bpf::for_each_lpm_entry`] over every LPM_TRIE, over raw RAM or a mutated
+//! synthetic guest that has programs and such maps ([`prog_guest`]).
 
 use std::sync::OnceLock;
 
@@ -59,7 +59,14 @@ fn build(kind: GuestKind) -> Guest {
     .add_map(
         MapSpec::new(81, MapType::ARRAY_OF_MAPS, "outer", 4, 4, 2).fd_slot(&1u32.to_le_bytes(), 12),
     )
-    .add_map(MapSpec::new(82, MapType::HASH_OF_MAPS, "outer_h", 4, 4, 4).fd_slot(b"abcd", 9));
+    .add_map(MapSpec::new(82, MapType::HASH_OF_MAPS, "outer_h", 4, 4, 4).fd_slot(b"abcd", 9))
+    .add_map(
+        MapSpec::new(83, MapType::LPM_TRIE, "routes", 8, 8, 8)
+            .lpm_entry(16, &[192, 168, 0, 0], &[1; 8])
+            .lpm_entry(24, &[192, 168, 1, 0], &[2; 8])
+            .lpm_entry(24, &[192, 168, 128, 0], &[3; 8])
+            .lpm_entry(0, &[0; 4], &[4; 8]),
+    );
     for spec in standard_progs() {
         b.add_prog(spec);
     }
@@ -227,7 +234,8 @@ impl Header {
     }
 }
 
-/// Every slot of every object map among the first maps of `map_idr`.
+/// Every slot of every object map, and every prefix of every LPM trie, among the first
+/// maps of `map_idr`.
 fn check_fd_maps<K: KernelRead + ?Sized>(mem: &K, layout: &KernelLayout, map_idr: Kva) {
     let bpf = Bpf::new(mem, layout, map_idr);
     let Ok(mut maps) = bpf.maps() else {
@@ -243,6 +251,21 @@ fn check_fd_maps<K: KernelRead + ?Sized>(mem: &K, layout: &KernelLayout, map_idr
             std::ops::ControlFlow::Continue(())
         }) {
             Ok(n) => assert_eq!(n, steps),
+            Err(e) => sink(&e),
+        }
+    }
+    for map in found.iter().filter(|m| m.map_type == MapType::LPM_TRIE) {
+        let mut key = vec![0u8; (map.key_size as usize).min(1 << 16)];
+        let mut value = vec![0u8; (map.value_size as usize).min(1 << 16)];
+        let mut steps = 0u64;
+        match bpf.for_each_lpm_entry(map, &mut key, &mut value, |_, _| {
+            steps += 1;
+            std::ops::ControlFlow::Continue(())
+        }) {
+            Ok(n) => {
+                assert_eq!(n, steps);
+                assert!(n <= 2 * u64::from(map.max_entries));
+            }
             Err(e) => sink(&e),
         }
     }

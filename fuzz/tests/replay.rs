@@ -299,15 +299,19 @@ fn synthetic_kernel_btf_resolves_to_the_default_layout() {
     use mapwalk_fuzz::btf_layout::blob_of;
     use mapwalk_fuzz::btf_synth::kernel_btf;
     let r = mapwalk::btf::layout_from_bytes(kernel_btf()).unwrap();
-    // The synthetic kernel BTF has no `bpf_prog`: programs are left out.
+    // The synthetic kernel BTF has no `bpf_prog` and no `lpm_trie`: left out.
     let layout = mapwalk_core::KernelLayout {
         prog: None,
+        lpm: None,
         ..mapwalk_core::synth::default_layout()
     };
     assert_eq!(r.layout, layout);
     assert_eq!(
         r.warnings,
-        ["bpf_prog (programs) disabled: BTF: no struct bpf_prog"]
+        [
+            "bpf_prog (programs) disabled: BTF: no struct bpf_prog",
+            "lpm_trie (LPM_TRIE maps) disabled: BTF: no struct lpm_trie"
+        ]
     );
     for name in ["seed-raw", "seed-framed", "seed-synth"] {
         let b = blob_of(&seed("btf_layout", name), kernel_btf()).unwrap();
@@ -321,8 +325,8 @@ fn synthetic_kernel_btf_resolves_to_the_default_layout() {
     let b = blob_of(&seed("btf_layout", "seed-synth-no-htab"), kernel_btf()).unwrap();
     let r = mapwalk::btf::layout_from_bytes(&b).unwrap();
     assert_eq!(r.layout.htab, None);
-    // bpf_htab, and bpf_prog (which the synthetic BTF never has).
-    assert_eq!(r.warnings.len(), 2, "{:?}", r.warnings);
+    // bpf_htab, and bpf_prog and lpm_trie (which the synthetic BTF never has).
+    assert_eq!(r.warnings.len(), 3, "{:?}", r.warnings);
 }
 
 #[test]
@@ -415,7 +419,15 @@ fn every_prog_guest_is_whole() {
         let g = prog_guest(kind);
         let view = KernelView::new(Mutated::pristine(g), g.g.paging, g.g.addrs);
         let bpf = Bpf::new(&view, &g.g.layout, g.g.map_idr);
-        assert_eq!(bpf.maps().unwrap().count(), 8, "{kind:?}");
+        assert_eq!(bpf.maps().unwrap().count(), 9, "{kind:?}");
+        let lpm = bpf.map_by_id(83).unwrap().unwrap();
+        let mut prefixes = Vec::new();
+        bpf.for_each_lpm_entry(&lpm, &mut [0; 8], &mut [0; 8], |k, v| {
+            prefixes.push((k[0], v[0]));
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(prefixes, [(24, 2), (24, 3), (16, 1), (0, 4)], "{kind:?}");
         let mut slots = Vec::new();
         for id in [80, 81, 82] {
             let map = bpf.map_by_id(id).unwrap().unwrap();

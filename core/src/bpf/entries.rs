@@ -17,7 +17,7 @@ use crate::limits::MAX_CPUS;
 use crate::mem::len_u64;
 
 /// The map types [`Bpf::for_each_entry`] walks.
-pub const WALKABLE_MAP_TYPES: [MapType; 9] = [
+pub const WALKABLE_MAP_TYPES: [MapType; 10] = [
     MapType::ARRAY,
     MapType::HASH,
     MapType::LRU_HASH,
@@ -27,6 +27,7 @@ pub const WALKABLE_MAP_TYPES: [MapType; 9] = [
     MapType::PROG_ARRAY,
     MapType::ARRAY_OF_MAPS,
     MapType::HASH_OF_MAPS,
+    MapType::LPM_TRIE,
 ];
 
 /// One entry's value, as [`Bpf::for_each_entry`] hands it over.
@@ -365,6 +366,10 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
                     id_buf.copy_from_slice(&id.to_le_bytes());
                     f(k, EntryValue::Single(id_buf))
                 })?;
+            }
+            (MapType::LPM_TRIE, _) => {
+                count =
+                    self.for_each_lpm_entry(map, key, value, |k, v| f(k, EntryValue::Single(v)))?;
             }
             (map_type, _) => {
                 return Err(Error::UnsupportedMapType {

@@ -19,6 +19,7 @@ mod entries;
 mod fdmaps;
 mod flags;
 mod htab;
+mod lpm;
 mod map;
 mod maptype;
 mod percpu;
@@ -38,6 +39,7 @@ pub use htab::{
     HtabEntry, HtabMap, HtabPos, HtabValue, HtabWalk, PptrDecision, PptrEvidence, PptrPlacement,
     ELEM_BUF, HEAD_BATCH_BYTES,
 };
+pub use lpm::{LPM_DATA_SIZE_MAX, LPM_MAX_DEPTH, LPM_TREE_NODE_FLAG_IM};
 #[cfg(any(feature = "alloc", test))]
 pub use map::MapList;
 pub use map::{read_map_info, Bpf, MapInfo, MapName, Maps};

@@ -1,9 +1,11 @@
 //! Programs and the maps that hold kernel objects, from outside, on 6.1 and 6.12: the
 //! guest's `/init` (`e2e/guest/progs.c`) loads two socket filters (`known`, and
 //! `known_map`, which uses `mw_inner`), puts them in the PROG_ARRAY `mw_progs` and
-//! `mw_inner` in the ARRAY_OF_MAPS `mw_outer`, and reports what the kernel says about
-//! them (section `bpf-progs`, and `bpf-maps`). `mapwalk progs --json` and `dump` of the
-//! three maps, read from the guest's RAM file, must say the same.
+//! `mw_inner` in the ARRAY_OF_MAPS `mw_outer`, fills the LPM_TRIE `mw_lpm`, and
+//! reports what the kernel says about them (section `bpf-progs`, and `bpf-maps`).
+//! `mapwalk progs --json` and `dump` of the four maps, read from the guest's RAM file,
+//! must say the same (the dumps' order is checked against the kernel's own by the
+//! in-guest tests, whose live dump must equal the one from outside byte for byte).
 
 use mapwalk_core::ProgType;
 use mapwalk_e2e::{self as e2e, GuestConfig, GuestMap};
@@ -110,6 +112,8 @@ fn progs_from_memory(config: &GuestConfig) {
             .unwrap_or_else(|| panic!("{test}: the guest did not report map {name}"))
     };
     let (inner, progs_map, outer) = (find("mw_inner"), find("mw_progs"), find("mw_outer"));
+    let lpm = find("mw_lpm");
+    assert_eq!(lpm.hash_values.len(), 6, "{test}: mw_lpm's prefixes");
     // The truth is consistent with itself: slot 1 holds `known`, `known_map` uses
     // mw_inner, slot 2 of mw_outer holds mw_inner.
     let id_of = |v: &Value| v["id"].as_u64().unwrap();
@@ -151,9 +155,16 @@ fn progs_from_memory(config: &GuestConfig) {
     // The programs are the guest's only ones (a Debian cloud kernel loads none).
     assert_eq!(listed.len(), truth_progs.len(), "{test}: {listed:?}");
 
-    for map in [progs_map, outer, inner] {
+    for map in [progs_map, outer, inner, lpm] {
         let dump = cli.json(test, &["dump", &format!("id:{}", map.id), "--json"]);
-        assert_eq!(dump, truth_dump(map), "{test}: dump {}", map.name);
+        let mut got = dump
+            .as_array()
+            .unwrap_or_else(|| panic!("{test}: dump {}: {dump}", map.name))
+            .clone();
+        got.sort_by_key(|e| e["key"].to_string());
+        let mut want = truth_dump(map).as_array().unwrap().clone();
+        want.sort_by_key(|e| e["key"].to_string());
+        assert_eq!(got, want, "{test}: dump {}", map.name);
     }
     let text = cli.run(&["progs"]);
     assert!(text.status.success(), "{test}: progs failed");
@@ -167,10 +178,12 @@ fn progs_from_memory(config: &GuestConfig) {
     );
     let _ = std::fs::remove_dir_all(&dir);
     eprintln!(
-        "{test}: {} programs and the slots of {}, {} and {} equal the guest's own",
+        "{test}: {} programs, the slots of {} and {}, and the {} prefixes of {} equal \
+         the guest's own",
         truth_progs.len(),
         progs_map.name,
         outer.name,
-        inner.name
+        lpm.hash_values.len(),
+        lpm.name
     );
 }

@@ -3,7 +3,7 @@
 
 pub use mapwalk_core::layout::BtfObjectLayout;
 use mapwalk_core::layout::{
-    ArrayLayout, BpfMapLayout, HtabLayout, IdrLayout, ProgLayout, XarrayLayout,
+    ArrayLayout, BpfMapLayout, HtabLayout, IdrLayout, LpmLayout, ProgLayout, XarrayLayout,
 };
 use mapwalk_core::KernelLayout;
 
@@ -34,6 +34,8 @@ pub const LAYOUT_STRUCTS: &[&str] = &[
     "bpf_prog",
     "bpf_prog_aux",
     "user_struct",
+    "lpm_trie",
+    "lpm_trie_node",
 ];
 
 /// Finds `name` among the members of aggregate `ty`, looking into anonymous struct and
@@ -190,8 +192,8 @@ pub fn struct_size_having(
 /// Resolves every group of [`KernelLayout`].
 ///
 /// Required: `xarray`, `idr`, `bpf_map` (except `btf_vmlinux_value_type_id`).
-/// Optional: `array`, `htab`, `btf_object` and `prog` (`None` and a warning when
-/// `bpf_array`, `bpf_htab`, `btf` or `bpf_prog` cannot be resolved), and `bpf_map.btf_vmlinux_value_type_id`
+/// Optional: `array`, `htab`, `btf_object`, `prog` and `lpm` (`None` and a warning
+/// when `bpf_array`, `bpf_htab`, `btf`, `bpf_prog` or `lpm_trie` cannot be resolved), and `bpf_map.btf_vmlinux_value_type_id`
 /// (`None` and a warning).
 ///
 /// # Errors
@@ -289,6 +291,17 @@ pub(crate) fn layout_with(
             user_uid: off("user_struct", "uid").ok(),
         })
     });
+    let lpm = group(&mut warnings, "lpm_trie (LPM_TRIE maps)", || {
+        Ok(LpmLayout {
+            root: off("lpm_trie", "root")?,
+            max_prefixlen: off("lpm_trie", "max_prefixlen")?,
+            data_size: off("lpm_trie", "data_size")?,
+            node_child: off("lpm_trie_node", "child")?,
+            node_prefixlen: off("lpm_trie_node", "prefixlen")?,
+            node_flags: off("lpm_trie_node", "flags")?,
+            node_data: off("lpm_trie_node", "data")?,
+        })
+    });
     Ok(ResolvedLayout {
         layout: KernelLayout {
             xarray,
@@ -298,6 +311,7 @@ pub(crate) fn layout_with(
             htab,
             btf_object,
             prog,
+            lpm,
         },
         warnings,
     })

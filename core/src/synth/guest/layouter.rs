@@ -3,6 +3,7 @@
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
+mod lpm;
 mod progs;
 
 use super::{
@@ -287,6 +288,7 @@ impl<'b> Layouter<'b> {
                 (u64::from(a.value) + 8 * u64::from(spec.max_entries)).max(header),
                 0,
             ),
+            (MapType::LPM_TRIE, _, _) if l.lpm.is_some() => (header.max(320), 0),
             (t, _, Some(h)) if is_hash(t) => (
                 header
                     .max(u64::from(h.buckets) + 8)
@@ -348,6 +350,9 @@ impl<'b> Layouter<'b> {
         }
         if let (true, Some(_)) = (is_hash(spec.map_type), l.htab) {
             self.lay_htab(spec, base);
+        }
+        if let (MapType::LPM_TRIE, Some(lpm)) = (spec.map_type, l.lpm) {
+            self.lay_lpm(spec, base, &lpm);
         }
         BuiltMap { id: spec.id, kva }
     }

@@ -12,8 +12,8 @@ use crate::arch::Paging;
 use crate::bpf::{PerCpuOffsets, PossibleCpus};
 use crate::kernel::{KernelAddrs, KernelView};
 use crate::layout::{
-    ArrayLayout, BpfMapLayout, BtfObjectLayout, HtabLayout, IdrLayout, KernelLayout, ProgLayout,
-    XarrayLayout,
+    ArrayLayout, BpfMapLayout, BtfObjectLayout, HtabLayout, IdrLayout, KernelLayout, LpmLayout,
+    ProgLayout, XarrayLayout,
 };
 use crate::limits::MAX_CPUS;
 use crate::mem::{Ram, RamCell};
@@ -88,6 +88,15 @@ pub fn default_layout() -> KernelLayout {
             aux_btf: 136,
             aux_user: Some(152),
             user_uid: Some(8),
+        }),
+        lpm: Some(LpmLayout {
+            root: 256,
+            max_prefixlen: 272,
+            data_size: 280,
+            node_child: 16,
+            node_prefixlen: 32,
+            node_flags: 36,
+            node_data: 40,
         }),
     }
 }

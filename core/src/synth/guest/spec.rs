@@ -73,6 +73,10 @@ pub struct MapSpec {
     /// 4-byte index for the arrays) and the id of the program or map the slot points
     /// at (a bare object is laid for an id the guest does not have).
     pub fd_slots: Vec<(Vec<u8>, u32)>,
+    /// The prefixes of an LPM_TRIE, inserted in this order as the kernel inserts them
+    /// (intermediate nodes included): prefix length, data (`key_size - 4` bytes),
+    /// value.
+    pub lpm_entries: Vec<(u32, Vec<u8>, Vec<u8>)>,
 }
 
 impl MapSpec {
@@ -111,7 +115,19 @@ impl MapSpec {
             percpu_placement: Placement::DirectMap,
             pptr_placement: PptrPlacement::KeySize,
             fd_slots: Vec::new(),
+            lpm_entries: Vec::new(),
         }
+    }
+
+    /// Adds a prefix to an LPM_TRIE: `prefixlen` bits of `data` (`key_size - 4`
+    /// bytes), with `value`.
+    #[must_use]
+    pub fn lpm_entry(mut self, prefixlen: u32, data: &[u8], value: &[u8]) -> Self {
+        assert_eq!(data.len() + 4, self.key_size as usize, "LPM data length");
+        assert!(value.len() <= self.value_size as usize, "value is too long");
+        self.lpm_entries
+            .push((prefixlen, data.to_vec(), value.to_vec()));
+        self
     }
 
     /// Adds a populated slot to a PROG_ARRAY, ARRAY_OF_MAPS (`key`: the index, 4 bytes)
