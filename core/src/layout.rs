@@ -166,6 +166,19 @@ pub struct LpmLayout {
     pub node_data: u32,
 }
 
+/// Offsets in `struct bpf_queue_stack`: the QUEUE and STACK walker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueStackLayout {
+    /// `bpf_queue_stack.head` (u32).
+    pub head: u32,
+    /// `bpf_queue_stack.tail` (u32).
+    pub tail: u32,
+    /// `bpf_queue_stack.size` (u32): `max_entries + 1` slots.
+    pub size: u32,
+    /// `bpf_queue_stack.elements` (the slots).
+    pub elements: u32,
+}
+
 /// Every offset the walkers use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct KernelLayout {
@@ -185,4 +198,6 @@ pub struct KernelLayout {
     pub prog: Option<ProgLayout>,
     /// `struct lpm_trie` and `struct lpm_trie_node`: the LPM_TRIE walker.
     pub lpm: Option<LpmLayout>,
+    /// `struct bpf_queue_stack`: the QUEUE and STACK walker.
+    pub queue: Option<QueueStackLayout>,
 }

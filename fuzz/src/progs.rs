@@ -1,7 +1,8 @@
 //! Target `progs`: [`ProgIdr::progs`], [`ProgIdr::prog_by_id`] and
 //! [`ProgIdr::collect_progs`] with an arbitrary [`ProgLayout`], and
 //! [`Bpf::for_each_fd_slot`] over every PROG_ARRAY, ARRAY_OF_MAPS and HASH_OF_MAPS
-//! map and [`Bpf::for_each_lpm_entry`] over every LPM_TRIE, over raw RAM or a mutated
+//! map, [`Bpf::for_each_lpm_entry`] over every LPM_TRIE and [`Bpf::for_each_queue_value`]
+//! over every QUEUE and STACK, over raw RAM or a mutated
 //! synthetic guest that has programs and such maps ([`prog_guest`]).
 
 use std::sync::OnceLock;
@@ -66,7 +67,9 @@ fn build(kind: GuestKind) -> Guest {
             .lpm_entry(24, &[192, 168, 1, 0], &[2; 8])
             .lpm_entry(24, &[192, 168, 128, 0], &[3; 8])
             .lpm_entry(0, &[0; 4], &[4; 8]),
-    );
+    )
+    .add_map(MapSpec::new(84, MapType::QUEUE, "q", 0, 4, 4).ring(1, 3, |s| vec![s as u8; 4]))
+    .add_map(MapSpec::new(85, MapType::STACK, "s", 0, 4, 4).ring(3, 1, |s| vec![s as u8; 4]));
     for spec in standard_progs() {
         b.add_prog(spec);
     }
@@ -251,6 +254,23 @@ fn check_fd_maps<K: KernelRead + ?Sized>(mem: &K, layout: &KernelLayout, map_idr
             std::ops::ControlFlow::Continue(())
         }) {
             Ok(n) => assert_eq!(n, steps),
+            Err(e) => sink(&e),
+        }
+    }
+    for map in found
+        .iter()
+        .filter(|m| matches!(m.map_type, MapType::QUEUE | MapType::STACK))
+    {
+        let mut value = vec![0u8; (map.value_size as usize).min(1 << 16)];
+        let mut steps = 0u64;
+        match bpf.for_each_queue_value(map, &mut value, |_| {
+            steps += 1;
+            std::ops::ControlFlow::Continue(())
+        }) {
+            Ok(n) => {
+                assert_eq!(n, steps);
+                assert!(n <= u64::from(map.max_entries));
+            }
             Err(e) => sink(&e),
         }
     }

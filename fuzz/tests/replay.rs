@@ -303,6 +303,7 @@ fn synthetic_kernel_btf_resolves_to_the_default_layout() {
     let layout = mapwalk_core::KernelLayout {
         prog: None,
         lpm: None,
+        queue: None,
         ..mapwalk_core::synth::default_layout()
     };
     assert_eq!(r.layout, layout);
@@ -310,7 +311,8 @@ fn synthetic_kernel_btf_resolves_to_the_default_layout() {
         r.warnings,
         [
             "bpf_prog (programs) disabled: BTF: no struct bpf_prog",
-            "lpm_trie (LPM_TRIE maps) disabled: BTF: no struct lpm_trie"
+            "lpm_trie (LPM_TRIE maps) disabled: BTF: no struct lpm_trie",
+            "bpf_queue_stack (QUEUE and STACK maps) disabled: BTF: no struct bpf_queue_stack"
         ]
     );
     for name in ["seed-raw", "seed-framed", "seed-synth"] {
@@ -325,8 +327,9 @@ fn synthetic_kernel_btf_resolves_to_the_default_layout() {
     let b = blob_of(&seed("btf_layout", "seed-synth-no-htab"), kernel_btf()).unwrap();
     let r = mapwalk::btf::layout_from_bytes(&b).unwrap();
     assert_eq!(r.layout.htab, None);
-    // bpf_htab, and bpf_prog and lpm_trie (which the synthetic BTF never has).
-    assert_eq!(r.warnings.len(), 3, "{:?}", r.warnings);
+    // bpf_htab, and bpf_prog, lpm_trie and bpf_queue_stack (which the synthetic BTF
+    // never has).
+    assert_eq!(r.warnings.len(), 4, "{:?}", r.warnings);
 }
 
 #[test]
@@ -419,7 +422,18 @@ fn every_prog_guest_is_whole() {
         let g = prog_guest(kind);
         let view = KernelView::new(Mutated::pristine(g), g.g.paging, g.g.addrs);
         let bpf = Bpf::new(&view, &g.g.layout, g.g.map_idr);
-        assert_eq!(bpf.maps().unwrap().count(), 9, "{kind:?}");
+        assert_eq!(bpf.maps().unwrap().count(), 11, "{kind:?}");
+        let mut popped = Vec::new();
+        for id in [84, 85] {
+            let m = bpf.map_by_id(id).unwrap().unwrap();
+            bpf.for_each_queue_value(&m, &mut [0; 4], |v| {
+                popped.push(v[0]);
+                std::ops::ControlFlow::Continue(())
+            })
+            .unwrap();
+        }
+        // Queue: slots 3, 4, 0; stack (head 3, tail 1): slots 2, 1.
+        assert_eq!(popped, [3, 4, 0, 2, 1], "{kind:?}");
         let lpm = bpf.map_by_id(83).unwrap().unwrap();
         let mut prefixes = Vec::new();
         bpf.for_each_lpm_entry(&lpm, &mut [0; 8], &mut [0; 8], |k, v| {

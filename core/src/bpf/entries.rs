@@ -17,7 +17,7 @@ use crate::limits::MAX_CPUS;
 use crate::mem::len_u64;
 
 /// The map types [`Bpf::for_each_entry`] walks.
-pub const WALKABLE_MAP_TYPES: [MapType; 10] = [
+pub const WALKABLE_MAP_TYPES: [MapType; 12] = [
     MapType::ARRAY,
     MapType::HASH,
     MapType::LRU_HASH,
@@ -28,6 +28,8 @@ pub const WALKABLE_MAP_TYPES: [MapType; 10] = [
     MapType::ARRAY_OF_MAPS,
     MapType::HASH_OF_MAPS,
     MapType::LPM_TRIE,
+    MapType::QUEUE,
+    MapType::STACK,
 ];
 
 /// One entry's value, as [`Bpf::for_each_entry`] hands it over.
@@ -370,6 +372,10 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
             (MapType::LPM_TRIE, _) => {
                 count =
                     self.for_each_lpm_entry(map, key, value, |k, v| f(k, EntryValue::Single(v)))?;
+            }
+            (MapType::QUEUE | MapType::STACK, _) => {
+                // No keys: each element with an empty key, in pop order.
+                count = self.for_each_queue_value(map, value, |v| f(&[], EntryValue::Single(v)))?;
             }
             (map_type, _) => {
                 return Err(Error::UnsupportedMapType {

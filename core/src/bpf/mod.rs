@@ -25,6 +25,7 @@ mod maptype;
 mod percpu;
 mod prog;
 mod progtype;
+mod queue;
 
 pub use array::ArrayMap;
 pub use btf::BtfObject;

@@ -3,7 +3,8 @@
 
 pub use mapwalk_core::layout::BtfObjectLayout;
 use mapwalk_core::layout::{
-    ArrayLayout, BpfMapLayout, HtabLayout, IdrLayout, LpmLayout, ProgLayout, XarrayLayout,
+    ArrayLayout, BpfMapLayout, HtabLayout, IdrLayout, LpmLayout, ProgLayout, QueueStackLayout,
+    XarrayLayout,
 };
 use mapwalk_core::KernelLayout;
 
@@ -36,6 +37,7 @@ pub const LAYOUT_STRUCTS: &[&str] = &[
     "user_struct",
     "lpm_trie",
     "lpm_trie_node",
+    "bpf_queue_stack",
 ];
 
 /// Finds `name` among the members of aggregate `ty`, looking into anonymous struct and
@@ -192,8 +194,9 @@ pub fn struct_size_having(
 /// Resolves every group of [`KernelLayout`].
 ///
 /// Required: `xarray`, `idr`, `bpf_map` (except `btf_vmlinux_value_type_id`).
-/// Optional: `array`, `htab`, `btf_object`, `prog` and `lpm` (`None` and a warning
-/// when `bpf_array`, `bpf_htab`, `btf`, `bpf_prog` or `lpm_trie` cannot be resolved), and `bpf_map.btf_vmlinux_value_type_id`
+/// Optional: `array`, `htab`, `btf_object`, `prog`, `lpm` and `queue` (`None` and a
+/// warning when `bpf_array`, `bpf_htab`, `btf`, `bpf_prog`, `lpm_trie` or
+/// `bpf_queue_stack` cannot be resolved), and `bpf_map.btf_vmlinux_value_type_id`
 /// (`None` and a warning).
 ///
 /// # Errors
@@ -302,6 +305,18 @@ pub(crate) fn layout_with(
             node_data: off("lpm_trie_node", "data")?,
         })
     });
+    let queue = group(
+        &mut warnings,
+        "bpf_queue_stack (QUEUE and STACK maps)",
+        || {
+            Ok(QueueStackLayout {
+                head: off("bpf_queue_stack", "head")?,
+                tail: off("bpf_queue_stack", "tail")?,
+                size: off("bpf_queue_stack", "size")?,
+                elements: off("bpf_queue_stack", "elements")?,
+            })
+        },
+    );
     Ok(ResolvedLayout {
         layout: KernelLayout {
             xarray,
@@ -312,6 +327,7 @@ pub(crate) fn layout_with(
             btf_object,
             prog,
             lpm,
+            queue,
         },
         warnings,
     })

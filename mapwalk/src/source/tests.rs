@@ -331,3 +331,32 @@ fn memory_lists_programs_as_bpftool_would() {
     });
     assert!(matches!(no_idr.progs(), Err(SourceError::Unsupported(_))));
 }
+
+#[test]
+fn queues_and_stacks_dump_in_pop_order_with_empty_keys() {
+    let mut b = GuestBuilder::x86_64(false);
+    // Five slots, elements in slots 3, 4 and 0; slot n holds n + 1.
+    b.add_map(MapSpec::new(1, MapType::QUEUE, "q", 0, 2, 4).ring(1, 3, |s| vec![s as u8 + 1, 0]))
+        .add_map(
+            MapSpec::new(2, MapType::STACK, "s", 0, 2, 4).ring(1, 3, |s| vec![s as u8 + 1, 0]),
+        );
+    let g = b.build();
+    let ram = RamImage::new(&g, "queues");
+    let src = source(&g, &ram, false);
+    let dump = |id: u32, format| {
+        let meta = src.map_by_id(id).unwrap().unwrap();
+        let mut out = Vec::new();
+        crate::dump::dump_map(&src, &meta, format, &mut out, &mut |_| {}).unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    let entry = |n: u8| format!(r#"{{"key":[],"value":["0x{n:02x}","0x00"]}}"#);
+    assert_eq!(
+        dump(1, crate::render::Format::Json).trim_end(),
+        format!("[{},{},{}]", entry(4), entry(5), entry(1))
+    );
+    assert_eq!(
+        dump(2, crate::render::Format::Json).trim_end(),
+        format!("[{},{},{}]", entry(1), entry(5), entry(4))
+    );
+    eprintln!("{}", dump(1, crate::render::Format::Human));
+}

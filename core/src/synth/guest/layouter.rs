@@ -289,6 +289,11 @@ impl<'b> Layouter<'b> {
                 0,
             ),
             (MapType::LPM_TRIE, _, _) if l.lpm.is_some() => (header.max(320), 0),
+            (MapType::QUEUE | MapType::STACK, _, _) if l.queue.is_some() => (
+                u64::from(l.queue.unwrap().elements)
+                    + u64::from(spec.value_size) * (u64::from(spec.max_entries) + 1),
+                0,
+            ),
             (t, _, Some(h)) if is_hash(t) => (
                 header
                     .max(u64::from(h.buckets) + 8)
@@ -353,6 +358,17 @@ impl<'b> Layouter<'b> {
         }
         if let (MapType::LPM_TRIE, Some(lpm)) = (spec.map_type, l.lpm) {
             self.lay_lpm(spec, base, &lpm);
+        }
+        if let (MapType::QUEUE | MapType::STACK, Some(q)) = (spec.map_type, l.queue) {
+            self.write_u32(base + u64::from(q.size), spec.max_entries + 1);
+            if let Some((head, tail, slots)) = &spec.ring {
+                self.write_u32(base + u64::from(q.head), *head);
+                self.write_u32(base + u64::from(q.tail), *tail);
+                for (i, bytes) in slots.iter().enumerate() {
+                    let at = base + u64::from(q.elements) + i as u64 * u64::from(spec.value_size);
+                    self.write(at, bytes);
+                }
+            }
         }
         BuiltMap { id: spec.id, kva }
     }

@@ -13,7 +13,7 @@ use crate::bpf::{PerCpuOffsets, PossibleCpus};
 use crate::kernel::{KernelAddrs, KernelView};
 use crate::layout::{
     ArrayLayout, BpfMapLayout, BtfObjectLayout, HtabLayout, IdrLayout, KernelLayout, LpmLayout,
-    ProgLayout, XarrayLayout,
+    ProgLayout, QueueStackLayout, XarrayLayout,
 };
 use crate::limits::MAX_CPUS;
 use crate::mem::{Ram, RamCell};
@@ -97,6 +97,12 @@ pub fn default_layout() -> KernelLayout {
             node_prefixlen: 32,
             node_flags: 36,
             node_data: 40,
+        }),
+        queue: Some(QueueStackLayout {
+            head: 260,
+            tail: 264,
+            size: 268,
+            elements: 272,
         }),
     }
 }

@@ -77,6 +77,9 @@ pub struct MapSpec {
     /// (intermediate nodes included): prefix length, data (`key_size - 4` bytes),
     /// value.
     pub lpm_entries: Vec<(u32, Vec<u8>, Vec<u8>)>,
+    /// A QUEUE or STACK's `head`, `tail` and the bytes of every one of its
+    /// `max_entries + 1` slots.
+    pub ring: Option<(u32, u32, Vec<Vec<u8>>)>,
 }
 
 impl MapSpec {
@@ -116,7 +119,16 @@ impl MapSpec {
             pptr_placement: PptrPlacement::KeySize,
             fd_slots: Vec::new(),
             lpm_entries: Vec::new(),
+            ring: None,
         }
+    }
+
+    /// Sets a QUEUE or STACK's `head` and `tail`, and each slot's bytes from `slot`.
+    #[must_use]
+    pub fn ring(mut self, head: u32, tail: u32, slot: impl Fn(u32) -> Vec<u8>) -> Self {
+        let slots = (0..=self.max_entries).map(slot).collect();
+        self.ring = Some((head, tail, slots));
+        self
     }
 
     /// Adds a prefix to an LPM_TRIE: `prefixlen` bits of `data` (`key_size - 4`
