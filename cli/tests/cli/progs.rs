@@ -88,3 +88,71 @@ fn progs_match_bpftool() {
     );
     drop(prog);
 }
+
+/// A PROG_ARRAY holding a program and an LPM trie dump as `bpftool -j map dump` dumps
+/// them: each populated slot with the program's id, each prefix with its value, in the
+/// kernel's order (the forms the memory path gives, checked on real kernels by
+/// `e2e/tests/real_kernel/progs.rs`).
+#[test]
+fn object_maps_and_tries_dump_as_bpftool() {
+    if !live_ready("object_maps_and_tries_dump_as_bpftool") {
+        return;
+    }
+    let ret0 = [
+        Insn {
+            code: 0xb7,
+            ..Insn::default()
+        },
+        Insn {
+            code: 0x95,
+            ..Insn::default()
+        },
+    ];
+    let prog = prog_load(PROG_TYPE_SOCKET_FILTER, "mw_tail", &ret0).expect("load");
+    let prog_id = prog_info(std::os::fd::AsFd::as_fd(&prog)).expect("info").id;
+    let jumps = create(MapType::PROG_ARRAY, "mw_jumps", 4, 4, 8);
+    let fd = u32::try_from(prog.as_raw_fd()).unwrap();
+    jumps
+        .update(&5u32.to_le_bytes(), &fd.to_le_bytes(), Update::Any)
+        .expect("slot 5");
+    let lpm: OwnedFd = map_create(&MapCreate {
+        map_flags: mapwalk_live::sys::BPF_F_NO_PREALLOC,
+        ..MapCreate::new(MapType::LPM_TRIE, "mw_routes", 8, 8, 16)
+    })
+    .expect("LPM trie");
+    let lpm = LiveMap::from_fd(lpm).expect("LiveMap");
+    for (i, (plen, addr)) in [
+        (16u32, [192, 168, 0, 0]),
+        (24, [192, 168, 0, 0]),
+        (24, [192, 168, 1, 0]),
+        (8, [10, 0, 0, 0]),
+        (0, [0, 0, 0, 0]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut key = plen.to_le_bytes().to_vec();
+        key.extend(addr);
+        lpm.update(&key, &(i as u64 + 1).to_le_bytes(), Update::Any)
+            .expect("prefix");
+    }
+    let slots = json_of(
+        &run(&["dump", &format!("id:{}", jumps.id()), "--json"]),
+        "dump",
+    );
+    assert_eq!(
+        slots,
+        json!([{ "key": ["0x05", "0x00", "0x00", "0x00"],
+                 "value": prog_id.to_le_bytes().iter().map(|b| format!("0x{b:02x}")).collect::<Vec<_>>() }])
+    );
+    for m in [&jumps, &lpm] {
+        let id = m.id().to_string();
+        let ours = json_of(&run(&["dump", &format!("id:{id}"), "--json"]), "dump");
+        assert_eq!(ours, bpftool(&["map", "dump", "id", &id]), "map {id}");
+    }
+    let routes = json_of(
+        &run(&["dump", &format!("id:{}", lpm.id()), "--json"]),
+        "dump",
+    );
+    assert_eq!(routes.as_array().map(Vec::len), Some(5));
+}
