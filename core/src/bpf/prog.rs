@@ -21,7 +21,7 @@ pub const BPF_TAG_SIZE: usize = 8;
 
 /// What is known about one program, out of memory (`struct bpf_prog` and its
 /// `bpf_prog_aux`) or from the running kernel (`BPF_OBJ_GET_INFO_BY_FD`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct ProgInfo {
     /// The program's id (from memory: its index in `prog_idr`, checked against
     /// `bpf_prog_aux.id`).
@@ -48,6 +48,25 @@ pub struct ProgInfo {
     /// Memory part: the address of its `struct bpf_prog`; [`Kva::NULL`] when not read
     /// from memory.
     pub kva: Kva,
+}
+
+impl core::fmt::Debug for ProgInfo {
+    /// The fields, with only the map ids the program uses.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ProgInfo")
+            .field("id", &self.id)
+            .field("prog_type", &self.prog_type)
+            .field("name", &self.name)
+            .field("tag", &self.tag)
+            .field("gpl_compatible", &self.gpl_compatible)
+            .field("xlated_len", &self.xlated_len)
+            .field("jited_len", &self.jited_len)
+            .field("uid", &self.uid)
+            .field("btf_id", &self.btf_id)
+            .field("map_ids", &self.map_ids())
+            .field("kva", &self.kva)
+            .finish()
+    }
 }
 
 impl Default for ProgInfo {
