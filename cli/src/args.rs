@@ -24,7 +24,7 @@ pub struct Cli {
     pub source: SourceArgs,
     #[command(flatten)]
     pub kernel: KernelArgs,
-    /// JSON, like `bpftool -j` (maps, dump): before or after the subcommand.
+    /// JSON, like `bpftool -j` (maps, dump, progs): before or after the subcommand.
     #[arg(long, short = 'j', global = true)]
     pub json: bool,
     #[command(subcommand)]
@@ -130,6 +130,8 @@ pub enum Cmd {
         #[arg(long, value_name = "HEX")]
         value: String,
     },
+    /// Lists every BPF program, like `bpftool prog show`.
+    Progs,
 }
 
 pub fn parse_u64(s: &str) -> Result<u64, String> {

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! mapwalk [SOURCE] [KERNEL] [--json] maps
+//! mapwalk [SOURCE] [KERNEL] [--json] progs
 //! mapwalk [SOURCE] [KERNEL] [--json] dump MAP
 //! mapwalk [SOURCE] [KERNEL] [--json] dump --all
 //! mapwalk [SOURCE] [KERNEL] write MAP [--key HEX] --offset N --value HEX

@@ -54,6 +54,24 @@ pub fn command(src: &dyn MapSource, cmd: &Cmd, json: bool) -> Result<Answer, Cli
                 None => format!("a map of unknown id: could not be read, so not listed: {why}"),
             }));
         }
+        Cmd::Progs => {
+            let report = src.progs()?;
+            if json {
+                let list: Vec<_> = report.progs.iter().map(mapwalk::progs::prog_json).collect();
+                serde_json::to_writer(&mut out, &list)?;
+                writeln!(out)?;
+            } else {
+                for p in &report.progs {
+                    mapwalk::progs::write_prog_human(&mut out, p)?;
+                }
+            }
+            problems.extend(report.errors.iter().map(|(id, why)| match id {
+                Some(id) => format!("program id {id}: could not be read, so not listed: {why}"),
+                None => {
+                    format!("a program of unknown id: could not be read, so not listed: {why}")
+                }
+            }));
+        }
         Cmd::Dump { map, all } => {
             if *all {
                 let summary =

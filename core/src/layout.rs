@@ -108,6 +108,77 @@ pub struct BtfObjectLayout {
     pub id: u32,
 }
 
+/// Offsets in `struct bpf_prog`, `struct bpf_prog_aux` and `struct user_struct`: the
+/// program walker ([`crate::bpf::Progs`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProgLayout {
+    /// `bpf_prog.type` (`enum bpf_prog_type`, 4 bytes).
+    pub prog_type: u32,
+    /// `bpf_prog.len` (u32): instructions after verification (`xlated` = `len * 8`).
+    pub len: u32,
+    /// `bpf_prog.jited_len` (u32).
+    pub jited_len: u32,
+    /// `bpf_prog.tag` (`u8[8]`).
+    pub tag: u32,
+    /// `bpf_prog.aux` (`struct bpf_prog_aux *`).
+    pub aux: u32,
+    /// The bit offset of the `bpf_prog.gpl_compatible` bitfield; absent when the BTF
+    /// lacks it.
+    pub gpl_compatible_bit: Option<u32>,
+    /// `bpf_prog_aux.id` (u32).
+    pub aux_id: u32,
+    /// `bpf_prog_aux.name` (`char[16]`).
+    pub aux_name: u32,
+    /// `bpf_prog_aux.prog` (`struct bpf_prog *`): the back link to the program.
+    pub aux_prog: u32,
+    /// `bpf_prog_aux.used_map_cnt` (u32).
+    pub aux_used_map_cnt: u32,
+    /// `bpf_prog_aux.used_maps` (`struct bpf_map **`).
+    pub aux_used_maps: u32,
+    /// `bpf_prog_aux.func_cnt` (u32): subprograms, each jitted apart.
+    pub aux_func_cnt: u32,
+    /// `bpf_prog_aux.func` (`struct bpf_prog **`).
+    pub aux_func: u32,
+    /// `bpf_prog_aux.btf` (`struct btf *`).
+    pub aux_btf: u32,
+    /// `bpf_prog_aux.user` (`struct user_struct *`); absent on kernels without it.
+    pub aux_user: Option<u32>,
+    /// `user_struct.uid` (`kuid_t`, 4 bytes); absent with `aux_user`.
+    pub user_uid: Option<u32>,
+}
+
+/// Offsets in `struct lpm_trie` and `struct lpm_trie_node`: the LPM_TRIE walker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LpmLayout {
+    /// `lpm_trie.root` (`struct lpm_trie_node *`).
+    pub root: u32,
+    /// `lpm_trie.max_prefixlen` (`size_t`).
+    pub max_prefixlen: u32,
+    /// `lpm_trie.data_size` (`size_t`): key bytes after the prefix length.
+    pub data_size: u32,
+    /// `lpm_trie_node.child` (two pointers).
+    pub node_child: u32,
+    /// `lpm_trie_node.prefixlen` (u32).
+    pub node_prefixlen: u32,
+    /// `lpm_trie_node.flags` (u32).
+    pub node_flags: u32,
+    /// `lpm_trie_node.data` (the key's data, then the value).
+    pub node_data: u32,
+}
+
+/// Offsets in `struct bpf_queue_stack`: the QUEUE and STACK walker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueStackLayout {
+    /// `bpf_queue_stack.head` (u32).
+    pub head: u32,
+    /// `bpf_queue_stack.tail` (u32).
+    pub tail: u32,
+    /// `bpf_queue_stack.size` (u32): `max_entries + 1` slots.
+    pub size: u32,
+    /// `bpf_queue_stack.elements` (the slots).
+    pub elements: u32,
+}
+
 /// Every offset the walkers use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct KernelLayout {
@@ -123,4 +194,10 @@ pub struct KernelLayout {
     pub htab: Option<HtabLayout>,
     /// `struct btf`: maps' BTF objects and their ids.
     pub btf_object: Option<BtfObjectLayout>,
+    /// `struct bpf_prog` and `struct bpf_prog_aux`: the program walker.
+    pub prog: Option<ProgLayout>,
+    /// `struct lpm_trie` and `struct lpm_trie_node`: the LPM_TRIE walker.
+    pub lpm: Option<LpmLayout>,
+    /// `struct bpf_queue_stack`: the QUEUE and STACK walker.
+    pub queue: Option<QueueStackLayout>,
 }

@@ -85,7 +85,7 @@ pub mod walk;
 
 pub use addr::{Kva, Pa};
 pub use arch::{translate, Mapping, Paging, Translation, TranslationCache};
-pub use bpf::{Bpf, MapFlags, MapInfo, MapType};
+pub use bpf::{Bpf, MapFlags, MapInfo, MapType, ProgIdr, ProgInfo, ProgType};
 pub use error::{Access, Error, PhysError, PhysErrorKind, Result};
 pub use kernel::{KernelAddrs, KernelRead, KernelView, KernelWrite};
 pub use layout::KernelLayout;

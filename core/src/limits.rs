@@ -28,6 +28,13 @@ pub const XA_CHUNK_SHIFT: u8 = 6;
 /// Length of a BPF object name, terminator included (`BPF_OBJ_NAME_LEN`).
 pub const BPF_OBJ_NAME_LEN: usize = 16;
 
+/// Maps one program may use (`MAX_USED_MAPS`): a larger `used_map_cnt` is corrupt.
+pub const MAX_USED_MAPS: usize = 64;
+
+/// Subprograms of one program whose JIT sizes are added up (`BPF_MAX_SUBPROGS`): a
+/// larger `func_cnt` is corrupt.
+pub const MAX_SUBPROGS: u32 = 256;
+
 /// Largest `struct bpf_map` header the discovery reads in one piece.
 pub const MAX_MAP_HEADER: usize = 1024;
 
@@ -70,6 +77,8 @@ pub struct Limits {
     pub xa_nodes: u32,
     /// Maps yielded by one discovery walk (default 1,048,576).
     pub maps: u32,
+    /// Programs yielded by one walk of `prog_idr` (default 1,048,576).
+    pub progs: u32,
     /// Largest value an allocating reader copies in one piece (default 256 MiB).
     pub value_size: u64,
     /// Buckets of one hash map (default 2^28); a map with more is refused before its
@@ -91,6 +100,7 @@ impl Limits {
     pub const DEFAULT: Self = Self {
         xa_nodes: 1 << 16,
         maps: 1 << 20,
+        progs: 1 << 20,
         value_size: 256 << 20,
         htab_buckets: 1 << 28,
         bucket_chain: 1 << 16,

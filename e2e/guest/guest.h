@@ -54,6 +54,10 @@ int write_map_truth(FILE *f, struct map_spec *m);
 /* Lower-case hex of n bytes. */
 void hex(FILE *f, const unsigned char *p, size_t n);
 
+/* progs.c: programs, a PROG_ARRAY and an ARRAY_OF_MAPS; their maps' truth goes to f,
+ * the programs' to section `bpf-progs` (see there). 0 on success. */
+int progs_setup(FILE *f);
+
 /* churn.c: `mapwalk.churn=1` (see there). */
 int churn_setup(void);
 void churn_start(void);

@@ -479,6 +479,8 @@ static int make_maps(const char *path)
 		if (write_map_truth(f, m) != 0)
 			rc = -1;
 	}
+	if (progs_setup(f) != 0) /* progs.c */
+		rc = -1;
 	if (fclose(f) != 0) {
 		say("MAPWALK-ERROR write %s: %s\n", path, strerror(errno));
 		rc = -1;

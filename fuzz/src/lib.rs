@@ -32,7 +32,8 @@
 //!   `xa_load` finds nothing at any index that the walk did not yield (at that index,
 //!   or at a lower one for a multi-index entry);
 //! - walks are fused: after `None` or an error, `None` forever;
-//! - every map that discovery yields is what `map_by_id` returns;
+//! - every map that discovery yields is what `map_by_id` returns, and every program the
+//!   `prog_idr` walk yields (in id order) is what `prog_by_id` returns;
 //! - an ARRAY value written inside one page reads back;
 //! - a kernel read across pages equals the bytes gathered page by page, and each piece
 //!   of a batched read equals its own read;
@@ -64,6 +65,7 @@ pub mod kvm_regions;
 pub mod percpu;
 pub mod pgtable_aarch64;
 pub mod pgtable_x86_64;
+pub mod progs;
 pub mod ram_layout;
 pub mod render;
 pub mod vmcoreinfo;

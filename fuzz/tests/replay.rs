@@ -11,7 +11,7 @@ use mapwalk_fuzz::{guest, hash_guest, pick_va, GuestKind, Mutated, RAW_VAS};
 
 type Run = fn(&[u8]);
 
-const TARGETS: [(&str, Run); 15] = [
+const TARGETS: [(&str, Run); 16] = [
     ("pgtable_x86_64", mapwalk_fuzz::pgtable_x86_64::run),
     ("pgtable_aarch64", mapwalk_fuzz::pgtable_aarch64::run),
     ("xarray", mapwalk_fuzz::xarray::run),
@@ -27,6 +27,7 @@ const TARGETS: [(&str, Run); 15] = [
     ("kallsyms", mapwalk_fuzz::kallsyms::run),
     ("ksymtab", mapwalk_fuzz::ksymtab::run),
     ("render", mapwalk_fuzz::render::run),
+    ("progs", mapwalk_fuzz::progs::run),
 ];
 
 fn files(kind: &str, target: &str) -> Vec<(String, Vec<u8>)> {
@@ -170,6 +171,10 @@ fn headers_round_trip() {
                     .unwrap()
                     .0
                     .encode(&mut e),
+                "progs" => mapwalk_fuzz::progs::Header::decode(&mut u)
+                    .unwrap()
+                    .0
+                    .encode(&mut e),
                 "discovery" => mapwalk_fuzz::discovery::Header::decode(&mut u)
                     .unwrap()
                     .0
@@ -294,8 +299,22 @@ fn synthetic_kernel_btf_resolves_to_the_default_layout() {
     use mapwalk_fuzz::btf_layout::blob_of;
     use mapwalk_fuzz::btf_synth::kernel_btf;
     let r = mapwalk::btf::layout_from_bytes(kernel_btf()).unwrap();
-    assert_eq!(r.layout, mapwalk_core::synth::default_layout());
-    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    // The synthetic kernel BTF has no `bpf_prog` and no `lpm_trie`: left out.
+    let layout = mapwalk_core::KernelLayout {
+        prog: None,
+        lpm: None,
+        queue: None,
+        ..mapwalk_core::synth::default_layout()
+    };
+    assert_eq!(r.layout, layout);
+    assert_eq!(
+        r.warnings,
+        [
+            "bpf_prog (programs) disabled: BTF: no struct bpf_prog",
+            "lpm_trie (LPM_TRIE maps) disabled: BTF: no struct lpm_trie",
+            "bpf_queue_stack (QUEUE and STACK maps) disabled: BTF: no struct bpf_queue_stack"
+        ]
+    );
     for name in ["seed-raw", "seed-framed", "seed-synth"] {
         let b = blob_of(&seed("btf_layout", name), kernel_btf()).unwrap();
         assert_eq!(b, kernel_btf(), "{name}");
@@ -308,7 +327,9 @@ fn synthetic_kernel_btf_resolves_to_the_default_layout() {
     let b = blob_of(&seed("btf_layout", "seed-synth-no-htab"), kernel_btf()).unwrap();
     let r = mapwalk::btf::layout_from_bytes(&b).unwrap();
     assert_eq!(r.layout.htab, None);
-    assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+    // bpf_htab, and bpf_prog, lpm_trie and bpf_queue_stack (which the synthetic BTF
+    // never has).
+    assert_eq!(r.warnings.len(), 4, "{:?}", r.warnings);
 }
 
 #[test]
@@ -391,4 +412,113 @@ fn ksymtab_seeds_read() {
         ),
         "{err}"
     );
+}
+
+#[test]
+fn every_prog_guest_is_whole() {
+    use mapwalk_core::ProgIdr;
+    use mapwalk_fuzz::progs::prog_guest;
+    for kind in GuestKind::ALL {
+        let g = prog_guest(kind);
+        let view = KernelView::new(Mutated::pristine(g), g.g.paging, g.g.addrs);
+        let bpf = Bpf::new(&view, &g.g.layout, g.g.map_idr);
+        assert_eq!(bpf.maps().unwrap().count(), 11, "{kind:?}");
+        let mut popped = Vec::new();
+        for id in [84, 85] {
+            let m = bpf.map_by_id(id).unwrap().unwrap();
+            bpf.for_each_queue_value(&m, &mut [0; 4], |v| {
+                popped.push(v[0]);
+                std::ops::ControlFlow::Continue(())
+            })
+            .unwrap();
+        }
+        // Queue: slots 3, 4, 0; stack (head 3, tail 1): slots 2, 1.
+        assert_eq!(popped, [3, 4, 0, 2, 1], "{kind:?}");
+        let lpm = bpf.map_by_id(83).unwrap().unwrap();
+        let mut prefixes = Vec::new();
+        bpf.for_each_lpm_entry(&lpm, &mut [0; 8], &mut [0; 8], |k, v| {
+            prefixes.push((k[0], v[0]));
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(prefixes, [(24, 2), (24, 3), (16, 1), (0, 4)], "{kind:?}");
+        let mut slots = Vec::new();
+        for id in [80, 81, 82] {
+            let map = bpf.map_by_id(id).unwrap().unwrap();
+            let mut key = [0u8; 4];
+            bpf.for_each_fd_slot(&map, &mut key, |k, id| {
+                slots.push((k.to_vec(), id));
+                std::ops::ControlFlow::Continue(())
+            })
+            .unwrap();
+        }
+        assert_eq!(
+            slots,
+            [
+                (vec![0, 0, 0, 0], 1),
+                (vec![66, 0, 0, 0], 65),
+                (vec![1, 0, 0, 0], 12),
+                (b"abcd".to_vec(), 9)
+            ],
+            "{kind:?}"
+        );
+        let progs: Vec<_> = ProgIdr::new(&view, &g.g.layout, g.g.prog_idr)
+            .progs()
+            .unwrap()
+            .map(|p| p.unwrap())
+            .collect();
+        let ids: Vec<u32> = progs.iter().map(|p| p.id).collect();
+        assert_eq!(ids, [1, 65, 4100], "{kind:?}");
+        assert_eq!(progs[0].map_ids(), [1, 12]);
+        assert_eq!(progs[1].jited_len, 600);
+        assert_eq!(progs[2].map_ids(), [70, 4097, 9]);
+    }
+}
+
+#[test]
+fn progs_seeds_reach_their_programs() {
+    // The zero seed walks the whole x86 guest; the raw seed holds two programs.
+    for (name, want) in [("synth-x86-4level", 3usize), ("raw-two-progs", 2)] {
+        let data = seed("progs", name);
+        let mut u = Unstructured::new(&data);
+        let (h, limits) = mapwalk_fuzz::progs::Header::decode(&mut u).unwrap();
+        let layout = mapwalk_fuzz::progs::layout(
+            if h.mode % 2 == 0 {
+                mapwalk_fuzz::progs::offsets(&mapwalk_core::synth::default_layout().prog.unwrap())
+            } else {
+                h.offsets.map(u32::from)
+            },
+            h.absent,
+        );
+        let n = if h.mode % 2 == 0 {
+            let g = mapwalk_fuzz::progs::prog_guest(GuestKind::X86Four);
+            let view =
+                KernelView::new(Mutated::pristine(g), g.g.paging, g.g.addrs).with_limits(limits);
+            mapwalk_core::ProgIdr::new(&view, &layout, g.g.prog_idr)
+                .collect_progs()
+                .unwrap()
+                .progs
+                .len()
+        } else {
+            let bytes = u.take_rest();
+            let base = u64::from(h.base_page) << 12;
+            let view = KernelView::new(
+                Ram::new(Pa(base), bytes),
+                Paging::X86_64(mapwalk_core::arch::x86_64::X86Paging::new(h.cr3, false)),
+                mapwalk_core::kernel::KernelAddrs::x86_64(
+                    mapwalk_fuzz::RAW_DIRECT_MAP,
+                    base + bytes.len() as u64,
+                    0,
+                ),
+            )
+            .with_limits(limits);
+            let at = mapwalk_fuzz::RAW_DIRECT_MAP + base + h.prog_idr % bytes.len() as u64;
+            let list = mapwalk_core::ProgIdr::new(&view, &layout, mapwalk_core::Kva(at))
+                .collect_progs()
+                .unwrap();
+            assert_eq!(list.errors, [], "{name}");
+            list.progs.len()
+        };
+        assert_eq!(n, want, "{name}");
+    }
 }

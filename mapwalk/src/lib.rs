@@ -33,6 +33,7 @@ pub mod dump;
 pub mod input;
 pub mod kallsyms;
 pub mod progress;
+pub mod progs;
 pub mod qmp;
 pub mod render;
 pub mod source;

@@ -16,6 +16,7 @@ mod btf;
 mod btf_table;
 mod errors;
 mod lookup;
+mod progs;
 
 /// Whether the live tests can run here; prints SKIPPED (or panics under CI) when not.
 fn live_ready(test: &str) -> bool {

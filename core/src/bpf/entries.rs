@@ -17,13 +17,19 @@ use crate::limits::MAX_CPUS;
 use crate::mem::len_u64;
 
 /// The map types [`Bpf::for_each_entry`] walks.
-pub const WALKABLE_MAP_TYPES: [MapType; 6] = [
+pub const WALKABLE_MAP_TYPES: [MapType; 12] = [
     MapType::ARRAY,
     MapType::HASH,
     MapType::LRU_HASH,
     MapType::PERCPU_ARRAY,
     MapType::PERCPU_HASH,
     MapType::LRU_PERCPU_HASH,
+    MapType::PROG_ARRAY,
+    MapType::ARRAY_OF_MAPS,
+    MapType::HASH_OF_MAPS,
+    MapType::LPM_TRIE,
+    MapType::QUEUE,
+    MapType::STACK,
 ];
 
 /// One entry's value, as [`Bpf::for_each_entry`] hands it over.
@@ -348,6 +354,28 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
                 })();
                 *rereads = rereads.saturating_add(walk.rereads());
                 count = walked?;
+            }
+            (MapType::PROG_ARRAY | MapType::ARRAY_OF_MAPS | MapType::HASH_OF_MAPS, _) => {
+                // The value is the id of the object in the slot, as bpf() returns it.
+                let Some(id_buf) = value.get_mut(..4) else {
+                    return Err(Error::Corrupt {
+                        what: "object map value_size (below 4)",
+                        at: map.kva,
+                        value: u64::from(map.value_size),
+                    });
+                };
+                count = self.for_each_fd_slot(map, key, |k, id| {
+                    id_buf.copy_from_slice(&id.to_le_bytes());
+                    f(k, EntryValue::Single(id_buf))
+                })?;
+            }
+            (MapType::LPM_TRIE, _) => {
+                count =
+                    self.for_each_lpm_entry(map, key, value, |k, v| f(k, EntryValue::Single(v)))?;
+            }
+            (MapType::QUEUE | MapType::STACK, _) => {
+                // No keys: each element with an empty key, in pop order.
+                count = self.for_each_queue_value(map, value, |v| f(&[], EntryValue::Single(v)))?;
             }
             (map_type, _) => {
                 return Err(Error::UnsupportedMapType {

@@ -9,23 +9,30 @@
 //! LRU_HASH, PERCPU_HASH, LRU_PERCPU_HASH). Per-CPU values are found through
 //! [`PerCpuOffsets`]. [`Bpf::for_each_entry`] walks any of these types, picking the
 //! handle by the map's type. [`Bpf::map_btf`] finds where a map's BTF lies.
+//! [`ProgIdr::progs`] walks every program of `prog_idr` ([`ProgInfo`]).
 
 mod array;
 mod btf;
 #[cfg(test)]
 mod churn_tests;
 mod entries;
+mod fdmaps;
 mod flags;
 mod htab;
+mod lpm;
 mod map;
 mod maptype;
 mod percpu;
+mod prog;
+mod progtype;
+mod queue;
 
 pub use array::ArrayMap;
 pub use btf::BtfObject;
 pub use entries::{
     EntryBufferLens, EntryValue, PerCpuCopies, PerCpuCopiesIter, WALKABLE_MAP_TYPES,
 };
+pub use fdmaps::FD_MAP_TYPES;
 pub use flags::MapFlags;
 #[cfg(any(feature = "alloc", test))]
 pub use htab::{HtabEntries, PerCpuHtabEntries};
@@ -33,6 +40,7 @@ pub use htab::{
     HtabEntry, HtabMap, HtabPos, HtabValue, HtabWalk, PptrDecision, PptrEvidence, PptrPlacement,
     ELEM_BUF, HEAD_BATCH_BYTES,
 };
+pub use lpm::{LPM_DATA_SIZE_MAX, LPM_MAX_DEPTH, LPM_TREE_NODE_FLAG_IM};
 #[cfg(any(feature = "alloc", test))]
 pub use map::MapList;
 pub use map::{read_map_info, Bpf, MapInfo, MapName, Maps};
@@ -42,3 +50,7 @@ pub use percpu::PerCpuValue;
 pub use percpu::{
     CpuCopy, PerCpuArrayEntry, PerCpuArrayMap, PerCpuArrayWalk, PerCpuOffsets, PossibleCpus,
 };
+#[cfg(any(feature = "alloc", test))]
+pub use prog::ProgList;
+pub use prog::{read_prog_id, read_prog_info, ProgIdr, ProgInfo, Progs, BPF_TAG_SIZE};
+pub use progtype::ProgType;

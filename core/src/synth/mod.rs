@@ -28,8 +28,8 @@ pub use xarray::{
 mod guest;
 
 pub use guest::{
-    default_layout, BuiltElem, BuiltHtab, BuiltMap, EntrySpec, GuestBuilder, MapSpec, Placement,
-    SynthArch, SynthSymbols, SyntheticGuest,
+    default_layout, BuiltElem, BuiltHtab, BuiltMap, BuiltProg, EntrySpec, GuestBuilder, MapSpec,
+    Placement, ProgSpec, SynthArch, SynthSymbols, SyntheticGuest,
 };
 
 mod changing;

@@ -13,7 +13,7 @@ use mapwalk_core::Pa;
 use mapwalk_fuzz::btf_synth::{self, BtfBuilder};
 use mapwalk_fuzz::{
     array, btf_layout, discovery, elf_core, htab, ksymtab, percpu, pgtable_aarch64, pgtable_x86_64,
-    render, vmcoreinfo, xarray, Enc, Mutated,
+    progs, render, vmcoreinfo, xarray, Enc, Mutated,
 };
 use mapwalk_fuzz::{GuestKind, RAW_DIRECT_MAP};
 
@@ -290,6 +290,72 @@ fn discovery_seeds() {
     write(
         t,
         "raw-two-maps",
+        &raw(|e| h.encode(e), &ram.bytes()[..used]),
+    );
+}
+
+fn progs_seeds() {
+    use progs::Header;
+    let t = "progs";
+    for guest in 0..5u8 {
+        let h = Header {
+            guest,
+            ids: [65, 4100],
+            ..Header::default()
+        };
+        write(
+            t,
+            &guest_name(guest),
+            &synth(|e| h.encode(e), &[], (0, 0, &[])),
+        );
+    }
+    // `aux` moved: every program's aux pointer is read from the wrong place.
+    let mut h = Header {
+        ids: [1, 2],
+        ..Header::default()
+    };
+    h.offsets[4] = 8;
+    write(
+        t,
+        "synth-x86-aux-moved",
+        &synth(|e| h.encode(e), &[], (0, 0, &[])),
+    );
+    // Raw: prog_idr, an xarray and two programs (bpf_prog + bpf_prog_aux) in 16 KiB.
+    let l = default_layout();
+    let p = l.prog.unwrap();
+    let mut ram = SynthRam::new(Pa(0), 16 << 10);
+    let prog_idr = ram.alloc(64, 64);
+    let mut progs = Vec::new();
+    for (id, name) in [(5u32, &b"known"[..]), (300, b"other")] {
+        let prog = ram.alloc(512, 64);
+        let aux = ram.alloc(512, 64);
+        ram.write_u32(Pa(prog.0 + u64::from(p.prog_type)), 1);
+        ram.write_u32(Pa(prog.0 + u64::from(p.len)), 2);
+        ram.write_u32(Pa(prog.0 + u64::from(p.jited_len)), 40);
+        ram.write_u64(Pa(prog.0 + u64::from(p.aux)), RAW_DIRECT_MAP + aux.0);
+        ram.write_u32(Pa(aux.0 + u64::from(p.aux_id)), id);
+        ram.write_u64(Pa(aux.0 + u64::from(p.aux_prog)), RAW_DIRECT_MAP + prog.0);
+        ram.write(Pa(aux.0 + u64::from(p.aux_name)), name);
+        progs.push((u64::from(id), RAW_DIRECT_MAP + prog.0));
+    }
+    let head = build_xarray(&mut ram, &l.xarray, RAW_DIRECT_MAP, &progs);
+    ram.write_u64(
+        Pa(prog_idr.0 + u64::from(l.idr.idr_rt + l.xarray.xa_head)),
+        head,
+    );
+    let h = Header {
+        mode: 1,
+        offsets: progs::offsets(&p).map(|o| o as u16),
+        prog_idr: prog_idr.0,
+        prog_idr_rel: true,
+        ids: [5, 300],
+        ..Header::default()
+    };
+    // Whole pages: the last xarray node ends in zero slots.
+    let used = (ram.bytes().iter().rposition(|&b| b != 0).unwrap() + 1).next_multiple_of(4096);
+    write(
+        t,
+        "raw-two-progs",
         &raw(|e| h.encode(e), &ram.bytes()[..used]),
     );
 }
@@ -731,4 +797,5 @@ fn main() {
     xarray_seeds();
     discovery_seeds();
     array_seeds();
+    progs_seeds();
 }

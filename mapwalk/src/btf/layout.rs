@@ -2,7 +2,10 @@
 //! [`KernelLayout`] they make.
 
 pub use mapwalk_core::layout::BtfObjectLayout;
-use mapwalk_core::layout::{ArrayLayout, BpfMapLayout, HtabLayout, IdrLayout, XarrayLayout};
+use mapwalk_core::layout::{
+    ArrayLayout, BpfMapLayout, HtabLayout, IdrLayout, LpmLayout, ProgLayout, QueueStackLayout,
+    XarrayLayout,
+};
 use mapwalk_core::KernelLayout;
 
 use super::reader::{BtfReader, TypeRef};
@@ -29,6 +32,12 @@ pub const LAYOUT_STRUCTS: &[&str] = &[
     "e820_table",
     "e820_entry",
     "btf",
+    "bpf_prog",
+    "bpf_prog_aux",
+    "user_struct",
+    "lpm_trie",
+    "lpm_trie_node",
+    "bpf_queue_stack",
 ];
 
 /// Finds `name` among the members of aggregate `ty`, looking into anonymous struct and
@@ -185,8 +194,9 @@ pub fn struct_size_having(
 /// Resolves every group of [`KernelLayout`].
 ///
 /// Required: `xarray`, `idr`, `bpf_map` (except `btf_vmlinux_value_type_id`).
-/// Optional: `array`, `htab` and `btf_object` (`None` and a warning when `bpf_array`,
-/// `bpf_htab` or `btf` cannot be resolved), and `bpf_map.btf_vmlinux_value_type_id`
+/// Optional: `array`, `htab`, `btf_object`, `prog`, `lpm` and `queue` (`None` and a
+/// warning when `bpf_array`, `bpf_htab`, `btf`, `bpf_prog`, `lpm_trie` or
+/// `bpf_queue_stack` cannot be resolved), and `bpf_map.btf_vmlinux_value_type_id`
 /// (`None` and a warning).
 ///
 /// # Errors
@@ -195,16 +205,19 @@ pub fn resolve_layout(r: &BtfReader<'_>) -> Result<ResolvedLayout, BtfError> {
     layout_with(
         |s, f| member_offset(r, s, f),
         |s, p| struct_size_having(r, s, p),
+        |s, f| member_bit_offset(r, s, f),
     )
 }
 
 /// [`resolve_layout`] over any way of looking members up: `off(struct, path)` is a
 /// member's byte offset, `size_having(struct, path)` the size of the first struct of
-/// that name that has the path. The groups, and which of them are optional, are here
+/// that name that has the path, `bits(struct, path)` a member's bit offset (for
+/// bitfields). The groups, and which of them are optional, are here
 /// once for every resolver.
 pub(crate) fn layout_with(
     off: impl Fn(&str, &str) -> Result<u32, BtfError>,
     size_having: impl Fn(&str, &str) -> Result<u32, BtfError>,
+    bits: impl Fn(&str, &str) -> Result<u64, BtfError>,
 ) -> Result<ResolvedLayout, BtfError> {
     let mut warnings = Vec::new();
     let xarray = XarrayLayout {
@@ -259,6 +272,51 @@ pub(crate) fn layout_with(
             id: off("btf", "id")?,
         })
     });
+    let prog = group(&mut warnings, "bpf_prog (programs)", || {
+        Ok(ProgLayout {
+            prog_type: off("bpf_prog", "type")?,
+            len: off("bpf_prog", "len")?,
+            jited_len: off("bpf_prog", "jited_len")?,
+            tag: off("bpf_prog", "tag")?,
+            aux: off("bpf_prog", "aux")?,
+            gpl_compatible_bit: bits("bpf_prog", "gpl_compatible")
+                .ok()
+                .and_then(|b| u32::try_from(b).ok()),
+            aux_id: off("bpf_prog_aux", "id")?,
+            aux_name: off("bpf_prog_aux", "name")?,
+            aux_prog: off("bpf_prog_aux", "prog")?,
+            aux_used_map_cnt: off("bpf_prog_aux", "used_map_cnt")?,
+            aux_used_maps: off("bpf_prog_aux", "used_maps")?,
+            aux_func_cnt: off("bpf_prog_aux", "func_cnt")?,
+            aux_func: off("bpf_prog_aux", "func")?,
+            aux_btf: off("bpf_prog_aux", "btf")?,
+            aux_user: off("bpf_prog_aux", "user").ok(),
+            user_uid: off("user_struct", "uid").ok(),
+        })
+    });
+    let lpm = group(&mut warnings, "lpm_trie (LPM_TRIE maps)", || {
+        Ok(LpmLayout {
+            root: off("lpm_trie", "root")?,
+            max_prefixlen: off("lpm_trie", "max_prefixlen")?,
+            data_size: off("lpm_trie", "data_size")?,
+            node_child: off("lpm_trie_node", "child")?,
+            node_prefixlen: off("lpm_trie_node", "prefixlen")?,
+            node_flags: off("lpm_trie_node", "flags")?,
+            node_data: off("lpm_trie_node", "data")?,
+        })
+    });
+    let queue = group(
+        &mut warnings,
+        "bpf_queue_stack (QUEUE and STACK maps)",
+        || {
+            Ok(QueueStackLayout {
+                head: off("bpf_queue_stack", "head")?,
+                tail: off("bpf_queue_stack", "tail")?,
+                size: off("bpf_queue_stack", "size")?,
+                elements: off("bpf_queue_stack", "elements")?,
+            })
+        },
+    );
     Ok(ResolvedLayout {
         layout: KernelLayout {
             xarray,
@@ -267,6 +325,9 @@ pub(crate) fn layout_with(
             array,
             htab,
             btf_object,
+            prog,
+            lpm,
+            queue,
         },
         warnings,
     })

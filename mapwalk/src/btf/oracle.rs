@@ -180,5 +180,6 @@ pub fn resolve_layout(btf: &Btf) -> Result<ResolvedLayout, BtfError> {
     super::layout::layout_with(
         |s, f| member_offset(btf, s, f),
         |s, p| struct_size_having(btf, s, p),
+        |s, f| member_bit_offset(btf, s, f),
     )
 }

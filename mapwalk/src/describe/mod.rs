@@ -88,7 +88,7 @@ use mapwalk_core::kernel::{
     x86_direct_map_base, x86_is_direct_map_base, KernelAddrs, KernelRead, KernelView,
     X86_START_KERNEL_MAP,
 };
-use mapwalk_core::{Bpf, KernelLayout, Kva, Pa, Paging, PhysRange, PhysRead, ReadOp};
+use mapwalk_core::{Bpf, KernelLayout, Kva, Pa, Paging, PhysRange, PhysRead, ProgIdr, ReadOp};
 use mapwalk_file::ElfCore;
 
 use crate::btf;
@@ -197,6 +197,7 @@ pub const DESCRIBE_SYMBOLS: &[&str] = &[
     "e820_table",
     "max_pfn",
     "max_low_pfn",
+    "prog_idr",
 ];
 
 /// How many bytes of `linux_banner` are read.
@@ -229,6 +230,8 @@ pub struct Kernel<M> {
     pub symbols: Symbols,
     /// `map_idr`.
     pub map_idr: Kva,
+    /// `prog_idr`, when the symbols have it (programs are listed through it).
+    pub prog_idr: Option<Kva>,
     /// `__per_cpu_offset`, when the symbols have it.
     pub per_cpu_offset: Option<Kva>,
     /// `nr_cpu_ids`, when the symbols have it.
@@ -255,6 +258,7 @@ impl<M: fmt::Debug> fmt::Debug for Kernel<M> {
             .field("btf", &self.btf)
             .field("symbols", &self.symbols)
             .field("map_idr", &self.map_idr)
+            .field("prog_idr", &self.prog_idr)
             .field("per_cpu_offset", &self.per_cpu_offset)
             .field("nr_cpu_ids", &self.nr_cpu_ids)
             .field("release", &self.release)
@@ -270,6 +274,12 @@ impl<M: PhysRead> Kernel<M> {
     /// The BPF map walkers over this kernel.
     pub fn bpf(&self) -> Bpf<'_, KernelView<M>> {
         Bpf::new(&self.view, &self.layout, self.map_idr)
+    }
+
+    /// The BPF program walker over this kernel, when the symbols have `prog_idr`.
+    pub fn progs(&self) -> Option<ProgIdr<'_, KernelView<M>>> {
+        self.prog_idr
+            .map(|at| ProgIdr::new(&self.view, &self.layout, at))
     }
 
     /// The possible CPUs as the kernel counts them (`nr_cpu_ids`), if the symbols have
@@ -1022,6 +1032,7 @@ pub fn describe_with<M: PhysRead>(
         "nr_cpu_ids",
         "the possible CPUs must be given",
     );
+    let prog_idr = optional(&mut warnings, "prog_idr", "programs cannot be listed");
 
     Ok(Kernel {
         view,
@@ -1029,6 +1040,7 @@ pub fn describe_with<M: PhysRead>(
         btf: btf::KernelBtf::new(raw_btf),
         symbols,
         map_idr,
+        prog_idr,
         per_cpu_offset,
         nr_cpu_ids,
         release: Some(release),

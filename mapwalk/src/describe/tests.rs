@@ -85,6 +85,7 @@ impl Guest {
             ("__start_BTF", BTF_AT),
             ("__stop_BTF", BTF_AT + tiny_btf().len() as u64),
             ("init_top_pgt", self.root_kva()),
+            ("prog_idr", self.g.prog_idr.0),
         ]
     }
 

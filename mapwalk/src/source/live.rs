@@ -36,6 +36,10 @@ fn parse_live_btf(obj: &mapwalk_live::BtfObject) -> Result<MapBtf, SourceError> 
 }
 
 impl MapSource for LiveSource {
+    fn progs(&self) -> Result<crate::progs::ProgReport, SourceError> {
+        crate::progs::live_progs()
+    }
+
     /// One `BPF_MAP_LOOKUP_ELEM`, not a walk.
     fn lookup(
         &self,

@@ -207,6 +207,10 @@ impl<M: PhysRead + GuestWrite> MapSource for MemorySource<M> {
         Ok(self.bpf().map_by_id(id)?)
     }
 
+    fn progs(&self) -> Result<crate::progs::ProgReport, SourceError> {
+        crate::progs::memory_progs(&self.kernel)
+    }
+
     fn state(&self, map: &MapInfo) -> super::MapState {
         // `bpf_map.frozen`, when the BTF has it; memory holds no memlock figure.
         let frozen = self

@@ -169,6 +169,17 @@ pub trait MapSource {
         })
     }
 
+    /// Every BPF program of the kernel, with the ones that could not be read (see
+    /// [`crate::progs`]). The default: unsupported.
+    ///
+    /// # Errors
+    /// When the programs cannot be listed at all.
+    fn progs(&self) -> Result<crate::progs::ProgReport, SourceError> {
+        Err(SourceError::Unsupported(
+            "this source cannot list programs".into(),
+        ))
+    }
+
     /// What is known of `map` beyond its metadata (frozen, memory charged); the
     /// default: nothing.
     fn state(&self, map: &MapInfo) -> MapState {

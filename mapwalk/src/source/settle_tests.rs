@@ -14,6 +14,7 @@ fn source(g: &SyntheticGuest, mem: ChangingRam) -> MemorySource<ChangingRam> {
         btf: crate::btf::KernelBtf::new(Vec::new()),
         symbols: Symbols::default(),
         map_idr: g.map_idr,
+        prog_idr: Some(g.prog_idr),
         per_cpu_offset: None,
         nr_cpu_ids: Some(g.symbols.nr_cpu_ids),
         release: None,

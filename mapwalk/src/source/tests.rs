@@ -74,6 +74,7 @@ fn source(g: &SyntheticGuest, ram: &RamImage, per_cpu: bool) -> MemorySource<Ram
         btf: crate::btf::KernelBtf::new(Vec::new()),
         symbols: Symbols::default(),
         map_idr: g.map_idr,
+        prog_idr: Some(g.prog_idr),
         per_cpu_offset: per_cpu.then_some(g.symbols.per_cpu_offset),
         nr_cpu_ids: Some(g.symbols.nr_cpu_ids),
         release: None,
@@ -286,4 +287,76 @@ fn frozen_comes_from_memory_and_memlock_only_from_the_live_host() {
     src.kernel_mut_for_tests().layout = layout;
     let map = src.map_by_id(2).unwrap().unwrap();
     assert_eq!(src.state(&map).frozen, None);
+}
+
+#[test]
+fn memory_lists_programs_as_bpftool_would() {
+    use mapwalk_core::synth::ProgSpec;
+    let mut b = GuestBuilder::x86_64(false);
+    b.add_map(MapSpec::array(1, "arr", 8, 3))
+        .add_prog(ProgSpec::new(7, "known").maps(&[1]));
+    let g = b.build();
+    let ram = RamImage::new(&g, "progs");
+    let src = source(&g, &ram, false);
+    let report = src.progs().unwrap();
+    assert_eq!(report.errors, []);
+    let json: Vec<String> = report
+        .progs
+        .iter()
+        .map(|p| crate::progs::prog_json(p).to_string())
+        .collect();
+    assert_eq!(
+        json,
+        [
+            r#"{"id":7,"type":"socket_filter","name":"known","tag":"0700000007000000","gpl_compatible":true,"uid":0,"bytes_xlated":16,"jited":true,"bytes_jited":40,"map_ids":[1]}"#
+        ]
+    );
+    // A kernel whose symbols have no prog_idr says so.
+    let file = RamFile::options().open(&ram.0).unwrap();
+    let no_idr = MemorySource::new(Kernel {
+        view: KernelView::new(file, g.paging, g.addrs),
+        layout: g.layout,
+        btf: crate::btf::KernelBtf::new(Vec::new()),
+        symbols: Symbols::default(),
+        map_idr: g.map_idr,
+        prog_idr: None,
+        per_cpu_offset: None,
+        nr_cpu_ids: None,
+        release: None,
+        warnings: Vec::new(),
+        vmcoreinfo: None,
+        phys_base: g.phys_base,
+        page_offset_base: g.addrs.direct_map.unwrap().virt.0,
+        slide: 0,
+    });
+    assert!(matches!(no_idr.progs(), Err(SourceError::Unsupported(_))));
+}
+
+#[test]
+fn queues_and_stacks_dump_in_pop_order_with_empty_keys() {
+    let mut b = GuestBuilder::x86_64(false);
+    // Five slots, elements in slots 3, 4 and 0; slot n holds n + 1.
+    b.add_map(MapSpec::new(1, MapType::QUEUE, "q", 0, 2, 4).ring(1, 3, |s| vec![s as u8 + 1, 0]))
+        .add_map(
+            MapSpec::new(2, MapType::STACK, "s", 0, 2, 4).ring(1, 3, |s| vec![s as u8 + 1, 0]),
+        );
+    let g = b.build();
+    let ram = RamImage::new(&g, "queues");
+    let src = source(&g, &ram, false);
+    let dump = |id: u32, format| {
+        let meta = src.map_by_id(id).unwrap().unwrap();
+        let mut out = Vec::new();
+        crate::dump::dump_map(&src, &meta, format, &mut out, &mut |_| {}).unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    let entry = |n: u8| format!(r#"{{"key":[],"value":["0x{n:02x}","0x00"]}}"#);
+    assert_eq!(
+        dump(1, crate::render::Format::Json).trim_end(),
+        format!("[{},{},{}]", entry(4), entry(5), entry(1))
+    );
+    assert_eq!(
+        dump(2, crate::render::Format::Json).trim_end(),
+        format!("[{},{},{}]", entry(1), entry(5), entry(4))
+    );
+    eprintln!("{}", dump(1, crate::render::Format::Human));
 }

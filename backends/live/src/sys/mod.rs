@@ -31,6 +31,7 @@ mod map;
 mod mmap;
 #[cfg(feature = "test-util")]
 mod prog;
+mod proginfo;
 
 use core::ffi::c_void;
 use core::mem::size_of;
@@ -53,6 +54,7 @@ pub use map::{
 pub use mmap::{page_size, MmapRegion};
 #[cfg(feature = "test-util")]
 pub use prog::{prog_load, prog_test_run, Insn, PROG_TYPE_SOCKET_FILTER};
+pub use proginfo::{prog_get_fd_by_id, prog_get_next_id, prog_info, ProgObject};
 
 /// A `bpf(2)` command (`enum bpf_cmd`), as an open newtype.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -73,8 +75,12 @@ impl Cmd {
     pub const PROG_LOAD: Self = Self(5);
     /// `BPF_PROG_TEST_RUN`.
     pub const PROG_TEST_RUN: Self = Self(10);
+    /// `BPF_PROG_GET_NEXT_ID`.
+    pub const PROG_GET_NEXT_ID: Self = Self(11);
     /// `BPF_MAP_GET_NEXT_ID`.
     pub const MAP_GET_NEXT_ID: Self = Self(12);
+    /// `BPF_PROG_GET_FD_BY_ID`.
+    pub const PROG_GET_FD_BY_ID: Self = Self(13);
     /// `BPF_MAP_GET_FD_BY_ID`.
     pub const MAP_GET_FD_BY_ID: Self = Self(14);
     /// `BPF_OBJ_GET_INFO_BY_FD`.
@@ -96,7 +102,9 @@ impl Cmd {
             4 => "BPF_MAP_GET_NEXT_KEY",
             5 => "BPF_PROG_LOAD",
             10 => "BPF_PROG_TEST_RUN",
+            11 => "BPF_PROG_GET_NEXT_ID",
             12 => "BPF_MAP_GET_NEXT_ID",
+            13 => "BPF_PROG_GET_FD_BY_ID",
             14 => "BPF_MAP_GET_FD_BY_ID",
             15 => "BPF_OBJ_GET_INFO_BY_FD",
             19 => "BPF_BTF_GET_FD_BY_ID",
@@ -112,7 +120,7 @@ impl Cmd {
         match self.0 {
             // kernel/bpf/syscall.c: bpf_obj_get_next_id() and the *_GET_FD_BY_ID
             // commands check capable(CAP_SYS_ADMIN).
-            12 | 14 | 19 => "CAP_SYS_ADMIN",
+            11..=14 | 19 => "CAP_SYS_ADMIN",
             // Map creation and program loading need CAP_BPF when
             // kernel.unprivileged_bpf_disabled is set (the default).
             0 | 5 => "CAP_BPF",

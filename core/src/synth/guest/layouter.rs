@@ -3,6 +3,9 @@
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
+mod lpm;
+mod progs;
+
 use super::{
     BuiltElem, BuiltHtab, BuiltMap, GuestBuilder, MapSpec, Placement, SynthArch, SynthSymbols,
     SyntheticGuest,
@@ -75,7 +78,19 @@ const A64_PER_CPU_START: u64 = A64_KIMAGE + 0x18_0000;
 fn is_hash(t: MapType) -> bool {
     matches!(
         t,
-        MapType::HASH | MapType::LRU_HASH | MapType::PERCPU_HASH | MapType::LRU_PERCPU_HASH
+        MapType::HASH
+            | MapType::LRU_HASH
+            | MapType::PERCPU_HASH
+            | MapType::LRU_PERCPU_HASH
+            | MapType::HASH_OF_MAPS
+    )
+}
+
+/// A `struct bpf_array` laid like an ARRAY: values (or object pointers) inline.
+fn is_inline_array(t: MapType) -> bool {
+    matches!(
+        t,
+        MapType::ARRAY | MapType::PROG_ARRAY | MapType::ARRAY_OF_MAPS
     )
 }
 
@@ -265,12 +280,18 @@ impl<'b> Layouter<'b> {
         let elem = u64::from(spec.value_size).next_multiple_of(8);
         let header = u64::from(m.name) + 64;
         let (size, align_at) = match (spec.map_type, l.array, l.htab) {
-            (MapType::ARRAY, Some(a), _) => (
+            (t, Some(a), _) if is_inline_array(t) => (
                 u64::from(a.value) + elem * u64::from(spec.max_entries),
                 u64::from(a.value),
             ),
             (MapType::PERCPU_ARRAY, Some(a), _) => (
                 (u64::from(a.value) + 8 * u64::from(spec.max_entries)).max(header),
+                0,
+            ),
+            (MapType::LPM_TRIE, _, _) if l.lpm.is_some() => (header.max(320), 0),
+            (MapType::QUEUE | MapType::STACK, _, _) if l.queue.is_some() => (
+                u64::from(l.queue.unwrap().elements)
+                    + u64::from(spec.value_size) * (u64::from(spec.max_entries) + 1),
                 0,
             ),
             (t, _, Some(h)) if is_hash(t) => (
@@ -305,7 +326,7 @@ impl<'b> Layouter<'b> {
         let mut name = [0u8; BPF_OBJ_NAME_LEN];
         name[..spec.name.len()].copy_from_slice(&spec.name);
         self.write(base + u64::from(m.name), &name);
-        if let (MapType::ARRAY, Some(a)) = (spec.map_type, l.array) {
+        if let (true, Some(a)) = (is_inline_array(spec.map_type), l.array) {
             self.write_u32(base + u64::from(a.elem_size), elem as u32);
             for (key, value) in spec.values.iter().enumerate() {
                 assert!(
@@ -334,6 +355,20 @@ impl<'b> Layouter<'b> {
         }
         if let (true, Some(_)) = (is_hash(spec.map_type), l.htab) {
             self.lay_htab(spec, base);
+        }
+        if let (MapType::LPM_TRIE, Some(lpm)) = (spec.map_type, l.lpm) {
+            self.lay_lpm(spec, base, &lpm);
+        }
+        if let (MapType::QUEUE | MapType::STACK, Some(q)) = (spec.map_type, l.queue) {
+            self.write_u32(base + u64::from(q.size), spec.max_entries + 1);
+            if let Some((head, tail, slots)) = &spec.ring {
+                self.write_u32(base + u64::from(q.head), *head);
+                self.write_u32(base + u64::from(q.tail), *tail);
+                for (i, bytes) in slots.iter().enumerate() {
+                    let at = base + u64::from(q.elements) + i as u64 * u64::from(spec.value_size);
+                    self.write(at, bytes);
+                }
+            }
         }
         BuiltMap { id: spec.id, kva }
     }
@@ -532,6 +567,8 @@ impl<'b> Layouter<'b> {
             .idr_next
             .unwrap_or_else(|| maps.iter().map(|m| m.id + 1).max().unwrap_or(1));
         self.write_u32(map_idr.0 + u64::from(l.idr.idr_next), next);
+        let (prog_idr, progs) = self.lay_progs(&maps);
+        self.lay_fd_slots(&maps, &progs);
 
         let paging = match &self.tables {
             Tables::X86(t) => t.paging(),
@@ -558,6 +595,8 @@ impl<'b> Layouter<'b> {
             per_cpu_offsets,
             htabs: self.htabs,
             percpu_arrays: self.percpu_arrays,
+            prog_idr,
+            progs,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Whole synthetic guests: a kernel image with `map_idr`, page tables, and BPF maps.
 
 mod layouter;
+mod progspec;
 mod spec;
 
 use alloc::collections::BTreeMap;
@@ -11,13 +12,15 @@ use crate::arch::Paging;
 use crate::bpf::{PerCpuOffsets, PossibleCpus};
 use crate::kernel::{KernelAddrs, KernelView};
 use crate::layout::{
-    ArrayLayout, BpfMapLayout, BtfObjectLayout, HtabLayout, IdrLayout, KernelLayout, XarrayLayout,
+    ArrayLayout, BpfMapLayout, BtfObjectLayout, HtabLayout, IdrLayout, KernelLayout, LpmLayout,
+    ProgLayout, QueueStackLayout, XarrayLayout,
 };
 use crate::limits::MAX_CPUS;
 use crate::mem::{Ram, RamCell};
 use crate::synth::SynthRam;
 use layouter::Layouter;
 
+pub use progspec::ProgSpec;
 pub use spec::{EntrySpec, MapSpec, Placement};
 
 /// A layout like Linux 6.1's on x86_64 (the values are realistic but only need to be
@@ -68,6 +71,39 @@ pub fn default_layout() -> KernelLayout {
             id: 88,
             base_btf: 136,
         }),
+        prog: Some(ProgLayout {
+            prog_type: 4,
+            len: 12,
+            jited_len: 16,
+            tag: 20,
+            aux: 56,
+            gpl_compatible_bit: Some(18),
+            aux_id: 28,
+            aux_name: 160,
+            aux_prog: 144,
+            aux_used_map_cnt: 8,
+            aux_used_maps: 128,
+            aux_func_cnt: 32,
+            aux_func: 120,
+            aux_btf: 136,
+            aux_user: Some(152),
+            user_uid: Some(8),
+        }),
+        lpm: Some(LpmLayout {
+            root: 256,
+            max_prefixlen: 272,
+            data_size: 280,
+            node_child: 16,
+            node_prefixlen: 32,
+            node_flags: 36,
+            node_data: 40,
+        }),
+        queue: Some(QueueStackLayout {
+            head: 260,
+            tail: 264,
+            size: 268,
+            elements: 272,
+        }),
     }
 }
 
@@ -93,6 +129,7 @@ pub struct GuestBuilder {
     ram_size: usize,
     layout: KernelLayout,
     maps: Vec<MapSpec>,
+    progs: Vec<ProgSpec>,
     idr_next: Option<u32>,
     possible_cpus: u32,
     nr_cpus: u32,
@@ -146,6 +183,17 @@ pub struct BuiltMap {
     pub kva: Kva,
 }
 
+/// A program as laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuiltProg {
+    /// Its id.
+    pub id: u32,
+    /// The address of its `struct bpf_prog`.
+    pub kva: Kva,
+    /// The address of its `struct bpf_prog_aux`.
+    pub aux: Kva,
+}
+
 /// A guest built by [`GuestBuilder`]: RAM, paging state, layout and where things are.
 #[derive(Debug, Clone)]
 pub struct SyntheticGuest {
@@ -176,6 +224,10 @@ pub struct SyntheticGuest {
     pub htabs: BTreeMap<u32, BuiltHtab>,
     /// The `__percpu` pointers of the PERCPU_ARRAY maps, by id and key.
     pub percpu_arrays: BTreeMap<u32, Vec<u64>>,
+    /// `prog_idr` (a kernel-image variable, after the others).
+    pub prog_idr: Kva,
+    /// The programs, in the order they were added.
+    pub progs: Vec<BuiltProg>,
 }
 
 impl SyntheticGuest {
@@ -237,6 +289,7 @@ impl GuestBuilder {
             ram_size: 64 << 20,
             layout: default_layout(),
             maps: Vec::new(),
+            progs: Vec::new(),
             idr_next: None,
             possible_cpus: 2,
             nr_cpus: 64,
@@ -283,6 +336,12 @@ impl GuestBuilder {
     /// Adds a map.
     pub fn add_map(&mut self, spec: MapSpec) -> &mut Self {
         self.maps.push(spec);
+        self
+    }
+
+    /// Adds a program.
+    pub fn add_prog(&mut self, spec: ProgSpec) -> &mut Self {
+        self.progs.push(spec);
         self
     }
 

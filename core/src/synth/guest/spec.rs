@@ -69,6 +69,17 @@ pub struct MapSpec {
     /// Where a per-CPU hash map's elements keep their `__percpu` pointer (default: the
     /// 6.1 way, [`PptrPlacement::KeySize`]).
     pub pptr_placement: PptrPlacement,
+    /// The populated slots of a PROG_ARRAY, ARRAY_OF_MAPS or HASH_OF_MAPS: the key (a
+    /// 4-byte index for the arrays) and the id of the program or map the slot points
+    /// at (a bare object is laid for an id the guest does not have).
+    pub fd_slots: Vec<(Vec<u8>, u32)>,
+    /// The prefixes of an LPM_TRIE, inserted in this order as the kernel inserts them
+    /// (intermediate nodes included): prefix length, data (`key_size - 4` bytes),
+    /// value.
+    pub lpm_entries: Vec<(u32, Vec<u8>, Vec<u8>)>,
+    /// A QUEUE or STACK's `head`, `tail` and the bytes of every one of its
+    /// `max_entries + 1` slots.
+    pub ring: Option<(u32, u32, Vec<Vec<u8>>)>,
 }
 
 impl MapSpec {
@@ -106,7 +117,40 @@ impl MapSpec {
             cpu_values: Vec::new(),
             percpu_placement: Placement::DirectMap,
             pptr_placement: PptrPlacement::KeySize,
+            fd_slots: Vec::new(),
+            lpm_entries: Vec::new(),
+            ring: None,
         }
+    }
+
+    /// Sets a QUEUE or STACK's `head` and `tail`, and each slot's bytes from `slot`.
+    #[must_use]
+    pub fn ring(mut self, head: u32, tail: u32, slot: impl Fn(u32) -> Vec<u8>) -> Self {
+        let slots = (0..=self.max_entries).map(slot).collect();
+        self.ring = Some((head, tail, slots));
+        self
+    }
+
+    /// Adds a prefix to an LPM_TRIE: `prefixlen` bits of `data` (`key_size - 4`
+    /// bytes), with `value`.
+    #[must_use]
+    pub fn lpm_entry(mut self, prefixlen: u32, data: &[u8], value: &[u8]) -> Self {
+        assert_eq!(data.len() + 4, self.key_size as usize, "LPM data length");
+        assert!(value.len() <= self.value_size as usize, "value is too long");
+        self.lpm_entries
+            .push((prefixlen, data.to_vec(), value.to_vec()));
+        self
+    }
+
+    /// Adds a populated slot to a PROG_ARRAY, ARRAY_OF_MAPS (`key`: the index, 4 bytes)
+    /// or HASH_OF_MAPS: it points at the program or map with id `id`.
+    #[must_use]
+    pub fn fd_slot(mut self, key: &[u8], id: u32) -> Self {
+        if self.map_type == MapType::HASH_OF_MAPS {
+            self = self.push_entry(None, key, &[], Vec::new());
+        }
+        self.fd_slots.push((key.to_vec(), id));
+        self
     }
 
     /// A HASH map, empty, in the direct map.
