@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 pub const EXIT_STATUS_HELP: &str = "\
 Exit status:
   0  the whole answer
-  1  reserved (differences found, for a future comparison command)
+  1  differences found (diff: the two sides differ)
   2  error: the answer is missing (stderr says why, in one line)
   3  partial answer: what could be read is printed and marked incomplete in the
      output itself (a dump's JSON ends with {\"error\":..,\"partial\":true}, its text
@@ -34,8 +34,11 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct SourceArgs {
     /// Read the running host's maps through bpf() (the default).
-    #[arg(long, global = true, conflicts_with_all = ["ram", "core", "pid"])]
+    #[arg(long, global = true, conflicts_with_all = ["ram", "core", "pid", "snapshot"])]
     pub live: bool,
+    /// A snapshot file (`mapwalk snapshot -o FILE`): its maps as they were.
+    #[arg(long, global = true, value_name = "FILE", conflicts_with_all = ["ram", "core", "pid", "qmp"])]
+    pub snapshot: Option<PathBuf>,
     /// A guest RAM file (QEMU memory-backend-file, or a raw copy of guest RAM).
     #[arg(long, global = true, value_name = "FILE", conflicts_with = "core")]
     pub ram: Option<PathBuf>,
@@ -130,6 +133,41 @@ pub enum Cmd {
         #[arg(long, value_name = "HEX")]
         value: String,
     },
+    /// Saves every map with its metadata, BTF and entries, the kernel release and the
+    /// time to a snapshot file (read it back with `--snapshot FILE`).
+    Snapshot {
+        /// The file to write.
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// Compares snapshot A with snapshot B (`diff A B [MAP...]`), or with the source
+    /// given now (`--live|--ram ...|--snapshot B diff A [MAP...]`). Exit status 0 when
+    /// equal, 1 when different.
+    Diff {
+        /// Snapshot A.
+        a: PathBuf,
+        /// Without a source option: snapshot B, then the maps; with one: the maps
+        /// (names, name suffixes or id:N; every map when none).
+        rest: Vec<String>,
+    },
+    /// Reads the maps again every --interval and prints what changed: lines for
+    /// people, or with --json one JSON record per line (`"type"`: `change`,
+    /// `map_added`, `map_removed`, `sample`). With --qmp the guest is paused for each
+    /// sample only, and each pause's length is reported.
+    Watch(WatchArgs),
+}
+
+/// `mapwalk snapshot`, `diff` and `watch`: see [`crate::history`].
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// The maps: names, name suffixes or id:N (every map when none).
+    pub maps: Vec<String>,
+    /// Time between samples: `500ms`, `2s`, `1.5` (seconds).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: std::time::Duration,
+    /// Stop after N samples (default: until interrupted).
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
 }
 
 pub fn parse_u64(s: &str) -> Result<u64, String> {
@@ -150,6 +188,22 @@ pub fn parse_region(s: &str) -> Result<mapwalk_kvm::ProcessRegion, String> {
         }),
         _ => Err(format!("{s:?}: expected GPA:HVA:LEN")),
     }
+}
+
+/// `500ms`, `2s`, `100us`, `1m`, or a number of seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.trim().parse().map_err(|e| format!("{s:?}: {e}"))?;
+    let scale = match unit {
+        "" | "s" => 1.0,
+        "ms" => 1e-3,
+        "us" => 1e-6,
+        "m" => 60.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (us, ms, s, m)")),
+    };
+    std::time::Duration::try_from_secs_f64(n * scale).map_err(|e| format!("{s:?}: {e}"))
 }
 
 /// Hex bytes, as [`mapwalk::text::parse_hex_bytes`] reads them.

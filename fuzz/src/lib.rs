@@ -66,6 +66,7 @@ pub mod pgtable_aarch64;
 pub mod pgtable_x86_64;
 pub mod ram_layout;
 pub mod render;
+pub mod snapshot;
 pub mod vmcoreinfo;
 pub mod xarray;
 

@@ -18,7 +18,9 @@ use mapwalk_fuzz::{
 use mapwalk_fuzz::{GuestKind, RAW_DIRECT_MAP};
 
 mod files;
-use files::{elf_core_seeds, kvm_regions_seeds, ram_layout_seeds, vmcoreinfo_seeds};
+use files::{
+    elf_core_seeds, kvm_regions_seeds, ram_layout_seeds, snapshot_seeds, vmcoreinfo_seeds,
+};
 
 type Patch = (u8, u32, u8, bool, u64);
 
@@ -731,4 +733,5 @@ fn main() {
     xarray_seeds();
     discovery_seeds();
     array_seeds();
+    snapshot_seeds();
 }

@@ -36,6 +36,20 @@ fn parse_live_btf(obj: &mapwalk_live::BtfObject) -> Result<MapBtf, SourceError> 
 }
 
 impl MapSource for LiveSource {
+    /// `/proc/sys/kernel/osrelease` and `/proc/sys/kernel/random/boot_id`.
+    fn kernel_identity(&self) -> crate::snapshot::KernelIdentity {
+        let read = |p: &str| {
+            std::fs::read_to_string(p)
+                .ok()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+        };
+        crate::snapshot::KernelIdentity {
+            release: read("/proc/sys/kernel/osrelease"),
+            boot: read("/proc/sys/kernel/random/boot_id"),
+        }
+    }
+
     /// One `BPF_MAP_LOOKUP_ELEM`, not a walk.
     fn lookup(
         &self,
