@@ -265,6 +265,17 @@ fn diff_map(
     matched_by: MatchedBy,
     btf: &dyn Fn(&MapInfo) -> Option<MapBtf>,
 ) -> MapDiff {
+    if a.entries == b.entries {
+        // The common case of a watch: nothing moved; no index needed.
+        return MapDiff {
+            a: a.info,
+            b: b.info,
+            matched_by,
+            entries_a: a.entries.len(),
+            entries_b: b.entries.len(),
+            changes: Vec::new(),
+        };
+    }
     let old: HashMap<&[u8], &StoredValue> = a
         .entries
         .iter()
