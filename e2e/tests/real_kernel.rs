@@ -34,6 +34,8 @@ mod corrupt;
 mod describe;
 #[path = "real_kernel/dump.rs"]
 mod dump;
+#[path = "real_kernel/history.rs"]
+mod history;
 #[path = "real_kernel/htab.rs"]
 mod htab;
 #[path = "real_kernel/inguest.rs"]
