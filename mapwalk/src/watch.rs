@@ -152,3 +152,110 @@ impl Watcher {
         sample
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use mapwalk_core::bpf::MapName;
+    use mapwalk_core::MapType;
+
+    use super::*;
+    use crate::diff::EntryChange;
+    use crate::snapshot::{
+        KernelIdentity, SnapshotMeta, StoredBtf, StoredEntry, StoredMap, StoredValue,
+    };
+    use crate::source::MapState;
+
+    fn source(maps: &[(u32, &str, &[(u32, u8)])]) -> SnapshotSource {
+        let maps = maps
+            .iter()
+            .map(|&(id, name, entries)| {
+                let mut field = [0u8; 16];
+                field[..name.len()].copy_from_slice(name.as_bytes());
+                StoredMap {
+                    info: MapInfo {
+                        id,
+                        map_type: MapType::HASH,
+                        name: MapName::from_field(&field),
+                        key_size: 4,
+                        value_size: 1,
+                        max_entries: 8,
+                        ..MapInfo::default()
+                    },
+                    state: MapState::default(),
+                    btf: StoredBtf::None,
+                    entries: entries
+                        .iter()
+                        .map(|&(k, v)| StoredEntry {
+                            key: k.to_le_bytes().to_vec(),
+                            value: StoredValue::Single(vec![v]),
+                        })
+                        .collect(),
+                    error: None,
+                }
+            })
+            .collect();
+        SnapshotSource::new(Snapshot {
+            meta: SnapshotMeta {
+                kernel: KernelIdentity {
+                    release: Some("r".into()),
+                    boot: Some("b".into()),
+                },
+                source: "s".into(),
+                taken: UNIX_EPOCH,
+            },
+            base_btf: None,
+            btfs: Vec::new(),
+            unlisted: Vec::new(),
+            maps,
+        })
+    }
+
+    #[test]
+    fn each_sample_is_compared_with_the_one_before() {
+        let first = source(&[
+            (1, "a", &[(1, 1), (2, 2)]),
+            (2, "b", &[(1, 1)]),
+            (3, "c", &[]),
+        ]);
+        let second = source(&[(1, "a", &[(1, 1), (2, 9), (3, 3)]), (3, "c", &[])]);
+        let mut w = Watcher::new("s", vec![MapSelector::parse("a"), MapSelector::parse("b")]);
+        let (snap, read) = w.capture(&first).unwrap();
+        let s1 = w.compare(snap, read);
+        assert_eq!(s1.number, 1);
+        assert!(s1.diff.is_none());
+        assert_eq!(
+            s1.maps
+                .iter()
+                .map(|m| (m.info.id, m.entries))
+                .collect::<Vec<_>>(),
+            [(1, 2), (2, 1)]
+        );
+        // Map b goes away: reported removed, not an error; c is not watched.
+        std::thread::sleep(Duration::from_millis(5));
+        let (snap, read) = w.capture(&second).unwrap();
+        let s2 = w.compare(snap, read);
+        let d = s2.diff.as_ref().unwrap();
+        assert_eq!(d.removed.iter().map(|m| m.id).collect::<Vec<_>>(), [2]);
+        assert!(d.added.is_empty());
+        let ops: Vec<(bool, Vec<u8>)> = d.maps[0]
+            .changes
+            .iter()
+            .map(|c| (matches!(c, EntryChange::Added { .. }), c.key().to_vec()))
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                (false, 2u32.to_le_bytes().to_vec()),
+                (true, 3u32.to_le_bytes().to_vec())
+            ]
+        );
+        assert_eq!(s2.maps[0].changes, 2);
+        assert!(s2.since >= Duration::from_millis(5));
+        assert!(s2.maps[0].changes_per_sec > 0.0);
+        // The same again: nothing changed.
+        let (snap, read) = w.capture(&second).unwrap();
+        assert!(w.compare(snap, read).diff.unwrap().is_equal());
+    }
+}
