@@ -167,7 +167,10 @@ mod tests {
     };
     use crate::source::MapState;
 
-    fn source(maps: &[(u32, &str, &[(u32, u8)])]) -> SnapshotSource {
+    /// A map: id, name, and its (key, value) entries.
+    type Spec<'a> = (u32, &'a str, &'a [(u32, u8)]);
+
+    fn source(maps: &[Spec<'_>]) -> SnapshotSource {
         let maps = maps
             .iter()
             .map(|&(id, name, entries)| {
