@@ -150,8 +150,9 @@ pub enum Cmd {
         /// (names, name suffixes or id:N; every map when none).
         rest: Vec<String>,
     },
-    /// Reads the maps again every --interval and prints what changed: lines for
-    /// people, or with --json one JSON record per line (`"type"`: `change`,
+    /// Reads the maps again every --interval and shows what changed: a full-screen view
+    /// on a terminal (q quits, up/down select a map, p pauses), lines otherwise (or
+    /// with --plain), or with --json one JSON record per line (`"type"`: `change`,
     /// `map_added`, `map_removed`, `sample`). With --qmp the guest is paused for each
     /// sample only, and each pause's length is reported.
     Watch(WatchArgs),
@@ -168,6 +169,9 @@ pub struct WatchArgs {
     /// Stop after N samples (default: until interrupted).
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
+    /// Lines even on a terminal (instead of the full-screen view).
+    #[arg(long)]
+    pub plain: bool,
 }
 
 pub fn parse_u64(s: &str) -> Result<u64, String> {

@@ -30,6 +30,11 @@ fn source_name() -> &'static str {
     SOURCE_NAME.get().map_or("live", String::as_str)
 }
 
+/// The source's name, for headings.
+pub fn source_label() -> &'static str {
+    source_name()
+}
+
 /// The snapshot at `path`, as a source.
 ///
 /// # Errors
@@ -167,22 +172,15 @@ fn watch(
     mut qmp: Option<&mut Qmp>,
 ) -> Result<Answer, CliError> {
     let mut w = Watcher::new(source_name(), selectors(&args.maps));
-    let style = text::Style {
-        colour: io::stdout().is_terminal(),
-    };
+    let terminal = io::stdout().is_terminal();
+    if terminal && !json && !args.plain {
+        return crate::tui::run(args, &mut |w| sample(w, src, qmp.as_deref_mut()), &mut w);
+    }
+    let style = text::Style { colour: terminal };
     let mut n = 0u64;
     loop {
         let started = std::time::Instant::now();
-        let (captured, pause) = match qmp.as_deref_mut() {
-            Some(q) => {
-                let t = std::time::Instant::now();
-                let c = mapwalk_kvm::with_paused(q, |_| w.capture(src)).map_err(CliError::Qmp)?;
-                (c, Some(t.elapsed()))
-            }
-            None => (w.capture(src), None),
-        };
-        let (snap, read) = captured?;
-        let sample = w.compare(snap, read);
+        let (sample, pause) = sample(&mut w, src, qmp.as_deref_mut())?;
         let mut out = stdout();
         if json {
             write_json(&mut out, &sample, pause)?;
@@ -198,12 +196,30 @@ fn watch(
     }
 }
 
+/// A sample, and how long the guest was paused for it (with `--qmp`).
+pub type Sampled = Result<(Sample, Option<std::time::Duration>), CliError>;
+
+/// One sample of `src` (the guest paused through `qmp` for the read), compared with
+/// the one before; and how long the guest was paused.
+pub fn sample(w: &mut Watcher, src: &dyn MapSource, qmp: Option<&mut Qmp>) -> Sampled {
+    let (captured, pause) = match qmp {
+        Some(q) => {
+            let t = std::time::Instant::now();
+            let c = mapwalk_kvm::with_paused(q, |_| w.capture(src)).map_err(CliError::Qmp)?;
+            (c, Some(t.elapsed()))
+        }
+        None => (w.capture(src), None),
+    };
+    let (snap, read) = captured?;
+    Ok((w.compare(snap, read), pause))
+}
+
 fn secs(t: std::time::SystemTime) -> f64 {
     let (s, ns) = unix_time(t);
     s as f64 + f64::from(ns) / 1e9
 }
 
-fn millis(d: std::time::Duration) -> f64 {
+pub fn millis(d: std::time::Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 

@@ -28,6 +28,7 @@ mod choose;
 mod error;
 mod history;
 mod output;
+mod tui;
 
 use std::io::Write;
 use std::process::ExitCode;

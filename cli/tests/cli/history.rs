@@ -478,3 +478,125 @@ fn a_live_snapshot_dumps_as_the_host() {
         [("added".into(), format!("{:?}", vec![0u8; 8]))]
     );
 }
+
+/// A tmux server of the test's own, killed at the end.
+struct Tmux(String);
+
+impl Tmux {
+    fn cmd(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .args(["-L", &self.0])
+            .args(args)
+            .output()
+            .expect("tmux")
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", "w"]).stdout).into_owned()
+    }
+
+    /// Waits (at most 10 s) until the screen shows `text`; the screen.
+    fn wait_for(&self, text: &str) -> String {
+        let started = std::time::Instant::now();
+        loop {
+            let screen = self.screen();
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(
+                started.elapsed().as_secs() < 10,
+                "no {text:?} on the screen:\n{screen}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]);
+    }
+}
+
+/// The full-screen `watch` as a person sees it: under tmux at 110x24, two live maps,
+/// an entry added to the second; selecting it (down) shows that entry highlighted
+/// among its latest changes; `p` pauses, `q` quits.
+#[test]
+fn the_terminal_view_shows_the_changed_entry() {
+    let test = "history::the_terminal_view_shows_the_changed_entry";
+    if !live_ready(test) {
+        return;
+    }
+    if Command::new("tmux").arg("-V").output().is_err() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{test}: no tmux under CI"
+        );
+        eprintln!("SKIPPED: {test}: tmux is missing");
+        return;
+    }
+    let first = create(MapType::ARRAY, "mw_tui_a", 4, 8, 2);
+    let second = create(MapType::HASH, "mw_tui_b", 4, 8, 8);
+    second
+        .update(&1u32.to_le_bytes(), &[1; 8], Update::Any)
+        .unwrap();
+    let (a, b) = (first.info().id, second.info().id);
+    let tmux = Tmux(format!("mapwalk-test-{}", std::process::id()));
+    let line = format!("{BIN} watch id:{a} id:{b} --interval 200ms");
+    let out = tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        "w",
+        "-x",
+        "110",
+        "-y",
+        "24",
+        &line,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let screen = tmux.wait_for("sample 2,");
+    assert!(
+        screen.contains("mw_tui_a") && screen.contains("mw_tui_b"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains(&format!("latest changes of map id {a} (mw_tui_a)")),
+        "{screen}"
+    );
+    second
+        .update(&2u32.to_le_bytes(), &[2; 8], Update::Any)
+        .unwrap();
+    tmux.cmd(&["send-keys", "-t", "w", "Down"]);
+    let screen = tmux.wait_for("+ key 02 00 00 00: 02 02 02 02 02 02 02 02");
+    assert!(
+        screen.contains(&format!("latest changes of map id {b} (mw_tui_b)")),
+        "{screen}"
+    );
+    // The map row: two entries now.
+    let row = screen
+        .lines()
+        .find(|l| l.contains("mw_tui_b") && l.contains("hash"))
+        .unwrap_or_else(|| panic!("{screen}"));
+    let cells: Vec<&str> = row
+        .trim_matches(|c| c == '│' || c == ' ')
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        cells[..4],
+        [b.to_string().as_str(), "mw_tui_b", "hash", "2"],
+        "{row}"
+    );
+    tmux.cmd(&["send-keys", "-t", "w", "p"]);
+    tmux.wait_for("[paused: p resumes]");
+    tmux.cmd(&["send-keys", "-t", "w", "q"]);
+    let started = std::time::Instant::now();
+    while tmux.cmd(&["has-session", "-t", "w"]).status.success() {
+        assert!(
+            started.elapsed().as_secs() < 10,
+            "q did not quit:\n{}",
+            tmux.screen()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
