@@ -126,6 +126,30 @@ fn across_boots_maps_match_by_shape_and_ambiguity_is_reported() {
     );
     let d = diff(&a, &b, &[], &none);
     assert!(!d.same_boot);
+    let mut t = Vec::new();
+    text::write_diff(&mut t, &d, text::Style::default()).unwrap();
+    let t = String::from_utf8(t).unwrap();
+    assert!(
+        t.contains("note: not known to be one boot: maps matched by name, type and sizes"),
+        "{t}"
+    );
+    assert!(t.contains("? maps named \"twin\" (array, key 4 bytes, value 8 bytes): ids [2, 3] in A, [12, 13] in B: ambiguous, not compared"), "{t}");
+    assert!(
+        t.ends_with(
+            "different: 1 changed entries in 1 maps, 1 maps added, 1 removed, 1 ambiguous\n"
+        ),
+        "{t}"
+    );
+    // Another kernel: the same best-effort matching, said so.
+    let mut other = b.clone();
+    other.meta.kernel.release = Some("6.12.0".into());
+    let d2 = diff(&a, &other, &[], &none);
+    assert_eq!((d2.maps.len(), d2.ambiguous.len()), (1, 1));
+    let mut t = Vec::new();
+    text::write_diff(&mut t, &d2, text::Style::default()).unwrap();
+    assert!(String::from_utf8(t)
+        .unwrap()
+        .contains("note: different kernels"));
     assert_eq!(d.maps.len(), 1);
     assert_eq!((d.maps[0].a.id, d.maps[0].b.id), (1, 11));
     assert_eq!(d.maps[0].matched_by, MatchedBy::Shape);

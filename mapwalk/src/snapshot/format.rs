@@ -515,6 +515,10 @@ fn read_map(r: &mut Rd<'_>, btfs: &[BtfBlob]) -> Result<StoredMap, SnapshotError
         u32::try_from(BPF_OBJ_NAME_LEN).unwrap_or(16),
         "a map's name",
     )?;
+    // The writer writes the name up to its first NUL; one inside would not read back.
+    if raw_name.contains(&0) {
+        return Err(corrupt(format!("map id {id}: a NUL in its name")));
+    }
     let mut field = [0u8; BPF_OBJ_NAME_LEN];
     field
         .get_mut(..raw_name.len())
