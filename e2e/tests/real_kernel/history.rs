@@ -3,7 +3,8 @@
 //! equal (`diff` exits 0) and two `watch` samples report no change; a value written
 //! between two snapshots is the one change `diff` reports, with its BTF field, and
 //! written back the snapshots are equal again; `watch --qmp` pauses the running guest
-//! for each sample and reports each pause.
+//! for each sample and reports each pause; `watch --json` across the same write
+//! reports that one change and nothing more.
 //!
 //! The guest of `cli.rs` (one configuration, shared with the other tests of this
 //! binary); the original bytes go back before the guest runs again, so its `/init`
@@ -113,6 +114,57 @@ fn deb12_kaslr_5level_snapshot_diff_watch() {
     ]);
     let d = path("d.snap");
     ok(&["snapshot", "-o", &d]);
+
+    // watch --json across the same write: the one change record, nothing more.
+    let mut child = std::process::Command::new(e2e::inguest::host_mapwalk().unwrap())
+        .args(&cli.source)
+        .arg("--symbols")
+        .arg(&syms)
+        .args(["watch", "--count", "2", "--interval", "3s", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["sample"], 1, "{test}: {first}");
+    let written = std::time::Instant::now();
+    ok(&[
+        "write",
+        "mw_one.bss",
+        "--offset",
+        "8",
+        "--value",
+        &hex(&new),
+    ]);
+    let write_took = written.elapsed();
+    let rest: Vec<Value> = lines
+        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+        .collect();
+    assert!(child.wait().unwrap().success());
+    assert!(
+        write_took < std::time::Duration::from_millis(2500),
+        "{test}: the write took {write_took:?}: too long to fall between the two samples"
+    );
+    let changed: Vec<&Value> = rest.iter().filter(|r| r["type"] != "sample").collect();
+    assert_eq!(changed.len(), 1, "{test}: {rest:?}");
+    assert_eq!(
+        (
+            changed[0]["type"].as_str(),
+            changed[0]["op"].as_str(),
+            &changed[0]["map"]
+        ),
+        (Some("change"), Some("changed"), &Value::from(one.id)),
+        "{test}: {rest:?}"
+    );
+    assert_eq!(changed[0]["new"], diff_bytes(&want_after(old, &new)));
+    ok(&[
+        "write",
+        "mw_one.bss",
+        "--offset",
+        "8",
+        "--value",
+        &hex(&old[8..16]),
+    ]);
     drop(paused);
     let out = host(&["diff", &a, &c, "--json"]);
     assert_eq!(out.status.code(), Some(1), "{test}: {out:?}");
@@ -187,4 +239,16 @@ fn deb12_kaslr_5level_snapshot_diff_watch() {
         from_ram.len(),
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `old` with bytes 8..16 replaced by `new`.
+fn want_after(old: &[u8], new: &[u8]) -> Vec<u8> {
+    let mut v = old.to_vec();
+    v[8..16].copy_from_slice(new);
+    v
+}
+
+/// Bytes as the JSON records show them.
+fn diff_bytes(b: &[u8]) -> Value {
+    b.iter().map(|x| format!("0x{x:02x}")).collect()
 }
