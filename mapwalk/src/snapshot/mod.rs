@@ -24,6 +24,10 @@ use crate::source::{MapInfo, MapSelector, MapSource, MapState, SourceError, Valu
 
 pub use format::{SnapshotError, FORMAT_VERSION};
 
+/// The most entries of one map [`Snapshot::capture`] sets room aside for before it
+/// has read them.
+const RESERVE: usize = 4096;
+
 /// Which kernel, and which boot of it, a source reads.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KernelIdentity {
@@ -186,7 +190,10 @@ impl Snapshot {
             } else {
                 snap.capture_btf(src, &info, &mut interned)
             };
-            let mut entries = Vec::new();
+            // Room for the entries up front (at most `RESERVE`), rather than growing
+            // by copies.
+            let room = usize::try_from(info.max_entries).map_or(0, |n| n.min(RESERVE));
+            let mut entries = Vec::with_capacity(room);
             let walked = src.for_each_entry(&info, &mut |k, v| {
                 entries.push(StoredEntry {
                     key: k.to_vec(),
