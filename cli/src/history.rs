@@ -40,6 +40,8 @@ pub fn source_label() -> &'static str {
 /// # Errors
 /// [`CliError::Snapshot`], naming the file.
 pub fn open_snapshot(path: &Path) -> Result<SnapshotSource, CliError> {
+    // A FIFO would block the open, a directory cannot be read as one.
+    mapwalk::input::check_file(path, false).map_err(|e| CliError::Input("snapshot", e))?;
     Snapshot::open(path)
         .map(SnapshotSource::new)
         .map_err(CliError::Snapshot)

@@ -365,6 +365,18 @@ fn bad_snapshots_are_one_line_errors() {
             assert!(err.contains(want) && err.contains(name), "{name}: {err}");
         }
     }
+    // A directory or a FIFO is refused before it is opened.
+    let fifo = dir.path("fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    for other in [dir.0.to_str().unwrap(), fifo.as_str()] {
+        let (code, err) = status_and_stderr(&run_quickly(&["diff", &good, other], 10));
+        assert_eq!(code, Some(2), "{other}: {err}");
+        assert!(err.starts_with("mapwalk: error: snapshot: "), "{err}");
+    }
     // diff needs two snapshots without a source.
     let (code, err) = status_and_stderr(&run(&["diff", &good]));
     assert_eq!(code, Some(2));
