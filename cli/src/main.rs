@@ -8,7 +8,7 @@
 //! mapwalk [SOURCE] [KERNEL] write MAP [--key HEX] --offset N --value HEX
 //! mapwalk [SOURCE] [KERNEL] snapshot -o FILE
 //! mapwalk [--json] diff A B [MAP...]  |  mapwalk SOURCE [KERNEL] diff A [MAP...]
-//! mapwalk [SOURCE] [KERNEL] [--json] watch [MAP...] [--interval D] [--count N]
+//! mapwalk [SOURCE] [KERNEL] [--json] watch [MAP...] [--interval D] [--count N] [--plain]
 //! SOURCE: --live (default) | --ram FILE [--layout GPA:OFFSET:LEN ...] | --core FILE
 //!         | --snapshot FILE
 //! KERNEL: --vmlinux FILE | --symbols FILE [--btf FILE] [--cr3 PA]   (memory sources)
