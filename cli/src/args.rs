@@ -214,3 +214,21 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
     mapwalk::text::parse_hex_bytes(s).map_err(|e| format!("{s:?}: {e}"))
 }
+
+#[cfg(test)]
+mod watch_tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn intervals_parse_with_their_units() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("5h").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("fast").is_err());
+    }
+}
