@@ -10,7 +10,8 @@
 //! - `sample`: `Watcher::capture` (refresh, every map and entry copied) and
 //!   `Watcher::compare` with the previous sample (nothing changed: every entry looked
 //!   up and compared) — what one `watch` sample costs once the kernel is described;
-//! - `capture`: the read alone (what a `--qmp` pause covers);
+//! - `capture`: the read alone with no previous sample to take unchanged entries
+//!   from (every entry copied: a first sample);
 //! - `walk`: every entry of every map handed to a callback that only counts bytes:
 //!   the floor under `capture`, which also copies each key and value;
 //! - `dump_all_json`: `dump::dump_all` to JSON into memory, the work a fresh `mapwalk

@@ -56,6 +56,10 @@ pub struct Watcher {
     source: String,
     first: Option<SnapshotSource>,
     prev: Option<(Snapshot, Instant)>,
+    /// The maps of the last capture whose entries it took from `prev` (unchanged).
+    unchanged: Vec<u32>,
+    /// A capture not compared yet.
+    awaiting: bool,
     number: u64,
 }
 
@@ -71,19 +75,32 @@ impl Watcher {
             source: source.to_owned(),
             first: None,
             prev: None,
+            unchanged: Vec::new(),
+            awaiting: false,
             number: 0,
         }
     }
 
     /// Reads the watched maps of `src` now (its caches refreshed first), with how long
-    /// it took.
+    /// it took. A map whose entries did not change since the previous sample takes
+    /// that sample's entries rather than copying them again
+    /// ([`Snapshot::capture_against`]), so each capture is to be handed to
+    /// [`compare`](Self::compare) before the next; a capture that follows another
+    /// uncompared one starts afresh (its comparison is a first sample's).
     ///
     /// # Errors
     /// When the maps cannot be listed, or a name names no map (first sample).
-    pub fn capture(&self, src: &dyn MapSource) -> Result<(Snapshot, Duration), SourceError> {
+    pub fn capture(&mut self, src: &dyn MapSource) -> Result<(Snapshot, Duration), SourceError> {
         let started = Instant::now();
+        if self.awaiting {
+            self.prev = None;
+        }
+        self.awaiting = true;
         src.refresh();
-        let snap = Snapshot::capture(src, &self.source, &self.opts)?;
+        let prev = self.prev.as_mut().map(|(s, _)| s);
+        let (snap, mut unchanged) = Snapshot::capture_against(src, &self.source, &self.opts, prev)?;
+        unchanged.sort_unstable();
+        self.unchanged = unchanged;
         Ok((snap, started.elapsed()))
     }
 
@@ -91,6 +108,8 @@ impl Watcher {
     pub fn compare(&mut self, snap: Snapshot, read: Duration) -> Sample {
         let now = Instant::now();
         self.number += 1;
+        self.awaiting = false;
+        let unchanged = std::mem::take(&mut self.unchanged);
         let (diff, since) = match &self.prev {
             Some((prev, at)) => {
                 let first = self.first.as_ref();
@@ -99,8 +118,11 @@ impl Watcher {
                     let info = f.snapshot().map(m.id)?.info;
                     f.btf(&info).ok().flatten()
                 };
+                // The maps whose entries the capture took from `prev` did not change
+                // (and `prev` no longer has their entries).
+                let keep = |m: &MapInfo| unchanged.binary_search(&m.id).is_err();
                 (
-                    Some(diff::diff(prev, &snap, &[], &btf)),
+                    Some(diff::diff_where(prev, &snap, &keep, &btf)),
                     now.duration_since(*at),
                 )
             }
@@ -257,8 +279,35 @@ mod tests {
         assert_eq!(s2.maps[0].changes, 2);
         assert!(s2.since >= Duration::from_millis(5));
         assert!(s2.maps[0].changes_per_sec > 0.0);
-        // The same again: nothing changed.
+        // The same again: nothing changed, and map a's entries are the previous
+        // sample's, not copied again.
         let (snap, read) = w.capture(&second).unwrap();
-        assert!(w.compare(snap, read).diff.unwrap().is_equal());
+        assert_eq!(w.unchanged, [1]);
+        let s3 = w.compare(snap, read);
+        assert!(s3.diff.as_ref().unwrap().is_equal());
+        assert_eq!(s3.maps[0].entries, 3);
+        // Back to the first state: compared with the third sample (whose entries were
+        // taken over), key 2 changed back, key 3 removed, map b back.
+        let (snap, read) = w.capture(&first).unwrap();
+        assert!(w.unchanged.is_empty());
+        let s4 = w.compare(snap, read);
+        let d = s4.diff.as_ref().unwrap();
+        assert_eq!(d.added.iter().map(|m| m.id).collect::<Vec<_>>(), [2]);
+        let ops: Vec<(bool, Vec<u8>)> = d.maps[0]
+            .changes
+            .iter()
+            .map(|c| (matches!(c, EntryChange::Removed { .. }), c.key().to_vec()))
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                (false, 2u32.to_le_bytes().to_vec()),
+                (true, 3u32.to_le_bytes().to_vec())
+            ]
+        );
+        // A capture not compared: the next starts afresh, with no diff.
+        let _ = w.capture(&second).unwrap();
+        let (snap, read) = w.capture(&second).unwrap();
+        assert!(w.compare(snap, read).diff.is_none());
     }
 }

@@ -168,7 +168,18 @@ pub fn diff(
     maps: &[MapSelector],
     btf: &dyn Fn(&MapInfo) -> Option<MapBtf>,
 ) -> Diff {
-    let keep = |m: &&StoredMap| maps.is_empty() || maps.iter().any(|s| selects(s, &m.info));
+    let keep = |m: &MapInfo| maps.is_empty() || maps.iter().any(|s| selects(s, m));
+    diff_where(a, b, &keep, btf)
+}
+
+/// [`diff`] of the maps `keep` accepts (on either side).
+pub fn diff_where(
+    a: &Snapshot,
+    b: &Snapshot,
+    keep: &dyn Fn(&MapInfo) -> bool,
+    btf: &dyn Fn(&MapInfo) -> Option<MapBtf>,
+) -> Diff {
+    let keep = |m: &&StoredMap| keep(&m.info);
     let ma: Vec<&StoredMap> = a.maps.iter().filter(keep).collect();
     let mb: Vec<&StoredMap> = b.maps.iter().filter(keep).collect();
     let (ka, kb) = (&a.meta.kernel, &b.meta.kernel);

@@ -98,6 +98,25 @@ pub struct StoredEntry {
     pub value: StoredValue,
 }
 
+impl StoredEntry {
+    /// Whether this is `key` with value `value`, as a source hands them over.
+    pub fn matches(&self, key: &[u8], value: ValueRef<'_>) -> bool {
+        if self.key != key {
+            return false;
+        }
+        match (&self.value, value) {
+            (StoredValue::Single(a), ValueRef::Single(b)) => a.as_slice() == b,
+            (StoredValue::PerCpu(a), ValueRef::PerCpu(b)) => {
+                a.len() == b.len()
+                    && a.iter()
+                        .zip(b.iter())
+                        .all(|((ca, va), (cb, vb))| *ca == cb && va.as_slice() == vb)
+            }
+            _ => false,
+        }
+    }
+}
+
 /// One map as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMap {
@@ -150,6 +169,23 @@ impl Snapshot {
         source: &str,
         opts: &CaptureOptions,
     ) -> Result<Self, SourceError> {
+        Self::capture_against(src, source, opts, None).map(|(snap, _)| snap)
+    }
+
+    /// [`capture`](Self::capture), comparing each map with the same map of `prev` as
+    /// it is read: a map whose entries are all the same, in the same order, takes
+    /// `prev`'s entries (which `prev` is left without) instead of copying them again.
+    /// Returns the ids of those maps: `prev` no longer has their entries.
+    ///
+    /// # Errors
+    /// As [`capture`](Self::capture).
+    pub fn capture_against(
+        src: &dyn MapSource,
+        source: &str,
+        opts: &CaptureOptions,
+        mut prev: Option<&mut Snapshot>,
+    ) -> Result<(Self, Vec<u32>), SourceError> {
+        let mut unchanged = Vec::new();
         let report = src.maps_report()?;
         let wanted: Option<Vec<u32>> = if opts.maps.is_empty() {
             None
@@ -190,17 +226,49 @@ impl Snapshot {
             } else {
                 snap.capture_btf(src, &info, &mut interned)
             };
-            // Room for the entries up front (at most `RESERVE`), rather than growing
-            // by copies.
-            let room = usize::try_from(info.max_entries).map_or(0, |n| n.min(RESERVE));
-            let mut entries = Vec::with_capacity(room);
+            let before = prev
+                .as_deref_mut()
+                .and_then(|p| p.maps.iter_mut().find(|m| m.info == info));
+            let old: &[StoredEntry] = before.as_ref().map_or(&[], |m| m.entries.as_slice());
+            // Entries the same as `old` so far are only counted (`same`); the first
+            // that differs makes them copies.
+            let mut same = 0usize;
+            let mut copied: Option<Vec<StoredEntry>> = before.is_none().then(Vec::new);
             let walked = src.for_each_entry(&info, &mut |k, v| {
-                entries.push(StoredEntry {
-                    key: k.to_vec(),
-                    value: StoredValue::from_ref(v),
-                });
+                if copied.is_none() {
+                    if old.get(same).is_some_and(|e| e.matches(k, v)) {
+                        same += 1;
+                        return ControlFlow::Continue(());
+                    }
+                    copied = Some(old.get(..same).unwrap_or_default().to_vec());
+                }
+                if let Some(entries) = copied.as_mut() {
+                    if entries.capacity() == 0 {
+                        // Room up front (at most `RESERVE`), rather than growing by
+                        // copies.
+                        entries.reserve(
+                            usize::try_from(info.max_entries).map_or(0, |n| n.min(RESERVE)),
+                        );
+                    }
+                    entries.push(StoredEntry {
+                        key: k.to_vec(),
+                        value: StoredValue::from_ref(v),
+                    });
+                }
                 ControlFlow::Continue(())
             });
+            let entries = match (copied, before) {
+                (Some(entries), _) => entries,
+                // Every entry read was the same as before: all of them, if no more.
+                (None, Some(b))
+                    if same == b.entries.len() && walked.is_ok() && b.error.is_none() =>
+                {
+                    unchanged.push(info.id);
+                    std::mem::take(&mut b.entries)
+                }
+                (None, Some(b)) => b.entries.get(..same).unwrap_or_default().to_vec(),
+                (None, None) => Vec::new(),
+            };
             snap.maps.push(StoredMap {
                 state: src.state(&info),
                 info,
@@ -209,7 +277,7 @@ impl Snapshot {
                 error: walked.err().map(|e| e.to_string()),
             });
         }
-        Ok(snap)
+        Ok((snap, unchanged))
     }
 
     fn capture_btf(
