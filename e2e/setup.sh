@@ -58,6 +58,8 @@ command -v lz4 >/dev/null || pkgs+=(lz4)
 command -v zstd >/dev/null || pkgs+=(zstd)
 command -v bpftool >/dev/null || [ -x /usr/sbin/bpftool ] || pkgs+=(bpftool)
 command -v gcc >/dev/null || pkgs+=(gcc)
+# The full-screen `watch` is tested as a person sees it, under tmux.
+command -v tmux >/dev/null || pkgs+=(tmux)
 [ -f "$(gcc -print-file-name=libc.a 2>/dev/null || true)" ] || pkgs+=(libc6-dev)
 if [ ${#pkgs[@]} -gt 0 ]; then
 	apt_update

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 pub const EXIT_STATUS_HELP: &str = "\
 Exit status:
   0  the whole answer
-  1  reserved (differences found, for a future comparison command)
+  1  differences found (diff: the two sides differ)
   2  error: the answer is missing (stderr says why, in one line)
   3  partial answer: what could be read is printed and marked incomplete in the
      output itself (a dump's JSON ends with {\"error\":..,\"partial\":true}, its text
@@ -34,8 +34,11 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct SourceArgs {
     /// Read the running host's maps through bpf() (the default).
-    #[arg(long, global = true, conflicts_with_all = ["ram", "core", "pid"])]
+    #[arg(long, global = true, conflicts_with_all = ["ram", "core", "pid", "snapshot"])]
     pub live: bool,
+    /// A snapshot file (`mapwalk snapshot -o FILE`): its maps as they were.
+    #[arg(long, global = true, value_name = "FILE", conflicts_with_all = ["ram", "core", "pid", "qmp"])]
+    pub snapshot: Option<PathBuf>,
     /// A guest RAM file (QEMU memory-backend-file, or a raw copy of guest RAM).
     #[arg(long, global = true, value_name = "FILE", conflicts_with = "core")]
     pub ram: Option<PathBuf>,
@@ -132,6 +135,45 @@ pub enum Cmd {
     },
     /// Lists every BPF program, like `bpftool prog show`.
     Progs,
+    /// Saves every map with its metadata, BTF and entries, the kernel release and the
+    /// time to a snapshot file (read it back with `--snapshot FILE`).
+    Snapshot {
+        /// The file to write.
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// Compares snapshot A with snapshot B (`diff A B [MAP...]`), or with the source
+    /// given now (`--live|--ram ...|--snapshot B diff A [MAP...]`). Exit status 0 when
+    /// equal, 1 when different.
+    Diff {
+        /// Snapshot A.
+        a: PathBuf,
+        /// Without a source option: snapshot B, then the maps; with one: the maps
+        /// (names, name suffixes or id:N; every map when none).
+        rest: Vec<String>,
+    },
+    /// Reads the maps again every --interval and shows what changed: a full-screen view
+    /// on a terminal (q quits, up/down select a map, p pauses), lines otherwise (or
+    /// with --plain), or with --json one JSON record per line (`"type"`: `change`,
+    /// `map_added`, `map_removed`, `sample`). With --qmp the guest is paused for each
+    /// sample only, and each pause's length is reported.
+    Watch(WatchArgs),
+}
+
+/// `mapwalk snapshot`, `diff` and `watch`: see [`crate::history`].
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// The maps: names, name suffixes or id:N (every map when none).
+    pub maps: Vec<String>,
+    /// Time between samples: `500ms`, `2s`, `1.5` (seconds).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: std::time::Duration,
+    /// Stop after N samples (default: until interrupted).
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Lines even on a terminal (instead of the full-screen view).
+    #[arg(long)]
+    pub plain: bool,
 }
 
 pub fn parse_u64(s: &str) -> Result<u64, String> {
@@ -154,7 +196,41 @@ pub fn parse_region(s: &str) -> Result<mapwalk_kvm::ProcessRegion, String> {
     }
 }
 
+/// `500ms`, `2s`, `100us`, `1m`, or a number of seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.trim().parse().map_err(|e| format!("{s:?}: {e}"))?;
+    let scale = match unit {
+        "" | "s" => 1.0,
+        "ms" => 1e-3,
+        "us" => 1e-6,
+        "m" => 60.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (us, ms, s, m)")),
+    };
+    std::time::Duration::try_from_secs_f64(n * scale).map_err(|e| format!("{s:?}: {e}"))
+}
+
 /// Hex bytes, as [`mapwalk::text::parse_hex_bytes`] reads them.
 pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
     mapwalk::text::parse_hex_bytes(s).map_err(|e| format!("{s:?}: {e}"))
+}
+
+#[cfg(test)]
+mod watch_tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn intervals_parse_with_their_units() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("5h").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("fast").is_err());
+    }
 }

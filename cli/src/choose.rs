@@ -25,6 +25,22 @@ pub fn run(cli: &Cli) -> Result<Answer, CliError> {
             "--qmp reads a QEMU guest: it needs --ram FILE or --pid PID".into(),
         ));
     }
+    crate::history::set_source_name(source_name(cli));
+    let explicit = memory || cli.source.live || cli.source.snapshot.is_some();
+    if let (Cmd::Diff { a, rest }, false) = (&cli.cmd, explicit) {
+        return crate::history::diff_files(a, rest, cli.json);
+    }
+    if let Some(path) = &cli.source.snapshot {
+        if k.vmlinux.is_some() || k.symbols.is_some() || k.btf.is_some() || k.cr3.is_some() {
+            return Err(CliError::Usage(
+                "--vmlinux, --symbols, --btf and --cr3 describe a guest kernel: a \
+                 --snapshot has its maps already"
+                    .into(),
+            ));
+        }
+        mapwalk::input::check_file(path, false).map_err(|e| CliError::Input("--snapshot", e))?;
+        return command(&crate::history::open_snapshot(path)?, &cli.cmd, cli.json);
+    }
     if !memory {
         if k.vmlinux.is_some() || k.symbols.is_some() || k.btf.is_some() || k.cr3.is_some() {
             return Err(CliError::Usage(
@@ -103,13 +119,13 @@ fn memory_source(cli: &Cli) -> Result<Answer, CliError> {
         let reopen = opts.clone();
         let ram = opts.open(path)?;
         mapwalk::timing::mark("RAM file opened");
-        let read = move |qmp: Option<&mut Qmp>| -> Result<Answer, CliError> {
+        let read = move |mut qmp: Option<&mut Qmp>| -> Result<Answer, CliError> {
             let mut hints = MemoryHints {
                 vmcoreinfo: None,
                 cr3: k.cr3,
                 cr4: None,
             };
-            if let Some(q) = qmp {
+            if let Some(q) = qmp.as_deref_mut() {
                 let regs = q.hmp("info registers").map_err(CliError::Qmp)?;
                 if let Some(r) = X86ControlRegs::parse(&regs) {
                     hints.cr3 = hints.cr3.or(Some(r.cr3));
@@ -165,9 +181,9 @@ fn memory_source(cli: &Cli) -> Result<Answer, CliError> {
                 other => other?,
             };
             warn(&kernel.warnings);
-            command(&settled(cli, kernel), &cli.cmd, cli.json)
+            dispatch(&settled(cli, kernel), cli, qmp)
         };
-        paused(qmp, cli.source.no_pause, read)
+        paused(qmp, cli.source.no_pause || watching(cli), read)
     } else if let Some(path) = &cli.source.core {
         let core = mapwalk_file::ElfCore::open(path)?;
         // The core's VMCOREINFO note and the CPU state of its first vCPU with a CR3;
@@ -204,13 +220,13 @@ fn process_source(cli: &Cli, pid: i32, spec: &KernelSpec) -> Result<Answer, CliE
         }
     };
     let ram = ProcessRam::new(pid, &regions).map_err(CliError::Regions)?;
-    let read = |qmp: Option<&mut Qmp>| -> Result<Answer, CliError> {
+    let read = |mut qmp: Option<&mut Qmp>| -> Result<Answer, CliError> {
         let mut hints = MemoryHints {
             vmcoreinfo: None,
             cr3: cli.kernel.cr3,
             cr4: None,
         };
-        if let Some(q) = qmp {
+        if let Some(q) = qmp.as_deref_mut() {
             let regs = q.hmp("info registers").map_err(CliError::Qmp)?;
             if let Some(r) = X86ControlRegs::parse(&regs) {
                 hints.cr3 = hints.cr3.or(Some(r.cr3));
@@ -219,9 +235,9 @@ fn process_source(cli: &Cli, pid: i32, spec: &KernelSpec) -> Result<Answer, CliE
         }
         let kernel = describe::describe(ram.clone(), spec, &hints)?;
         warn(&kernel.warnings);
-        command(&settled(cli, kernel), &cli.cmd, cli.json)
+        dispatch(&settled(cli, kernel), cli, qmp)
     };
-    paused(qmp, cli.source.no_pause, read)
+    paused(qmp, cli.source.no_pause || watching(cli), read)
 }
 
 /// Runs `read` with the guest paused through `qmp` (unless `no_pause`), resumed
@@ -250,4 +266,39 @@ pub fn warn(warnings: &[String]) {
 fn settled<M: mapwalk_core::PhysRead>(cli: &Cli, kernel: describe::Kernel<M>) -> MemorySource<M> {
     let settle = cli.source.agree.map_or(Settle::Once, Settle::Agree);
     MemorySource::new(kernel).with_settle(settle)
+}
+
+/// Whether the command is `watch`, which pauses the guest for each sample itself.
+fn watching(cli: &Cli) -> bool {
+    matches!(cli.cmd, Cmd::Watch(_))
+}
+
+/// Runs the command on a memory source; `watch` gets the QMP client to pause the guest
+/// for each sample.
+fn dispatch<M: mapwalk_core::PhysRead + mapwalk::source::GuestWrite>(
+    src: &MemorySource<M>,
+    cli: &Cli,
+    qmp: Option<&mut Qmp>,
+) -> Result<Answer, CliError> {
+    if watching(cli) && !cli.source.no_pause {
+        return crate::history::command(src, &cli.cmd, cli.json, qmp);
+    }
+    command(src, &cli.cmd, cli.json)
+}
+
+/// How snapshots and watch records name the source: `live`, `ram:PATH`, ...
+fn source_name(cli: &Cli) -> String {
+    let s = &cli.source;
+    let path = |kind: &str, p: &std::path::Path| format!("{kind}:{}", p.display());
+    if let Some(p) = &s.snapshot {
+        path("snapshot", p)
+    } else if let Some(p) = &s.ram {
+        path("ram", p)
+    } else if let Some(p) = &s.core {
+        path("core", p)
+    } else if let Some(pid) = s.pid {
+        format!("pid:{pid}")
+    } else {
+        "live".into()
+    }
 }

@@ -34,6 +34,8 @@ pub enum CliError {
     /// The map has no entry at the key given (`lookup`), or no key after it
     /// (`getnext`).
     NoSuchKey(String),
+    /// A snapshot file that cannot be read or written (the error names the file).
+    Snapshot(mapwalk::snapshot::SnapshotError),
 }
 
 impl CliError {
@@ -57,6 +59,7 @@ impl fmt::Display for CliError {
             Self::Regions(e) => write!(f, "guest RAM regions: {e}"),
             Self::Input(option, e) => write!(f, "{option}: {e}"),
             Self::NoSuchMap(m) | Self::NoSuchKey(m) => f.write_str(m),
+            Self::Snapshot(e) => write!(f, "{e}"),
         }
     }
 }
@@ -73,6 +76,7 @@ impl std::error::Error for CliError {
             Self::Qmp(e) => Some(e),
             Self::Regions(e) => Some(e),
             Self::Input(_, e) => Some(e),
+            Self::Snapshot(e) => Some(e),
         }
     }
 }

@@ -7,7 +7,11 @@
 //! mapwalk [SOURCE] [KERNEL] [--json] dump MAP
 //! mapwalk [SOURCE] [KERNEL] [--json] dump --all
 //! mapwalk [SOURCE] [KERNEL] write MAP [--key HEX] --offset N --value HEX
+//! mapwalk [SOURCE] [KERNEL] snapshot -o FILE
+//! mapwalk [--json] diff A B [MAP...]  |  mapwalk SOURCE [KERNEL] diff A [MAP...]
+//! mapwalk [SOURCE] [KERNEL] [--json] watch [MAP...] [--interval D] [--count N] [--plain]
 //! SOURCE: --live (default) | --ram FILE [--layout GPA:OFFSET:LEN ...] | --core FILE
+//!         | --snapshot FILE
 //! KERNEL: --vmlinux FILE | --symbols FILE [--btf FILE] [--cr3 PA]   (memory sources)
 //! MAP:    a name, a name suffix (such as .bss), or id:N
 //! ```
@@ -18,13 +22,15 @@
 //! the `mapwalk` library), and [`output`] prints what the source yields. Errors stay
 //! typed ([`error::CliError`]) up to [`main`], which prints one line and sets the exit
 //! status: 0 for the whole answer, 2 for an error, 3 for a partial answer
-//! ([`output::Answer`]); 1 is kept for differences ([`args::EXIT_STATUS_HELP`]).
+//! ([`output::Answer`]); 1 for differences ([`args::EXIT_STATUS_HELP`]).
 
 mod args;
 mod choose;
 mod error;
+mod history;
 mod output;
 mod progress;
+mod tui;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -36,6 +42,9 @@ use crate::output::Answer;
 
 /// The exit status of an error (the one clap gives a command line it refuses).
 const EXIT_ERROR: u8 = 2;
+
+/// The exit status of a comparison that found differences.
+const EXIT_DIFFERENT: u8 = 1;
 
 /// The exit status of a partial answer.
 const EXIT_PARTIAL: u8 = 3;
@@ -50,6 +59,7 @@ fn main() -> ExitCode {
     match result {
         Ok(Answer::Whole) => ExitCode::SUCCESS,
         Ok(Answer::Partial) => ExitCode::from(EXIT_PARTIAL),
+        Ok(Answer::Different) => ExitCode::from(EXIT_DIFFERENT),
         // A closed pipe (`mapwalk dump x | head`) is not worth a complaint.
         Err(e) if e.is_closed_pipe() => ExitCode::SUCCESS,
         Err(e) => {

@@ -19,6 +19,8 @@ pub enum Answer {
     /// Part of it: the output says so, and stderr has one line for each map missing or
     /// cut short.
     Partial,
+    /// A comparison found differences (exit status 1).
+    Different,
 }
 
 /// Runs `cmd` on `src`, printing JSON when `json`.
@@ -34,6 +36,9 @@ pub fn command(src: &dyn MapSource, cmd: &Cmd, json: bool) -> Result<Answer, Cli
     let format = if json { Format::Json } else { Format::Human };
     let mut problems = Vec::new();
     match cmd {
+        Cmd::Snapshot { .. } | Cmd::Diff { .. } | Cmd::Watch(_) => {
+            return crate::history::command(src, cmd, json, None);
+        }
         Cmd::Maps => {
             let report = src.maps_report()?;
             if json {
@@ -223,7 +228,7 @@ fn write_next_key(
 }
 
 /// A warning on stderr.
-fn warn(w: &str) {
+pub fn warn(w: &str) {
     eprintln!("mapwalk: warning: {w}");
 }
 

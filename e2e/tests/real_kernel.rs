@@ -34,6 +34,8 @@ mod corrupt;
 mod describe;
 #[path = "real_kernel/dump.rs"]
 mod dump;
+#[path = "real_kernel/history.rs"]
+mod history;
 #[path = "real_kernel/htab.rs"]
 mod htab;
 #[path = "real_kernel/inguest.rs"]
@@ -42,10 +44,10 @@ mod inguest;
 mod kvm;
 #[path = "real_kernel/process.rs"]
 mod process;
-#[path = "real_kernel/truncated.rs"]
-mod truncated;
 #[path = "real_kernel/progs.rs"]
 mod progs;
+#[path = "real_kernel/truncated.rs"]
+mod truncated;
 #[path = "real_kernel/zero.rs"]
 mod zero;
 

@@ -68,6 +68,7 @@ pub mod pgtable_x86_64;
 pub mod progs;
 pub mod ram_layout;
 pub mod render;
+pub mod snapshot;
 pub mod vmcoreinfo;
 pub mod xarray;
 

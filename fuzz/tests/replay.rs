@@ -11,7 +11,7 @@ use mapwalk_fuzz::{guest, hash_guest, pick_va, GuestKind, Mutated, RAW_VAS};
 
 type Run = fn(&[u8]);
 
-const TARGETS: [(&str, Run); 16] = [
+const TARGETS: [(&str, Run); 17] = [
     ("pgtable_x86_64", mapwalk_fuzz::pgtable_x86_64::run),
     ("pgtable_aarch64", mapwalk_fuzz::pgtable_aarch64::run),
     ("xarray", mapwalk_fuzz::xarray::run),
@@ -28,6 +28,7 @@ const TARGETS: [(&str, Run); 16] = [
     ("ksymtab", mapwalk_fuzz::ksymtab::run),
     ("render", mapwalk_fuzz::render::run),
     ("progs", mapwalk_fuzz::progs::run),
+    ("snapshot", mapwalk_fuzz::snapshot::run),
 ];
 
 fn files(kind: &str, target: &str) -> Vec<(String, Vec<u8>)> {
@@ -206,8 +207,8 @@ fn headers_round_trip() {
                 "ksymtab" => mapwalk_fuzz::ksymtab::Header::decode(&mut u)
                     .unwrap()
                     .encode(&mut e),
-                // Text inputs, no header.
-                "ram_layout" | "kallsyms" | "kvm_regions" => continue,
+                // Text inputs, and whole files, no header.
+                "ram_layout" | "kallsyms" | "kvm_regions" | "snapshot" => continue,
                 _ => unreachable!(),
             }
             assert_eq!(e.0[..], data[..e.0.len()], "{path}");
@@ -520,5 +521,25 @@ fn progs_seeds_reach_their_programs() {
             list.progs.len()
         };
         assert_eq!(n, want, "{name}");
+    }
+}
+
+#[test]
+fn snapshot_seeds_reach_what_they_claim() {
+    use mapwalk::snapshot::Snapshot;
+    let whole = Snapshot::read_from(&mut seed("snapshot", "seed-whole").as_slice()).unwrap();
+    assert_eq!(whole.maps.len(), 3);
+    assert!(whole.maps.iter().any(|m| m.error.is_some()));
+    assert!(whole.base_btf.is_none() && whole.btfs.len() == 1);
+    for (name, starts) in [
+        ("seed-truncated", "snapshot truncated"),
+        ("seed-newer", "snapshot format version 2 is newer"),
+        (
+            "seed-corrupt-count",
+            "snapshot truncated: ends in a map's entries",
+        ),
+    ] {
+        let e = Snapshot::read_from(&mut seed("snapshot", name).as_slice()).unwrap_err();
+        assert!(e.to_string().starts_with(starts), "{name}: {e}");
     }
 }

@@ -18,6 +18,11 @@
 //! - **QEMU** ([`qmp`]): pause and resume, the vCPU's registers, where guest RAM lies.
 //! - **Text** ([`text`]): the one parser of hex numbers and hex byte strings.
 //! - **Input files** ([`input`]): the checks and size caps of the files a user names.
+//! - **Diffs** ([`diff`]): what changed between two snapshots, map by map, entry by
+//!   entry, field by field.
+//! - **Watching** ([`watch`]): samples of a source, each compared with the one before.
+//! - **Snapshots** ([`snapshot`]): every map at one moment, in memory and in a
+//!   versioned compressed file, readable as a source.
 //!
 //! ## Cargo features
 //! - `vm-memory`: map sources over a rust-vmm `GuestMemoryMmap` (through
@@ -29,6 +34,7 @@
 
 pub mod btf;
 pub mod describe;
+pub mod diff;
 pub mod dump;
 pub mod input;
 pub mod kallsyms;
@@ -36,9 +42,11 @@ pub mod progress;
 pub mod progs;
 pub mod qmp;
 pub mod render;
+pub mod snapshot;
 pub mod source;
 pub mod text;
 pub mod timing;
+pub mod watch;
 
 /// The project's rule for a test whose prerequisite (the host's BTF, a tool) is
 /// missing: one line on the process's stderr and the test returns, but under

@@ -10,7 +10,7 @@ fn help_documents_the_exit_statuses() {
     for line in [
         "Exit status:",
         "0  the whole answer",
-        "1  reserved",
+        "1  differences found",
         "2  error",
         "3  partial answer",
     ] {

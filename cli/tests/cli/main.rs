@@ -15,6 +15,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_mapwalk");
 mod btf;
 mod btf_table;
 mod errors;
+mod history;
 mod lookup;
 mod progs;
 

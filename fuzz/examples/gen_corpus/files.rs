@@ -290,3 +290,110 @@ pub(super) fn kvm_regions_seeds() {
     e.u8(0).u16(0x10).u16(0x1);
     write(t, "seed-overlap", &e.0);
 }
+
+pub(super) fn snapshot_seeds() {
+    use mapwalk::snapshot::{
+        BtfBlob, KernelIdentity, Snapshot, SnapshotMeta, StoredBtf, StoredEntry, StoredMap,
+        StoredValue,
+    };
+    use mapwalk::source::{MapInfo, MapState};
+    use mapwalk_core::bpf::MapName;
+    use mapwalk_core::MapType;
+    use mapwalk_fuzz::btf_synth::BtfBuilder;
+
+    let t = "snapshot";
+    let info = |id: u32, name: &str, map_type: MapType, value_size: u32| {
+        let mut field = [0u8; 16];
+        field[..name.len()].copy_from_slice(name.as_bytes());
+        MapInfo {
+            id,
+            map_type,
+            name: MapName::from_field(&field),
+            key_size: 4,
+            value_size,
+            max_entries: 4,
+            ..MapInfo::default()
+        }
+    };
+    let mut btf = BtfBuilder::default();
+    let u32_t = btf.int("u32", 4, 0);
+    let mut typed = info(2, "typed", MapType::ARRAY, 4);
+    typed.btf_id = 7;
+    typed.btf_key_type_id = u32_t;
+    typed.btf_value_type_id = u32_t;
+    let k = |i: u32| i.to_le_bytes().to_vec();
+    let snap = Snapshot {
+        meta: SnapshotMeta {
+            kernel: KernelIdentity {
+                release: Some("6.1.0-seed".into()),
+                boot: Some("kaslr:0x0:0x1000000".into()),
+            },
+            source: "seed".into(),
+            taken: std::time::UNIX_EPOCH + std::time::Duration::new(1_700_000_000, 42),
+        },
+        base_btf: None,
+        btfs: vec![BtfBlob {
+            split: false,
+            bytes: btf.build(),
+        }],
+        unlisted: vec![(Some(9), "unreadable".into())],
+        maps: vec![
+            StoredMap {
+                info: info(1, "h", MapType::HASH, 2),
+                state: MapState::default(),
+                btf: StoredBtf::None,
+                entries: vec![StoredEntry {
+                    key: k(1),
+                    value: StoredValue::Single(vec![1, 2]),
+                }],
+                error: Some("walk stopped".into()),
+            },
+            StoredMap {
+                info: typed,
+                state: MapState {
+                    frozen: Some(true),
+                    memlock: Some(4096),
+                },
+                btf: StoredBtf::Index(0),
+                entries: (0..2)
+                    .map(|i| StoredEntry {
+                        key: k(i),
+                        value: StoredValue::Single(k(i + 10)),
+                    })
+                    .collect(),
+                error: None,
+            },
+            StoredMap {
+                info: info(3, "pc", MapType::PERCPU_ARRAY, 2),
+                state: MapState::default(),
+                btf: StoredBtf::Error("map BTF: bad".into()),
+                entries: vec![StoredEntry {
+                    key: k(0),
+                    value: StoredValue::PerCpu(vec![(0, vec![1, 1]), (1, vec![2, 2])]),
+                }],
+                error: None,
+            },
+        ],
+    };
+    let mut whole = Vec::new();
+    snap.write_to(&mut whole).unwrap();
+    write(t, "seed-whole", &whole);
+    write(t, "seed-truncated", &whole[..whole.len() / 2]);
+    let mut newer = whole.clone();
+    newer[8] = 2;
+    write(t, "seed-newer", &newer);
+    // The first map's entry count raised past the bytes left: the body re-compressed.
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::ZlibDecoder::new(&whole[20..]), &mut body)
+        .unwrap();
+    let count_at = body
+        .windows(9)
+        .position(|w| w == [1, 0, 0, 0, 0, 0, 0, 0, 4])
+        .expect("the first map's entry count and key length");
+    body[count_at..count_at + 8].copy_from_slice(&(1u64 << 30).to_le_bytes());
+    let mut corrupt = whole[..20].to_vec();
+    let mut z = flate2::write::ZlibEncoder::new(&mut corrupt, flate2::Compression::default());
+    std::io::Write::write_all(&mut z, &body).unwrap();
+    z.finish().unwrap();
+    write(t, "seed-corrupt-count", &corrupt);
+}

@@ -18,7 +18,9 @@ use mapwalk_fuzz::{
 use mapwalk_fuzz::{GuestKind, RAW_DIRECT_MAP};
 
 mod files;
-use files::{elf_core_seeds, kvm_regions_seeds, ram_layout_seeds, vmcoreinfo_seeds};
+use files::{
+    elf_core_seeds, kvm_regions_seeds, ram_layout_seeds, snapshot_seeds, vmcoreinfo_seeds,
+};
 
 type Patch = (u8, u32, u8, bool, u64);
 
@@ -798,4 +800,5 @@ fn main() {
     discovery_seeds();
     array_seeds();
     progs_seeds();
+    snapshot_seeds();
 }

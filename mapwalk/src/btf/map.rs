@@ -98,6 +98,11 @@ impl BaseBtf {
     pub fn string_len(&self) -> u32 {
         self.0.string_len()
     }
+
+    /// The raw bytes (header, types, strings), as given.
+    pub fn bytes(&self) -> &[u8] {
+        &self.0.bytes
+    }
 }
 
 impl fmt::Debug for BaseBtf {
@@ -159,6 +164,11 @@ impl MapBtf {
             base: Some(base.clone()),
             own,
         })
+    }
+
+    /// This BTF's own raw bytes (without the base's), as given.
+    pub fn own_bytes(&self) -> &[u8] {
+        &self.own.bytes
     }
 
     /// The kernel's BTF this one is split over.

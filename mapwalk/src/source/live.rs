@@ -40,6 +40,20 @@ impl MapSource for LiveSource {
         crate::progs::live_progs()
     }
 
+    /// `/proc/sys/kernel/osrelease` and `/proc/sys/kernel/random/boot_id`.
+    fn kernel_identity(&self) -> crate::snapshot::KernelIdentity {
+        let read = |p: &str| {
+            std::fs::read_to_string(p)
+                .ok()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+        };
+        crate::snapshot::KernelIdentity {
+            release: read("/proc/sys/kernel/osrelease"),
+            boot: read("/proc/sys/kernel/random/boot_id"),
+        }
+    }
+
     /// One `BPF_MAP_LOOKUP_ELEM`, not a walk.
     fn lookup(
         &self,

@@ -179,6 +179,20 @@ impl<M: PhysRead> MemorySource<M> {
 }
 
 impl<M: PhysRead + GuestWrite> MapSource for MemorySource<M> {
+    fn kernel_identity(&self) -> crate::snapshot::KernelIdentity {
+        crate::snapshot::KernelIdentity {
+            release: self.kernel.release.clone(),
+            boot: Some(format!(
+                "kaslr:{:#x}:{:#x}",
+                self.kernel.slide, self.kernel.phys_base
+            )),
+        }
+    }
+
+    fn refresh(&self) {
+        self.kernel.view.invalidate();
+    }
+
     fn maps(&self) -> Result<Vec<MapInfo>, SourceError> {
         let list = self.maps_report()?;
         if let Some((id, e)) = list.errors.first() {

@@ -8,11 +8,13 @@
 //!
 //! - [`LiveSource`]: the running host, through `bpf()` ([`mapwalk_live`]);
 //! - [`MemorySource`]: a kernel in a RAM image or a memory dump, through the
-//!   [`mapwalk_core`] walkers over a described kernel ([`crate::describe::Kernel`]).
+//!   [`mapwalk_core`] walkers over a described kernel ([`crate::describe::Kernel`]);
+//! - [`SnapshotSource`]: a snapshot ([`crate::snapshot`]) of any of them.
 
 mod live;
 mod memory;
 mod settle;
+mod snapshot;
 mod state;
 
 use std::fmt;
@@ -24,6 +26,7 @@ pub use mapwalk_core::{MapInfo, MapType};
 pub use mapwalk_live::ValueRef;
 pub use memory::{GuestWrite, MemorySource};
 pub use settle::Settle;
+pub use snapshot::SnapshotSource;
 pub use state::MapState;
 
 /// Why a source could not do what was asked.
@@ -57,6 +60,8 @@ pub enum SourceError {
     /// The map changed under the read (a running guest) in a way that leaves no whole
     /// answer: more distinct keys than it can hold, or no two reads in a row that agree.
     Unstable(String),
+    /// An error a snapshot recorded when it was taken, as it was shown then.
+    Recorded(String),
 }
 
 impl fmt::Display for SourceError {
@@ -80,6 +85,7 @@ impl fmt::Display for SourceError {
             Self::BadKey(s) => write!(f, "{s}"),
             Self::Unsupported(s) => write!(f, "{s}"),
             Self::Unstable(s) => write!(f, "{s}"),
+            Self::Recorded(s) => write!(f, "{s}"),
         }
     }
 }
@@ -179,6 +185,15 @@ pub trait MapSource {
             "this source cannot list programs".into(),
         ))
     }
+
+    /// Which kernel and boot this source reads; the default: unknown.
+    fn kernel_identity(&self) -> crate::snapshot::KernelIdentity {
+        crate::snapshot::KernelIdentity::default()
+    }
+
+    /// Forgets what was cached of a memory that may have changed since (the
+    /// translations of a running guest), before it is read again; the default: nothing.
+    fn refresh(&self) {}
 
     /// What is known of `map` beyond its metadata (frozen, memory charged); the
     /// default: nothing.
