@@ -30,6 +30,8 @@
 //! - `refresh`: what a VMM does at each pause: the translation cache forgotten, every
 //!   map listed and every entry read, the description kept; next to
 //!   `describe_and_dump`, describing again and dumping every map as JSON to a sink.
+//! - `watch_sample`: one `watch` sample over the kept description (every map read into a
+//!   snapshot and compared with the previous sample).
 //! - `walk_render`: every entry rendered as `bpftool -j` JSON (hex only).
 //! - `dump_all`: the whole dump as the CLI writes it (map objects, BTF-typed values),
 //!   into memory; next to `format_only`, the same entries' bytes (read beforehand)
@@ -345,6 +347,16 @@ fn describe_dump(c: &mut Criterion) {
         b.iter(|| {
             src.refresh();
             walk(black_box(&src))
+        })
+    });
+    // What `watch` does per sample over the kept description: every map read into a
+    // snapshot (unchanged maps keep the previous sample's entries) and compared.
+    let mut watcher = mapwalk::watch::Watcher::new("bench", Vec::new());
+    g.bench_function("watch_sample", |b| {
+        b.iter(|| {
+            src.refresh();
+            let (snap, read) = watcher.capture(black_box(&src)).expect("sample");
+            watcher.compare(snap, read).maps.len()
         })
     });
     // ...against describing again and dumping every map as JSON (to a sink).

@@ -126,7 +126,11 @@ fn print_diff(d: &Diff, json: bool) -> Result<Answer, CliError> {
 }
 
 fn snapshot(src: &dyn MapSource, output: &Path) -> Result<Answer, CliError> {
-    let snap = Snapshot::capture(src, source_name(), &CaptureOptions::default())?;
+    let opts = CaptureOptions {
+        progs: true,
+        ..CaptureOptions::default()
+    };
+    let snap = Snapshot::capture(src, source_name(), &opts)?;
     // Written beside the target and renamed, so a failed write leaves no half file.
     let tmp = output.with_extension("partial");
     let written = std::fs::File::create(&tmp).and_then(|f| {

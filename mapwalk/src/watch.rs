@@ -71,6 +71,7 @@ impl Watcher {
             opts: CaptureOptions {
                 maps,
                 no_btf: false,
+                progs: false,
             },
             source: source.to_owned(),
             first: None,
@@ -231,6 +232,7 @@ mod tests {
                 taken: UNIX_EPOCH,
             },
             base_btf: None,
+            progs: crate::snapshot::StoredProgs::NotRead("none".into()),
             btfs: Vec::new(),
             unlisted: Vec::new(),
             maps,

@@ -94,7 +94,8 @@ fn guest(changed: bool) -> SyntheticGuest {
         });
         s.btf_ids = (1, 2);
         s
-    });
+    })
+    .add_prog(mapwalk_core::synth::ProgSpec::new(5, "known").maps(&[1, 2]));
     let mut g = b.build();
     // The typed map's `struct btf`, standalone, in free RAM.
     let raw = pair_btf();
@@ -160,7 +161,11 @@ impl Drop for Dir {
 
 /// Writes the snapshot of `src` to `path`.
 fn save(src: &dyn MapSource, path: &str) -> Snapshot {
-    let snap = Snapshot::capture(src, "ram:test", &CaptureOptions::default()).unwrap();
+    let opts = CaptureOptions {
+        progs: true,
+        ..CaptureOptions::default()
+    };
+    let snap = Snapshot::capture(src, "ram:test", &opts).unwrap();
     let mut f = std::fs::File::create(path).unwrap();
     snap.write_to(&mut f).unwrap();
     snap
@@ -221,6 +226,13 @@ fn a_snapshot_dumps_as_its_source_did() {
         .map(|m| render::map_json_state(m, &src.state(m)))
         .collect();
     assert_eq!(json_of(&with(&["maps", "--json"]), "maps"), json!(listing));
+    // The programs, as the source lists them.
+    let progs = src.progs().unwrap();
+    assert_eq!(progs.progs.len(), 1);
+    assert_eq!(progs.progs[0].map_ids(), [1, 2]);
+    let listed: Vec<Value> = progs.progs.iter().map(mapwalk::progs::prog_json).collect();
+    assert_eq!(json_of(&with(&["progs", "--json"]), "progs"), json!(listed));
+    assert_eq!(listed[0]["name"], "known");
     // A snapshot is read-only.
     let out = with(&["write", "arr", "--offset", "0", "--value", "00"]);
     let (code, err) = status_and_stderr(&out);

@@ -374,6 +374,22 @@ pub(super) fn snapshot_seeds() {
                 error: None,
             },
         ],
+        progs: mapwalk::snapshot::StoredProgs::Read(mapwalk::progs::ProgReport {
+            progs: vec![{
+                let mut p = mapwalk_core::ProgInfo::default();
+                p.id = 4;
+                p.prog_type = mapwalk_core::ProgType(1);
+                p.name = MapName::from_field(b"known\0\0\0\0\0\0\0\0\0\0\0");
+                p.tag = [1, 2, 3, 4, 5, 6, 7, 8];
+                p.gpl_compatible = Some(true);
+                p.xlated_len = 16;
+                p.jited_len = 40;
+                p.uid = Some(0);
+                p.set_map_ids(&[1, 2]).unwrap();
+                p
+            }],
+            errors: vec![(None, "unreadable".into())],
+        }),
     };
     let mut whole = Vec::new();
     snap.write_to(&mut whole).unwrap();

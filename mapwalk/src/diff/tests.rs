@@ -5,7 +5,7 @@ use mapwalk_core::MapType;
 
 use super::*;
 use crate::btf::reader::Kind;
-use crate::snapshot::{BtfBlob, KernelIdentity, StoredBtf, StoredEntry};
+use crate::snapshot::{BtfBlob, KernelIdentity, StoredBtf, StoredEntry, StoredProgs};
 use crate::source::MapState;
 
 fn info(id: u32, name: &str, t: MapType) -> MapInfo {
@@ -53,6 +53,7 @@ fn snap(boot: &str, maps: Vec<StoredMap>) -> Snapshot {
         btfs: Vec::new(),
         unlisted: Vec::new(),
         maps,
+        progs: StoredProgs::NotRead("not asked for".into()),
     }
 }
 

@@ -21,12 +21,12 @@ use flate2::read::ZlibDecoder;
 use flate2::write::ZlibEncoder;
 use flate2::Compression;
 use mapwalk_core::bpf::MapName;
-use mapwalk_core::limits::{BPF_OBJ_NAME_LEN, MAX_CPUS};
-use mapwalk_core::{Kva, MapFlags, MapType};
+use mapwalk_core::limits::{BPF_OBJ_NAME_LEN, MAX_CPUS, MAX_USED_MAPS};
+use mapwalk_core::{Kva, MapFlags, MapType, ProgInfo, ProgType};
 
 use super::{
     unix_time, BtfBlob, KernelIdentity, Snapshot, SnapshotMeta, StoredBtf, StoredEntry, StoredMap,
-    StoredValue,
+    StoredProgs, StoredValue,
 };
 use crate::source::{MapInfo, MapState};
 
@@ -50,6 +50,8 @@ pub const MAX_MAPS: u32 = 1 << 20;
 pub const MAX_ENTRIES: u64 = 1 << 31;
 /// The longest key or value copy.
 pub const MAX_VALUE_BYTES: u32 = 64 << 20;
+/// The most programs, and the most unread programs.
+pub const MAX_PROGS: u32 = 1 << 20;
 /// The decompressed bytes the reader sets aside before it has seen them.
 const PREALLOC: u64 = 64 << 20;
 
@@ -198,6 +200,50 @@ fn put_body(b: &mut Vec<u8>, s: &Snapshot) {
     put_len(b, s.maps.len());
     for m in &s.maps {
         put_map(b, m);
+    }
+    put_progs(b, &s.progs);
+}
+
+fn put_progs(b: &mut Vec<u8>, progs: &StoredProgs) {
+    let report = match progs {
+        StoredProgs::NotRead(why) => {
+            put_u8(b, 0);
+            put_text(b, why);
+            return;
+        }
+        StoredProgs::Read(report) => report,
+    };
+    put_u8(b, 1);
+    put_len(b, report.progs.len());
+    for p in &report.progs {
+        put_u32(b, p.id);
+        put_u32(b, p.prog_type.0);
+        put_bytes(b, p.name.as_bytes());
+        b.extend_from_slice(&p.tag);
+        put_u8(
+            b,
+            match p.gpl_compatible {
+                None => 0,
+                Some(false) => 1,
+                Some(true) => 2,
+            },
+        );
+        put_u64(b, p.xlated_len);
+        put_u64(b, p.jited_len);
+        put_u8(b, u8::from(p.uid.is_some()));
+        put_u32(b, p.uid.unwrap_or(0));
+        put_u32(b, p.btf_id);
+        put_len(b, p.map_ids().len());
+        for id in p.map_ids() {
+            put_u32(b, *id);
+        }
+        put_u64(b, p.kva.0);
+    }
+    put_len(b, report.errors.len());
+    for (id, why) in &report.errors {
+        put_u8(b, u8::from(id.is_some()));
+        put_u32(b, id.unwrap_or(0));
+        put_text(b, why);
     }
 }
 
@@ -495,6 +541,7 @@ fn read_body(r: &mut Rd<'_>) -> Result<Snapshot, SnapshotError> {
         last_id = Some(m.info.id);
         maps.push(m);
     }
+    let progs = read_progs(r)?;
     Ok(Snapshot {
         meta: SnapshotMeta {
             kernel: KernelIdentity { release, boot },
@@ -505,7 +552,81 @@ fn read_body(r: &mut Rd<'_>) -> Result<Snapshot, SnapshotError> {
         btfs,
         unlisted,
         maps,
+        progs,
     })
+}
+
+fn read_progs(r: &mut Rd<'_>) -> Result<StoredProgs, SnapshotError> {
+    if !r.flag("the programs")? {
+        return Ok(StoredProgs::NotRead(
+            r.text("why the programs were not read")?,
+        ));
+    }
+    // A program is at least 54 bytes.
+    let n = r.count(u64::from(MAX_PROGS), 54, "the programs")?;
+    let mut progs = Vec::with_capacity(n);
+    for _ in 0..n {
+        let id = r.u32("a program's id")?;
+        if progs.last().is_some_and(|p: &ProgInfo| p.id >= id) {
+            return Err(corrupt(format!("program id {id} out of order")));
+        }
+        let prog_type = ProgType(r.u32("a program's type")?);
+        let raw_name = r.bytes(
+            u32::try_from(BPF_OBJ_NAME_LEN).unwrap_or(16),
+            "a program's name",
+        )?;
+        if raw_name.contains(&0) {
+            return Err(corrupt(format!("program id {id}: a NUL in its name")));
+        }
+        let mut field = [0u8; BPF_OBJ_NAME_LEN];
+        field
+            .get_mut(..raw_name.len())
+            .ok_or_else(|| corrupt(format!("program id {id}: name too long")))?
+            .copy_from_slice(raw_name);
+        let tag = r.array::<8>("a program's tag")?;
+        let gpl_compatible = match r.u8("a program's licence")? {
+            0 => None,
+            1 => Some(false),
+            2 => Some(true),
+            x => return Err(corrupt(format!("program id {id}: licence flag {x}"))),
+        };
+        let xlated_len = r.u64("a program's size")?;
+        let jited_len = r.u64("a program's size")?;
+        let has_uid = r.flag("a program's uid")?;
+        let uid = r.u32("a program's uid")?;
+        let btf_id = r.u32("a program's BTF id")?;
+        let n_maps = r.count(MAX_USED_MAPS as u64, 4, "a program's maps")?;
+        let mut map_ids = Vec::with_capacity(n_maps);
+        for _ in 0..n_maps {
+            map_ids.push(r.u32("a program's map id")?);
+        }
+        let kva = Kva(r.u64("a program's address")?);
+        let mut p = ProgInfo::default();
+        p.id = id;
+        p.prog_type = prog_type;
+        p.name = MapName::from_field(&field);
+        p.tag = tag;
+        p.gpl_compatible = gpl_compatible;
+        p.xlated_len = xlated_len;
+        p.jited_len = jited_len;
+        p.uid = has_uid.then_some(uid);
+        p.btf_id = btf_id;
+        p.kva = kva;
+        p.set_map_ids(&map_ids)
+            .map_err(|e| corrupt(format!("program id {id}: {e}")))?;
+        progs.push(p);
+    }
+    let n = r.count(u64::from(MAX_PROGS), 9, "the unread programs")?;
+    let mut errors = Vec::with_capacity(n);
+    for _ in 0..n {
+        let known = r.flag("an unread program")?;
+        let id = r.u32("an unread program")?;
+        errors.push((known.then_some(id), r.text("an unread program's reason")?));
+    }
+    Ok(StoredProgs::Read(crate::progs::ProgReport {
+        progs,
+        errors,
+    }))
 }
 
 fn read_map(r: &mut Rd<'_>, btfs: &[BtfBlob]) -> Result<StoredMap, SnapshotError> {

@@ -145,6 +145,8 @@ pub struct Snapshot {
     pub unlisted: Vec<(Option<u32>, String)>,
     /// The maps, in id order.
     pub maps: Vec<StoredMap>,
+    /// The programs.
+    pub progs: StoredProgs,
 }
 
 /// What [`Snapshot::capture`] takes.
@@ -154,6 +156,17 @@ pub struct CaptureOptions {
     pub maps: Vec<MapSelector>,
     /// Leave the maps' BTF out (a watch keeps the first sample's).
     pub no_btf: bool,
+    /// Read the program list too (a whole snapshot does; a watch sample does not).
+    pub progs: bool,
+}
+
+/// A snapshot's programs: the source's list, or why it has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredProgs {
+    /// Not read: the source cannot list programs, or the capture did not ask; why.
+    NotRead(String),
+    /// The source's list, with the programs it could not read.
+    Read(crate::progs::ProgReport),
 }
 
 impl Snapshot {
@@ -215,6 +228,14 @@ impl Snapshot {
                 report.errors
             },
             maps: Vec::new(),
+            progs: if opts.progs {
+                match src.progs() {
+                    Ok(report) => StoredProgs::Read(report),
+                    Err(e) => StoredProgs::NotRead(e.to_string()),
+                }
+            } else {
+                StoredProgs::NotRead("not asked for".into())
+            },
         };
         let mut interned: HashMap<(bool, Vec<u8>), u32> = HashMap::new();
         for info in report.maps {

@@ -36,7 +36,26 @@ fn sample() -> Snapshot {
             }],
             error: Some("walk stopped".into()),
         }],
+        progs: StoredProgs::Read(crate::progs::ProgReport {
+            progs: vec![sample_prog()],
+            errors: vec![(Some(12), "freed while read".into()), (None, "bad".into())],
+        }),
     }
+}
+
+fn sample_prog() -> mapwalk_core::ProgInfo {
+    let mut p = mapwalk_core::ProgInfo::default();
+    p.id = 7;
+    p.prog_type = mapwalk_core::ProgType(1);
+    p.name = mapwalk_core::bpf::MapName::from_field(b"known\0\0\0\0\0\0\0\0\0\0\0");
+    p.tag = [1, 2, 3, 4, 5, 6, 7, 8];
+    p.gpl_compatible = Some(true);
+    p.xlated_len = 16;
+    p.jited_len = 40;
+    p.uid = Some(0);
+    p.btf_id = 3;
+    p.set_map_ids(&[1, 12]).unwrap();
+    p
 }
 
 fn bytes_of(s: &Snapshot) -> Vec<u8> {

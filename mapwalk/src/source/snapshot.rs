@@ -46,6 +46,16 @@ impl SnapshotSource {
 }
 
 impl MapSource for SnapshotSource {
+    /// The programs the snapshot holds, or why it holds none.
+    fn progs(&self) -> Result<crate::progs::ProgReport, SourceError> {
+        match &self.snapshot().progs {
+            crate::snapshot::StoredProgs::Read(report) => Ok(report.clone()),
+            crate::snapshot::StoredProgs::NotRead(why) => Err(SourceError::Unsupported(format!(
+                "the snapshot holds no programs: {why}"
+            ))),
+        }
+    }
+
     fn kernel_identity(&self) -> KernelIdentity {
         self.snap.meta.kernel.clone()
     }
