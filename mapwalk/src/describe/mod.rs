@@ -2,7 +2,8 @@
 //! file, maybe BTF, maybe CPU state) to a ready [`KernelView`], a [`KernelLayout`] and
 //! the kernel's symbols at their runtime addresses.
 //!
-//! [`describe`] takes what each source offers (x86_64 only):
+//! [`describe`] takes what each source offers (x86_64; arm64 kernels are placed by
+//! their VMCOREINFO instead, see `describe/arm64.rs`):
 //!
 //! - **Symbols**: a vmlinux ELF's `.symtab` (link-time addresses), a `System.map` /
 //!   `/proc/kallsyms` text, or nothing but the memory: the kernel's own symbol table,
@@ -68,6 +69,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod arm64;
 mod checks;
 mod error;
 mod guest_symbols;
@@ -197,6 +199,10 @@ pub const DESCRIBE_SYMBOLS: &[&str] = &[
     "e820_table",
     "max_pfn",
     "max_low_pfn",
+    // arm64: the image's bounds and the page-table root.
+    "_text",
+    "_end",
+    "swapper_pg_dir",
 ];
 
 /// How many bytes of `linux_banner` are read.
@@ -392,10 +398,15 @@ fn c_string(bytes: &[u8]) -> String {
 
 /// The kernel-image `SYMBOL(name)=addr` entries of a VMCOREINFO.
 fn image_symbols(info: &Vmcoreinfo) -> Vec<(String, u64)> {
+    let floor = if arm64::is_arm64(info) {
+        arm64::image_floor(info)
+    } else {
+        X86_START_KERNEL_MAP
+    };
     info.entries()
         .filter_map(|(k, _)| k.strip_prefix("SYMBOL(")?.strip_suffix(')'))
         .filter_map(|name| Some((name.to_owned(), info.symbol(name)?)))
-        .filter(|&(_, addr)| addr >= X86_START_KERNEL_MAP)
+        .filter(|&(_, addr)| addr >= floor)
         .collect()
 }
 
@@ -422,11 +433,16 @@ fn choose_slide(
         (false, Some(o)) if o != 0 => vec![0, o],
         (false, _) => vec![0],
     };
+    let floor = if arm64::is_arm64(info) {
+        arm64::image_floor(info)
+    } else {
+        X86_START_KERNEL_MAP
+    };
     let common: Vec<(String, u64, u64)> = image_symbols(info)
         .into_iter()
         .filter_map(|(name, runtime)| {
             let file = loaded.symbols.file_addr(&name)?;
-            (file >= X86_START_KERNEL_MAP).then_some((name, runtime, file))
+            (file >= floor).then_some((name, runtime, file))
         })
         .collect();
     if common.is_empty() {
@@ -910,13 +926,18 @@ pub fn describe_with<M: PhysRead>(
         .lookup("map_idr")
         .ok_or(DescribeError::MissingSymbol("map_idr"))?;
 
-    let placed = place(&mem, spec, hints, info, by_symbols, &symbols, &mut warnings)?;
-    let ram_end = mem.ranges().iter().map(|r| r.end()).max().unwrap_or(0);
-    let view = KernelView::new(
-        mem,
-        placed.paging,
-        KernelAddrs::x86_64(placed.page_offset_base, ram_end, placed.phys_base),
-    );
+    // An arm64 kernel (describe/arm64.rs) is placed by its VMCOREINFO alone.
+    let arm64_info = info.filter(|i| arm64::is_arm64(i));
+    let (placed, addrs) = match arm64_info {
+        Some(i) => arm64::place(&mem, i, &symbols, &mut warnings)?,
+        None => {
+            let placed = place(&mem, spec, hints, info, by_symbols, &symbols, &mut warnings)?;
+            let ram_end = mem.ranges().iter().map(|r| r.end()).max().unwrap_or(0);
+            let addrs = KernelAddrs::x86_64(placed.page_offset_base, ram_end, placed.phys_base);
+            (placed, addrs)
+        }
+    };
+    let view = KernelView::new(mem, placed.paging, addrs);
 
     let release = check_banner(&view, &symbols, info, &loaded)?;
     if let Some(banner) = symbols.lookup("linux_banner") {
@@ -964,6 +985,8 @@ pub fn describe_with<M: PhysRead>(
         _ => None,
     };
     let ram = match e820_ram {
+        // arm64 has no e820; its `max_pfn` counts from physical 0, not from RAM's start.
+        _ if arm64_info.is_some() => arm64::kernel_ram(&view, &symbols),
         Some(Ok(ram)) => Some(ram),
         other => {
             let pfns = match (symbols.lookup("max_pfn"), symbols.lookup("max_low_pfn")) {

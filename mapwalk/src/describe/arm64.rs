@@ -1,0 +1,314 @@
+//! The arm64 kernel description: where the image, the linear map and the page-table
+//! root are, from the VMCOREINFO an arm64 kernel writes and the symbols.
+//!
+//! - **Which kernel**: a VMCOREINFO with `NUMBER(kimage_voffset)` is an arm64 kernel's
+//!   (x86_64 has no such line).
+//! - **Image**: a kernel-image address `va` is at `va - kimage_voffset` (KASLR moves
+//!   both the image and `kimage_voffset`; `KERNELOFFSET` is the virtual slide). The
+//!   image runs from `_text` to `_end`.
+//! - **Root**: `swapper_pg_dir` (the VMCOREINFO's `SYMBOL(swapper_pg_dir)`, else the
+//!   symbols), an image address.
+//! - **Geometry**: the granule from `PAGESIZE`, T1SZ from `NUMBER(TCR_EL1_T1SZ)` (else
+//!   `64 - VA_BITS`). LPA2 (TCR_EL1.DS) is not in the VMCOREINFO: a T1SZ below 16 with
+//!   4 or 16 KiB pages needs it; otherwise the tables decide. Each candidate TCR is
+//!   kept only if the tables map `swapper_pg_dir` itself, `linux_banner` and (when
+//!   the VMCOREINFO names one) the linear-map address `SYMBOL(mem_section)` where the
+//!   image and the linear map put them: an LPA2 reading of 48-bit tables takes their
+//!   shareability bits (9:8) for address bits and fails that check.
+//! - **Linear map**: `pa = va - PAGE_OFFSET + PHYS_OFFSET`, with `PAGE_OFFSET =
+//!   -(1 << VA_BITS)` (the configured VA_BITS: a 52-bit kernel on a CPU without LPA2
+//!   lowers `PHYS_OFFSET` instead), covering the memory's RAM (which starts at
+//!   `0x4000_0000` on QEMU `virt`).
+
+use mapwalk_core::arch::aarch64::{
+    Aarch64Paging, IPS_52_BITS, TCR_DS, TCR_IPS_SHIFT, TCR_T1SZ_SHIFT, TCR_TG1_SHIFT, TG1_16K,
+    TG1_4K, TG1_64K,
+};
+use mapwalk_core::kernel::{KernelAddrs, KernelRead, KernelView, LinearRegion};
+use mapwalk_core::{arch, Kva, Pa, Paging, PhysRead, Translation};
+
+use super::{DescribeError, Placed, Symbols, Vmcoreinfo};
+
+/// IPS encoding of a 48-bit physical address size.
+const IPS_48_BITS: u64 = 0b101;
+
+/// Whether `info` is an arm64 kernel's VMCOREINFO.
+pub(super) fn is_arm64(info: &Vmcoreinfo) -> bool {
+    info.number("kimage_voffset").is_some()
+}
+
+/// The lowest kernel-image address of an arm64 kernel (`MODULES_END`, where the image
+/// region starts), for telling image symbols from linear-map ones in the VMCOREINFO.
+pub(super) fn image_floor(info: &Vmcoreinfo) -> u64 {
+    // `MODULES_VADDR` + 2 GiB without the line (Linux 6.12 layout).
+    info.number("MODULES_END")
+        .or_else(|| {
+            info.number("MODULES_VADDR")
+                .map(|m| m.wrapping_add(2 << 30))
+        })
+        .unwrap_or(0xffff_8000_8000_0000)
+}
+
+fn need(info: &Vmcoreinfo, name: &'static str) -> Result<u64, DescribeError> {
+    info.number(name)
+        .ok_or(DescribeError::MissingSymbol(match name {
+            "kimage_voffset" => "NUMBER(kimage_voffset) (VMCOREINFO)",
+            "PHYS_OFFSET" => "NUMBER(PHYS_OFFSET) (VMCOREINFO)",
+            _ => "NUMBER(VA_BITS) (VMCOREINFO)",
+        }))
+}
+
+/// The candidate TCR_EL1 values for `granule_shift` and `t1sz`, most likely first.
+fn tcr_candidates(granule_shift: u32, t1sz: u64, max_phys_bits: Option<u64>) -> Vec<u64> {
+    let tg1 = match granule_shift {
+        12 => TG1_4K,
+        14 => TG1_16K,
+        _ => TG1_64K,
+    };
+    let base = (t1sz << TCR_T1SZ_SHIFT) | (tg1 << TCR_TG1_SHIFT);
+    let ips48 = IPS_48_BITS << TCR_IPS_SHIFT;
+    let ips52 = IPS_52_BITS << TCR_IPS_SHIFT;
+    if granule_shift == 16 {
+        // FEAT_LPA: 52-bit output addresses when the kernel was built for them.
+        return if max_phys_bits == Some(52) {
+            vec![base | ips52, base | ips48]
+        } else {
+            vec![base | ips48]
+        };
+    }
+    if t1sz < 16 {
+        vec![base | ips52 | TCR_DS]
+    } else {
+        vec![base | ips48, base | ips52 | TCR_DS]
+    }
+}
+
+/// A view of the kernel image alone, by arithmetic (`va - kimage_voffset` for every
+/// address from [`image_floor`] up to `VMALLOC_END`, else 4 GiB past it): enough to
+/// read the symbol table in `.rodata` before the symbols are known. `None` for a
+/// VMCOREINFO that is not an arm64 kernel's.
+pub(super) fn image_only(info: &Vmcoreinfo) -> Option<(Paging, KernelAddrs)> {
+    let voffset = info.number("kimage_voffset")?;
+    let floor = image_floor(info);
+    let len = info
+        .number("VMALLOC_END")
+        .and_then(|end| end.checked_sub(floor))
+        .unwrap_or(4 << 30);
+    let t1sz = info.number("TCR_EL1_T1SZ").unwrap_or(16);
+    let granule_shift = match info.page_size() {
+        Some(16384) => 14,
+        Some(65536) => 16,
+        _ => 12,
+    };
+    // Nothing is walked through it; any valid state does.
+    let tcr = tcr_candidates(granule_shift, t1sz, None)
+        .into_iter()
+        .find_map(|tcr| Aarch64Paging::new(0, tcr).ok())
+        .or_else(|| Aarch64Paging::new(0, tcr_candidates(12, 16, None)[0]).ok())?;
+    let image = LinearRegion {
+        virt: Kva(floor),
+        phys: Pa(floor.wrapping_sub(voffset)),
+        len,
+    };
+    Some((
+        Paging::Aarch64(tcr),
+        KernelAddrs {
+            direct_map: None,
+            image: Some(image),
+        },
+    ))
+}
+
+/// Where the tables put `va`, if they map it.
+fn walk<M: PhysRead>(mem: &M, paging: &Paging, va: Kva) -> Result<Pa, String> {
+    match arch::translate(mem, paging, va) {
+        Ok(Translation::Mapped(m)) => Ok(m.pa),
+        Ok(Translation::NotPresent { level }) => {
+            Err(format!("{va} is not mapped (no entry at level {level})"))
+        }
+        Err(e) => Err(format!("walking to {va}: {e}")),
+    }
+}
+
+/// Places an arm64 kernel: its paging state and kernel address layout.
+///
+/// # Errors
+/// [`DescribeError::MissingSymbol`] without `kimage_voffset`, `PHYS_OFFSET`, `VA_BITS`,
+/// `swapper_pg_dir`, `_text` or `_end`; [`DescribeError::Mismatch`] for a page size
+/// that is no arm64 granule; [`DescribeError::PageTables`] when no TCR_EL1 makes the
+/// tables map the kernel where the VMCOREINFO says it is.
+pub(super) fn place<M: PhysRead>(
+    mem: &M,
+    info: &Vmcoreinfo,
+    symbols: &Symbols,
+    warnings: &mut Vec<String>,
+) -> Result<(Placed, KernelAddrs), DescribeError> {
+    let voffset = need(info, "kimage_voffset")?;
+    let phys_offset = need(info, "PHYS_OFFSET")?;
+    let va_bits = need(info, "VA_BITS")?;
+    let granule_shift = match info.page_size() {
+        Some(4096) | None => 12,
+        Some(16384) => 14,
+        Some(65536) => 16,
+        Some(other) => {
+            return Err(DescribeError::mismatch(
+                "page size",
+                "4, 16 or 64 KiB (an arm64 granule)",
+                format!("{other} (VMCOREINFO PAGESIZE)"),
+            ))
+        }
+    };
+    if info.page_size().is_none() {
+        warnings.push("no PAGESIZE in the VMCOREINFO: assuming 4 KiB pages".to_owned());
+    }
+    let t1sz = info
+        .number("TCR_EL1_T1SZ")
+        .unwrap_or_else(|| 64u64.saturating_sub(va_bits));
+    let root_va = info
+        .symbol("swapper_pg_dir")
+        .map(Kva)
+        .or_else(|| symbols.lookup("swapper_pg_dir"))
+        .ok_or(DescribeError::MissingSymbol("swapper_pg_dir"))?;
+    let text = symbols
+        .lookup("_text")
+        .ok_or(DescribeError::MissingSymbol("_text"))?;
+    let end = symbols
+        .lookup("_end")
+        .ok_or(DescribeError::MissingSymbol("_end"))?;
+    let image_len = end.0.checked_sub(text.0).filter(|&l| l > 0 && l < 1 << 32);
+    let Some(image_len) = image_len else {
+        return Err(DescribeError::mismatch(
+            "kernel image",
+            format!("_text = {text} .. _end = {end}"),
+            "no plausible image (the end before the start, or over 4 GiB)",
+        ));
+    };
+    let image = LinearRegion {
+        virt: text,
+        phys: Pa(text.0.wrapping_sub(voffset)),
+        len: image_len,
+    };
+    let root = root_va.0.wrapping_sub(voffset);
+
+    // The linear map over the memory's RAM.
+    let ram_start = mem.ranges().iter().map(|r| r.start.0).min().unwrap_or(0);
+    let ram_end = mem.ranges().iter().map(|r| r.end()).max().unwrap_or(0);
+    let page_offset = if va_bits >= 64 {
+        0
+    } else {
+        u64::MAX << va_bits
+    };
+    let direct_map = LinearRegion {
+        virt: Kva(page_offset.wrapping_add(ram_start.wrapping_sub(phys_offset))),
+        phys: Pa(ram_start),
+        len: ram_end.saturating_sub(ram_start),
+    };
+
+    // What the tables must say.
+    let mut probes = vec![(root_va, Pa(root), "swapper_pg_dir")];
+    if let Some(banner) = symbols.lookup("linux_banner") {
+        probes.push((banner, Pa(banner.0.wrapping_sub(voffset)), "linux_banner"));
+    }
+    if let Some(ms) = info.symbol("mem_section").map(Kva) {
+        if let Some(r) = direct_map.lookup(ms) {
+            probes.push((ms, r.start, "mem_section (linear map)"));
+        }
+    }
+    let mut why = Vec::new();
+    for tcr in tcr_candidates(granule_shift, t1sz, info.number("MAX_PHYSMEM_BITS")) {
+        let paging = match Aarch64Paging::new(root, tcr) {
+            Ok(p) => Paging::Aarch64(p),
+            Err(e) => {
+                why.push(format!("TCR_EL1 {tcr:#x}: {e}"));
+                continue;
+            }
+        };
+        let bad = probes
+            .iter()
+            .find_map(|&(va, want, name)| match walk(mem, &paging, va) {
+                Ok(pa) if pa == want => None,
+                Ok(pa) => Some(format!("{name} at {va} maps to {pa}, not {want}")),
+                Err(e) => Some(format!("{name}: {e}")),
+            });
+        match bad {
+            None => {
+                let placed = Placed {
+                    paging,
+                    phys_base: image.phys.0,
+                    page_offset_base: page_offset,
+                };
+                let addrs = KernelAddrs {
+                    direct_map: Some(direct_map),
+                    image: Some(image),
+                };
+                return Ok((placed, addrs));
+            }
+            Some(e) => why.push(format!(
+                "TCR_EL1 {tcr:#x}{}: {e}",
+                if tcr & TCR_DS != 0 { " (LPA2)" } else { "" }
+            )),
+        }
+    }
+    Err(DescribeError::PageTables {
+        root,
+        given: false,
+        what: why.join("; "),
+    })
+}
+
+/// The kernel's RAM as far as the memory must hold it: from the memory's first byte
+/// up to `max_pfn` (one past the highest page frame of RAM, counted from physical 0),
+/// as one `(start, length)` range. `None` without the symbol or a readable value.
+pub(super) fn kernel_ram<M: PhysRead>(
+    view: &KernelView<M>,
+    symbols: &Symbols,
+) -> Option<Vec<(u64, u64)>> {
+    let at = symbols.lookup("max_pfn")?;
+    let pfn = view.read_kernel_u64(at).ok()?;
+    let shift = match view.paging() {
+        Paging::Aarch64(p) => p.granule_shift(),
+        Paging::X86_64(_) => 12,
+    };
+    let end = pfn.checked_mul(1u64 << shift)?;
+    let start = view.mem().ranges().iter().map(|r| r.start.0).min()?;
+    (end > start).then(|| vec![(start, end - start)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcr_candidates_follow_t1sz_and_granule() {
+        // 52-bit VAs with 4 KiB pages: LPA2 only.
+        let c = tcr_candidates(12, 12, Some(52));
+        assert_eq!(c.len(), 1);
+        let p = Aarch64Paging::new(0x4000_0000, c[0]).unwrap();
+        assert!(p.lpa2());
+        assert_eq!((p.va_bits(), p.levels()), (52, 5));
+        // 48-bit VAs: the 48-bit format first, LPA2 second.
+        let c = tcr_candidates(12, 16, Some(52));
+        let first = Aarch64Paging::new(0x4000_0000, c[0]).unwrap();
+        let second = Aarch64Paging::new(0x4000_0000, c[1]).unwrap();
+        assert!(!first.lpa2() && second.lpa2());
+        // 16 KiB, 47 bits.
+        let c = tcr_candidates(14, 17, None);
+        let p = Aarch64Paging::new(0x4000_0000, c[0]).unwrap();
+        assert_eq!((p.granule_shift(), p.va_bits(), p.levels()), (14, 47, 3));
+        // 64 KiB with 52-bit PAs: FEAT_LPA first.
+        let c = tcr_candidates(16, 12, Some(52));
+        assert!(Aarch64Paging::new(0x4000_0000, c[0]).unwrap().lpa());
+    }
+
+    #[test]
+    fn arm64_vmcoreinfo_is_recognized() {
+        let arm = Vmcoreinfo::parse(
+            b"OSRELEASE=6.12.118+deb13-arm64\nPAGESIZE=4096\n\
+              NUMBER(kimage_voffset)=0xffff9ccd0dc00000\nNUMBER(MODULES_END)=0xffff800080000000\n",
+        );
+        assert!(is_arm64(&arm));
+        assert_eq!(image_floor(&arm), 0xffff_8000_8000_0000);
+        let x86 = Vmcoreinfo::parse(b"OSRELEASE=6.1.0-50-cloud-amd64\nNUMBER(phys_base)=0\n");
+        assert!(!is_arm64(&x86));
+    }
+}
