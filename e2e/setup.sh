@@ -204,6 +204,14 @@ kernel_deb13_arm64() {
 	arm64_image "$cache/kernels/deb13-arm64"
 }
 
+# Debian 13 arm64 kernel with 16 KiB pages (`arm64-16k`), Linux 6.12.
+kernel_deb13_arm64_16k() {
+	private_suite trixie trixie-arm64
+	suite_apt+=(-o APT::Architectures=arm64 -o APT::Architecture=arm64)
+	fetch_kernel deb13-arm64-16k '^linux-image-6\.12\.[0-9]+\+deb13(u[0-9]+)?-arm64-16k-unsigned$' "${suite_apt[@]}"
+	arm64_image "$cache/kernels/deb13-arm64-16k"
+}
+
 # arm64_image DIR: DIR/Image, the uncompressed arm64 kernel image QEMU's -kernel loads,
 # from DIR/vmlinuz (gzip, or an EFI zboot image with a gzip or zstd payload).
 arm64_image() {
@@ -311,6 +319,11 @@ for k in "${kernels[@]}"; do
 		kernel_deb13_arm64
 		arm64=1
 		;;
+	deb13-arm64-16k)
+		arm64_host_packages
+		kernel_deb13_arm64_16k
+		arm64=1
+		;;
 	*)
 		log "unknown kernel $k (known: ${all_kernels[*]})"
 		exit 1
@@ -319,7 +332,7 @@ for k in "${kernels[@]}"; do
 done
 for k in "${kernels[@]}"; do
 	case $k in
-	*-arm64) ;;
+	*-arm64 | *-arm64-*) ;;
 	*) extract_vmlinux "$cache/kernels/$k" ;;
 	esac
 done
@@ -330,7 +343,7 @@ echo "initramfs $cache/initramfs.cpio.gz"
 [ -z "$arm64" ] || echo "initramfs-arm64 $cache/initramfs-arm64.cpio.gz"
 for k in "${kernels[@]}"; do
 	case $k in
-	*-arm64) echo "kernel $k $(cat "$cache/kernels/$k/release") $cache/kernels/$k/Image" ;;
+	*-arm64 | *-arm64-*) echo "kernel $k $(cat "$cache/kernels/$k/release") $cache/kernels/$k/Image" ;;
 	*) echo "kernel $k $(cat "$cache/kernels/$k/release") $cache/kernels/$k/vmlinuz" ;;
 	esac
 done
