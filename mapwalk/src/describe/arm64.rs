@@ -3,6 +3,8 @@
 //!
 //! - **Which kernel**: a VMCOREINFO with `NUMBER(kimage_voffset)` is an arm64 kernel's
 //!   (x86_64 has no such line).
+//! - **Finding the VMCOREINFO**: with the running kernel's symbols, by
+//!   [`vmcoreinfo_by_symbols`] (a few reads), before any search of memory.
 //! - **Image**: a kernel-image address `va` is at `va - kimage_voffset` (KASLR moves
 //!   both the image and `kimage_voffset`; `KERNELOFFSET` is the virtual slide). The
 //!   image runs from `_text` to `_end`.
@@ -117,6 +119,71 @@ pub(super) fn image_only(info: &Vmcoreinfo) -> Option<(Paging, KernelAddrs)> {
             image: Some(image),
         },
     ))
+}
+
+/// The alignment stepped through for the image's physical address.
+const IMAGE_PHYS_STEP: u64 = 64 << 10;
+
+/// The VA_BITS an arm64 kernel may be built with, for the linear-map candidates.
+const VA_BITS_CANDIDATES: [u32; 6] = [52, 48, 47, 42, 39, 36];
+
+/// The VMCOREINFO of an arm64 kernel, found through its runtime symbols without
+/// searching memory: the image's physical address is the candidate `c` (every
+/// [`IMAGE_PHYS_STEP`] of RAM, at most [`super::MAX_PHYS_BASE_CANDIDATES`]) where the
+/// variable `kimage_voffset` holds `_text - c`; then `memstart_addr` gives
+/// `PHYS_OFFSET`, and the pointer `vmcoreinfo_data` leads, through the linear map of one
+/// of the [`VA_BITS_CANDIDATES`], to a page that reads as a VMCOREINFO whose own
+/// `kimage_voffset` agrees. `None` when any step fails (symbols of another kernel, an
+/// x86_64 kernel): the description then searches memory as usual.
+pub(super) fn vmcoreinfo_by_symbols<M: PhysRead>(mem: &M, symbols: &Symbols) -> Option<Vmcoreinfo> {
+    let text = symbols.lookup("_text")?.0;
+    let kv = symbols.lookup("kimage_voffset")?.0;
+    let ms = symbols.lookup("memstart_addr")?.0;
+    let vd = symbols.lookup("vmcoreinfo_data")?.0;
+    let read_u64 = |pa: u64| {
+        let mut b = [0u8; 8];
+        mem.read_phys(Pa(pa), &mut b).ok()?;
+        Some(u64::from_le_bytes(b))
+    };
+    let off = kv.checked_sub(text)?;
+    let mut voffset = None;
+    let mut tried = 0usize;
+    'ranges: for r in mem.ranges() {
+        let mut c = r.start.0.checked_next_multiple_of(IMAGE_PHYS_STEP)?;
+        while c.checked_add(off)?.checked_add(8)? <= r.end() {
+            tried = tried.saturating_add(1);
+            if tried > super::MAX_PHYS_BASE_CANDIDATES {
+                return None;
+            }
+            let v = text.wrapping_sub(c);
+            if read_u64(c.wrapping_add(off)) == Some(v) {
+                voffset = Some(v);
+                break 'ranges;
+            }
+            c = c.checked_add(IMAGE_PHYS_STEP)?;
+        }
+    }
+    let voffset = voffset?;
+    let phys_offset = read_u64(ms.wrapping_sub(voffset))?;
+    let data = read_u64(vd.wrapping_sub(voffset))?;
+    let mut page = vec![0u8; 4096];
+    for va_bits in VA_BITS_CANDIDATES {
+        let page_offset = u64::MAX << va_bits;
+        let Some(lin) = data.checked_sub(page_offset) else {
+            continue;
+        };
+        let pa = lin.wrapping_add(phys_offset);
+        if mem.read_phys(Pa(pa), &mut page).is_err() || !page.starts_with(b"OSRELEASE=") {
+            continue;
+        }
+        let info = Vmcoreinfo::parse(&page);
+        if info.number("kimage_voffset") == Some(voffset)
+            && info.number("VA_BITS") == Some(u64::from(va_bits))
+        {
+            return Some(info);
+        }
+    }
+    None
 }
 
 /// Where the tables put `va`, if they map it.

@@ -203,6 +203,9 @@ pub const DESCRIBE_SYMBOLS: &[&str] = &[
     "_text",
     "_end",
     "swapper_pg_dir",
+    "kimage_voffset",
+    "memstart_addr",
+    "vmcoreinfo_data",
 ];
 
 /// How many bytes of `linux_banner` are read.
@@ -880,8 +883,21 @@ pub fn describe_with<M: PhysRead>(
         None
     };
 
+    // An arm64 kernel's symbols lead to its VMCOREINFO directly (describe/arm64.rs).
+    let arm64_by_symbols = if !loaded.link_time
+        && by_symbols.is_none()
+        && hinted.is_none()
+        && own_info.is_none()
+        && spec.cr3.or(hints.cr3).is_none()
+    {
+        arm64::vmcoreinfo_by_symbols(&mem, &loaded.symbols)
+    } else {
+        None
+    };
+    let arm64_found = own_info.is_none() && arm64_by_symbols.is_some();
     let vmcoreinfo = match (&hints.vmcoreinfo, by_symbols) {
         _ if own_info.is_some() => own_info,
+        _ if arm64_by_symbols.is_some() => arm64_by_symbols,
         (_, Some(_)) => None,
         (Some(v), None) => Some(v.clone()),
         (None, None) => {
@@ -909,7 +925,10 @@ pub fn describe_with<M: PhysRead>(
     if let Some(info) = info {
         checks::check_not_encrypted(info)?;
     }
-    if info.is_some() {
+    // Found by the symbols themselves (its kimage_voffset agreed with the symbols'
+    // addresses): they are this boot's, the slide is 0 and needs no second pass.
+    let found_by_symbols = arm64_found && vmcoreinfo.is_some();
+    if info.is_some() && !found_by_symbols {
         // The VMCOREINFO's kernel-image symbols, to check the slide with.
         let image_names = info.map(image_symbols).unwrap_or_default();
         let wanted: Vec<&str> = image_names.iter().map(|(n, _)| n.as_str()).collect();
@@ -920,7 +939,11 @@ pub fn describe_with<M: PhysRead>(
         crate::timing::mark("VMCOREINFO");
     }
 
-    let slide = choose_slide(&loaded, info, &mut warnings)?;
+    let slide = if found_by_symbols {
+        0
+    } else {
+        choose_slide(&loaded, info, &mut warnings)?
+    };
     let symbols = loaded.symbols.clone().with_slide(slide);
     let map_idr = symbols
         .lookup("map_idr")
