@@ -344,6 +344,7 @@ pub(super) fn kernel_ram<M: PhysRead>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mapwalk_core::Ram;
 
     #[test]
     fn tcr_candidates_follow_t1sz_and_granule() {
@@ -365,6 +366,65 @@ mod tests {
         // 64 KiB with 52-bit PAs: FEAT_LPA first.
         let c = tcr_candidates(16, 12, Some(52));
         assert!(Aarch64Paging::new(0x4000_0000, c[0]).unwrap().lpa());
+    }
+
+    /// 4 MiB of RAM at 1 GiB holding an image at `0x4020_0000` whose variables lead to
+    /// a VMCOREINFO page at `0x4030_0000` through a 52-bit linear map, and the symbols.
+    fn by_symbols_guest(info_va_bits: u64, voffset_var: Option<u64>) -> (Ram<Vec<u8>>, Symbols) {
+        const BASE: u64 = 0x4000_0000;
+        let text = 0xffff_8000_8020_0000u64;
+        let image_pa = 0x4020_0000u64;
+        let voffset = text - image_pa;
+        let mut bytes = vec![0u8; 4 << 20];
+        let mut put = |pa: u64, b: &[u8]| {
+            let at = usize::try_from(pa - BASE).unwrap();
+            bytes[at..at + b.len()].copy_from_slice(b);
+        };
+        // A decoy at RAM's first candidate: not the voffset of that placement.
+        put(BASE + 0x1000, &0x1234u64.to_le_bytes());
+        put(
+            image_pa + 0x1000,
+            &voffset_var.unwrap_or(voffset).to_le_bytes(),
+        );
+        put(image_pa + 0x1008, &BASE.to_le_bytes());
+        put(image_pa + 0x1010, &0xfff0_0000_0030_0000u64.to_le_bytes());
+        let text_info = format!(
+            "OSRELEASE=6.12.0-test\nPAGESIZE=4096\nNUMBER(VA_BITS)={info_va_bits}\n\
+             NUMBER(kimage_voffset)={voffset:#x}\nNUMBER(PHYS_OFFSET)={BASE:#x}\n"
+        );
+        put(0x4030_0000, text_info.as_bytes());
+        let kallsyms = format!(
+            "{text:016x} T _text\n{:016x} D kimage_voffset\n{:016x} D memstart_addr\n\
+             {:016x} B vmcoreinfo_data\n",
+            text + 0x1000,
+            text + 0x1008,
+            text + 0x1010
+        );
+        let mut symbols = Symbols::from_text(kallsyms.into_bytes()).unwrap();
+        symbols
+            .prefetch(&[
+                "_text",
+                "kimage_voffset",
+                "memstart_addr",
+                "vmcoreinfo_data",
+            ])
+            .unwrap();
+        (Ram::new(Pa(BASE), bytes), symbols)
+    }
+
+    #[test]
+    fn the_symbols_lead_to_the_vmcoreinfo() {
+        let (ram, symbols) = by_symbols_guest(52, None);
+        let info = vmcoreinfo_by_symbols(&ram, &symbols).expect("found");
+        assert_eq!(info.osrelease(), Some("6.12.0-test"));
+        assert_eq!(info.number("kimage_voffset"), Some(0xffff_8000_4000_0000));
+        // A page that names other VA_BITS than the linear map it was reached through.
+        let (ram, symbols) = by_symbols_guest(48, None);
+        assert!(vmcoreinfo_by_symbols(&ram, &symbols).is_none());
+        // No placement where kimage_voffset holds its own offset: symbols of another
+        // boot.
+        let (ram, symbols) = by_symbols_guest(52, Some(0xffff_8000_4010_0000));
+        assert!(vmcoreinfo_by_symbols(&ram, &symbols).is_none());
     }
 
     #[test]
