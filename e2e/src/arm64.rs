@@ -359,6 +359,15 @@ impl Arm64Paused<'_> {
     pub fn qmp(&mut self) -> &mut Qmp {
         &mut self.qmp
     }
+
+    /// Writes an ELF core of guest memory to `path` (QMP `dump-guest-memory`, as
+    /// [`crate::Paused::dump_guest_memory`]).
+    ///
+    /// # Errors
+    /// [`Error::Failed`] when QEMU refuses, reports the dump failed, or takes too long.
+    pub fn dump_guest_memory(&mut self, path: &Path) -> Result<()> {
+        crate::memory::dump_guest_memory(&mut self.qmp, path)
+    }
 }
 
 impl Drop for Arm64Paused<'_> {

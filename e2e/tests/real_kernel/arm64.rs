@@ -9,7 +9,8 @@
 //!   FILE`): `maps --json` lists every map as the guest's `/init` reported it, and
 //!   `dump --all --json`, taken while the guest is paused, holds every entry of every
 //!   map byte for byte as the guest read them back (ARRAY, HASH, LRU, per-CPU ARRAY and
-//!   HASH, per CPU);
+//!   HASH, per CPU); an ELF core written by QMP `dump-guest-memory` in the same pause
+//!   (`--core FILE`) lists and dumps the same;
 //! - zero configuration: the same two commands with no kernel option print the same
 //!   bytes (the kernel's own symbol table, read from memory by `kimage_voffset`).
 
@@ -227,13 +228,31 @@ fn deb13_arm64_4k_lpa2_cli_maps_and_dump() {
         Some(truth.len()),
         "{test}: maps --json lists other maps than the guest made: {listing}"
     );
-    // Paused: every entry.
-    let dump = {
-        let _paused = guest.pause().unwrap_or_else(|e| panic!("{test}: {e}"));
-        cli.json(test, &["dump", "--all", "--json"])
+    // Paused: every entry, from the RAM file and from an ELF core of the same pause
+    // (`--core FILE`: QEMU's aarch64 dump, RAM at 0x4000_0000 in its PT_LOADs).
+    let core_path = guest.dir().join("core.elf");
+    let (dump, core_dump, core_listing) = {
+        let mut paused = guest.pause().unwrap_or_else(|e| panic!("{test}: {e}"));
+        let dump = cli.json(test, &["dump", "--all", "--json"]);
+        let dumped = paused.dump_guest_memory(&core_path);
+        if let Err(e) = dumped {
+            let _ = std::fs::remove_file(&core_path);
+            panic!("{test}: {e}");
+        }
+        drop(paused);
+        let core = Cli::file("--core", &core_path, &syms);
+        let core_dump = core.json(test, &["dump", "--all", "--json"]);
+        let core_listing = core.json(test, &["maps", "--json"]);
+        let _ = std::fs::remove_file(&core_path);
+        (dump, core_dump, core_listing)
     };
     let _ = std::fs::remove_file(&syms);
     check_dump_all(test, &dump, &truth);
+    assert_eq!(core_dump, dump, "{test}: --core dump vs --ram dump");
+    assert_eq!(
+        core_listing, listing,
+        "{test}: --core listing vs --ram listing"
+    );
 }
 
 #[test]
