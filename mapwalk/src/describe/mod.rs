@@ -70,6 +70,7 @@
 //! ```
 
 mod arm64;
+mod btf_source;
 mod checks;
 mod error;
 mod guest_symbols;
@@ -95,6 +96,8 @@ use mapwalk_file::ElfCore;
 
 use crate::btf;
 
+use btf_source::{btf_from_file, btf_from_memory};
+use checks::check_banner;
 pub use error::DescribeError;
 pub use symbols::Symbols;
 pub use vmcoreinfo::{
@@ -738,91 +741,6 @@ fn place<M: PhysRead>(
         phys_base,
         page_offset_base,
     })
-}
-
-/// Reads `linux_banner` and checks it against VMCOREINFO and the vmlinux. Returns the
-/// release it names.
-fn check_banner<K: KernelRead>(
-    view: &K,
-    symbols: &Symbols,
-    info: Option<&Vmcoreinfo>,
-    loaded: &Loaded,
-) -> Result<String, DescribeError> {
-    let at = symbols
-        .lookup("linux_banner")
-        .ok_or(DescribeError::MissingSymbol("linux_banner"))?;
-    let mut buf = vec![0u8; BANNER_MAX];
-    let files = format!("\"Linux version ...\" at linux_banner = {at}");
-    if let Err(e) = view.read_kernel(at, &mut buf) {
-        return Err(DescribeError::mismatch(
-            "linux_banner",
-            files,
-            format!("no readable memory there ({e})"),
-        ));
-    }
-    let text = c_string(&buf);
-    let Some(rest) = text.strip_prefix(BANNER_PREFIX) else {
-        let shown: String = text.chars().take(48).collect();
-        return Err(DescribeError::mismatch(
-            "linux_banner",
-            files,
-            format!("{shown:?} ({:02x?})", &buf[..16]),
-        ));
-    };
-    let release = rest.split_whitespace().next().unwrap_or("").to_owned();
-    if let Some(os) = info.and_then(Vmcoreinfo::osrelease) {
-        if os != release {
-            return Err(DescribeError::mismatch(
-                "kernel release",
-                format!("{release} (linux_banner, read by the symbols)"),
-                format!("{os} (VMCOREINFO OSRELEASE)"),
-            ));
-        }
-    }
-    if let Some(elf) = &loaded.elf_banner {
-        if elf.trim_end() != text.trim_end() {
-            return Err(DescribeError::mismatch(
-                "linux_banner",
-                format!("{:?} (in {})", elf.trim_end(), loaded.path.display()),
-                format!("{:?}", text.trim_end()),
-            ));
-        }
-    }
-    Ok(release)
-}
-
-/// Reads the kernel's BTF from memory, between `__start_BTF` and `__stop_BTF`.
-fn btf_from_memory<K: KernelRead>(view: &K, symbols: &Symbols) -> Result<Vec<u8>, DescribeError> {
-    let start = symbols
-        .lookup("__start_BTF")
-        .ok_or(DescribeError::MissingSymbol("__start_BTF"))?;
-    let stop = symbols
-        .lookup("__stop_BTF")
-        .ok_or(DescribeError::MissingSymbol("__stop_BTF"))?;
-    let len = stop
-        .0
-        .checked_sub(start.0)
-        .filter(|&l| l > 0 && l <= MAX_BTF_BYTES)
-        .ok_or_else(|| DescribeError::Btf {
-            what: format!("BTF in memory from __start_BTF={start} to __stop_BTF={stop}"),
-            source: btf::BtfError::Parse("implausible size".to_owned()),
-        })?;
-    let mut raw = vec![0u8; usize::try_from(len).unwrap_or(0)];
-    view.read_kernel(start, &mut raw)
-        .map_err(DescribeError::kernel(format!("read the BTF at {start}")))?;
-    Ok(raw)
-}
-
-/// Raw BTF from a file: the file itself, or the `.BTF` section of an ELF.
-fn btf_from_file(path: &Path) -> Result<Vec<u8>, DescribeError> {
-    let bytes = crate::input::read_btf_file(path)?;
-    if !bytes.starts_with(b"\x7fELF") {
-        return Ok(bytes);
-    }
-    let elf = Elf::parse(&bytes).map_err(|e| bad_file(path, format!("bad ELF: {e}")))?;
-    symbols::elf_section(&elf, &bytes, ".BTF")
-        .map(<[u8]>::to_vec)
-        .ok_or_else(|| bad_file(path, "ELF without a .BTF section"))
 }
 
 /// Describes the kernel in `mem`: see the [module documentation](self).
