@@ -427,6 +427,102 @@ mod tests {
         assert!(vmcoreinfo_by_symbols(&ram, &symbols).is_none());
     }
 
+    /// 8 MiB of RAM at 1 GiB, all of it mapped as the kernel image at
+    /// `0xffff_8000_8000_0000` and as the linear map at `0xfff0_0000_0000_0000`
+    /// (2 MiB blocks), by tables of `t1sz` (LPA2 or not); the VMCOREINFO says
+    /// `info_t1sz`.
+    fn placed(
+        lpa2: bool,
+        t1sz: u32,
+        info_t1sz: u32,
+    ) -> Result<(Placed, KernelAddrs), DescribeError> {
+        use mapwalk_core::synth::{Aarch64PageTables, SynthRam};
+        const BASE: u64 = 0x4000_0000;
+        const LEN: u64 = 8 << 20;
+        let text = 0xffff_8000_8000_0000u64;
+        let voffset = text - BASE;
+        let mut ram = SynthRam::new(Pa(BASE), LEN as usize);
+        let pt = if lpa2 {
+            Aarch64PageTables::new_lpa2(&mut ram, 12, t1sz, 0)
+        } else {
+            Aarch64PageTables::new(&mut ram, 12, t1sz, 0)
+        };
+        pt.map_range(&mut ram, Kva(text), Pa(BASE), LEN, 21);
+        let linear = u64::MAX << (64 - t1sz);
+        pt.map_range(&mut ram, Kva(linear), Pa(BASE), LEN, 21);
+        let root_va = pt.root().0 + voffset;
+        let mem_section = 0xfff0_0000_0010_0000u64;
+        let info = Vmcoreinfo::parse(
+            format!(
+                "OSRELEASE=6.12.0-test\nPAGESIZE=4096\nSYMBOL(swapper_pg_dir)={root_va:x}\n\
+                 SYMBOL(mem_section)={mem_section:x}\nNUMBER(VA_BITS)=52\n\
+                 NUMBER(kimage_voffset)={voffset:#x}\nNUMBER(PHYS_OFFSET)={:#x}\n\
+                 NUMBER(TCR_EL1_T1SZ)={info_t1sz:#x}\n",
+                // A 48-bit linear map of a 52-bit kernel: PHYS_OFFSET lowered.
+                BASE.wrapping_sub(linear.wrapping_sub(0xfff0_0000_0000_0000))
+            )
+            .as_bytes(),
+        );
+        let kallsyms = format!(
+            "{text:016x} T _text\n{:016x} D linux_banner\n{:016x} B _end\n",
+            text + 0x1000,
+            text + LEN
+        );
+        let mut symbols = Symbols::from_text(kallsyms.into_bytes()).unwrap();
+        symbols
+            .prefetch(&["_text", "_end", "linux_banner", "swapper_pg_dir"])
+            .unwrap();
+        let mut warnings = Vec::new();
+        let r = place(&ram.as_ram(), &info, &symbols, &mut warnings);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        r
+    }
+
+    #[test]
+    fn lpa2_tables_are_placed() {
+        let (placed, addrs) = placed(true, 12, 12).unwrap();
+        let Paging::Aarch64(p) = placed.paging else {
+            panic!("{:?}", placed.paging)
+        };
+        assert_eq!((p.lpa2(), p.levels(), p.va_bits()), (true, 5, 52));
+        assert_eq!(placed.phys_base, 0x4000_0000);
+        assert_eq!(placed.page_offset_base, 0xfff0_0000_0000_0000);
+        let dm = addrs.direct_map.unwrap();
+        assert_eq!(
+            (dm.virt, dm.phys, dm.len),
+            (Kva(0xfff0_0000_0000_0000), Pa(0x4000_0000), 8 << 20)
+        );
+        let image = addrs.image.unwrap();
+        assert_eq!(
+            (image.virt, image.phys, image.len),
+            (Kva(0xffff_8000_8000_0000), Pa(0x4000_0000), 8 << 20)
+        );
+    }
+
+    #[test]
+    fn forty_eight_bit_tables_of_a_52_bit_kernel_are_placed() {
+        // T1SZ 16 (a CPU without LPA2): the 48-bit format, the linear map at
+        // 0xffff_0000_0000_0000 through the lowered PHYS_OFFSET.
+        let (placed, addrs) = placed(false, 16, 16).unwrap();
+        let Paging::Aarch64(p) = placed.paging else {
+            panic!("{:?}", placed.paging)
+        };
+        assert_eq!((p.lpa2(), p.levels(), p.va_bits()), (false, 4, 48));
+        assert_eq!(addrs.direct_map.unwrap().virt, Kva(0xffff_0000_0000_0000));
+    }
+
+    #[test]
+    fn tables_that_do_not_fit_the_vmcoreinfo_are_refused() {
+        // 48-bit tables, a VMCOREINFO that says T1SZ 12 (LPA2): the walk reads the root
+        // with the wrong geometry and does not reach swapper_pg_dir.
+        match placed(false, 16, 12) {
+            Err(DescribeError::PageTables { what, .. }) => {
+                assert!(what.contains("LPA2"), "{what}");
+            }
+            other => panic!("{:?}", other.map(|(p, _)| p.paging)),
+        }
+    }
+
     #[test]
     fn arm64_vmcoreinfo_is_recognized() {
         let arm = Vmcoreinfo::parse(
