@@ -242,15 +242,39 @@ PY
 	mv "$dir/Image.tmp" "$dir/Image"
 }
 
+# $cache/busybox-arm64: Debian's static busybox for arm64 (the in-guest runs' sha256sum),
+# from the private arm64 view of trixie.
+arm64_busybox() {
+	[ -s "$cache/busybox-arm64" ] && return 0
+	private_suite trixie trixie-arm64
+	suite_apt+=(-o APT::Architectures=arm64 -o APT::Architecture=arm64)
+	[ -d "$cache/apt/trixie-arm64/lists" ] && ls "$cache/apt/trixie-arm64/lists/"*Packages* >/dev/null 2>&1 ||
+		apt_update "${suite_apt[@]}"
+	local tmp
+	tmp=$(mktemp -d "$cache/.busybox.XXXXXX")
+	(cd "$tmp" && apt-get "${suite_apt[@]}" download -qq busybox-static >&2) || {
+		rm -rf "$tmp"
+		missing "package busybox-static (arm64)"
+	}
+	dpkg-deb -x "$tmp"/busybox-static_*.deb "$tmp/x"
+	# Under /usr/bin in trixie (merged /usr), /bin in older suites.
+	cp "$tmp/x/usr/bin/busybox" "$cache/busybox-arm64.tmp" 2>/dev/null ||
+		cp "$tmp/x/bin/busybox" "$cache/busybox-arm64.tmp"
+	mv "$cache/busybox-arm64.tmp" "$cache/busybox-arm64"
+	rm -rf "$tmp"
+}
+
 # The arm64 initramfs: /init cross-built static for aarch64, its data sections on the
-# console (ttyAMA0: `virt` has one UART); no busybox.
+# console (ttyAMA0: `virt` has one UART), and Debian's static arm64 busybox.
 build_initramfs_arm64() {
 	local out="$cache/initramfs-arm64.cpio.gz"
+	arm64_busybox
 	local stamp
 	stamp=$(
 		{
-			echo "recipe arm64 1"
+			echo "recipe arm64 2"
 			cat "$here"/guest/*
+			sha256sum "$cache/busybox-arm64"
 			aarch64-linux-gnu-gcc --version | head -n 1
 		} | sha256sum | cut -d' ' -f1
 	)
@@ -264,6 +288,8 @@ build_initramfs_arm64() {
 	mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,run}
 	aarch64-linux-gnu-gcc -static -O2 -Wall -Wextra -DDATA_PORT='"/dev/ttyAMA0"' \
 		-o "$root/init" "$here"/guest/*.c
+	cp "$cache/busybox-arm64" "$root/bin/busybox"
+	ln -s busybox "$root/bin/sh"
 	(cd "$root" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc -R 0:0 --quiet) |
 		gzip -6n >"$tmp/initramfs.cpio.gz"
 	mv "$tmp/initramfs.cpio.gz" "$out"

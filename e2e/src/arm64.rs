@@ -110,6 +110,11 @@ pub struct Arm64Config {
     pub mem_mib: u32,
     /// vCPUs.
     pub smp: u32,
+    /// Whether the initramfs also carries a static aarch64 `mapwalk`
+    /// ([`crate::inguest::static_mapwalk_aarch64`]), which `/init` runs once its maps
+    /// are made (`maps --json`, `dump --all --json`; see [`Arm64Guest::inguest_view`]).
+    /// It adds the map `mw_btf`.
+    pub inguest: bool,
 }
 
 impl Arm64Config {
@@ -122,6 +127,7 @@ impl Arm64Config {
         kaslr: true,
         mem_mib: 512,
         smp: 2,
+        inguest: true,
     };
 
     /// The kernel command line.
@@ -184,6 +190,14 @@ impl Arm64Guest {
         let log2 = log
             .try_clone()
             .map_err(|e| failed(format!("qemu.log: {e}")))?;
+        let initramfs = if config.inguest {
+            let bin = crate::inguest::static_mapwalk_aarch64()?;
+            let path = dir.join("initramfs-mapwalk.cpio");
+            crate::inguest::initramfs_with_mapwalk(&assets.initramfs, bin, &path)?;
+            path
+        } else {
+            assets.initramfs.clone()
+        };
         let mem = format!("{}M", config.mem_mib);
         let mut cmd = Command::new("qemu-system-aarch64");
         cmd.args(["-accel", "tcg,thread=multi", "-cpu", config.cpu])
@@ -197,7 +211,7 @@ impl Arm64Guest {
             .arg("-kernel")
             .arg(&kernel.vmlinuz)
             .arg("-initrd")
-            .arg(&assets.initramfs)
+            .arg(&initramfs)
             .args(["-append", &config.cmdline()])
             .args([
                 "-nodefaults",
@@ -275,6 +289,22 @@ impl Arm64Guest {
     /// What the guest reported about itself at boot.
     pub fn report(&self) -> &GuestReport {
         &self.report
+    }
+
+    /// The guest's console output so far (its report's sections included).
+    pub fn console(&self) -> String {
+        fs::read(self.dir.join("console.log"))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// What `/init` reported of running the static `mapwalk` inside the guest
+    /// ([`Arm64Config::inguest`]).
+    ///
+    /// # Errors
+    /// [`Error::Failed`] when a section or console line is missing or malformed.
+    pub fn inguest_view(&self) -> Result<crate::InGuestView> {
+        crate::InGuestView::of_parts(&self.report, &self.console())
     }
 
     /// From QEMU's start to the guest's `MAPWALK-READY`.

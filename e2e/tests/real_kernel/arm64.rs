@@ -12,7 +12,10 @@
 //!   HASH, per CPU); an ELF core written by QMP `dump-guest-memory` in the same pause
 //!   (`--core FILE`) lists and dumps the same;
 //! - zero configuration: the same two commands with no kernel option print the same
-//!   bytes (the kernel's own symbol table, read from memory by `kimage_voffset`).
+//!   bytes (the kernel's own symbol table, read from memory by `kimage_voffset`);
+//! - a static aarch64 `mapwalk` run inside the guest by its `/init` (through `bpf()`):
+//!   its listing equals the view from outside (but for `bytes_memlock`), and its `dump
+//!   --all --json` the one from outside byte for byte (SHA-256, whole and per map).
 
 use super::cli::{check_listing, Cli};
 use mapwalk::describe::vmcoreinfo::find_vmcoreinfo;
@@ -36,6 +39,14 @@ fn kallsyms_file(test: &str, guest: &Arm64Guest, tag: &str) -> PathBuf {
     std::fs::write(&path, &guest.report().sections["kallsyms"])
         .unwrap_or_else(|e| panic!("{test}: {}: {e}", path.display()));
     path
+}
+
+/// The id of `mw_btf`, the map `/init` adds for the in-guest runs (not in `bpf-maps`).
+fn btf_map_id(test: &str, guest: &Arm64Guest) -> u32 {
+    guest
+        .inguest_view()
+        .unwrap_or_else(|e| panic!("{test}: in-guest view: {e}"))
+        .btf_map_id
 }
 
 fn truth(test: &str, guest: &Arm64Guest) -> Vec<GuestMap> {
@@ -126,7 +137,9 @@ fn deb13_arm64_4k_lpa2_describe() {
         .iter()
         .map(|m| m.id)
         .collect();
-    let want: Vec<u32> = truth(test, guest).iter().map(|m| m.id).collect();
+    let mut want: Vec<u32> = truth(test, guest).iter().map(|m| m.id).collect();
+    want.push(btf_map_id(test, guest));
+    want.sort_unstable();
     assert_eq!(ids, want, "{test}: map ids");
 }
 
@@ -137,12 +150,18 @@ fn hex_json(bytes: &[u8]) -> Value {
         .collect::<Vec<_>>())
 }
 
-/// Every entry of every map of `dump --all --json` against the guest's own reads.
-fn check_dump_all(test: &str, dump: &Value, truth: &[GuestMap]) {
+/// Every entry of every map of `dump --all --json` against the guest's own reads; the
+/// dump has one more map, `mw_btf` (`btf_id`), which the in-guest run checks.
+fn check_dump_all(test: &str, dump: &Value, truth: &[GuestMap], btf_id: u32) {
     let maps = dump
         .as_array()
         .unwrap_or_else(|| panic!("{test}: dump --all --json is not an array"));
-    assert_eq!(maps.len(), truth.len(), "{test}: maps dumped");
+    assert_eq!(maps.len(), truth.len() + 1, "{test}: maps dumped");
+    assert!(
+        maps.iter()
+            .any(|m| m["id"] == btf_id && m["name"] == "mw_btf"),
+        "{test}: mw_btf (id {btf_id}) not dumped"
+    );
     for g in truth {
         let m = maps
             .iter()
@@ -225,7 +244,7 @@ fn deb13_arm64_4k_lpa2_cli_maps_and_dump() {
     check_listing(test, &listing, &truth);
     assert_eq!(
         listing.as_array().map(Vec::len),
-        Some(truth.len()),
+        Some(truth.len() + 1),
         "{test}: maps --json lists other maps than the guest made: {listing}"
     );
     // Paused: every entry, from the RAM file and from an ELF core of the same pause
@@ -247,7 +266,7 @@ fn deb13_arm64_4k_lpa2_cli_maps_and_dump() {
         (dump, core_dump, core_listing)
     };
     let _ = std::fs::remove_file(&syms);
-    check_dump_all(test, &dump, &truth);
+    check_dump_all(test, &dump, &truth, btf_map_id(test, guest));
     assert_eq!(core_dump, dump, "{test}: --core dump vs --ram dump");
     assert_eq!(
         core_listing, listing,
@@ -297,5 +316,107 @@ fn deb13_arm64_4k_lpa2_zero_config() {
     );
     let dump: Value =
         serde_json::from_slice(&dump0).unwrap_or_else(|e| panic!("{test}: not JSON: {e}"));
-    check_dump_all(test, &dump, &truth(test, guest));
+    check_dump_all(test, &dump, &truth(test, guest), btf_map_id(test, guest));
+}
+
+#[test]
+fn deb13_arm64_4k_lpa2_inguest_live_equals_memory() {
+    let test = "real_kernel::arm64::deb13_arm64_4k_lpa2_inguest_live_equals_memory";
+    let Some(guest) = arm64_guest(test, &CONFIG) else {
+        return;
+    };
+    let view = guest
+        .inguest_view()
+        .unwrap_or_else(|e| panic!("{test}: in-guest view: {e}"));
+    assert!(
+        view.maps_run.status == 0 && view.dump_run.status == 0,
+        "{test}: the static aarch64 mapwalk failed in the guest: maps {:?} ({}), dump {:?} ({})",
+        view.maps_run,
+        view.maps_stderr,
+        view.dump_run,
+        view.dump_stderr
+    );
+    assert!(
+        view.maps_stderr.is_empty() && view.dump_stderr.is_empty(),
+        "{test}: the in-guest runs warned: {} / {}",
+        view.maps_stderr,
+        view.dump_stderr
+    );
+    let syms = kallsyms_file(test, guest, "inguest");
+    let outside = |rest: &[&str]| {
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "--ram".into(),
+            guest.ram_path().into(),
+            "--layout".into(),
+            guest.layout_arg().into(),
+            "--symbols".into(),
+            syms.clone().into(),
+        ];
+        args.extend(rest.iter().map(Into::into));
+        run_cli(test, &args)
+    };
+    let (maps, dump) = {
+        let _paused = guest.pause().unwrap_or_else(|e| panic!("{test}: {e}"));
+        (
+            outside(&["maps", "--json"]),
+            outside(&["dump", "--all", "--json"]),
+        )
+    };
+    let _ = std::fs::remove_file(&syms);
+    // The listing: the same but for `bytes_memlock`, which only the live view has.
+    let mut live: Value = serde_json::from_str(&view.maps)
+        .unwrap_or_else(|e| panic!("{test}: in-guest maps --json is not JSON ({e})"));
+    for m in live.as_array_mut().into_iter().flatten() {
+        let memlock = m.as_object_mut().and_then(|o| o.remove("bytes_memlock"));
+        assert!(
+            memlock
+                .as_ref()
+                .and_then(Value::as_u64)
+                .is_some_and(|n| n > 0),
+            "{test}: the live view has no bytes_memlock: {m}"
+        );
+    }
+    let memory: Value = serde_json::from_slice(&maps)
+        .unwrap_or_else(|e| panic!("{test}: maps --json is not JSON ({e})"));
+    assert_eq!(
+        memory, live,
+        "{test}: maps --json: the memory view (left) differs from the in-guest live view"
+    );
+    // The dump: map by map (to say where), then the whole, by SHA-256.
+    let pieces = mapwalk_e2e::inguest::split_maps(&dump)
+        .unwrap_or_else(|| panic!("{test}: dump --all --json: not an array of objects"));
+    assert_eq!(pieces.len(), view.pieces.len(), "{test}: maps dumped");
+    for (i, (&(off, len), theirs)) in pieces.iter().zip(&view.pieces).enumerate() {
+        assert_eq!(
+            sha256(&dump[off..off + len]),
+            theirs.sha256,
+            "{test}: map {i} of the dump differs from the in-guest live dump"
+        );
+    }
+    assert_eq!(
+        Some(sha256(&dump)),
+        view.dump_sha256,
+        "{test}: dump --all --json differs from the in-guest live dump"
+    );
+}
+
+/// SHA-256 of `bytes` in hex, by coreutils' `sha256sum`.
+fn sha256(bytes: &[u8]) -> String {
+    use std::io::Write as _;
+    let mut child = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run sha256sum: {e}"));
+    let mut stdin = child.stdin.take().unwrap();
+    let bytes = bytes.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&bytes));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(out.status.success(), "sha256sum failed");
+    String::from_utf8_lossy(&out.stdout)
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_owned()
 }
