@@ -76,7 +76,7 @@ fn walk(src: &MemorySource<RamFile>) -> u64 {
 }
 
 fn arm64_x86(c: &mut Criterion) {
-    let Some(arm) = arm64_guest("arm64_x86", &Arm64Config::DEB13_ARM64_4K_LPA2) else {
+    let Some(arm) = arm64_guest("arm64_x86", &Arm64Config::DEB13_ARM64_4K_LPA2_PLAIN) else {
         eprintln!("arm64_x86: no arm64 guest could be booted (see above): NOTHING IS MEASURED");
         return;
     };

@@ -119,7 +119,7 @@ pub struct Arm64Config {
 
 impl Arm64Config {
     /// Debian 13's arm64 kernel (Linux 6.12, 4 KiB pages) on `-cpu max`: 52-bit VAs with
-    /// LPA2 (five levels), KASLR, 512 MiB, 2 vCPUs.
+    /// LPA2 (five levels), KASLR, 512 MiB, 2 vCPUs, the static aarch64 `mapwalk` inside.
     pub const DEB13_ARM64_4K_LPA2: Self = Self {
         name: "deb13-arm64-4k-lpa2",
         kernel: "deb13-arm64",
@@ -128,6 +128,14 @@ impl Arm64Config {
         mem_mib: 512,
         smp: 2,
         inguest: true,
+    };
+
+    /// [`Self::DEB13_ARM64_4K_LPA2`] without the in-guest `mapwalk` (so without
+    /// `mw_btf`): the same maps as the x86_64 guests (benchmarks).
+    pub const DEB13_ARM64_4K_LPA2_PLAIN: Self = Self {
+        name: "deb13-arm64-4k-lpa2-plain",
+        inguest: false,
+        ..Self::DEB13_ARM64_4K_LPA2
     };
 
     /// The kernel command line.
