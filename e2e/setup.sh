@@ -10,7 +10,8 @@
 # runs no apt command and takes a fraction of a second. MAPWALK_E2E_REFRESH=1 looks for
 # newer kernel packages again.
 #
-# Usage: setup.sh [KERNEL...]   (default: every kernel below)
+# Usage: setup.sh [KERNEL...]   (default: every x86_64 kernel below; deb13-arm64 when
+# named, which also prints `initramfs-arm64 PATH`)
 # Prints, on stdout, one line per asset (logs go to stderr):
 #   initramfs PATH
 #   kernel NAME RELEASE PATH
@@ -153,7 +154,7 @@ kernel_deb12_cloud() {
 # Sets the array `suite_apt`.
 private_suite() {
 	local suite=$1
-	local d="$cache/apt/$suite"
+	local d="$cache/apt/${2:-$suite}"
 	mkdir -p "$d/lists/partial" "$d/cache/archives/partial" "$d/sources.list.d"
 	local keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 	cat >"$d/sources.list" <<EOF
@@ -177,6 +178,126 @@ kernel_deb13_cloud() {
 }
 
 all_kernels=(deb12-cloud deb13-cloud)
+
+# ---------------------------------------------------------------------------------------
+# arm64 guests (only when named: `setup.sh deb13-arm64`): qemu-system-aarch64, the cross
+# compiler for the static /init, Debian's arm64 kernel from a private arm64 view of
+# trixie, and an initramfs of their own.
+
+arm64_host_packages() {
+	local pkgs=()
+	command -v qemu-system-aarch64 >/dev/null || pkgs+=(qemu-system-arm)
+	command -v aarch64-linux-gnu-gcc >/dev/null || pkgs+=(gcc-aarch64-linux-gnu)
+	[ -f "$(aarch64-linux-gnu-gcc -print-file-name=libc.a 2>/dev/null || true)" ] ||
+		pkgs+=(libc6-dev-arm64-cross)
+	[ ${#pkgs[@]} -gt 0 ] || return 0
+	apt_update
+	log "apt-get install ${pkgs[*]}"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >&2 ||
+		missing "Debian packages ${pkgs[*]}"
+}
+
+# Debian 13 (trixie) arm64 kernel, Linux 6.12, 4 KiB pages. Its own apt directory: the
+# package lists of another architecture.
+kernel_deb13_arm64() {
+	private_suite trixie trixie-arm64
+	suite_apt+=(-o APT::Architectures=arm64 -o APT::Architecture=arm64)
+	fetch_kernel deb13-arm64 '^linux-image-6\.12\.[0-9]+\+deb13(u[0-9]+)?-arm64-unsigned$' "${suite_apt[@]}"
+	arm64_image "$cache/kernels/deb13-arm64"
+}
+
+# Debian 13 arm64 kernel with 16 KiB pages (`arm64-16k`), Linux 6.12.
+kernel_deb13_arm64_16k() {
+	private_suite trixie trixie-arm64
+	suite_apt+=(-o APT::Architectures=arm64 -o APT::Architecture=arm64)
+	fetch_kernel deb13-arm64-16k '^linux-image-6\.12\.[0-9]+\+deb13(u[0-9]+)?-arm64-16k-unsigned$' "${suite_apt[@]}"
+	arm64_image "$cache/kernels/deb13-arm64-16k"
+}
+
+# arm64_image DIR: DIR/Image, the uncompressed arm64 kernel image QEMU's -kernel loads,
+# from DIR/vmlinuz (gzip, or an EFI zboot image with a gzip or zstd payload).
+arm64_image() {
+	local dir=$1
+	[ -s "$dir/Image" ] && return 0
+	log "unpacking $dir/Image"
+	python3 - "$dir/vmlinuz" "$dir/Image.tmp" <<'PY' || missing "an arm64 Image from $dir/vmlinuz"
+import struct, subprocess, sys
+src, dst = sys.argv[1], sys.argv[2]
+d = open(src, "rb").read()
+if d[:2] == b"\x1f\x8b":
+    tool, payload = ["gzip", "-dcq"], d
+elif d[:2] == b"MZ" and d[4:8] == b"zimg":
+    off, size = struct.unpack_from("<II", d, 8)
+    kind = d[0x18:0x20].rstrip(b"\0").decode()
+    tool = {"gzip": ["gzip", "-dcq"], "zstd22": ["zstd", "-dcq"], "zstd": ["zstd", "-dcq"]}.get(kind)
+    if tool is None:
+        sys.exit(f"{src}: zboot payload {kind!r}")
+    payload = d[off : off + size]
+else:
+    tool, payload = None, d
+out = subprocess.run(tool, input=payload, capture_output=True).stdout if tool else payload
+# The arm64 Image header: magic "ARM\x64" at 0x38.
+if out[0x38:0x3C] != b"ARM\x64":
+    sys.exit(f"{src}: no arm64 Image inside")
+open(dst, "wb").write(out)
+PY
+	mv "$dir/Image.tmp" "$dir/Image"
+}
+
+# $cache/busybox-arm64: Debian's static busybox for arm64 (the in-guest runs' sha256sum),
+# from the private arm64 view of trixie.
+arm64_busybox() {
+	[ -s "$cache/busybox-arm64" ] && return 0
+	private_suite trixie trixie-arm64
+	suite_apt+=(-o APT::Architectures=arm64 -o APT::Architecture=arm64)
+	[ -d "$cache/apt/trixie-arm64/lists" ] && ls "$cache/apt/trixie-arm64/lists/"*Packages* >/dev/null 2>&1 ||
+		apt_update "${suite_apt[@]}"
+	local tmp
+	tmp=$(mktemp -d "$cache/.busybox.XXXXXX")
+	(cd "$tmp" && apt-get "${suite_apt[@]}" download -qq busybox-static >&2) || {
+		rm -rf "$tmp"
+		missing "package busybox-static (arm64)"
+	}
+	dpkg-deb -x "$tmp"/busybox-static_*.deb "$tmp/x"
+	# Under /usr/bin in trixie (merged /usr), /bin in older suites.
+	cp "$tmp/x/usr/bin/busybox" "$cache/busybox-arm64.tmp" 2>/dev/null ||
+		cp "$tmp/x/bin/busybox" "$cache/busybox-arm64.tmp"
+	mv "$cache/busybox-arm64.tmp" "$cache/busybox-arm64"
+	rm -rf "$tmp"
+}
+
+# The arm64 initramfs: /init cross-built static for aarch64, its data sections on the
+# console (ttyAMA0: `virt` has one UART), and Debian's static arm64 busybox.
+build_initramfs_arm64() {
+	local out="$cache/initramfs-arm64.cpio.gz"
+	arm64_busybox
+	local stamp
+	stamp=$(
+		{
+			echo "recipe arm64 2"
+			cat "$here"/guest/*
+			sha256sum "$cache/busybox-arm64"
+			aarch64-linux-gnu-gcc --version | head -n 1
+		} | sha256sum | cut -d' ' -f1
+	)
+	if [ -s "$out" ] && [ "$(cat "$cache/initramfs-arm64.stamp" 2>/dev/null)" = "$stamp" ]; then
+		return 0
+	fi
+	log "building the arm64 initramfs"
+	local tmp
+	tmp=$(mktemp -d "$cache/.initramfs.XXXXXX")
+	local root="$tmp/root"
+	mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,run}
+	aarch64-linux-gnu-gcc -static -O2 -Wall -Wextra -DDATA_PORT='"/dev/ttyAMA0"' \
+		-o "$root/init" "$here"/guest/*.c
+	cp "$cache/busybox-arm64" "$root/bin/busybox"
+	ln -s busybox "$root/bin/sh"
+	(cd "$root" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc -R 0:0 --quiet) |
+		gzip -6n >"$tmp/initramfs.cpio.gz"
+	mv "$tmp/initramfs.cpio.gz" "$out"
+	echo "$stamp" >"$cache/initramfs-arm64.stamp"
+	rm -rf "$tmp"
+}
 
 # ---------------------------------------------------------------------------------------
 # The initramfs: /init (guest/init.c, static) and a static busybox for debugging.
@@ -215,11 +336,22 @@ build_initramfs() {
 # ---------------------------------------------------------------------------------------
 
 kernels=("$@")
+arm64=
 [ ${#kernels[@]} -gt 0 ] || kernels=("${all_kernels[@]}")
 for k in "${kernels[@]}"; do
 	case $k in
 	deb12-cloud) kernel_deb12_cloud ;;
 	deb13-cloud) kernel_deb13_cloud ;;
+	deb13-arm64)
+		arm64_host_packages
+		kernel_deb13_arm64
+		arm64=1
+		;;
+	deb13-arm64-16k)
+		arm64_host_packages
+		kernel_deb13_arm64_16k
+		arm64=1
+		;;
 	*)
 		log "unknown kernel $k (known: ${all_kernels[*]})"
 		exit 1
@@ -227,11 +359,19 @@ for k in "${kernels[@]}"; do
 	esac
 done
 for k in "${kernels[@]}"; do
-	extract_vmlinux "$cache/kernels/$k"
+	case $k in
+	*-arm64 | *-arm64-*) ;;
+	*) extract_vmlinux "$cache/kernels/$k" ;;
+	esac
 done
 build_initramfs
+[ -z "$arm64" ] || build_initramfs_arm64
 
 echo "initramfs $cache/initramfs.cpio.gz"
+[ -z "$arm64" ] || echo "initramfs-arm64 $cache/initramfs-arm64.cpio.gz"
 for k in "${kernels[@]}"; do
-	echo "kernel $k $(cat "$cache/kernels/$k/release") $cache/kernels/$k/vmlinuz"
+	case $k in
+	*-arm64 | *-arm64-*) echo "kernel $k $(cat "$cache/kernels/$k/release") $cache/kernels/$k/Image" ;;
+	*) echo "kernel $k $(cat "$cache/kernels/$k/release") $cache/kernels/$k/vmlinuz" ;;
+	esac
 done

@@ -10,8 +10,9 @@ step() { printf '\n==> %s\n' "$*"; }
 step "toolchain targets"
 # musl: the static mapwalk that the real-kernel tests run inside a guest.
 # aarch64-unknown-linux-gnu: the KVM backend's aarch64 vCPU code, checked (not linked).
+# aarch64-unknown-linux-musl: the static mapwalk inside the arm64 guest.
 rustup target add x86_64-unknown-none aarch64-unknown-none x86_64-unknown-linux-musl \
-    aarch64-unknown-linux-gnu >/dev/null
+    aarch64-unknown-linux-gnu aarch64-unknown-linux-musl >/dev/null
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

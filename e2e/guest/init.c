@@ -68,7 +68,12 @@
 
 #include "guest.h"
 
-/* The console (ttyS0) and the data port (ttyS1). */
+/* The console (ttyS0) and the data port (ttyS1). The aarch64 build (QEMU `virt` has one
+ * UART) defines DATA_PORT as its console, ttyAMA0: sections share it with the console. */
+#ifndef DATA_PORT
+#define DATA_PORT "/dev/ttyS1"
+#endif
+
 int con = 2;
 int data = -1;
 
@@ -929,9 +934,9 @@ int main(void)
 	mount_fs("sysfs", "/sys", "sysfs");
 
 	int ok = 1;
-	data = open("/dev/ttyS1", O_WRONLY | O_NOCTTY | O_CLOEXEC);
+	data = open(DATA_PORT, O_WRONLY | O_NOCTTY | O_CLOEXEC);
 	if (data < 0) {
-		say("MAPWALK-ERROR open /dev/ttyS1: %s\n", strerror(errno));
+		say("MAPWALK-ERROR open " DATA_PORT ": %s\n", strerror(errno));
 		ok = 0;
 	} else {
 		/* Raw: no newline translation, so byte counts hold on the host. */

@@ -369,18 +369,18 @@ impl Drop for Paused<'_> {
 }
 
 /// A guest under construction: cleans up unless taken.
-struct Parts {
-    qemu: Option<Child>,
-    guardian: Option<(Child, ChildStdin)>,
-    ram_path: PathBuf,
+pub(crate) struct Parts {
+    pub(crate) qemu: Option<Child>,
+    pub(crate) guardian: Option<(Child, ChildStdin)>,
+    pub(crate) ram_path: PathBuf,
 }
 
 impl Parts {
-    fn qemu(&mut self) -> &mut Child {
+    pub(crate) fn qemu(&mut self) -> &mut Child {
         self.qemu.as_mut().unwrap_or_else(|| unreachable!("taken"))
     }
 
-    fn take(&mut self) -> (Child, Option<(Child, ChildStdin)>) {
+    pub(crate) fn take(&mut self) -> (Child, Option<(Child, ChildStdin)>) {
         let qemu = self
             .qemu
             .take()
@@ -404,7 +404,11 @@ impl Drop for Parts {
 /// Starts a shell that kills QEMU and removes the guest's files when its stdin reaches
 /// end of file, that is when this process is gone. A line on stdin instead tells it
 /// that the cleanup is done. Best effort: without `sh`, there is no guardian.
-fn spawn_guardian(qemu_pid: u32, dir: &Path, ram_path: &Path) -> Option<(Child, ChildStdin)> {
+pub(crate) fn spawn_guardian(
+    qemu_pid: u32,
+    dir: &Path,
+    ram_path: &Path,
+) -> Option<(Child, ChildStdin)> {
     const SCRIPT: &str = r#"trap '' INT HUP TERM
 if read -r _; then exit 0; fi
 kill "$1" 2>/dev/null
@@ -427,7 +431,7 @@ rm -rf "$2" "$3""#;
     Some((child, stdin))
 }
 
-fn release_guardian(guardian: Option<(Child, ChildStdin)>) {
+pub(crate) fn release_guardian(guardian: Option<(Child, ChildStdin)>) {
     if let Some((mut child, mut stdin)) = guardian {
         let _ = stdin.write_all(b"done\n");
         drop(stdin);
@@ -442,7 +446,7 @@ pub(super) const BOOT_TIMED_OUT: &str = "no MAPWALK-READY";
 /// `-no-reboot`: the guest kernel crashed, or powered off).
 pub(crate) const QEMU_EXITED: &str = "QEMU exited";
 
-fn wait_ready(qemu: &mut Child, dir: &Path, started: Instant) -> Result<()> {
+pub(crate) fn wait_ready(qemu: &mut Child, dir: &Path, started: Instant) -> Result<()> {
     let console_path = dir.join("console.log");
     loop {
         let console = fs::read(&console_path)
@@ -477,7 +481,7 @@ fn wait_ready(qemu: &mut Child, dir: &Path, started: Instant) -> Result<()> {
 
 /// Free bytes in the file system of `path`, by `df -Pk`; `None` when `df` fails.
 /// (Guest RAM files are sparse: a full /dev/shm kills QEMU with `SIGBUS` mid-boot.)
-fn free_bytes(path: &Path) -> Option<u64> {
+pub(crate) fn free_bytes(path: &Path) -> Option<u64> {
     let out = Command::new("df").arg("-Pk").arg(path).output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let kib: u64 = text

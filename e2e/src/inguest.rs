@@ -30,8 +30,8 @@ pub const TARGET: &str = "x86_64-unknown-linux-musl";
 pub fn static_mapwalk() -> Result<&'static Path> {
     static BIN: OnceLock<Result<PathBuf>> = OnceLock::new();
     BIN.get_or_init(|| {
-        ensure_target()?;
-        build(Some(TARGET), "guest-musl")
+        ensure_target(TARGET)?;
+        build(Some(TARGET), "guest-musl", &[])
     })
     .as_deref()
     .map_err(Clone::clone)
@@ -44,7 +44,7 @@ pub fn static_mapwalk() -> Result<&'static Path> {
 /// [`Error::Failed`] when the build fails.
 pub fn host_mapwalk() -> Result<&'static Path> {
     static BIN: OnceLock<Result<PathBuf>> = OnceLock::new();
-    BIN.get_or_init(|| build(None, "e2e-host"))
+    BIN.get_or_init(|| build(None, "e2e-host", &[]))
         .as_deref()
         .map_err(Clone::clone)
 }
@@ -68,10 +68,36 @@ fn target_dir(dir: &str) -> PathBuf {
         .join(dir)
 }
 
-/// Installs the musl target with `rustup` unless the toolchain has it.
-fn ensure_target() -> Result<()> {
+/// The Rust target of the in-guest binary of arm64 guests (linked by the aarch64 cross
+/// compiler, `gcc-aarch64-linux-gnu`, which `setup.sh deb13-arm64` installs).
+pub const TARGET_AARCH64: &str = "aarch64-unknown-linux-musl";
+
+/// The static aarch64 `mapwalk`, built (or found fresh) once per process into
+/// `<target>/guest-musl-aarch64`.
+///
+/// # Errors
+/// As [`static_mapwalk`].
+pub fn static_mapwalk_aarch64() -> Result<&'static Path> {
+    static BIN: OnceLock<Result<PathBuf>> = OnceLock::new();
+    BIN.get_or_init(|| {
+        ensure_target(TARGET_AARCH64)?;
+        build(
+            Some(TARGET_AARCH64),
+            "guest-musl-aarch64",
+            &[(
+                "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER",
+                "aarch64-linux-gnu-gcc",
+            )],
+        )
+    })
+    .as_deref()
+    .map_err(Clone::clone)
+}
+
+/// Installs a musl target with `rustup` unless the toolchain has it.
+fn ensure_target(target: &str) -> Result<()> {
     let libdir = Command::new("rustc")
-        .args(["--print", "target-libdir", "--target", TARGET])
+        .args(["--print", "target-libdir", "--target", target])
         .current_dir(workspace())
         .output()
         .map_err(|e| Error::Unavailable(format!("rustc: {e}")))?;
@@ -80,13 +106,13 @@ fn ensure_target() -> Result<()> {
         return Ok(());
     }
     let out = Command::new("rustup")
-        .args(["target", "add", TARGET])
+        .args(["target", "add", target])
         .current_dir(workspace())
         .output()
-        .map_err(|e| Error::Unavailable(format!("rustup, to add the {TARGET} target: {e}")))?;
+        .map_err(|e| Error::Unavailable(format!("rustup, to add the {target} target: {e}")))?;
     if !out.status.success() {
         return Err(Error::Unavailable(format!(
-            "the {TARGET} target (rustup target add {TARGET}: {})",
+            "the {target} target (rustup target add {target}: {})",
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
@@ -94,8 +120,8 @@ fn ensure_target() -> Result<()> {
 }
 
 /// Builds the `mapwalk` binary for `target` (the host's when `None`) into
-/// `<target>/<dir>`.
-fn build(target: Option<&str>, dir: &str) -> Result<PathBuf> {
+/// `<target>/<dir>`, with `env` set for cargo.
+fn build(target: Option<&str>, dir: &str, env: &[(&str, &str)]) -> Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let target_dir = target_dir(dir);
     let started = Instant::now();
@@ -104,6 +130,7 @@ fn build(target: Option<&str>, dir: &str) -> Result<PathBuf> {
     if let Some(t) = target {
         cmd.args(["--target", t]);
     }
+    cmd.envs(env.iter().copied());
     let out = cmd
         .current_dir(workspace())
         .env("CARGO_TARGET_DIR", &target_dir)
@@ -239,8 +266,14 @@ impl InGuestView {
     /// # Errors
     /// [`Error::Failed`] when a section or console line is missing or malformed.
     pub fn of(guest: &Guest) -> Result<Self> {
-        let report = guest.report();
-        let console = guest.console();
+        Self::of_parts(guest.report(), &guest.console())
+    }
+
+    /// Parses a guest's report and console (an arm64 guest's: both from its one UART).
+    ///
+    /// # Errors
+    /// As [`of`](Self::of).
+    pub fn of_parts(report: &crate::GuestReport, console: &str) -> Result<Self> {
         let run = |what: &str| -> Result<Run> {
             let prefix = format!("MAPWALK-INGUEST {what} ");
             let line = console

@@ -7,10 +7,12 @@
 //!   and the initramfs, cached in `${MAPWALK_E2E_CACHE:-$HOME/.cache/mapwalk-e2e}`.
 //! - [`guest()`] boots one guest per [`GuestConfig`] on first use and shares it between
 //!   the tests of the process; different configurations boot in parallel.
+//! - [`arm64`] does the same for arm64 guests (`qemu-system-aarch64 -M virt`).
 //! - A missing prerequisite (QEMU, root to install it, the package registry, /dev/shm)
 //!   is reported loudly and the test returns, unless `CI=true`, where it fails: see
 //!   [`unavailable`].
 
+pub mod arm64;
 mod guest;
 pub mod inguest;
 mod memory;

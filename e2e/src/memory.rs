@@ -33,35 +33,43 @@ impl Paused<'_> {
     /// [`super::Error::Failed`] when QEMU refuses, reports the dump failed, or takes
     /// too long.
     pub fn dump_guest_memory(&mut self, path: &Path) -> Result<()> {
-        let protocol = format!("file:{}", path.display());
-        let qmp = self.qmp();
-        qmp.execute(
-            "dump-guest-memory",
-            Some(json!({
-                "paging": false,
-                "protocol": protocol,
-                "format": "elf",
-                "detach": true,
-            })),
-        )
-        .map_err(|e| failed(format!("QMP dump-guest-memory: {e}")))?;
-        let started = Instant::now();
-        loop {
-            let status = qmp
-                .execute("query-dump", None)
-                .map_err(|e| failed(format!("QMP query-dump: {e}")))?;
-            match status.get("status").and_then(Value::as_str) {
-                Some("completed") => return Ok(()),
-                Some("active") if started.elapsed() < DUMP_TIMEOUT => {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                _ => {
-                    return Err(failed(format!(
-                        "dump-guest-memory to {}: {status} after {:.1} s",
-                        path.display(),
-                        started.elapsed().as_secs_f64()
-                    )))
-                }
+        dump_guest_memory(self.qmp(), path)
+    }
+}
+
+/// QMP `dump-guest-memory` of a stopped guest to `path` (`paging: false`, ELF), waited
+/// for.
+///
+/// # Errors
+/// As [`Paused::dump_guest_memory`].
+pub(crate) fn dump_guest_memory(qmp: &mut mapwalk::qmp::Qmp, path: &Path) -> Result<()> {
+    let protocol = format!("file:{}", path.display());
+    qmp.execute(
+        "dump-guest-memory",
+        Some(json!({
+            "paging": false,
+            "protocol": protocol,
+            "format": "elf",
+            "detach": true,
+        })),
+    )
+    .map_err(|e| failed(format!("QMP dump-guest-memory: {e}")))?;
+    let started = Instant::now();
+    loop {
+        let status = qmp
+            .execute("query-dump", None)
+            .map_err(|e| failed(format!("QMP query-dump: {e}")))?;
+        match status.get("status").and_then(Value::as_str) {
+            Some("completed") => return Ok(()),
+            Some("active") if started.elapsed() < DUMP_TIMEOUT => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            _ => {
+                return Err(failed(format!(
+                    "dump-guest-memory to {}: {status} after {:.1} s",
+                    path.display(),
+                    started.elapsed().as_secs_f64()
+                )))
             }
         }
     }

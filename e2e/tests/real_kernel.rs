@@ -7,6 +7,8 @@
 //! guest, whose live view must equal the view from outside byte for byte; in the
 //! module `zero` (`real_kernel/zero.rs`), the CLI with no kernel option (the kernel's
 //! own symbol table read from memory) against the CLI with a kallsyms copy.
+//! In the module `arm64` (`real_kernel/arm64.rs`), an arm64 guest (Linux 6.12, 52-bit
+//! VAs with LPA2) read from outside by the library and the CLI, byte for byte.
 //! Nothing here is a per-kernel constant.
 //!
 //! Each configuration boots one guest (shared by every test of this binary that names
@@ -22,6 +24,8 @@ use mapwalk_core::{arch, Kva, Pa, Paging, PhysRead, Ram, Translation};
 use mapwalk_e2e::{self as e2e, GuestConfig, GuestReport};
 use std::collections::BTreeMap;
 
+#[path = "real_kernel/arm64.rs"]
+mod arm64;
 #[path = "real_kernel/bpf.rs"]
 mod bpf;
 #[path = "real_kernel/churn.rs"]

@@ -174,16 +174,22 @@ pub enum GuestKind {
     A64Granule16K,
     /// aarch64, 64 KiB granule.
     A64Granule64K,
+    /// aarch64, LPA2 (TCR_EL1.DS = 1), 4 KiB granule, 52-bit VAs: five levels.
+    A64Lpa2Granule4K,
+    /// aarch64, LPA2, 16 KiB granule, 52-bit VAs.
+    A64Lpa2Granule16K,
 }
 
 impl GuestKind {
     /// Every kind, in selector order.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 7] = [
         Self::X86Four,
         Self::X86Five,
         Self::A64Granule4K,
         Self::A64Granule16K,
         Self::A64Granule64K,
+        Self::A64Lpa2Granule4K,
+        Self::A64Lpa2Granule16K,
     ];
 
     fn index(self) -> usize {
@@ -205,6 +211,8 @@ impl GuestKind {
             Self::A64Granule4K => SynthArch::Aarch64 { granule_shift: 12 },
             Self::A64Granule16K => SynthArch::Aarch64 { granule_shift: 14 },
             Self::A64Granule64K => SynthArch::Aarch64 { granule_shift: 16 },
+            Self::A64Lpa2Granule4K => SynthArch::Aarch64Lpa2 { granule_shift: 12 },
+            Self::A64Lpa2Granule16K => SynthArch::Aarch64Lpa2 { granule_shift: 14 },
         }
     }
 }
@@ -212,10 +220,12 @@ impl GuestKind {
 /// The x86_64 kinds.
 pub const X86_KINDS: [GuestKind; 2] = [GuestKind::X86Four, GuestKind::X86Five];
 /// The aarch64 kinds.
-pub const A64_KINDS: [GuestKind; 3] = [
+pub const A64_KINDS: [GuestKind; 5] = [
     GuestKind::A64Granule4K,
     GuestKind::A64Granule16K,
     GuestKind::A64Granule64K,
+    GuestKind::A64Lpa2Granule4K,
+    GuestKind::A64Lpa2Granule16K,
 ];
 
 /// A synthetic guest with the places worth mutating and the addresses worth reading.
@@ -342,14 +352,16 @@ fn build(kind: GuestKind, hash: bool) -> Guest {
 
 /// The synthetic guest of `kind` with [`standard_maps`], built on first use.
 pub fn guest(kind: GuestKind) -> &'static Guest {
-    static GUESTS: [OnceLock<Guest>; 5] = [const { OnceLock::new() }; 5];
+    static GUESTS: [OnceLock<Guest>; GuestKind::ALL.len()] =
+        [const { OnceLock::new() }; GuestKind::ALL.len()];
     GUESTS[kind.index()].get_or_init(|| build(kind, false))
 }
 
 /// The synthetic guest of `kind` with [`hash_maps`] and [`POSSIBLE_CPUS`] CPUs, built
 /// on first use.
 pub fn hash_guest(kind: GuestKind) -> &'static Guest {
-    static GUESTS: [OnceLock<Guest>; 5] = [const { OnceLock::new() }; 5];
+    static GUESTS: [OnceLock<Guest>; GuestKind::ALL.len()] =
+        [const { OnceLock::new() }; GuestKind::ALL.len()];
     GUESTS[kind.index()].get_or_init(|| build(kind, true))
 }
 

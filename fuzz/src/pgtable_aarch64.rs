@@ -1,5 +1,5 @@
 //! Target `pgtable_aarch64`: TTBR1 walks with every granule (4, 16, 64 KiB), any
-//! T1SZ, FEAT_LPA and TBI1, uncached and through a [`TranslationCache`], over raw bytes
+//! T1SZ, FEAT_LPA, FEAT_LPA2 (DS, five levels) and TBI1, uncached and through a [`TranslationCache`], over raw bytes
 //! or a mutated synthetic guest.
 
 use arbitrary::Unstructured;
@@ -20,7 +20,7 @@ pub const VAS: usize = 4;
 pub struct Header {
     /// Even: synthetic guest; odd: raw RAM.
     pub mode: u8,
-    /// Synthetic: which guest (4, 16 or 64 KiB granule).
+    /// Synthetic: which guest (4, 16 or 64 KiB granule; LPA2 with 4 or 16 KiB).
     pub guest: u8,
     /// Raw: TTBR1_EL1. Synthetic: XORed into the guest's.
     pub ttbr1: u64,
@@ -83,6 +83,8 @@ fn paging(ttbr1: u64, tcr: u64) -> Option<Paging> {
                 p.first_address(),
                 p.granule_shift(),
                 p.lpa(),
+                p.lpa2(),
+                p.pa_52_bits(),
             ));
             Some(Paging::Aarch64(p))
         }

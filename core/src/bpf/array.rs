@@ -254,11 +254,12 @@ mod tests {
         b.build()
     }
 
-    const ARCHES: [SynthArch; 4] = [
+    const ARCHES: [SynthArch; 5] = [
         SynthArch::X86_64 { five_level: false },
         SynthArch::X86_64 { five_level: true },
         SynthArch::Aarch64 { granule_shift: 12 },
         SynthArch::Aarch64 { granule_shift: 16 },
+        SynthArch::Aarch64Lpa2 { granule_shift: 14 },
     ];
 
     #[test]

@@ -535,6 +535,8 @@ mod tests {
             SynthArch::Aarch64 { granule_shift: 12 },
             SynthArch::Aarch64 { granule_shift: 14 },
             SynthArch::Aarch64 { granule_shift: 16 },
+            SynthArch::Aarch64Lpa2 { granule_shift: 12 },
+            SynthArch::Aarch64Lpa2 { granule_shift: 14 },
         ] {
             let g = sample(arch);
             let view = g.view();

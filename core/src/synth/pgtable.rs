@@ -7,8 +7,8 @@
 
 use crate::addr::{low_mask, Kva, Pa};
 use crate::arch::aarch64::{
-    Aarch64Paging, ACCESS_FLAG, INNER_SHAREABLE, PXN, TCR_IPS_SHIFT, TCR_T1SZ_SHIFT, TCR_TG1_SHIFT,
-    TG1_16K, TG1_4K, TG1_64K, UXN,
+    Aarch64Paging, ACCESS_FLAG, INNER_SHAREABLE, IPS_52_BITS, PXN, TCR_DS, TCR_IPS_SHIFT,
+    TCR_T1SZ_SHIFT, TCR_TG1_SHIFT, TG1_16K, TG1_4K, TG1_64K, UXN,
 };
 use crate::arch::x86_64::{
     X86Paging, ACCESSED, ADDR_MASK, DIRTY, GLOBAL, NO_EXECUTE, PAGE_SIZE, PRESENT, WRITABLE,
@@ -230,6 +230,7 @@ pub struct Aarch64PageTables {
     asid: u16,
     levels: u32,
     root_bits: u32,
+    lpa2: bool,
 }
 
 impl Aarch64PageTables {
@@ -240,12 +241,47 @@ impl Aarch64PageTables {
     /// # Panics
     /// On another granule, a T1SZ the walker refuses, or full RAM.
     pub fn new(ram: &mut SynthRam, granule_shift: u32, t1sz: u32, asid: u16) -> Self {
+        Self::build(ram, granule_shift, t1sz, asid, false)
+    }
+
+    /// As [`new`](Self::new), with TCR_EL1.DS = 1 (FEAT_LPA2): a 4 or 16 KiB granule,
+    /// T1SZ from 12 (52-bit VAs; five levels with 4 KiB) to 48, descriptors in the LPA2
+    /// format (OA\[51:50\] in bits 9:8) and physical addresses up to 52 bits.
+    ///
+    /// ```
+    /// use mapwalk_core::synth::{Aarch64PageTables, SynthRam};
+    /// use mapwalk_core::{translate, Kva, Pa};
+    ///
+    /// // RAM above 1 PiB; 4 KiB granule, 52-bit VAs: five levels.
+    /// let mut ram = SynthRam::new(Pa(0x000c_0000_4000_0000), 1 << 20);
+    /// let pt = Aarch64PageTables::new_lpa2(&mut ram, 12, 12, 1);
+    /// assert_eq!(pt.levels(), 5);
+    /// pt.map(&mut ram, Kva(0xfff0_0000_1000_0000), Pa(0x000c_0000_4008_0000), 12);
+    ///
+    /// let va = Kva(0xfff0_0000_1000_0010);
+    /// let m = translate(&ram.as_ram(), &pt.paging(), va).unwrap().mapped(va).unwrap();
+    /// assert_eq!(m.pa, Pa(0x000c_0000_4008_0010));
+    /// ```
+    ///
+    /// # Panics
+    /// On a 64 KiB granule, a T1SZ the walker refuses, or full RAM.
+    pub fn new_lpa2(ram: &mut SynthRam, granule_shift: u32, t1sz: u32, asid: u16) -> Self {
+        assert!(
+            matches!(granule_shift, 12 | 14),
+            "LPA2 has no {granule_shift}-bit granule"
+        );
+        Self::build(ram, granule_shift, t1sz, asid, true)
+    }
+
+    fn build(ram: &mut SynthRam, granule_shift: u32, t1sz: u32, asid: u16, lpa2: bool) -> Self {
         assert!(
             matches!(granule_shift, 12 | 14 | 16),
             "no {granule_shift}-bit granule"
         );
         let (lo, hi) = if granule_shift == 16 {
             (12, 47)
+        } else if lpa2 {
+            (12, 48)
         } else {
             (16, 48)
         };
@@ -266,6 +302,22 @@ impl Aarch64PageTables {
             asid,
             levels,
             root_bits,
+            lpa2,
+        }
+    }
+
+    /// Whether the tables use the LPA2 format ([`new_lpa2`](Self::new_lpa2)).
+    pub fn lpa2(&self) -> bool {
+        self.lpa2
+    }
+
+    /// The address bits of a descriptor pointing at `pa`: `pa` itself, or under LPA2
+    /// PA\[49:0\] with PA\[51:50\] moved to bits 9:8.
+    pub fn encode_oa(&self, pa: Pa) -> u64 {
+        if self.lpa2 {
+            (pa.0 & 0x0003_ffff_ffff_ffff) | ((pa.0 >> 50 & 0b11) << 8)
+        } else {
+            pa.0
         }
     }
 
@@ -289,13 +341,20 @@ impl Aarch64PageTables {
         64 - self.t1sz
     }
 
-    /// TTBR1_EL1: the root with the ASID in bits 63:48.
+    /// TTBR1_EL1: the root with the ASID in bits 63:48 (under LPA2, PA\[51:48\] of the
+    /// root in bits 5:2).
     pub fn ttbr1(&self) -> u64 {
-        self.root.0 | (u64::from(self.asid) << 48)
+        let base = if self.lpa2 {
+            (self.root.0 & 0x0000_ffff_ffff_ffc0) | ((self.root.0 >> 48) << 2)
+        } else {
+            self.root.0
+        };
+        base | (u64::from(self.asid) << 48)
     }
 
     /// TCR_EL1 as Linux would set it for this geometry: T1SZ and TG1 (T0SZ and TG0 to
-    /// match), 48-bit IPS, inner-shareable write-back walks.
+    /// match), 48-bit IPS, inner-shareable write-back walks; under LPA2 also DS and a
+    /// 52-bit IPS.
     pub fn tcr(&self) -> u64 {
         let t = u64::from(self.t1sz);
         let (tg1, tg0) = match self.granule_shift {
@@ -310,7 +369,11 @@ impl Aarch64PageTables {
             | (t << TCR_T1SZ_SHIFT)
             | walk_attrs1
             | (tg1 << TCR_TG1_SHIFT)
-            | (0b101 << TCR_IPS_SHIFT)
+            | if self.lpa2 {
+                (IPS_52_BITS << TCR_IPS_SHIFT) | TCR_DS
+            } else {
+                0b101 << TCR_IPS_SHIFT
+            }
     }
 
     /// The paging state that walks these tables.
@@ -325,7 +388,11 @@ impl Aarch64PageTables {
         let g = self.granule_shift;
         let bpl = g - 3;
         let levels = self.levels;
-        let blocks: &'static [u32] = if g == 12 { &[1, 2] } else { &[1] };
+        let blocks: &'static [u32] = match (g, self.lpa2) {
+            (12, true) => &[1, 2, 3],
+            (12, false) | (14, true) => &[1, 2],
+            _ => &[1],
+        };
         core::iter::once(g).chain(
             blocks
                 .iter()
@@ -336,8 +403,8 @@ impl Aarch64PageTables {
 
     /// Maps the page or block of `1 << page_shift` bytes at `va` to `pa`, as
     /// non-executable kernel data. `page_shift` is the granule or a legal block size
-    /// (21 or 30 with 4 KiB granules, 25 with 16 KiB, 29 with 64 KiB). An existing entry
-    /// is replaced.
+    /// (21 or 30 with 4 KiB granules, 25 with 16 KiB, 29 with 64 KiB; under LPA2 also 39
+    /// with 4 KiB and 36 with 16 KiB). An existing entry is replaced.
     ///
     /// # Panics
     /// On another `page_shift`, a `va` or `pa` not aligned to it, a `va` outside the
@@ -359,10 +426,17 @@ impl Aarch64PageTables {
             0,
             "{pa} is not aligned to {page_shift} bits"
         );
-        assert!(pa.0 < 1 << 48, "{pa} is beyond 48 bits");
+        let pa_bits = if self.lpa2 { 52 } else { 48 };
+        assert!(pa.0 < 1 << pa_bits, "{pa} is beyond {pa_bits} bits");
         let level = (page_shift - self.granule_shift) / (self.granule_shift - 3);
         let kind = if level == 0 { 0b11 } else { 0b01 };
-        self.set_entry(ram, va, level, pa.0 | ARM_LEAF_FLAGS | kind);
+        // Under LPA2 bits 9:8 are address bits: shareability comes from TCR_EL1.
+        let flags = if self.lpa2 {
+            ARM_LEAF_FLAGS & !INNER_SHAREABLE
+        } else {
+            ARM_LEAF_FLAGS
+        };
+        self.set_entry(ram, va, level, self.encode_oa(pa) | flags | kind);
     }
 
     /// Maps `len` bytes (rounded up to whole leaves) at `va` to `pa` with leaves of
@@ -394,7 +468,7 @@ impl Aarch64PageTables {
                 Some(next) => next,
                 None => {
                     let next = ram.alloc_page(self.granule_shift);
-                    ram.write_u64(at, next.0 | 0b11);
+                    ram.write_u64(at, self.encode_oa(next) | 0b11);
                     next.0
                 }
             };
@@ -449,7 +523,12 @@ impl Aarch64PageTables {
             return None;
         }
         assert!(entry & 0b10 != 0, "a block at level {level} covers {va}");
-        Some(entry & 0x0000_ffff_ffff_ffff & !low_mask(self.granule_shift))
+        let addr = if self.lpa2 {
+            (entry & 0x0003_ffff_ffff_ffff) | ((entry >> 8 & 0b11) << 50)
+        } else {
+            entry & 0x0000_ffff_ffff_ffff
+        };
+        Some(addr & !low_mask(self.granule_shift))
     }
 }
 
@@ -469,6 +548,14 @@ mod tests {
         assert_eq!(shifts(12, 34, &mut ram), [12, 21]); // 30-bit VA: two levels
         assert_eq!(shifts(14, 17, &mut ram), [14, 25]);
         assert_eq!(shifts(16, 22, &mut ram), [16, 29]);
+        let lpa2 = |g, t1sz, ram: &mut SynthRam| {
+            Aarch64PageTables::new_lpa2(ram, g, t1sz, 0)
+                .leaf_shifts()
+                .collect::<alloc::vec::Vec<_>>()
+        };
+        assert_eq!(lpa2(12, 12, &mut ram), [12, 21, 30, 39]);
+        assert_eq!(lpa2(12, 25, &mut ram), [12, 21, 30]); // 39-bit VA: three levels
+        assert_eq!(lpa2(14, 12, &mut ram), [14, 25, 36]);
     }
 
     #[test]
@@ -483,6 +570,21 @@ mod tests {
                 (p.granule_shift(), p.va_bits(), p.levels(), p.root()),
                 (g, 64 - t1sz, pt.levels(), pt.root())
             );
+            assert_eq!(p.asid(), 0xbeef);
+            assert!(!p.lpa2());
+        }
+        let mut high = SynthRam::new(Pa(0x000f_0000_4000_0000), 1 << 20);
+        for (g, t1sz, levels) in [(12, 12, 5), (12, 16, 4), (14, 12, 4)] {
+            let pt = Aarch64PageTables::new_lpa2(&mut high, g, t1sz, 0xbeef);
+            let Paging::Aarch64(p) = pt.paging() else {
+                unreachable!()
+            };
+            assert_eq!(
+                (p.granule_shift(), p.va_bits(), p.levels(), p.root()),
+                (g, 64 - t1sz, levels, pt.root())
+            );
+            assert_eq!(pt.levels(), levels);
+            assert!(p.lpa2() && pt.lpa2());
             assert_eq!(p.asid(), 0xbeef);
         }
     }

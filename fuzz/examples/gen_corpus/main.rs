@@ -49,6 +49,8 @@ fn guest_name(selector: u8) -> String {
         GuestKind::A64Granule4K => "a64-4k",
         GuestKind::A64Granule16K => "a64-16k",
         GuestKind::A64Granule64K => "a64-64k",
+        GuestKind::A64Lpa2Granule4K => "a64-lpa2-4k",
+        GuestKind::A64Lpa2Granule16K => "a64-lpa2-16k",
     };
     format!("synth-{name}")
 }
@@ -137,10 +139,35 @@ fn a64_tables(va: u64) -> Vec<u8> {
     b
 }
 
+/// aarch64 LPA2, 4 KiB granule, T1SZ 12 (52 bits, 5 levels) in RAM at `base`: tables
+/// at offsets 0x0 to 0x4000 mapping `va` to the page at 0x5000, every descriptor with
+/// PA\[51:50\] in bits 9:8.
+fn a64_lpa2_tables(base: u64, va: u64) -> Vec<u8> {
+    let mut b = vec![0u8; 0x6000];
+    let encode = |off: u64| {
+        let pa = base + off;
+        (pa & 0x0003_ffff_ffff_ffff) | ((pa >> 50 & 0b11) << 8)
+    };
+    for (i, shift) in [48u32, 39, 30, 21, 12].into_iter().enumerate() {
+        let table = i as u64 * 0x1000;
+        let bits = if shift == 48 { 0xf } else { 0x1ff };
+        let at = (table + ((va >> shift) & bits) * 8) as usize;
+        let flags = if shift == 12 { 0x400 | 0b11 } else { 0b11 };
+        b[at..at + 8].copy_from_slice(&(encode(table + 0x1000) | flags).to_le_bytes());
+    }
+    b
+}
+
 fn pgtable_aarch64_seeds() {
     use pgtable_aarch64::Header;
     let t = "pgtable_aarch64";
-    for (guest, name) in [(0u8, "synth-4k"), (1, "synth-16k"), (2, "synth-64k")] {
+    for (guest, name) in [
+        (0u8, "synth-4k"),
+        (1, "synth-16k"),
+        (2, "synth-64k"),
+        (3, "synth-lpa2-4k"),
+        (4, "synth-lpa2-16k"),
+    ] {
         let h = Header {
             guest,
             vas: [(0, 0, 0), (3, 0x1000, 0), (8, 0, 0), (12, 0xffff_f000, 0)],
@@ -175,6 +202,28 @@ fn pgtable_aarch64_seeds() {
         ..Header::default()
     };
     write(t, "raw-4k-39bit", &raw(|e| h.encode(e), &a64_tables(va)));
+    // LPA2: 4 KiB granule, T1SZ 12 (five levels), RAM at PA[51:50] = 0b11.
+    let base = 0x000c_0000_0000_0000u64;
+    let va = 0xfffa_bcde_f012_3000u64;
+    let tcr = (1 << 59) | (0b110 << 32) | (0b10 << 30) | (12 << 16);
+    let h = Header {
+        mode: 1,
+        tcr,
+        ttbr1_rel: true,
+        base,
+        vas: [
+            (0, 0, va),
+            (0, 0, va + 0x7f8),
+            (0, 0, va + 0x1000),
+            (0, 0, 0xfff0_0000_0000_0000),
+        ],
+        ..Header::default()
+    };
+    write(
+        t,
+        "raw-lpa2-4k-52bit",
+        &raw(|e| h.encode(e), &a64_lpa2_tables(base, va)),
+    );
 }
 
 fn xarray_seeds() {

@@ -5,7 +5,9 @@
 
 use mapwalk_core::{arch, Bpf, KernelLayout, KernelView, Kva, Paging, PhysRead, Translation};
 
-use super::{DescribeError, Vmcoreinfo};
+use mapwalk_core::kernel::KernelRead;
+
+use super::{c_string, DescribeError, Loaded, Symbols, Vmcoreinfo, BANNER_MAX, BANNER_PREFIX};
 
 /// The most maps [`check_maps_fit`] reads.
 pub const MAX_CHECKED_MAPS: usize = 16;
@@ -91,4 +93,55 @@ pub(super) fn check_maps_fit<M: PhysRead>(
             what: e.to_string(),
         }),
     }
+}
+
+/// Reads `linux_banner` and checks it against VMCOREINFO and the vmlinux. Returns the
+/// release it names.
+pub(super) fn check_banner<K: KernelRead>(
+    view: &K,
+    symbols: &Symbols,
+    info: Option<&Vmcoreinfo>,
+    loaded: &Loaded,
+) -> Result<String, DescribeError> {
+    let at = symbols
+        .lookup("linux_banner")
+        .ok_or(DescribeError::MissingSymbol("linux_banner"))?;
+    let mut buf = vec![0u8; BANNER_MAX];
+    let files = format!("\"Linux version ...\" at linux_banner = {at}");
+    if let Err(e) = view.read_kernel(at, &mut buf) {
+        return Err(DescribeError::mismatch(
+            "linux_banner",
+            files,
+            format!("no readable memory there ({e})"),
+        ));
+    }
+    let text = c_string(&buf);
+    let Some(rest) = text.strip_prefix(BANNER_PREFIX) else {
+        let shown: String = text.chars().take(48).collect();
+        return Err(DescribeError::mismatch(
+            "linux_banner",
+            files,
+            format!("{shown:?} ({:02x?})", &buf[..16]),
+        ));
+    };
+    let release = rest.split_whitespace().next().unwrap_or("").to_owned();
+    if let Some(os) = info.and_then(Vmcoreinfo::osrelease) {
+        if os != release {
+            return Err(DescribeError::mismatch(
+                "kernel release",
+                format!("{release} (linux_banner, read by the symbols)"),
+                format!("{os} (VMCOREINFO OSRELEASE)"),
+            ));
+        }
+    }
+    if let Some(elf) = &loaded.elf_banner {
+        if elf.trim_end() != text.trim_end() {
+            return Err(DescribeError::mismatch(
+                "linux_banner",
+                format!("{:?} (in {})", elf.trim_end(), loaded.path.display()),
+                format!("{:?}", text.trim_end()),
+            ));
+        }
+    }
+    Ok(release)
 }

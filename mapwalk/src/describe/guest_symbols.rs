@@ -67,29 +67,38 @@ pub(super) fn load<M: PhysRead>(
         KsymtabLocation::from_vmcoreinfo(&info).map_err(|e| DescribeError::NoGuestSymbols {
             why: format!("kernel {release}: {e}"),
         })?;
-    let phys_base = info
-        .number("phys_base")
-        .ok_or_else(|| DescribeError::NoGuestSymbols {
-            why: format!(
-                "kernel {release}: the VMCOREINFO has no NUMBER(phys_base) (only x86_64 \
-                 kernels are read without symbols)"
-            ),
-        })?;
-    // The tables lie in the image's .rodata, read by arithmetic; the paging state is
-    // there for completeness.
-    let root = info
-        .symbol("init_top_pgt")
-        .map(|r| r.wrapping_sub(X86_START_KERNEL_MAP).wrapping_add(phys_base));
-    let cr3 = spec.cr3.or(hints.cr3).or(root).unwrap_or(0);
-    let l5 = hints
-        .cr4
-        .map(|cr4| cr4 & CR4_LA57 != 0)
-        .unwrap_or_else(|| info.number("pgtable_l5_enabled").is_some_and(|v| v != 0));
-    let view = KernelView::new(
-        mem,
-        Paging::X86_64(X86Paging::new(cr3, l5)),
-        image_only(phys_base),
-    );
+    // arm64 (describe/arm64.rs): the image by `kimage_voffset`.
+    let arm64_view =
+        super::arm64::image_only(&info).map(|(paging, addrs)| KernelView::new(mem, paging, addrs));
+    let view = match arm64_view {
+        Some(view) => view,
+        None => {
+            let phys_base =
+                info.number("phys_base")
+                    .ok_or_else(|| DescribeError::NoGuestSymbols {
+                        why: format!(
+                            "kernel {release}: the VMCOREINFO has no NUMBER(phys_base) and no \
+                         NUMBER(kimage_voffset) (only x86_64 and arm64 kernels are read \
+                         without symbols)"
+                        ),
+                    })?;
+            // The tables lie in the image's .rodata, read by arithmetic; the paging
+            // state is there for completeness.
+            let root = info
+                .symbol("init_top_pgt")
+                .map(|r| r.wrapping_sub(X86_START_KERNEL_MAP).wrapping_add(phys_base));
+            let cr3 = spec.cr3.or(hints.cr3).or(root).unwrap_or(0);
+            let l5 = hints
+                .cr4
+                .map(|cr4| cr4 & CR4_LA57 != 0)
+                .unwrap_or_else(|| info.number("pgtable_l5_enabled").is_some_and(|v| v != 0));
+            KernelView::new(
+                mem,
+                Paging::X86_64(X86Paging::new(cr3, l5)),
+                image_only(phys_base),
+            )
+        }
+    };
     let table = Ksymtab::read(&view, &loc).map_err(DescribeError::SymbolTable)?;
     crate::timing::mark("symbol table read");
     let mut symbols = Symbols::from_ksymtab(table);

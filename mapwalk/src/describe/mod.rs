@@ -2,7 +2,8 @@
 //! file, maybe BTF, maybe CPU state) to a ready [`KernelView`], a [`KernelLayout`] and
 //! the kernel's symbols at their runtime addresses.
 //!
-//! [`describe`] takes what each source offers (x86_64 only):
+//! [`describe`] takes what each source offers (x86_64; arm64 kernels are placed by
+//! their VMCOREINFO instead, see `describe/arm64.rs`):
 //!
 //! - **Symbols**: a vmlinux ELF's `.symtab` (link-time addresses), a `System.map` /
 //!   `/proc/kallsyms` text, or nothing but the memory: the kernel's own symbol table,
@@ -68,6 +69,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod arm64;
+mod btf_source;
 mod checks;
 mod error;
 mod guest_symbols;
@@ -93,6 +96,8 @@ use mapwalk_file::ElfCore;
 
 use crate::btf;
 
+use btf_source::{btf_from_file, btf_from_memory};
+use checks::check_banner;
 pub use error::DescribeError;
 pub use symbols::Symbols;
 pub use vmcoreinfo::{
@@ -198,6 +203,13 @@ pub const DESCRIBE_SYMBOLS: &[&str] = &[
     "max_pfn",
     "max_low_pfn",
     "prog_idr",
+    // arm64: the image's bounds and the page-table root.
+    "_text",
+    "_end",
+    "swapper_pg_dir",
+    "kimage_voffset",
+    "memstart_addr",
+    "vmcoreinfo_data",
 ];
 
 /// How many bytes of `linux_banner` are read.
@@ -402,10 +414,15 @@ fn c_string(bytes: &[u8]) -> String {
 
 /// The kernel-image `SYMBOL(name)=addr` entries of a VMCOREINFO.
 fn image_symbols(info: &Vmcoreinfo) -> Vec<(String, u64)> {
+    let floor = if arm64::is_arm64(info) {
+        arm64::image_floor(info)
+    } else {
+        X86_START_KERNEL_MAP
+    };
     info.entries()
         .filter_map(|(k, _)| k.strip_prefix("SYMBOL(")?.strip_suffix(')'))
         .filter_map(|name| Some((name.to_owned(), info.symbol(name)?)))
-        .filter(|&(_, addr)| addr >= X86_START_KERNEL_MAP)
+        .filter(|&(_, addr)| addr >= floor)
         .collect()
 }
 
@@ -432,11 +449,16 @@ fn choose_slide(
         (false, Some(o)) if o != 0 => vec![0, o],
         (false, _) => vec![0],
     };
+    let floor = if arm64::is_arm64(info) {
+        arm64::image_floor(info)
+    } else {
+        X86_START_KERNEL_MAP
+    };
     let common: Vec<(String, u64, u64)> = image_symbols(info)
         .into_iter()
         .filter_map(|(name, runtime)| {
             let file = loaded.symbols.file_addr(&name)?;
-            (file >= X86_START_KERNEL_MAP).then_some((name, runtime, file))
+            (file >= floor).then_some((name, runtime, file))
         })
         .collect();
     if common.is_empty() {
@@ -731,91 +753,6 @@ fn place<M: PhysRead>(
     })
 }
 
-/// Reads `linux_banner` and checks it against VMCOREINFO and the vmlinux. Returns the
-/// release it names.
-fn check_banner<K: KernelRead>(
-    view: &K,
-    symbols: &Symbols,
-    info: Option<&Vmcoreinfo>,
-    loaded: &Loaded,
-) -> Result<String, DescribeError> {
-    let at = symbols
-        .lookup("linux_banner")
-        .ok_or(DescribeError::MissingSymbol("linux_banner"))?;
-    let mut buf = vec![0u8; BANNER_MAX];
-    let files = format!("\"Linux version ...\" at linux_banner = {at}");
-    if let Err(e) = view.read_kernel(at, &mut buf) {
-        return Err(DescribeError::mismatch(
-            "linux_banner",
-            files,
-            format!("no readable memory there ({e})"),
-        ));
-    }
-    let text = c_string(&buf);
-    let Some(rest) = text.strip_prefix(BANNER_PREFIX) else {
-        let shown: String = text.chars().take(48).collect();
-        return Err(DescribeError::mismatch(
-            "linux_banner",
-            files,
-            format!("{shown:?} ({:02x?})", &buf[..16]),
-        ));
-    };
-    let release = rest.split_whitespace().next().unwrap_or("").to_owned();
-    if let Some(os) = info.and_then(Vmcoreinfo::osrelease) {
-        if os != release {
-            return Err(DescribeError::mismatch(
-                "kernel release",
-                format!("{release} (linux_banner, read by the symbols)"),
-                format!("{os} (VMCOREINFO OSRELEASE)"),
-            ));
-        }
-    }
-    if let Some(elf) = &loaded.elf_banner {
-        if elf.trim_end() != text.trim_end() {
-            return Err(DescribeError::mismatch(
-                "linux_banner",
-                format!("{:?} (in {})", elf.trim_end(), loaded.path.display()),
-                format!("{:?}", text.trim_end()),
-            ));
-        }
-    }
-    Ok(release)
-}
-
-/// Reads the kernel's BTF from memory, between `__start_BTF` and `__stop_BTF`.
-fn btf_from_memory<K: KernelRead>(view: &K, symbols: &Symbols) -> Result<Vec<u8>, DescribeError> {
-    let start = symbols
-        .lookup("__start_BTF")
-        .ok_or(DescribeError::MissingSymbol("__start_BTF"))?;
-    let stop = symbols
-        .lookup("__stop_BTF")
-        .ok_or(DescribeError::MissingSymbol("__stop_BTF"))?;
-    let len = stop
-        .0
-        .checked_sub(start.0)
-        .filter(|&l| l > 0 && l <= MAX_BTF_BYTES)
-        .ok_or_else(|| DescribeError::Btf {
-            what: format!("BTF in memory from __start_BTF={start} to __stop_BTF={stop}"),
-            source: btf::BtfError::Parse("implausible size".to_owned()),
-        })?;
-    let mut raw = vec![0u8; usize::try_from(len).unwrap_or(0)];
-    view.read_kernel(start, &mut raw)
-        .map_err(DescribeError::kernel(format!("read the BTF at {start}")))?;
-    Ok(raw)
-}
-
-/// Raw BTF from a file: the file itself, or the `.BTF` section of an ELF.
-fn btf_from_file(path: &Path) -> Result<Vec<u8>, DescribeError> {
-    let bytes = crate::input::read_btf_file(path)?;
-    if !bytes.starts_with(b"\x7fELF") {
-        return Ok(bytes);
-    }
-    let elf = Elf::parse(&bytes).map_err(|e| bad_file(path, format!("bad ELF: {e}")))?;
-    symbols::elf_section(&elf, &bytes, ".BTF")
-        .map(<[u8]>::to_vec)
-        .ok_or_else(|| bad_file(path, "ELF without a .BTF section"))
-}
-
 /// Describes the kernel in `mem`: see the [module documentation](self).
 ///
 /// # Errors
@@ -874,8 +811,21 @@ pub fn describe_with<M: PhysRead>(
         None
     };
 
+    // An arm64 kernel's symbols lead to its VMCOREINFO directly (describe/arm64.rs).
+    let arm64_by_symbols = if !loaded.link_time
+        && by_symbols.is_none()
+        && hinted.is_none()
+        && own_info.is_none()
+        && spec.cr3.or(hints.cr3).is_none()
+    {
+        arm64::vmcoreinfo_by_symbols(&mem, &loaded.symbols)
+    } else {
+        None
+    };
+    let arm64_found = own_info.is_none() && arm64_by_symbols.is_some();
     let vmcoreinfo = match (&hints.vmcoreinfo, by_symbols) {
         _ if own_info.is_some() => own_info,
+        _ if arm64_by_symbols.is_some() => arm64_by_symbols,
         (_, Some(_)) => None,
         (Some(v), None) => Some(v.clone()),
         (None, None) => {
@@ -903,7 +853,10 @@ pub fn describe_with<M: PhysRead>(
     if let Some(info) = info {
         checks::check_not_encrypted(info)?;
     }
-    if info.is_some() {
+    // Found by the symbols themselves (its kimage_voffset agreed with the symbols'
+    // addresses): they are this boot's, the slide is 0 and needs no second pass.
+    let found_by_symbols = arm64_found && vmcoreinfo.is_some();
+    if info.is_some() && !found_by_symbols {
         // The VMCOREINFO's kernel-image symbols, to check the slide with.
         let image_names = info.map(image_symbols).unwrap_or_default();
         let wanted: Vec<&str> = image_names.iter().map(|(n, _)| n.as_str()).collect();
@@ -914,19 +867,28 @@ pub fn describe_with<M: PhysRead>(
         crate::timing::mark("VMCOREINFO");
     }
 
-    let slide = choose_slide(&loaded, info, &mut warnings)?;
+    let slide = if found_by_symbols {
+        0
+    } else {
+        choose_slide(&loaded, info, &mut warnings)?
+    };
     let symbols = loaded.symbols.clone().with_slide(slide);
     let map_idr = symbols
         .lookup("map_idr")
         .ok_or(DescribeError::MissingSymbol("map_idr"))?;
 
-    let placed = place(&mem, spec, hints, info, by_symbols, &symbols, &mut warnings)?;
-    let ram_end = mem.ranges().iter().map(|r| r.end()).max().unwrap_or(0);
-    let view = KernelView::new(
-        mem,
-        placed.paging,
-        KernelAddrs::x86_64(placed.page_offset_base, ram_end, placed.phys_base),
-    );
+    // An arm64 kernel (describe/arm64.rs) is placed by its VMCOREINFO alone.
+    let arm64_info = info.filter(|i| arm64::is_arm64(i));
+    let (placed, addrs) = match arm64_info {
+        Some(i) => arm64::place(&mem, i, &symbols, &mut warnings)?,
+        None => {
+            let placed = place(&mem, spec, hints, info, by_symbols, &symbols, &mut warnings)?;
+            let ram_end = mem.ranges().iter().map(|r| r.end()).max().unwrap_or(0);
+            let addrs = KernelAddrs::x86_64(placed.page_offset_base, ram_end, placed.phys_base);
+            (placed, addrs)
+        }
+    };
+    let view = KernelView::new(mem, placed.paging, addrs);
 
     let release = check_banner(&view, &symbols, info, &loaded)?;
     if let Some(banner) = symbols.lookup("linux_banner") {
@@ -974,6 +936,8 @@ pub fn describe_with<M: PhysRead>(
         _ => None,
     };
     let ram = match e820_ram {
+        // arm64 has no e820; its `max_pfn` counts from physical 0, not from RAM's start.
+        _ if arm64_info.is_some() => arm64::kernel_ram(&view, &symbols),
         Some(Ok(ram)) => Some(ram),
         other => {
             let pfns = match (symbols.lookup("max_pfn"), symbols.lookup("max_low_pfn")) {

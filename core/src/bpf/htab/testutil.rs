@@ -12,11 +12,12 @@ use crate::limits::Limits;
 use crate::mem::{PhysRange, PhysRead, ReadOp};
 use crate::synth::{GuestBuilder, MapSpec, SynthArch, SyntheticGuest};
 
-pub(super) const ARCHES: [SynthArch; 4] = [
+pub(super) const ARCHES: [SynthArch; 5] = [
     SynthArch::X86_64 { five_level: false },
     SynthArch::X86_64 { five_level: true },
     SynthArch::Aarch64 { granule_shift: 12 },
     SynthArch::Aarch64 { granule_shift: 16 },
+    SynthArch::Aarch64Lpa2 { granule_shift: 12 },
 ];
 
 pub(super) fn bytes(seed: u32, len: usize) -> Vec<u8> {

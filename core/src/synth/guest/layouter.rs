@@ -26,6 +26,8 @@ const X86_TEXT: u64 = X86_START_KERNEL_MAP + 0x0100_0000;
 const X86_PHYS_BASE: u64 = 0x0020_0000;
 const A64_RAM_BASE: u64 = 0x4000_0000;
 const A64_PAGE_OFFSET: u64 = 0xffff_0000_0000_0000;
+/// The linear map of a 52-bit (LPA2) aarch64 guest.
+const A64_PAGE_OFFSET_52: u64 = 0xfff0_0000_0000_0000;
 const A64_KIMAGE: u64 = 0xffff_8000_8000_0000;
 const A64_VMALLOC: u64 = 0xffff_8000_9000_0000;
 const IMAGE_SIZE: u64 = 2 << 20;
@@ -138,10 +140,17 @@ impl<'b> Layouter<'b> {
                     percpu_arrays: BTreeMap::new(),
                 }
             }
-            SynthArch::Aarch64 { granule_shift } => {
+            SynthArch::Aarch64 { granule_shift } | SynthArch::Aarch64Lpa2 { granule_shift } => {
+                let lpa2 = matches!(b.arch, SynthArch::Aarch64Lpa2 { .. });
                 let mut ram = SynthRam::new(Pa(A64_RAM_BASE), b.ram_size);
                 let image_pa = ram.alloc(IMAGE_SIZE, 1 << 21);
-                let tables = Aarch64PageTables::new(&mut ram, granule_shift, 16, 0x42);
+                let (tables, page_offset) = if lpa2 {
+                    let t = Aarch64PageTables::new_lpa2(&mut ram, granule_shift, 12, 0x42);
+                    (t, A64_PAGE_OFFSET_52)
+                } else {
+                    let t = Aarch64PageTables::new(&mut ram, granule_shift, 16, 0x42);
+                    (t, A64_PAGE_OFFSET)
+                };
                 let block = match granule_shift {
                     12 => 21,
                     14 => 25,
@@ -149,7 +158,7 @@ impl<'b> Layouter<'b> {
                 };
                 tables.map_range(
                     &mut ram,
-                    Kva(A64_PAGE_OFFSET),
+                    Kva(page_offset),
                     Pa(A64_RAM_BASE),
                     ram_size,
                     block,
@@ -163,7 +172,7 @@ impl<'b> Layouter<'b> {
                 );
                 let addrs = KernelAddrs {
                     direct_map: Some(LinearRegion {
-                        virt: Kva(A64_PAGE_OFFSET),
+                        virt: Kva(page_offset),
                         phys: Pa(A64_RAM_BASE),
                         len: ram_size,
                     }),

@@ -120,6 +120,13 @@ pub enum SynthArch {
         /// 12, 14 or 16.
         granule_shift: u32,
     },
+    /// aarch64 with TCR_EL1.DS = 1 (FEAT_LPA2) and a 52-bit kernel VA space, laid out
+    /// as Linux does: the linear map at `0xfff0_0000_0000_0000` (five levels with
+    /// 4 KiB granules).
+    Aarch64Lpa2 {
+        /// 12 or 14.
+        granule_shift: u32,
+    },
 }
 
 /// Builds a [`SyntheticGuest`].
@@ -280,6 +287,12 @@ impl GuestBuilder {
     /// An aarch64 guest with 64 MiB of RAM at physical `0x4000_0000`.
     pub fn aarch64(granule_shift: u32) -> Self {
         Self::new(SynthArch::Aarch64 { granule_shift })
+    }
+
+    /// An aarch64 guest with TCR_EL1.DS = 1 (LPA2) and 52-bit kernel VAs, 64 MiB of RAM
+    /// at physical `0x4000_0000`.
+    pub fn aarch64_lpa2(granule_shift: u32) -> Self {
+        Self::new(SynthArch::Aarch64Lpa2 { granule_shift })
     }
 
     /// A guest of `arch` with the [`default_layout`].
