@@ -510,6 +510,21 @@ fn main() {
             buf = render(black_box(&dumped), std::mem::take(&mut buf));
         });
     });
+    // One `watch` sample of this map alone (every entry read through the source and
+    // compared with the previous sample): what watching it costs per sample.
+    let live = mapwalk::source::LiveSource {
+        dump: DumpOptions::default(),
+    };
+    let mut watcher =
+        mapwalk::watch::Watcher::new("live", vec![mapwalk::source::MapSelector::Id(map.id())]);
+    g.bench_function("watch_sample", |b| {
+        ran += 1;
+        b.iter(|| {
+            let (snap, read) = watcher.capture(black_box(&live)).expect("sample");
+            assert_eq!(snap.maps[0].entries.len(), ENTRIES as usize);
+            watcher.compare(snap, read).maps.len()
+        });
+    });
     g.finish();
     // The fixed cost of one process: start, open the map by id, one empty dump.
     let mut g = c.benchmark_group(STARTUP);
@@ -536,7 +551,7 @@ fn main() {
         let _ = std::fs::remove_file(&mw_file);
         let _ = std::fs::remove_file(&bt_file);
     };
-    if ran < 8 {
+    if ran < 9 {
         cleanup();
         return;
     }

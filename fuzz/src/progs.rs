@@ -106,7 +106,8 @@ fn build(kind: GuestKind) -> Guest {
 /// The synthetic guest of `kind` with the standard maps and [`standard_progs`], built on
 /// first use.
 pub fn prog_guest(kind: GuestKind) -> &'static Guest {
-    static GUESTS: [OnceLock<Guest>; 5] = [const { OnceLock::new() }; 5];
+    static GUESTS: [OnceLock<Guest>; GuestKind::ALL.len()] =
+        [const { OnceLock::new() }; GuestKind::ALL.len()];
     let i = GuestKind::ALL
         .iter()
         .position(|&k| k == kind)
