@@ -10,7 +10,7 @@
 //! - Guest RAM starts at physical `0x4000_0000` and is the whole RAM file:
 //!   [`Arm64Guest::ram_layout`] says so (`--layout 0x40000000:0:SIZE` on the CLI).
 
-use crate::guest::{free_bytes, release_guardian, spawn_guardian, wait_ready, Parts};
+use crate::guest::{free_bytes, release_guardian};
 use crate::{failed, unavailable, Error, GuestReport, Kernel, Result};
 use mapwalk::qmp::Qmp;
 use mapwalk_core::Pa;
@@ -25,9 +25,6 @@ use std::time::{Duration, Instant};
 
 /// Where guest RAM starts on QEMU `virt`.
 pub const VIRT_RAM_BASE: u64 = 0x4000_0000;
-
-/// How long a QMP reply may take.
-const QMP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What `setup.sh deb13-arm64` prepared.
 #[derive(Debug, Clone)]
@@ -239,38 +236,22 @@ impl Arm64Guest {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2);
-        let started = Instant::now();
-        let qemu = match cmd.spawn() {
-            Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let _ = fs::remove_dir_all(&dir);
-                return Err(Error::Unavailable(
-                    "qemu-system-aarch64 (package qemu-system-arm)".into(),
-                ));
-            }
-            Err(e) => return Err(failed(format!("spawn qemu-system-aarch64: {e}"))),
-        };
-        let guardian = spawn_guardian(qemu.id(), &dir, &ram_path);
-        let mut parts = Parts {
-            qemu: Some(qemu),
-            guardian,
-            ram_path: ram_path.clone(),
-        };
-        wait_ready(parts.qemu(), &dir, started)?;
-        let boot_time = started.elapsed();
-        let qmp = Qmp::connect(dir.join("qmp.sock"), QMP_TIMEOUT)
-            .map_err(|e| failed(format!("QMP: {e}")))?;
         // One UART: the report's sections are on the console.
-        let data =
-            fs::read(dir.join("console.log")).map_err(|e| failed(format!("console.log: {e}")))?;
-        let report = GuestReport::parse(&String::from_utf8_lossy(&data))?;
+        let booted = crate::guest::boot(
+            &mut cmd,
+            &dir,
+            &ram_path,
+            ("qemu-system-aarch64", "qemu-system-arm"),
+            "console.log",
+        )?;
+        let (boot_time, qmp, report) = (booted.boot_time, booted.qmp, booted.report);
         eprintln!(
             "e2e: guest {} booted in {:.1} s: {}",
             config.name,
             boot_time.as_secs_f64(),
             report.version()
         );
-        let (qemu, guardian) = parts.take();
+        let (qemu, guardian) = (booted.qemu, booted.guardian);
         Ok(Self {
             config: config.clone(),
             release: kernel.release.clone(),

@@ -141,36 +141,21 @@ impl Guest {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2);
-        let started = Instant::now();
-        let qemu = match cmd.spawn() {
-            Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let _ = fs::remove_dir_all(&dir);
-                return Err(Error::Unavailable(
-                    "qemu-system-x86_64 (package qemu-system-x86)".into(),
-                ));
-            }
-            Err(e) => return Err(failed(format!("spawn qemu-system-x86_64: {e}"))),
-        };
-        let guardian = spawn_guardian(qemu.id(), &dir, &ram_path);
-        let mut parts = Parts {
-            qemu: Some(qemu),
-            guardian,
-            ram_path: ram_path.clone(),
-        };
-        wait_ready(parts.qemu(), &dir, started)?;
-        let boot_time = started.elapsed();
-        let qmp = Qmp::connect(dir.join("qmp.sock"), QMP_TIMEOUT)
-            .map_err(|e| failed(format!("QMP: {e}")))?;
-        let data = fs::read(dir.join("data.log")).map_err(|e| failed(format!("data.log: {e}")))?;
-        let report = GuestReport::parse(&String::from_utf8_lossy(&data))?;
+        let booted = boot(
+            &mut cmd,
+            &dir,
+            &ram_path,
+            ("qemu-system-x86_64", "qemu-system-x86"),
+            "data.log",
+        )?;
+        let (boot_time, qmp, report) = (booted.boot_time, booted.qmp, booted.report);
         eprintln!(
             "e2e: guest {} booted in {:.1} s: {}",
             config.name,
             boot_time.as_secs_f64(),
             report.version()
         );
-        let (qemu, guardian) = parts.take();
+        let (qemu, guardian) = (booted.qemu, booted.guardian);
         Ok(Self {
             config: config.clone(),
             release: kernel.release.clone(),
@@ -366,6 +351,58 @@ impl Drop for Paused<'_> {
             );
         }
     }
+}
+
+/// A QEMU that booted to its report.
+pub(crate) struct Booted {
+    pub(crate) qemu: Child,
+    pub(crate) guardian: Option<(Child, ChildStdin)>,
+    pub(crate) qmp: Qmp,
+    pub(crate) report: GuestReport,
+    pub(crate) boot_time: Duration,
+}
+
+/// Spawns `cmd` (QEMU `binary`, from Debian package `package`, its QMP socket
+/// `qmp.sock` in `dir`), waits until the guest is ready, connects to QMP and parses
+/// the guest's report from `report_file` in `dir`. On failure QEMU is killed and its
+/// RAM file removed.
+pub(crate) fn boot(
+    cmd: &mut Command,
+    dir: &Path,
+    ram_path: &Path,
+    (binary, package): (&str, &str),
+    report_file: &str,
+) -> Result<Booted> {
+    let started = Instant::now();
+    let qemu = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let _ = fs::remove_dir_all(dir);
+            return Err(Error::Unavailable(format!("{binary} (package {package})")));
+        }
+        Err(e) => return Err(failed(format!("spawn {binary}: {e}"))),
+    };
+    let guardian = spawn_guardian(qemu.id(), dir, ram_path);
+    let mut parts = Parts {
+        qemu: Some(qemu),
+        guardian,
+        ram_path: ram_path.to_path_buf(),
+    };
+    wait_ready(parts.qemu(), dir, started)?;
+    let boot_time = started.elapsed();
+    let qmp =
+        Qmp::connect(dir.join("qmp.sock"), QMP_TIMEOUT).map_err(|e| failed(format!("QMP: {e}")))?;
+    let data =
+        fs::read(dir.join(report_file)).map_err(|e| failed(format!("{report_file}: {e}")))?;
+    let report = GuestReport::parse(&String::from_utf8_lossy(&data))?;
+    let (qemu, guardian) = parts.take();
+    Ok(Booted {
+        qemu,
+        guardian,
+        qmp,
+        report,
+        boot_time,
+    })
 }
 
 /// A guest under construction: cleans up unless taken.
