@@ -44,6 +44,8 @@ for t in $targets; do
         -max_total_time="$SMOKE_SECONDS" -timeout="$FUZZ_TIMEOUT" \
         -print_final_stats=1 >"$log" 2>&1; then
         tail -n 60 "$log"
+        # The panic message comes before the (long) backtrace.
+        grep -E -A3 "panicked at|ERROR: libFuzzer|SUMMARY:" "$log" | head -n 20 || true
         echo "fuzz/smoke.sh: FAIL: $t (reproducer in fuzz/artifacts/$t/)" >&2
         exit 1
     fi

@@ -14,7 +14,7 @@ use mapwalk::describe::ksymtab::{
     Ksymtab, KsymtabLocation, KSYM_NAME_LEN, MAX_NAMES_BYTES, MAX_SYMS,
 };
 use mapwalk_core::arch::x86_64::X86Paging;
-use mapwalk_core::kernel::{KernelAddrs, KernelView, X86_START_KERNEL_MAP};
+use mapwalk_core::kernel::{KernelAddrs, KernelRead, KernelView, X86_START_KERNEL_MAP};
 use mapwalk_core::{Kva, Pa, Paging, Ram};
 
 use crate::{sink, Enc, Res};
@@ -107,10 +107,10 @@ pub fn run(data: &[u8]) {
             return;
         }
     };
-    let count = image
-        .get(h.offsets[0] as usize..)
-        .and_then(|b| b.get(..4))
-        .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+    // Through the same view: an offset past 2 GiB wraps below the kernel map, where
+    // the image's own bytes serve as page tables.
+    let count = view
+        .read_kernel_u32(loc.num_syms)
         .expect("the count was read");
     assert!((1..=MAX_SYMS).contains(&count));
     assert_eq!(table.len(), count as usize);
