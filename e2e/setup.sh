@@ -10,11 +10,13 @@
 # runs no apt command and takes a fraction of a second. MAPWALK_E2E_REFRESH=1 looks for
 # newer kernel packages again.
 #
-# Usage: setup.sh [KERNEL...]   (default: every x86_64 kernel below; deb13-arm64 when
-# named, which also prints `initramfs-arm64 PATH`)
+# Usage: setup.sh [KERNEL...]   (default: every x86_64 kernel below; the arm64 ones,
+# deb13-arm64, deb13-arm64-16k and deb12-arm64, when named, which also prints
+# `initramfs-arm64 PATH`, and `system-map NAME PATH` for a kernel with a System.map)
 # Prints, on stdout, one line per asset (logs go to stderr):
 #   initramfs PATH
 #   kernel NAME RELEASE PATH
+#   system-map NAME PATH   (an arm64 kernel whose System.map is kept)
 # Exit status: 0 ready; 2 a prerequisite could not be had (not root, no package
 # registry, package missing); anything else is a bug or an unexpected failure.
 set -euo pipefail
@@ -214,6 +216,52 @@ kernel_deb13_arm64_16k() {
 	arm64_image "$cache/kernels/deb13-arm64-16k"
 }
 
+# Debian 12 (bookworm) arm64 kernel, Linux 6.1, 4 KiB pages, 48-bit VAs. Built without
+# CONFIG_KALLSYMS_ALL: its symbol table (in memory and in /proc/kallsyms) has no data
+# symbols, so the tests give its System.map. The one in the linux-image package is a stub
+# ("The real System.map is in the linux-image-<version>-dbg package"): the real one comes
+# from the -dbg package (~800 MB, downloaded once; its System.map and vmlinux are kept).
+kernel_deb12_arm64() {
+	private_suite bookworm bookworm-arm64
+	suite_apt+=(-o APT::Architectures=arm64 -o APT::Architecture=arm64)
+	fetch_kernel deb12-arm64 '^linux-image-6\.1\.0-[0-9]+-arm64-unsigned$' "${suite_apt[@]}"
+	arm64_image "$cache/kernels/deb12-arm64"
+	dbg_symbols "$cache/kernels/deb12-arm64" "${suite_apt[@]}"
+}
+
+# dbg_symbols DIR [APT-OPTION...]: DIR/System.map and DIR/vmlinux (link-time symbols, the
+# debug-info image) from the kernel's -dbg package, unless they are there already.
+dbg_symbols() {
+	local dir=$1
+	shift
+	[ -s "$dir/System.map" ] && [ -s "$dir/vmlinux" ] && return 0
+	local release
+	release=$(cat "$dir/release")
+	local pkg="linux-image-$release-dbg"
+	apt_update "$@"
+	log "downloading $pkg (its System.map and vmlinux)"
+	local tmp
+	tmp=$(mktemp -d "$cache/.dbg.XXXXXX")
+	(cd "$tmp" && apt-get "$@" download -qq "$pkg" >&2) || {
+		rm -rf "$tmp"
+		missing "package $pkg (apt-get download failed)"
+	}
+	mkdir "$tmp/x"
+	dpkg-deb --fsys-tarfile "$tmp"/*.deb |
+		tar -x -C "$tmp/x" "./usr/lib/debug/boot/System.map-$release" "./usr/lib/debug/boot/vmlinux-$release" || {
+		rm -rf "$tmp"
+		missing "System.map-$release and vmlinux-$release in $pkg"
+	}
+	# A real map names map_idr (the stub in the linux-image package names nothing).
+	grep -q ' map_idr$' "$tmp/x/usr/lib/debug/boot/System.map-$release" || {
+		rm -rf "$tmp"
+		missing "map_idr in the System.map of $pkg"
+	}
+	mv "$tmp/x/usr/lib/debug/boot/vmlinux-$release" "$dir/vmlinux"
+	mv "$tmp/x/usr/lib/debug/boot/System.map-$release" "$dir/System.map"
+	rm -rf "$tmp"
+}
+
 # arm64_image DIR: DIR/Image, the uncompressed arm64 kernel image QEMU's -kernel loads,
 # from DIR/vmlinuz (gzip, or an EFI zboot image with a gzip or zstd payload).
 arm64_image() {
@@ -352,6 +400,11 @@ for k in "${kernels[@]}"; do
 		kernel_deb13_arm64_16k
 		arm64=1
 		;;
+	deb12-arm64)
+		arm64_host_packages
+		kernel_deb12_arm64
+		arm64=1
+		;;
 	*)
 		log "unknown kernel $k (known: ${all_kernels[*]})"
 		exit 1
@@ -371,7 +424,10 @@ echo "initramfs $cache/initramfs.cpio.gz"
 [ -z "$arm64" ] || echo "initramfs-arm64 $cache/initramfs-arm64.cpio.gz"
 for k in "${kernels[@]}"; do
 	case $k in
-	*-arm64 | *-arm64-*) echo "kernel $k $(cat "$cache/kernels/$k/release") $cache/kernels/$k/Image" ;;
+	*-arm64 | *-arm64-*)
+		echo "kernel $k $(cat "$cache/kernels/$k/release") $cache/kernels/$k/Image"
+		[ ! -s "$cache/kernels/$k/System.map" ] || echo "system-map $k $cache/kernels/$k/System.map"
+		;;
 	*) echo "kernel $k $(cat "$cache/kernels/$k/release") $cache/kernels/$k/vmlinuz" ;;
 	esac
 done

@@ -2,9 +2,10 @@
 //! their RAM in a file as for the x86_64 guests, booted once per configuration and
 //! shared by the tests of a process.
 //!
-//! - [`arm64_assets`] runs `setup.sh deb13-arm64` once per process: QEMU for aarch64,
-//!   the cross compiler, the kernel's `Image` and an initramfs whose static aarch64
-//!   `/init` is built from the same `guest/*.c`.
+//! - [`arm64_assets`] runs `setup.sh` for [`ARM64_KERNELS`] once per process: QEMU for
+//!   aarch64, the cross compiler, the kernels' `Image`s (and Debian 12's System.map,
+//!   from its -dbg package) and an initramfs whose static aarch64 `/init` is built from
+//!   the same `guest/*.c`.
 //! - QEMU `virt` has one UART: the guest's report sections and its console lines share
 //!   `ttyAMA0` (console.log), parsed as the x86_64 guests' data port is.
 //! - Guest RAM starts at physical `0x4000_0000` and is the whole RAM file:
@@ -26,16 +27,23 @@ use std::time::{Duration, Instant};
 /// Where guest RAM starts on QEMU `virt`.
 pub const VIRT_RAM_BASE: u64 = 0x4000_0000;
 
-/// What `setup.sh deb13-arm64` prepared.
+/// The arm64 kernels `setup.sh` prepares for the suite: Debian 13's Linux 6.12 with 4
+/// and 16 KiB pages, Debian 12's Linux 6.1 (4 KiB, 48-bit VAs).
+pub const ARM64_KERNELS: [&str; 3] = ["deb13-arm64", "deb13-arm64-16k", "deb12-arm64"];
+
+/// What `setup.sh` prepared for [`ARM64_KERNELS`].
 #[derive(Debug, Clone)]
 pub struct Arm64Assets {
     /// The arm64 initramfs (`/init` from `guest/*.c`, static aarch64).
     pub initramfs: PathBuf,
     /// Kernels by name (`deb13-arm64`), each an uncompressed `Image`.
     pub kernels: HashMap<String, Kernel>,
+    /// The link-time `System.map` of the kernels that have one in the cache, by name
+    /// (`deb12-arm64`: from Debian's `linux-image-*-dbg`).
+    pub system_maps: HashMap<String, PathBuf>,
 }
 
-/// Runs `setup.sh deb13-arm64` (once per process). Exit status 2 is
+/// Runs `setup.sh` for [`ARM64_KERNELS`] (once per process). Exit status 2 is
 /// [`Error::Unavailable`].
 ///
 /// # Errors
@@ -50,7 +58,7 @@ fn run_setup() -> Result<Arm64Assets> {
     let started = Instant::now();
     let out = Command::new("bash")
         .arg(&script)
-        .arg("deb13-arm64")
+        .args(ARM64_KERNELS)
         .output()
         .map_err(|e| Error::Unavailable(format!("cannot run bash {}: {e}", script.display())))?;
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -59,14 +67,16 @@ fn run_setup() -> Result<Arm64Assets> {
         Some(2) => return Err(Error::Unavailable(format!("setup.sh: {}", stderr.trim()))),
         _ => {
             return Err(failed(format!(
-                "{} deb13-arm64 failed ({}):\n{stderr}",
+                "{} {} failed ({}):\n{stderr}",
                 script.display(),
+                ARM64_KERNELS.join(" "),
                 out.status
             )))
         }
     }
     let mut initramfs = None;
     let mut kernels = HashMap::new();
+    let mut system_maps = HashMap::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let fields: Vec<&str> = line.split(' ').collect();
         match fields.as_slice() {
@@ -80,16 +90,24 @@ fn run_setup() -> Result<Arm64Assets> {
                     },
                 );
             }
+            ["system-map", name, path] => {
+                system_maps.insert((*name).to_owned(), PathBuf::from(path));
+            }
             ["initramfs", _] => {}
             _ => return Err(failed(format!("setup.sh: unexpected output line {line:?}"))),
         }
     }
     let initramfs = initramfs.ok_or_else(|| failed("setup.sh named no arm64 initramfs"))?;
     eprintln!(
-        "e2e: setup.sh deb13-arm64 took {:.1} s",
+        "e2e: setup.sh {} took {:.1} s",
+        ARM64_KERNELS.join(" "),
         started.elapsed().as_secs_f64()
     );
-    Ok(Arm64Assets { initramfs, kernels })
+    Ok(Arm64Assets {
+        initramfs,
+        kernels,
+        system_maps,
+    })
 }
 
 /// How to boot an arm64 guest.
@@ -135,6 +153,36 @@ impl Arm64Config {
         ..Self::DEB13_ARM64_4K_LPA2
     };
 
+    /// Debian 12's arm64 kernel (Linux 6.1, 4 KiB pages, 48-bit VAs: four levels) on
+    /// `-cpu max`, KASLR, 512 MiB, 2 vCPUs. Built without CONFIG_KALLSYMS_ALL: its
+    /// symbols are given by its System.map ([`Arm64Guest::system_map`]).
+    pub const DEB12_ARM64_4K: Self = Self {
+        name: "deb12-arm64-4k",
+        kernel: "deb12-arm64",
+        inguest: false,
+        ..Self::DEB13_ARM64_4K_LPA2
+    };
+
+    /// Debian 13's `arm64-16k` kernel (Linux 6.12, 16 KiB pages) on `-cpu max`: 52-bit
+    /// VAs with LPA2 (four levels of 16 KiB tables), KASLR, 512 MiB, 2 vCPUs.
+    pub const DEB13_ARM64_16K_LPA2: Self = Self {
+        name: "deb13-arm64-16k-lpa2",
+        kernel: "deb13-arm64-16k",
+        inguest: false,
+        ..Self::DEB13_ARM64_4K_LPA2
+    };
+
+    /// Debian 13's 4 KiB kernel on `-cpu neoverse-n1`, which has no FEAT_LPA2: the
+    /// 52-bit kernel runs with 48-bit VAs (four levels), without KASLR (`nokaslr`),
+    /// 512 MiB, 2 vCPUs.
+    pub const DEB13_ARM64_4K_48BIT_NOKASLR: Self = Self {
+        name: "deb13-arm64-4k-48bit-nokaslr",
+        cpu: "neoverse-n1",
+        kaslr: false,
+        inguest: false,
+        ..Self::DEB13_ARM64_4K_LPA2
+    };
+
     /// The kernel command line.
     pub fn cmdline(&self) -> String {
         let mut s = String::from("console=ttyAMA0 panic=-1 quiet cryptomgr.notests");
@@ -151,6 +199,7 @@ impl Arm64Config {
 pub struct Arm64Guest {
     config: Arm64Config,
     release: String,
+    system_map: Option<PathBuf>,
     dir: PathBuf,
     ram_path: PathBuf,
     qemu: Mutex<Child>,
@@ -255,6 +304,7 @@ impl Arm64Guest {
         Ok(Self {
             config: config.clone(),
             release: kernel.release.clone(),
+            system_map: assets.system_maps.get(config.kernel).cloned(),
             dir,
             ram_path,
             qemu: Mutex::new(qemu),
@@ -273,6 +323,12 @@ impl Arm64Guest {
     /// The kernel release `setup.sh` reported.
     pub fn release(&self) -> &str {
         &self.release
+    }
+
+    /// The kernel's link-time `System.map`, when the cache has one
+    /// ([`Arm64Assets::system_maps`]).
+    pub fn system_map(&self) -> Option<&Path> {
+        self.system_map.as_deref()
     }
 
     /// What the guest reported about itself at boot.

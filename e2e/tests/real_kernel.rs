@@ -8,7 +8,9 @@
 //! module `zero` (`real_kernel/zero.rs`), the CLI with no kernel option (the kernel's
 //! own symbol table read from memory) against the CLI with a kallsyms copy.
 //! In the module `arm64` (`real_kernel/arm64.rs`), an arm64 guest (Linux 6.12, 52-bit
-//! VAs with LPA2) read from outside by the library and the CLI, byte for byte.
+//! VAs with LPA2) read from outside by the library and the CLI, byte for byte; in the
+//! module `arm64_kernels`, three more arm64 boots (Linux 6.1 through its System.map,
+//! 16 KiB pages, 48-bit VAs without KASLR).
 //! Nothing here is a per-kernel constant.
 //!
 //! Each configuration boots one guest (shared by every test of this binary that names
@@ -26,6 +28,8 @@ use std::collections::BTreeMap;
 
 #[path = "real_kernel/arm64.rs"]
 mod arm64;
+#[path = "real_kernel/arm64_kernels.rs"]
+mod arm64_kernels;
 #[path = "real_kernel/bpf.rs"]
 mod bpf;
 #[path = "real_kernel/churn.rs"]

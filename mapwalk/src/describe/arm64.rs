@@ -186,6 +186,87 @@ pub(super) fn vmcoreinfo_by_symbols<M: PhysRead>(mem: &M, symbols: &Symbols) -> 
     None
 }
 
+/// What `linux_banner` starts with.
+const BANNER_PREFIX: &[u8] = b"Linux version ";
+
+/// Checks the symbols of a user's file (`option` `path`), slid, against the memory
+/// before anything is walked with them: by the image's own placement (`pa = va -
+/// kimage_voffset`), `_text` must hold the arm64 image header (`ARM\x64` at +0x38),
+/// `linux_banner` must read `Linux version `, and `swapper_pg_dir` must be where the
+/// VMCOREINFO says. A symbol the file lacks is left to the description, which names
+/// it.
+///
+/// # Errors
+/// [`DescribeError::Mismatch`] naming the option, the file, the symbol, its file
+/// address and slide, and what the memory holds there.
+pub(super) fn check_file_symbols<M: PhysRead>(
+    mem: &M,
+    info: &Vmcoreinfo,
+    symbols: &Symbols,
+    option: &str,
+    path: &std::path::Path,
+) -> Result<(), DescribeError> {
+    let Some(voffset) = info.number("kimage_voffset") else {
+        return Ok(());
+    };
+    let said = |name: &str, va: Kva| {
+        format!(
+            "{option} {}: {name} at {:#x}, slid by {:#x} to {va}",
+            path.display(),
+            symbols.file_addr(name).unwrap_or(va.0),
+            symbols.slide()
+        )
+    };
+    let read = |va: Kva, off: u64, buf: &mut [u8]| {
+        let pa = Pa(va.0.wrapping_sub(voffset).wrapping_add(off));
+        mem.read_phys(pa, buf)
+            .map(|()| pa)
+            .map_err(|e| format!("nothing readable at {pa} ({e})"))
+    };
+    if let Some(text) = symbols.lookup("_text") {
+        let mut word = [0u8; 8];
+        if let Err(memory) = read(text, 0, &mut word) {
+            return Err(DescribeError::mismatch(
+                "_text",
+                said("_text", text),
+                memory,
+            ));
+        }
+    }
+    if let Some(banner) = symbols.lookup("linux_banner") {
+        let mut head = [0u8; BANNER_PREFIX.len()];
+        let held = match read(banner, 0, &mut head) {
+            Ok(_) if head == BANNER_PREFIX => None,
+            Ok(pa) => Some(format!(
+                "\"{}\" at {pa}, not \"{}\"",
+                head.escape_ascii(),
+                BANNER_PREFIX.escape_ascii()
+            )),
+            Err(e) => Some(e),
+        };
+        if let Some(memory) = held {
+            return Err(DescribeError::mismatch(
+                "linux_banner",
+                said("linux_banner", banner),
+                memory,
+            ));
+        }
+    }
+    if let (Some(ours), Some(theirs)) = (
+        symbols.lookup("swapper_pg_dir"),
+        info.symbol("swapper_pg_dir"),
+    ) {
+        if ours.0 != theirs {
+            return Err(DescribeError::mismatch(
+                "swapper_pg_dir",
+                said("swapper_pg_dir", ours),
+                format!("{theirs:#x} (VMCOREINFO SYMBOL(swapper_pg_dir))"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Where the tables put `va`, if they map it.
 fn walk<M: PhysRead>(mem: &M, paging: &Paging, va: Kva) -> Result<Pa, String> {
     match arch::translate(mem, paging, va) {
@@ -520,6 +601,76 @@ mod tests {
                 assert!(what.contains("LPA2"), "{what}");
             }
             other => panic!("{:?}", other.map(|(p, _)| p.paging)),
+        }
+    }
+
+    /// 4 MiB of RAM at 1 GiB holding a 6.1-style image (linked at
+    /// `0xffff_8000_0800_0000`, slid by `SLIDE`) at `0x4020_0000`, its banner at +0x1000,
+    /// `swapper_pg_dir` at +0x2000; the symbols of a System.map with `banner` and
+    /// `text` as link-time addresses, slid.
+    fn file_symbols_check(text: u64, banner: u64) -> Result<(), DescribeError> {
+        const BASE: u64 = 0x4000_0000;
+        const LINK: u64 = 0xffff_8000_0800_0000;
+        const SLIDE: u64 = 0x3ee0_e560_0000;
+        const IMAGE: u64 = 0x4020_0000;
+        let voffset = (LINK + SLIDE).wrapping_sub(IMAGE);
+        let mut bytes = vec![0u8; 4 << 20];
+        let banner_at = usize::try_from(IMAGE - BASE + 0x1000).unwrap();
+        bytes[banner_at..banner_at + 20].copy_from_slice(b"Linux version 6.1.0 ");
+        let info = Vmcoreinfo::parse(
+            format!(
+                "OSRELEASE=6.1.0-test\nSYMBOL(swapper_pg_dir)={:x}\n\
+                 NUMBER(kimage_voffset)={voffset:#x}\nNUMBER(MODULES_END)={LINK:#x}\n",
+                LINK + SLIDE + 0x2000
+            )
+            .as_bytes(),
+        );
+        let map = format!(
+            "{text:016x} T _text\n{banner:016x} D linux_banner\n{:016x} T swapper_pg_dir\n",
+            LINK + 0x2000
+        );
+        let mut symbols = Symbols::from_text(map.into_bytes()).unwrap();
+        symbols
+            .prefetch(&["_text", "linux_banner", "swapper_pg_dir"])
+            .unwrap();
+        let symbols = symbols.with_image_slide(SLIDE, image_floor(&info));
+        let ram = Ram::new(Pa(BASE), bytes);
+        check_file_symbols(
+            &ram,
+            &info,
+            &symbols,
+            "--symbols",
+            std::path::Path::new("System.map"),
+        )
+    }
+
+    #[test]
+    fn slid_file_symbols_must_read_in_memory() {
+        const LINK: u64 = 0xffff_8000_0800_0000;
+        file_symbols_check(LINK, LINK + 0x1000).unwrap();
+        // The banner 16 bytes off: what is there is not the banner.
+        match file_symbols_check(LINK, LINK + 0x1010) {
+            Err(DescribeError::Mismatch {
+                what,
+                files,
+                memory,
+            }) => {
+                assert_eq!(what, "linux_banner");
+                assert!(
+                    files.starts_with("--symbols System.map: linux_banner at 0xffff800008001010, slid by 0x3ee0e5600000"),
+                    "{files}"
+                );
+                assert!(memory.ends_with("not \"Linux version \""), "{memory}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // _text 8 MiB further: past the memory.
+        match file_symbols_check(LINK + (8 << 20), LINK + 0x1000) {
+            Err(DescribeError::Mismatch { what, memory, .. }) => {
+                assert_eq!(what, "_text");
+                assert!(memory.starts_with("nothing readable at"), "{memory}");
+            }
+            other => panic!("{other:?}"),
         }
     }
 

@@ -28,6 +28,7 @@ pub(super) fn load_file_symbols(source: &SymbolSource) -> Result<Loaded, Describ
                 elf_btf,
                 elf_banner,
                 path: path.clone(),
+                option: Some("--vmlinux"),
             })
         }
         SymbolSource::SymbolFile(path) => {
@@ -51,6 +52,7 @@ pub(super) fn load_file_symbols(source: &SymbolSource) -> Result<Loaded, Describ
                 elf_btf: None,
                 elf_banner: None,
                 path: path.clone(),
+                option: Some("--symbols"),
             })
         }
         SymbolSource::GuestMemory => Err(DescribeError::NoGuestSymbols {

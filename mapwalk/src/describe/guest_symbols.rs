@@ -131,6 +131,7 @@ pub(super) fn load<M: PhysRead>(
             elf_btf: None,
             elf_banner: None,
             path,
+            option: None,
         },
         info,
     ))

@@ -312,6 +312,19 @@ struct Loaded {
     /// The vmlinux's own `linux_banner` text.
     elf_banner: Option<String>,
     path: PathBuf,
+    /// The option that named the file (`--symbols`, `--vmlinux`); `None` for the
+    /// kernel's table in memory.
+    option: Option<&'static str>,
+}
+
+impl Loaded {
+    /// The file as the user named it: `--symbols PATH`, or the path alone.
+    fn named(&self) -> String {
+        match self.option {
+            Some(option) => format!("{option} {}", self.path.display()),
+            None => self.path.display().to_string(),
+        }
+    }
 }
 
 /// A user's file, read whole up to `cap` bytes (see [`crate::input`]).
@@ -417,7 +430,7 @@ fn choose_slide(
         format!("address of {name}"),
         format!(
             "{file:#x} in {} (slides tried: {})",
-            loaded.path.display(),
+            loaded.named(),
             tried.join(", ")
         ),
         format!("{runtime:#x} (VMCOREINFO SYMBOL({name}))"),
@@ -803,7 +816,20 @@ pub fn describe_with<M: PhysRead>(
     } else {
         choose_slide(&loaded, info, &mut warnings)?
     };
-    let symbols = loaded.symbols.clone().with_slide(slide);
+    let symbols = match info.filter(|i| arm64::is_arm64(i)) {
+        // arm64 image addresses lie below x86_64's __START_KERNEL_map.
+        Some(i) => {
+            let symbols = loaded
+                .symbols
+                .clone()
+                .with_image_slide(slide, arm64::image_floor(i));
+            if let Some(option) = loaded.option {
+                arm64::check_file_symbols(&mem, i, &symbols, option, &loaded.path)?;
+            }
+            symbols
+        }
+        None => loaded.symbols.clone().with_slide(slide),
+    };
     let map_idr = symbols
         .lookup("map_idr")
         .ok_or(DescribeError::MissingSymbol("map_idr"))?;

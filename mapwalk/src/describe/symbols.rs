@@ -33,7 +33,8 @@ struct Sym {
 ///
 /// The addresses are kept as the file gave them, with the KASLR slide found by
 /// [`describe`](super::describe): [`lookup`](Self::lookup) adds the slide to
-/// kernel-image addresses (those at or above `__START_KERNEL_map`), never to module
+/// kernel-image addresses (those at or above `__START_KERNEL_map`, or an arm64
+/// kernel's image floor: [`with_image_slide`](Self::with_image_slide)), never to module
 /// symbols or to the zero-based per-CPU symbols.
 ///
 /// ```
@@ -56,6 +57,10 @@ pub struct Symbols {
     /// The kernel's table, when the symbols were read from memory.
     table: Option<Arc<Ksymtab>>,
     slide: u64,
+    /// The lowest kernel-image address the slide applies to: `None` for x86_64's
+    /// `__START_KERNEL_map`; arm64's image starts lower (see
+    /// [`with_image_slide`](Self::with_image_slide)).
+    image_floor: Option<u64>,
 }
 
 impl std::fmt::Debug for Symbols {
@@ -275,6 +280,7 @@ impl Symbols {
             text: None,
             table: None,
             slide: 0,
+            image_floor: None,
         }
     }
 
@@ -315,6 +321,7 @@ impl Symbols {
             text: Some(text),
             table: None,
             slide: 0,
+            image_floor: None,
         })
     }
 
@@ -327,6 +334,7 @@ impl Symbols {
             text: None,
             table: Some(Arc::new(table)),
             slide: 0,
+            image_floor: None,
         }
     }
 
@@ -483,6 +491,7 @@ impl Symbols {
             text: None,
             table: None,
             slide: 0,
+            image_floor: None,
         }
     }
 
@@ -491,6 +500,31 @@ impl Symbols {
     #[must_use]
     pub fn with_slide(mut self, slide: u64) -> Self {
         self.slide = slide;
+        self
+    }
+
+    /// The same symbols with `slide` applied to every non-module address at or above
+    /// `floor`, where an arm64 kernel's image starts (`MODULES_END`: `0xffff_8000_0800_0000`
+    /// on Linux 6.1 with 48-bit VAs, `0xffff_8000_8000_0000` on 6.12) instead of
+    /// `__START_KERNEL_map`.
+    ///
+    /// ```
+    /// use mapwalk::describe::Symbols;
+    /// use mapwalk::kallsyms::SymbolTable;
+    /// use mapwalk_core::Kva;
+    ///
+    /// let table = SymbolTable::parse(
+    ///     "ffff800008000000 T _text\n0000000000000000 A _kernel_flags_le_hi32\n",
+    /// )
+    /// .unwrap();
+    /// let syms = Symbols::from_table(&table).with_image_slide(0x3ee0_e560_0000, 0xffff_8000_0800_0000);
+    /// assert_eq!(syms.lookup("_text"), Some(Kva(0xffff_bee0_ed60_0000)));
+    /// assert_eq!(syms.lookup("_kernel_flags_le_hi32"), Some(Kva(0)));
+    /// ```
+    #[must_use]
+    pub fn with_image_slide(mut self, slide: u64, floor: u64) -> Self {
+        self.slide = slide;
+        self.image_floor = Some(floor);
         self
     }
 
@@ -572,7 +606,7 @@ impl Symbols {
     }
 
     fn runtime(&self, s: Sym) -> u64 {
-        if !s.module && s.addr >= X86_START_KERNEL_MAP {
+        if !s.module && s.addr >= self.image_floor.unwrap_or(X86_START_KERNEL_MAP) {
             s.addr.wrapping_add(self.slide)
         } else {
             s.addr

@@ -1,0 +1,424 @@
+//! More arm64 kernels under `qemu-system-aarch64 -M virt` (TCG), each booted once and
+//! shared by its tests, each read from outside as the Linux 6.12 4 KiB LPA2 guest of
+//! `real_kernel/arm64.rs` is (the guest's `/init` makes the maps and reads them back;
+//! no in-guest `mapwalk`, to keep the boots short):
+//!
+//! - Debian 12's Linux 6.1 (4 KiB pages, 48-bit VAs, four levels, KASLR). Built without
+//!   CONFIG_KALLSYMS_ALL: neither `/proc/kallsyms` nor the symbol table in memory has
+//!   `map_idr`. Its symbols come from its link-time `System.map` (Debian's -dbg
+//!   package), slid by the VMCOREINFO's `KERNELOFFSET`; so do the -dbg package's
+//!   vmlinux's (`--vmlinux`). Zero configuration is refused
+//!   with a message that names `--symbols` and `--vmlinux`, and so is a System.map of
+//!   another build, or one whose slid `linux_banner` does not read as the banner.
+//!
+//! Each: the library's description (paging, slide, the start of the kernel's code
+//! where `/proc/iomem` puts `Kernel code`, every map id); `maps --json` of the running
+//! guest; `dump --all --json` of the paused guest from the RAM file and from an ELF
+//! core of the same pause, every entry byte for byte as the guest read it back.
+
+use super::arm64::{check_dump_all, kallsyms_file, run_cli, truth};
+use super::cli::check_listing;
+use mapwalk::describe::vmcoreinfo::{find_vmcoreinfo, Vmcoreinfo};
+use mapwalk::describe::{describe, KernelSpec, MemoryHints, SymbolSource};
+use mapwalk_core::{arch, Kva, Pa, Paging, Translation};
+use mapwalk_e2e::arm64::{arm64_guest, Arm64Config, Arm64Guest, VIRT_RAM_BASE};
+use mapwalk_file::RamFile;
+use serde_json::Value;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const DEB12: Arm64Config = Arm64Config::DEB12_ARM64_4K;
+
+/// What the description of a guest must settle on.
+struct Expect {
+    /// `/proc/version` starts with this.
+    version: &'static str,
+    /// VMCOREINFO `NUMBER(VA_BITS)` (the configured VA size).
+    config_va_bits: u64,
+    /// VMCOREINFO `PAGESIZE`.
+    page_size: u64,
+    /// The paging: LPA2, VA bits, levels, start level, granule shift.
+    paging: (bool, u32, u32, i32, u32),
+    /// Whether KASLR moved the kernel (`KERNELOFFSET` not 0).
+    kaslr: bool,
+}
+
+/// The guest's RAM file.
+fn ram(test: &str, guest: &Arm64Guest) -> RamFile {
+    RamFile::options()
+        .layout(guest.ram_layout().unwrap())
+        .open(guest.ram_path())
+        .unwrap_or_else(|e| panic!("{test}: RamFile: {e}"))
+}
+
+/// The VMCOREINFO found in the guest's RAM.
+fn vmcoreinfo(test: &str, guest: &Arm64Guest) -> Vmcoreinfo {
+    find_vmcoreinfo(&ram(test, guest), &[])
+        .unwrap_or_else(|e| panic!("{test}: {e}"))
+        .unwrap_or_else(|| panic!("{test}: no VMCOREINFO in RAM"))
+        .vmcoreinfo
+}
+
+/// The library's description with `symbols` against the guest's own report: the
+/// VMCOREINFO's geometry, the paging state, the slide, the root, the start of the
+/// kernel's code (`code`: its name and runtime address; `_text` on 6.12, `_stext` on
+/// 6.1, which maps and reserves the image from there) where `/proc/iomem` puts
+/// `Kernel code`, every map id. Returns the slide.
+fn check_describe(
+    test: &str,
+    guest: &Arm64Guest,
+    symbols: SymbolSource,
+    code: (&str, u64),
+    expect: &Expect,
+) -> u64 {
+    let (code_name, code_va) = code;
+    let report = guest.report();
+    assert!(
+        report.version().starts_with(expect.version) && report.version().contains("arm64"),
+        "{test}: {}",
+        report.version()
+    );
+    let info = vmcoreinfo(test, guest);
+    let offset = info
+        .kernel_offset()
+        .unwrap_or_else(|| panic!("{test}: no KERNELOFFSET in the VMCOREINFO"));
+    assert_eq!(
+        (
+            info.number("VA_BITS"),
+            info.number("PHYS_OFFSET").map(|p| p <= VIRT_RAM_BASE),
+            info.page_size(),
+            offset != 0,
+        ),
+        (
+            Some(expect.config_va_bits),
+            Some(true),
+            Some(expect.page_size),
+            expect.kaslr
+        ),
+        "{test}: VMCOREINFO (VA_BITS, PHYS_OFFSET at or below RAM, PAGESIZE, KASLR)"
+    );
+    let spec = KernelSpec::new(symbols);
+    let kernel = describe(ram(test, guest), &spec, &MemoryHints::default())
+        .unwrap_or_else(|e| panic!("{test}: describe: {e}"));
+    assert!(kernel.warnings.is_empty(), "{test}: {:?}", kernel.warnings);
+    let Paging::Aarch64(p) = *kernel.view.paging() else {
+        panic!("{test}: not aarch64 paging: {:?}", kernel.view.paging());
+    };
+    assert_eq!(
+        (
+            p.lpa2(),
+            p.va_bits(),
+            p.levels(),
+            p.start_level(),
+            p.granule_shift()
+        ),
+        expect.paging,
+        "{test}: paging {p:?}"
+    );
+    let voffset = info.number("kimage_voffset").unwrap();
+    let swapper = info
+        .symbol("swapper_pg_dir")
+        .unwrap_or_else(|| panic!("{test}: no SYMBOL(swapper_pg_dir)"));
+    assert_eq!(p.root(), Pa(swapper.wrapping_sub(voffset)), "{test}: root");
+    assert_eq!(
+        kernel.symbols.lookup(code_name),
+        Some(Kva(code_va)),
+        "{test}: {code_name}"
+    );
+    let code = report.iomem("Kernel code");
+    let Ok(Translation::Mapped(m)) =
+        arch::translate(kernel.view.mem(), kernel.view.paging(), Kva(code_va))
+    else {
+        panic!("{test}: {code_name} {code_va:#x} does not translate");
+    };
+    assert_eq!(
+        (m.pa.0, m.pa.0.wrapping_add(voffset)),
+        (code[0].0, code_va),
+        "{test}: {code_name} vs Kernel code {code:x?} and kimage_voffset"
+    );
+    let ids: Vec<u32> = kernel
+        .bpf()
+        .collect_maps()
+        .unwrap_or_else(|e| panic!("{test}: {e}"))
+        .maps
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    let mut want: Vec<u32> = truth(test, guest).iter().map(|m| m.id).collect();
+    want.sort_unstable();
+    assert_eq!(ids, want, "{test}: map ids");
+    kernel.slide
+}
+
+/// The CLI's source arguments for the guest's RAM file, then `symbols` (`--symbols
+/// FILE`, or nothing for zero configuration).
+fn ram_args(guest: &Arm64Guest, symbols: Option<&Path>) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec![
+        "--ram".into(),
+        guest.ram_path().into(),
+        "--layout".into(),
+        guest.layout_arg().into(),
+    ];
+    if let Some(path) = symbols {
+        args.push("--symbols".into());
+        args.push(path.into());
+    }
+    args
+}
+
+fn json(test: &str, bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("{test}: not JSON ({e})"))
+}
+
+/// The CLI with `--symbols symbols` against the guest: the running guest's listing;
+/// in one pause, `dump --all --json` from the RAM file, an ELF core's listing and
+/// dump, and (when `zero`) the listing and dump with no kernel option, which must be
+/// the same bytes.
+fn check_cli(test: &str, guest: &Arm64Guest, symbols: &Path, zero: bool) {
+    let truth = truth(test, guest);
+    let with = |source: Vec<OsString>, rest: &[&str]| {
+        let mut args = source;
+        args.extend(rest.iter().map(Into::into));
+        run_cli(test, &args)
+    };
+    let listing = json(
+        test,
+        &with(ram_args(guest, Some(symbols)), &["maps", "--json"]),
+    );
+    check_listing(test, &listing, &truth);
+    assert_eq!(
+        listing.as_array().map(Vec::len),
+        Some(truth.len()),
+        "{test}: maps --json lists other maps than the guest made: {listing}"
+    );
+    let core_path = guest.dir().join(format!("core-{}.elf", std::process::id()));
+    let core_args = || -> Vec<OsString> {
+        vec![
+            "--core".into(),
+            core_path.clone().into(),
+            "--symbols".into(),
+            symbols.into(),
+        ]
+    };
+    let (dump, paused_maps, core_dump, core_listing, zero_out) = {
+        let mut paused = guest.pause().unwrap_or_else(|e| panic!("{test}: {e}"));
+        let dump = with(ram_args(guest, Some(symbols)), &["dump", "--all", "--json"]);
+        let paused_maps = with(ram_args(guest, Some(symbols)), &["maps", "--json"]);
+        let zero_out = zero.then(|| {
+            (
+                with(ram_args(guest, None), &["maps", "--json"]),
+                with(ram_args(guest, None), &["dump", "--all", "--json"]),
+            )
+        });
+        if let Err(e) = paused.dump_guest_memory(&core_path) {
+            let _ = std::fs::remove_file(&core_path);
+            panic!("{test}: {e}");
+        }
+        drop(paused);
+        let core_dump = with(core_args(), &["dump", "--all", "--json"]);
+        let core_listing = with(core_args(), &["maps", "--json"]);
+        let _ = std::fs::remove_file(&core_path);
+        (dump, paused_maps, core_dump, core_listing, zero_out)
+    };
+    check_dump_all(test, &json(test, &dump), &truth, None);
+    assert!(core_dump == dump, "{test}: --core dump vs --ram dump");
+    assert!(
+        core_listing == paused_maps,
+        "{test}: --core listing vs --ram listing"
+    );
+    if let Some((zero_maps, zero_dump)) = zero_out {
+        assert!(
+            zero_maps == paused_maps,
+            "{test}: maps --json differs without --symbols"
+        );
+        assert!(
+            zero_dump == dump,
+            "{test}: dump --all --json differs without --symbols"
+        );
+    }
+}
+
+/// The host's `mapwalk` with `args`, which must fail: its stderr.
+fn cli_refused(test: &str, args: &[OsString]) -> String {
+    let bin = mapwalk_e2e::inguest::host_mapwalk().unwrap_or_else(|e| panic!("{test}: {e}"));
+    let out = Command::new(bin)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{test}: run {}: {e}", bin.display()));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success() && out.stdout.is_empty(),
+        "{test}: mapwalk {args:?} did not refuse ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "{test}: not one line: {stderr}"
+    );
+    stderr
+}
+
+/// Debian 12's System.map, which the tests of that guest need.
+fn system_map<'g>(test: &str, guest: &'g Arm64Guest) -> &'g Path {
+    guest.system_map().unwrap_or_else(|| {
+        panic!(
+            "{test}: setup.sh gave no System.map for {}",
+            guest.release()
+        )
+    })
+}
+
+/// The link-time address of `name` in a `System.map` text.
+fn map_addr(map: &str, name: &str) -> Option<u64> {
+    map.lines().find_map(|l| {
+        let mut f = l.split_whitespace();
+        let (addr, _, n) = (f.next()?, f.next()?, f.next()?);
+        (n == name).then(|| u64::from_str_radix(addr, 16).ok())?
+    })
+}
+
+const DEB12_EXPECT: Expect = Expect {
+    version: "Linux version 6.1.",
+    config_va_bits: 48,
+    page_size: 4096,
+    paging: (false, 48, 4, 0, 12),
+    kaslr: true,
+};
+
+#[test]
+fn deb12_arm64_4k_describe_with_system_map() {
+    let test = "real_kernel::arm64_kernels::deb12_arm64_4k_describe_with_system_map";
+    let Some(guest) = arm64_guest(test, &DEB12) else {
+        return;
+    };
+    // The premise: no data symbols in the guest's own kallsyms (nor _text: it starts
+    // at _stext).
+    let kallsyms = &guest.report().kallsyms;
+    assert!(
+        kallsyms.lookup("map_idr").is_none() && kallsyms.lookup("_stext").is_some(),
+        "{test}: the guest's kallsyms has map_idr, or no _stext"
+    );
+    let map_path = system_map(test, guest);
+    let map = std::fs::read_to_string(map_path).unwrap();
+    let link = |name: &str| {
+        map_addr(&map, name).unwrap_or_else(|| panic!("{test}: no {name} in System.map"))
+    };
+    // How far the kernel moved, by the guest's own _stext.
+    let stext = kallsyms.lookup("_stext").unwrap();
+    let moved = stext.wrapping_sub(link("_stext"));
+    let slide = check_describe(
+        test,
+        guest,
+        SymbolSource::SymbolFile(map_path.to_path_buf()),
+        ("_stext", stext),
+        &DEB12_EXPECT,
+    );
+    // Slid by the VMCOREINFO's KERNELOFFSET, which moved _stext from its link-time
+    // address to where the guest's kallsyms puts it.
+    let info = vmcoreinfo(test, guest);
+    assert_eq!(
+        (Some(slide), slide),
+        (info.kernel_offset(), moved),
+        "{test}: slide"
+    );
+    // The -dbg package's vmlinux (beside the System.map): its symbols slid the same,
+    // its .BTF, its banner equal to the one in memory.
+    let vmlinux = map_path.with_file_name("vmlinux");
+    let slide = check_describe(
+        test,
+        guest,
+        SymbolSource::Vmlinux(vmlinux),
+        ("_stext", stext),
+        &DEB12_EXPECT,
+    );
+    assert_eq!(slide, moved, "{test}: --vmlinux slide");
+}
+
+#[test]
+fn deb12_arm64_4k_cli_with_system_map() {
+    let test = "real_kernel::arm64_kernels::deb12_arm64_4k_cli_with_system_map";
+    let Some(guest) = arm64_guest(test, &DEB12) else {
+        return;
+    };
+    check_cli(test, guest, system_map(test, guest), false);
+}
+
+#[test]
+fn deb12_arm64_4k_refusals() {
+    let test = "real_kernel::arm64_kernels::deb12_arm64_4k_refusals";
+    let Some(guest) = arm64_guest(test, &DEB12) else {
+        return;
+    };
+    // Zero configuration: the symbol table in memory has no data symbols.
+    let mut args = ram_args(guest, None);
+    args.push("maps".into());
+    let err = cli_refused(test, &args);
+    for want in [
+        "CONFIG_KALLSYMS_ALL",
+        "no map_idr",
+        "--symbols",
+        "--vmlinux",
+    ] {
+        assert!(err.contains(want), "{test}: no {want:?} in: {err}");
+    }
+    // The guest's kallsyms: the same lack, by name.
+    let syms = kallsyms_file(test, guest, "refusals");
+    let mut args = ram_args(guest, Some(&syms));
+    args.push("maps".into());
+    let err = cli_refused(test, &args);
+    let _ = std::fs::remove_file(&syms);
+    assert!(err.contains("map_idr"), "{test}: {err}");
+    // A System.map of another build (every address 2 MiB further): refused by the
+    // VMCOREINFO's symbols, naming the option.
+    let map = std::fs::read_to_string(system_map(test, guest)).unwrap();
+    let err = refused_with(test, guest, &map, |_| 2 << 20);
+    assert!(
+        err.contains("--symbols") && err.contains("do not match") && err.contains("slides tried"),
+        "{test}: {err}"
+    );
+    // One whose every name the VMCOREINFO checks agrees, but not linux_banner's: what
+    // the slid address reads is not the banner.
+    let err = refused_with(test, guest, &map, |name| {
+        if name == "linux_banner" {
+            0x100
+        } else {
+            0
+        }
+    });
+    assert!(
+        err.contains("--symbols")
+            && err.contains("linux_banner at 0xffff8")
+            && err.contains("not \"Linux version \""),
+        "{test}: {err}"
+    );
+}
+
+/// The CLI's refusal (`maps`) of `map` with each kernel-image address moved by
+/// `by(name)`: its one line.
+fn refused_with(test: &str, guest: &Arm64Guest, map: &str, by: impl Fn(&str) -> u64) -> String {
+    let moved: String = map
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.splitn(3, ' ').collect();
+            match (f.as_slice(), u64::from_str_radix(f[0], 16)) {
+                ([_, kind, name], Ok(a)) if a >> 63 == 1 => {
+                    format!("{:016x} {kind} {name}\n", a + by(name))
+                }
+                _ => format!("{l}\n"),
+            }
+        })
+        .collect();
+    let other: PathBuf = guest
+        .dir()
+        .join(format!("System.map-other-{}", std::process::id()));
+    std::fs::write(&other, moved).unwrap();
+    let mut args = ram_args(guest, Some(&other));
+    args.push("maps".into());
+    let err = cli_refused(test, &args);
+    let _ = std::fs::remove_file(&other);
+    eprintln!("{test}: refused: {}", err.trim_end());
+    err
+}
