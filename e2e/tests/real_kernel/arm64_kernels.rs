@@ -10,11 +10,13 @@
 //!   vmlinux's (`--vmlinux`). Zero configuration is refused
 //!   with a message that names `--symbols` and `--vmlinux`, and so is a System.map of
 //!   another build, or one whose slid `linux_banner` does not read as the banner.
+//! - Debian 13's `arm64-16k` Linux 6.12 (16 KiB pages, 52-bit VAs with LPA2, KASLR).
 //!
 //! Each: the library's description (paging, slide, the start of the kernel's code
 //! where `/proc/iomem` puts `Kernel code`, every map id); `maps --json` of the running
 //! guest; `dump --all --json` of the paused guest from the RAM file and from an ELF
-//! core of the same pause, every entry byte for byte as the guest read it back.
+//! core of the same pause, every entry byte for byte as the guest read it back; zero
+//! configuration (6.12) printing the same bytes as with the guest's kallsyms.
 
 use super::arm64::{check_dump_all, kallsyms_file, run_cli, truth};
 use super::cli::check_listing;
@@ -29,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const DEB12: Arm64Config = Arm64Config::DEB12_ARM64_4K;
+const K16: Arm64Config = Arm64Config::DEB13_ARM64_16K_LPA2;
 
 /// What the description of a guest must settle on.
 struct Expect {
@@ -38,6 +41,10 @@ struct Expect {
     config_va_bits: u64,
     /// VMCOREINFO `PAGESIZE`.
     page_size: u64,
+    /// VMCOREINFO `NUMBER(PHYS_OFFSET)`: where RAM starts, or lowered by `2^52 - 2^48`
+    /// for a 52-bit kernel running with 48-bit VAs (its linear map then starts at
+    /// `0xffff_0000_0000_0000`, not `-(1 << 52)`).
+    phys_offset: u64,
     /// The paging: LPA2, VA bits, levels, start level, granule shift.
     paging: (bool, u32, u32, i32, u32),
     /// Whether KASLR moved the kernel (`KERNELOFFSET` not 0).
@@ -86,17 +93,17 @@ fn check_describe(
     assert_eq!(
         (
             info.number("VA_BITS"),
-            info.number("PHYS_OFFSET").map(|p| p <= VIRT_RAM_BASE),
+            info.number("PHYS_OFFSET"),
             info.page_size(),
             offset != 0,
         ),
         (
             Some(expect.config_va_bits),
-            Some(true),
+            Some(expect.phys_offset),
             Some(expect.page_size),
             expect.kaslr
         ),
-        "{test}: VMCOREINFO (VA_BITS, PHYS_OFFSET at or below RAM, PAGESIZE, KASLR)"
+        "{test}: VMCOREINFO (VA_BITS, PHYS_OFFSET, PAGESIZE, KASLR)"
     );
     let spec = KernelSpec::new(symbols);
     let kernel = describe(ram(test, guest), &spec, &MemoryHints::default())
@@ -284,6 +291,7 @@ const DEB12_EXPECT: Expect = Expect {
     version: "Linux version 6.1.",
     config_va_bits: 48,
     page_size: 4096,
+    phys_offset: VIRT_RAM_BASE,
     paging: (false, 48, 4, 0, 12),
     kaslr: true,
 };
@@ -421,4 +429,52 @@ fn refused_with(test: &str, guest: &Arm64Guest, map: &str, by: impl Fn(&str) -> 
     let _ = std::fs::remove_file(&other);
     eprintln!("{test}: refused: {}", err.trim_end());
     err
+}
+
+const K16_EXPECT: Expect = Expect {
+    version: "Linux version 6.12.",
+    config_va_bits: 52,
+    page_size: 16384,
+    phys_offset: VIRT_RAM_BASE,
+    paging: (true, 52, 4, 0, 14),
+    kaslr: true,
+};
+
+#[test]
+fn deb13_arm64_16k_lpa2_describe() {
+    let test = "real_kernel::arm64_kernels::deb13_arm64_16k_lpa2_describe";
+    let Some(guest) = arm64_guest(test, &K16) else {
+        return;
+    };
+    let syms = kallsyms_file(test, guest, "describe");
+    let text = guest.report().kallsyms.lookup("_text").unwrap();
+    let slide = check_describe(
+        test,
+        guest,
+        SymbolSource::SymbolFile(syms.clone()),
+        ("_text", text),
+        &K16_EXPECT,
+    );
+    assert_eq!(slide, 0, "{test}: a runtime kallsyms is not slid");
+    // Zero configuration: the same paging and maps from the kernel's own table.
+    let slide = check_describe(
+        test,
+        guest,
+        SymbolSource::GuestMemory,
+        ("_text", text),
+        &K16_EXPECT,
+    );
+    let _ = std::fs::remove_file(&syms);
+    assert_eq!(slide, 0, "{test}: zero configuration slide");
+}
+
+#[test]
+fn deb13_arm64_16k_lpa2_cli() {
+    let test = "real_kernel::arm64_kernels::deb13_arm64_16k_lpa2_cli";
+    let Some(guest) = arm64_guest(test, &K16) else {
+        return;
+    };
+    let syms = kallsyms_file(test, guest, "cli");
+    check_cli(test, guest, &syms, true);
+    let _ = std::fs::remove_file(&syms);
 }
