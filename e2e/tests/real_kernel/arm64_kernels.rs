@@ -11,6 +11,8 @@
 //!   with a message that names `--symbols` and `--vmlinux`, and so is a System.map of
 //!   another build, or one whose slid `linux_banner` does not read as the banner.
 //! - Debian 13's `arm64-16k` Linux 6.12 (16 KiB pages, 52-bit VAs with LPA2, KASLR).
+//! - Debian 13's 4 KiB Linux 6.12 on `-cpu neoverse-n1` (no FEAT_LPA2: the 52-bit kernel
+//!   falls back to 48-bit VAs) with `nokaslr`.
 //!
 //! Each: the library's description (paging, slide, the start of the kernel's code
 //! where `/proc/iomem` puts `Kernel code`, every map id); `maps --json` of the running
@@ -32,6 +34,7 @@ use std::process::Command;
 
 const DEB12: Arm64Config = Arm64Config::DEB12_ARM64_4K;
 const K16: Arm64Config = Arm64Config::DEB13_ARM64_16K_LPA2;
+const N1: Arm64Config = Arm64Config::DEB13_ARM64_4K_48BIT_NOKASLR;
 
 /// What the description of a guest must settle on.
 struct Expect {
@@ -472,6 +475,58 @@ fn deb13_arm64_16k_lpa2_describe() {
 fn deb13_arm64_16k_lpa2_cli() {
     let test = "real_kernel::arm64_kernels::deb13_arm64_16k_lpa2_cli";
     let Some(guest) = arm64_guest(test, &K16) else {
+        return;
+    };
+    let syms = kallsyms_file(test, guest, "cli");
+    check_cli(test, guest, &syms, true);
+    let _ = std::fs::remove_file(&syms);
+}
+
+const N1_EXPECT: Expect = Expect {
+    version: "Linux version 6.12.",
+    config_va_bits: 52,
+    page_size: 4096,
+    phys_offset: VIRT_RAM_BASE.wrapping_sub((1 << 52) - (1 << 48)),
+    paging: (false, 48, 4, 0, 12),
+    kaslr: false,
+};
+
+#[test]
+fn deb13_arm64_4k_48bit_nokaslr_describe() {
+    let test = "real_kernel::arm64_kernels::deb13_arm64_4k_48bit_nokaslr_describe";
+    let Some(guest) = arm64_guest(test, &N1) else {
+        return;
+    };
+    assert!(
+        guest.report().cmdline().contains("nokaslr"),
+        "{test}: {}",
+        guest.report().cmdline()
+    );
+    let syms = kallsyms_file(test, guest, "describe");
+    let text = guest.report().kallsyms.lookup("_text").unwrap();
+    let slide = check_describe(
+        test,
+        guest,
+        SymbolSource::SymbolFile(syms.clone()),
+        ("_text", text),
+        &N1_EXPECT,
+    );
+    assert_eq!(slide, 0, "{test}: slide");
+    let slide = check_describe(
+        test,
+        guest,
+        SymbolSource::GuestMemory,
+        ("_text", text),
+        &N1_EXPECT,
+    );
+    let _ = std::fs::remove_file(&syms);
+    assert_eq!(slide, 0, "{test}: zero configuration slide");
+}
+
+#[test]
+fn deb13_arm64_4k_48bit_nokaslr_cli() {
+    let test = "real_kernel::arm64_kernels::deb13_arm64_4k_48bit_nokaslr_cli";
+    let Some(guest) = arm64_guest(test, &N1) else {
         return;
     };
     let syms = kallsyms_file(test, guest, "cli");
