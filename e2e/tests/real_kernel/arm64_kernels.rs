@@ -15,8 +15,8 @@
 //!   falls back to 48-bit VAs) with `nokaslr`.
 //!
 //! Each: the library's description (paging, slide, the start of the kernel's code
-//! where `/proc/iomem` puts `Kernel code`, every map id); `maps --json` of the running
-//! guest; `dump --all --json` of the paused guest from the RAM file and from an ELF
+//! where `/proc/iomem` puts `Kernel code`, every map id); `maps --json` and `progs
+//! --json` (`prog_idr`; the guest's two socket filters) of the running guest; `dump --all --json` of the paused guest from the RAM file and from an ELF
 //! core of the same pause, every entry byte for byte as the guest read it back; zero
 //! configuration (6.12) printing the same bytes as with the guest's kallsyms.
 
@@ -181,7 +181,8 @@ fn json(test: &str, bytes: &[u8]) -> Value {
     serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("{test}: not JSON ({e})"))
 }
 
-/// The CLI with `--symbols symbols` against the guest: the running guest's listing;
+/// The CLI with `--symbols symbols` against the guest: the running guest's listing of
+/// maps and of programs;
 /// in one pause, `dump --all --json` from the RAM file, an ELF core's listing and
 /// dump, and (when `zero`) the listing and dump with no kernel option, which must be
 /// the same bytes.
@@ -202,6 +203,22 @@ fn check_cli(test: &str, guest: &Arm64Guest, symbols: &Path, zero: bool) {
         Some(truth.len()),
         "{test}: maps --json lists other maps than the guest made: {listing}"
     );
+    // The programs (from prog_idr), as the guest's own bpf() reported them.
+    let progs: Vec<Value> = guest
+        .report()
+        .sections
+        .get("bpf-progs")
+        .unwrap_or_else(|| panic!("{test}: the guest wrote no bpf-progs section"))
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| super::progs::expected(test, l))
+        .collect();
+    assert_eq!(progs.len(), 2, "{test}: the guest's programs: {progs:?}");
+    let listed = json(
+        test,
+        &with(ram_args(guest, Some(symbols)), &["progs", "--json"]),
+    );
+    assert_eq!(listed, Value::Array(progs), "{test}: progs --json");
     let core_path = guest.dir().join(format!("core-{}.elf", std::process::id()));
     let core_args = || -> Vec<OsString> {
         vec![

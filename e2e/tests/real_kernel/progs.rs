@@ -26,7 +26,7 @@ fn deb13_kaslr_5level_progs() {
 
 /// One `PROG` line of section `bpf-progs` as `bpftool -j prog show` would print it,
 /// for the fields `mapwalk progs` prints.
-fn expected(test: &str, line: &str) -> Value {
+pub(super) fn expected(test: &str, line: &str) -> Value {
     let kv: BTreeMap<&str, &str> = line
         .strip_prefix("PROG ")
         .unwrap_or_else(|| panic!("{test}: bad line {line:?}"))
