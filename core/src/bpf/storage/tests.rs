@@ -671,3 +671,38 @@ fn a_long_bucket_that_changes_is_unstable_not_listed_twice() {
     );
     assert_eq!(handed, count - 1);
 }
+
+/// `three_tasks` read while b's back link is wrong for the first `wrong` reads of it.
+fn settles_after(wrong: u32) -> Result<StorageWalkStats> {
+    let g = three_tasks();
+    let st = g.layout.storage.unwrap();
+    let b = g.storage[&1].elems[1];
+    let pprev = g.pa_of(Kva(b.kva.0 + u64::from(st.elem_pprev)));
+    let right = g.ram.bytes()[pprev.0 as usize..][..8].to_vec();
+    let mut mem = ChangingRam::new(g.ram.clone());
+    for k in 1..=wrong {
+        mem = mem.on_read(pprev, k, move |r| {
+            r.write_u64(pprev, 0xffff_8880_0000_0000 + 8 * u64::from(k))
+        });
+    }
+    mem = mem.on_read(pprev, wrong + 1, move |r| r.write(pprev, &right));
+    let view = KernelView::new(mem, g.paging, g.addrs);
+    walk_view(&view, &g, 1).map(|(seen, stats)| {
+        assert_eq!(pids(&seen), [1, 2, 3]);
+        stats
+    })
+}
+
+#[test]
+fn bucket_reads_hold_at_their_limit_and_not_one_past() {
+    // The default: 16 reads of a bucket. Wrong on 15: the 16th read is whole.
+    assert_eq!(settles_after(15).unwrap().rereads, 15);
+    assert_eq!(
+        settles_after(16),
+        Err(Error::Unstable {
+            what: "local-storage bucket",
+            at: 0,
+            reads: 16
+        })
+    );
+}
