@@ -179,6 +179,100 @@ pub struct QueueStackLayout {
     pub elements: u32,
 }
 
+/// Offsets in `struct bpf_local_storage_map`, its buckets and elements, and
+/// `struct bpf_local_storage`: the TASK_STORAGE, INODE_STORAGE, SK_STORAGE and
+/// CGRP_STORAGE walker ([`crate::Bpf::for_each_storage_elem`]), with the offsets that
+/// describe each kind of owner (absent kinds are described by their address alone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StorageLayout {
+    /// `bpf_local_storage_map.buckets` (`struct bpf_local_storage_map_bucket *`).
+    pub buckets: u32,
+    /// `bpf_local_storage_map.bucket_log` (u32): the map has `1 << bucket_log` buckets.
+    pub bucket_log: u32,
+    /// `bpf_local_storage_map_bucket.list.first`: the head of a bucket's `hlist`.
+    pub bucket_first: u32,
+    /// `sizeof(struct bpf_local_storage_map_bucket)`: the stride of the bucket array.
+    pub bucket_size: u32,
+    /// `bpf_local_storage_elem.map_node`: the `hlist_node` chain pointers point at.
+    pub elem_map_node: u32,
+    /// `bpf_local_storage_elem.map_node.next`.
+    pub elem_next: u32,
+    /// `bpf_local_storage_elem.map_node.pprev`: the address of the pointer that points
+    /// at the element while it is linked, NULL once it was unlinked.
+    pub elem_pprev: u32,
+    /// `bpf_local_storage_elem.local_storage` (`struct bpf_local_storage *`).
+    pub elem_local_storage: u32,
+    /// `bpf_local_storage_elem.sdata.smap`: the map the element belongs to.
+    pub elem_smap: u32,
+    /// `bpf_local_storage_elem.sdata.data`: the value.
+    pub elem_data: u32,
+    /// `bpf_local_storage.owner` (`void *`): the task, inode, socket or cgroup.
+    pub storage_owner: u32,
+    /// `struct task_struct`: TASK_STORAGE owners.
+    pub task: Option<TaskOwnerLayout>,
+    /// `struct inode` and `struct super_block`: INODE_STORAGE owners.
+    pub inode: Option<InodeOwnerLayout>,
+    /// `struct sock`: SK_STORAGE owners.
+    pub sock: Option<SockOwnerLayout>,
+    /// `struct cgroup` and `struct kernfs_node`: CGRP_STORAGE owners.
+    pub cgroup: Option<CgroupOwnerLayout>,
+}
+
+/// Offsets in `struct task_struct`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TaskOwnerLayout {
+    /// `task_struct.pid` (`pid_t`).
+    pub pid: u32,
+    /// `task_struct.tgid` (`pid_t`).
+    pub tgid: u32,
+    /// `task_struct.comm` (`char[16]`).
+    pub comm: u32,
+}
+
+/// Offsets in `struct inode` and `struct super_block`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InodeOwnerLayout {
+    /// `inode.i_ino` (`unsigned long`, 8 bytes on the 64-bit kernels read).
+    pub ino: u32,
+    /// `inode.i_sb` (`struct super_block *`).
+    pub sb: u32,
+    /// `super_block.s_dev` (`dev_t`, the kernel's encoding: major << 20 | minor).
+    pub s_dev: u32,
+}
+
+/// Offsets in `struct sock` (its `struct sock_common __sk_common`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SockOwnerLayout {
+    /// `sock.__sk_common.skc_cookie` (`atomic64_t`; 0 until something asked for it).
+    pub cookie: u32,
+    /// `sock.__sk_common.skc_family` (u16).
+    pub family: u32,
+    /// `sock.__sk_common.skc_num` (u16, host order): the local port.
+    pub num: u32,
+    /// `sock.__sk_common.skc_dport` (`__be16`): the remote port.
+    pub dport: u32,
+    /// `sock.__sk_common.skc_rcv_saddr` (`__be32`): the local IPv4 address.
+    pub rcv_saddr: u32,
+    /// `sock.__sk_common.skc_daddr` (`__be32`): the remote IPv4 address.
+    pub daddr: u32,
+    /// `sock.__sk_common.skc_v6_rcv_saddr` (16 bytes); absent without IPv6.
+    pub v6_rcv_saddr: Option<u32>,
+    /// `sock.__sk_common.skc_v6_daddr` (16 bytes); absent without IPv6.
+    pub v6_daddr: Option<u32>,
+}
+
+/// Offsets in `struct cgroup` and `struct kernfs_node`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CgroupOwnerLayout {
+    /// `cgroup.kn` (`struct kernfs_node *`).
+    pub kn: u32,
+    /// `kernfs_node.id` (u64): the cgroup id (`cgroup_id()`, the directory's inode
+    /// number on 64-bit kernels).
+    pub kn_id: u32,
+    /// `kernfs_node.name` (`const char *`).
+    pub kn_name: u32,
+}
+
 /// Every offset the walkers use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct KernelLayout {
@@ -200,4 +294,6 @@ pub struct KernelLayout {
     pub lpm: Option<LpmLayout>,
     /// `struct bpf_queue_stack`: the QUEUE and STACK walker.
     pub queue: Option<QueueStackLayout>,
+    /// `struct bpf_local_storage_map` and friends: the local-storage walker.
+    pub storage: Option<StorageLayout>,
 }

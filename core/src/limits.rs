@@ -70,6 +70,23 @@ pub const PPTR_PROBE_ELEMS: usize = 8;
 /// a program's far less). A bigger one is refused before anything is read.
 pub const MAX_BTF_DATA_SIZE: u32 = 64 << 20;
 
+/// Largest `bucket_log` of a local-storage map: the kernel gives it
+/// `roundup_pow_of_two(num_possible_cpus())` buckets (at least 2), so at most
+/// [`MAX_CPUS`] = `1 << 13`. A bigger one is refused before any bucket is read.
+pub const STORAGE_MAX_BUCKET_LOG: u32 = 13;
+
+/// Largest `value_size` of a local-storage map (`BPF_LOCAL_STORAGE_MAX_VALUE_SIZE` is
+/// below `U16_MAX`).
+pub const STORAGE_MAX_VALUE_SIZE: u32 = 0xffff;
+
+/// Elements of one local-storage bucket a walk remembers having handed over, so that
+/// reading the bucket again (it changed under the walk) does not hand them over twice.
+/// A bucket that must be read again after more is [`crate::Error::Unstable`].
+pub const STORAGE_REREAD_SEEN: usize = 64;
+
+/// Longest cgroup name read (`NAME_MAX`: a cgroup is a directory of cgroupfs).
+pub const CGROUP_NAME_MAX: usize = 255;
+
 /// Caps a user may raise. The defaults suit any real kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -93,6 +110,11 @@ pub struct Limits {
     /// lookups do. A bucket still changing after this many reads is an
     /// [`crate::Error::Unstable`] error for that bucket; the walk goes on.
     pub bucket_reads: u32,
+    /// Elements one walk of a local-storage map visits (default 2^24), re-reads of a
+    /// bucket included. Local-storage maps have no `max_entries` (it is 0): each owner
+    /// holds at most one element of a map, so this bounds the owners, and ends any
+    /// cycle the back links did not catch.
+    pub storage_elems: u32,
 }
 
 impl Limits {
@@ -105,6 +127,7 @@ impl Limits {
         htab_buckets: 1 << 28,
         bucket_chain: 1 << 16,
         bucket_reads: 16,
+        storage_elems: 1 << 24,
     };
 }
 

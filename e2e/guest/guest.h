@@ -58,6 +58,10 @@ void hex(FILE *f, const unsigned char *p, size_t n);
  * the programs' to section `bpf-progs` (see there). 0 on success. */
 int progs_setup(FILE *f);
 
+/* storage.c: local-storage maps; their MAP lines go to f, their elements to section
+ * `bpf-storage` (see there). 0 on success. */
+int storage_setup(FILE *f);
+
 /* churn.c: `mapwalk.churn=1` (see there). */
 int churn_setup(void);
 void churn_start(void);

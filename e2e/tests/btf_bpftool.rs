@@ -192,7 +192,16 @@ fn check_against_bpftool(what: &str, r: &ResolvedLayout, types: &Types) -> usize
         .btf_vmlinux_value_type_id
         .unwrap_or_else(|| panic!("{what}: btf_vmlinux_value_type_id: {:?}", r.warnings));
     assert!(r.warnings.is_empty(), "{what}: warnings {:?}", r.warnings);
-    let fields: Vec<(&str, &str, u32)> = vec![
+    let st = l
+        .storage
+        .unwrap_or_else(|| panic!("{what}: bpf_local_storage_map unresolved"));
+    let (task, inode, sock, cgroup) = (
+        st.task.unwrap(),
+        st.inode.unwrap(),
+        st.sock.unwrap(),
+        st.cgroup.unwrap(),
+    );
+    let mut fields: Vec<(&str, &str, u32)> = vec![
         ("xarray", "xa_head", l.xarray.xa_head),
         ("xa_node", "shift", l.xarray.node_shift),
         ("xa_node", "slots", l.xarray.node_slots),
@@ -222,6 +231,44 @@ fn check_against_bpftool(what: &str, r: &ResolvedLayout, types: &Types) -> usize
         ("htab_elem", "hash_node", htab.elem_hash_node),
         ("htab_elem", "key", htab.elem_key),
     ];
+    let elem = "bpf_local_storage_elem";
+    fields.extend([
+        ("bpf_local_storage_map", "buckets", st.buckets),
+        ("bpf_local_storage_map", "bucket_log", st.bucket_log),
+        (
+            "bpf_local_storage_map_bucket",
+            "list.first",
+            st.bucket_first,
+        ),
+        (elem, "map_node", st.elem_map_node),
+        (elem, "map_node.next", st.elem_next),
+        (elem, "map_node.pprev", st.elem_pprev),
+        (elem, "local_storage", st.elem_local_storage),
+        (elem, "sdata.smap", st.elem_smap),
+        (elem, "sdata.data", st.elem_data),
+        ("bpf_local_storage", "owner", st.storage_owner),
+        ("task_struct", "pid", task.pid),
+        ("task_struct", "tgid", task.tgid),
+        ("task_struct", "comm", task.comm),
+        ("inode", "i_ino", inode.ino),
+        ("inode", "i_sb", inode.sb),
+        ("super_block", "s_dev", inode.s_dev),
+        ("sock", "__sk_common.skc_cookie", sock.cookie),
+        ("sock", "__sk_common.skc_family", sock.family),
+        ("sock", "__sk_common.skc_num", sock.num),
+        ("sock", "__sk_common.skc_dport", sock.dport),
+        ("sock", "__sk_common.skc_rcv_saddr", sock.rcv_saddr),
+        ("sock", "__sk_common.skc_daddr", sock.daddr),
+        (
+            "sock",
+            "__sk_common.skc_v6_rcv_saddr",
+            sock.v6_rcv_saddr.unwrap(),
+        ),
+        ("sock", "__sk_common.skc_v6_daddr", sock.v6_daddr.unwrap()),
+        ("cgroup", "kn", cgroup.kn),
+        ("kernfs_node", "id", cgroup.kn_id),
+        ("kernfs_node", "name", cgroup.kn_name),
+    ]);
     for &(s, f, ours) in &fields {
         let (bits, _) =
             offset_in(types, s, f).unwrap_or_else(|| panic!("{what}: bpftool lists no {s}.{f}"));
@@ -237,10 +284,16 @@ fn check_against_bpftool(what: &str, r: &ResolvedLayout, types: &Types) -> usize
         bucket_size,
         "{what}: size of the struct bucket with a head"
     );
+    let (_, storage_bucket) = offset_in(types, "bpf_local_storage_map_bucket", "list").unwrap();
+    assert_eq!(
+        u64::from(st.bucket_size),
+        storage_bucket,
+        "{what}: size of struct bpf_local_storage_map_bucket"
+    );
     // Facts of every 64-bit kernel, so a parser agreeing with itself cannot pass.
     assert_eq!(l.idr.idr_rt, 0, "{what}");
     assert_eq!(l.xarray.node_slots, 40, "{what}: xa_node.slots on 64-bit");
-    fields.len() + 1
+    fields.len() + 2
 }
 
 /// The `.BTF` section of the ELF image at `path`.

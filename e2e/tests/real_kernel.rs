@@ -54,6 +54,8 @@ mod kvm;
 mod process;
 #[path = "real_kernel/progs.rs"]
 mod progs;
+#[path = "real_kernel/storage.rs"]
+mod storage;
 #[path = "real_kernel/truncated.rs"]
 mod truncated;
 #[path = "real_kernel/zero.rs"]

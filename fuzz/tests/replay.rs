@@ -11,7 +11,7 @@ use mapwalk_fuzz::{guest, hash_guest, pick_va, GuestKind, Mutated, RAW_VAS};
 
 type Run = fn(&[u8]);
 
-const TARGETS: [(&str, Run); 17] = [
+const TARGETS: [(&str, Run); 18] = [
     ("pgtable_x86_64", mapwalk_fuzz::pgtable_x86_64::run),
     ("pgtable_aarch64", mapwalk_fuzz::pgtable_aarch64::run),
     ("xarray", mapwalk_fuzz::xarray::run),
@@ -29,6 +29,7 @@ const TARGETS: [(&str, Run); 17] = [
     ("render", mapwalk_fuzz::render::run),
     ("progs", mapwalk_fuzz::progs::run),
     ("snapshot", mapwalk_fuzz::snapshot::run),
+    ("storage", mapwalk_fuzz::storage::run),
 ];
 
 fn files(kind: &str, target: &str) -> Vec<(String, Vec<u8>)> {
@@ -207,6 +208,10 @@ fn headers_round_trip() {
                 "ksymtab" => mapwalk_fuzz::ksymtab::Header::decode(&mut u)
                     .unwrap()
                     .encode(&mut e),
+                "storage" => mapwalk_fuzz::storage::Header::decode(&mut u)
+                    .unwrap()
+                    .0
+                    .encode(&mut e),
                 // Text inputs, and whole files, no header.
                 "ram_layout" | "kallsyms" | "kvm_regions" | "snapshot" => continue,
                 _ => unreachable!(),
@@ -300,11 +305,13 @@ fn synthetic_kernel_btf_resolves_to_the_default_layout() {
     use mapwalk_fuzz::btf_layout::blob_of;
     use mapwalk_fuzz::btf_synth::kernel_btf;
     let r = mapwalk::btf::layout_from_bytes(kernel_btf()).unwrap();
-    // The synthetic kernel BTF has no `bpf_prog` and no `lpm_trie`: left out.
+    // The synthetic kernel BTF has no `bpf_prog`, `lpm_trie`, `bpf_queue_stack` or
+    // local storage: left out.
     let layout = mapwalk_core::KernelLayout {
         prog: None,
         lpm: None,
         queue: None,
+        storage: None,
         ..mapwalk_core::synth::default_layout()
     };
     assert_eq!(r.layout, layout);
@@ -313,7 +320,9 @@ fn synthetic_kernel_btf_resolves_to_the_default_layout() {
         [
             "bpf_prog (programs) disabled: BTF: no struct bpf_prog",
             "lpm_trie (LPM_TRIE maps) disabled: BTF: no struct lpm_trie",
-            "bpf_queue_stack (QUEUE and STACK maps) disabled: BTF: no struct bpf_queue_stack"
+            "bpf_queue_stack (QUEUE and STACK maps) disabled: BTF: no struct bpf_queue_stack",
+            "bpf_local_storage_map (TASK, INODE, SK and CGRP_STORAGE maps) disabled: BTF: no \
+             struct bpf_local_storage_map"
         ]
     );
     for name in ["seed-raw", "seed-framed", "seed-synth"] {
@@ -328,9 +337,9 @@ fn synthetic_kernel_btf_resolves_to_the_default_layout() {
     let b = blob_of(&seed("btf_layout", "seed-synth-no-htab"), kernel_btf()).unwrap();
     let r = mapwalk::btf::layout_from_bytes(&b).unwrap();
     assert_eq!(r.layout.htab, None);
-    // bpf_htab, and bpf_prog, lpm_trie and bpf_queue_stack (which the synthetic BTF
-    // never has).
-    assert_eq!(r.warnings.len(), 4, "{:?}", r.warnings);
+    // bpf_htab, and bpf_prog, lpm_trie, bpf_queue_stack and bpf_local_storage_map
+    // (which the synthetic BTF never has).
+    assert_eq!(r.warnings.len(), 5, "{:?}", r.warnings);
 }
 
 #[test]
@@ -542,4 +551,69 @@ fn snapshot_seeds_reach_what_they_claim() {
         let e = Snapshot::read_from(&mut seed("snapshot", name).as_slice()).unwrap_err();
         assert!(e.to_string().starts_with(starts), "{name}: {e}");
     }
+}
+
+#[test]
+fn storage_seeds_reach_their_elements() {
+    use mapwalk_core::bpf::storage::OwnerDesc;
+    use mapwalk_core::bpf::STORAGE_MAP_TYPES;
+    use mapwalk_fuzz::storage::{layout, offsets, storage_guest, Header};
+    use std::ops::ControlFlow;
+    // Every pristine guest: 15 elements in five maps, each owner described.
+    for kind in GuestKind::ALL {
+        let g = storage_guest(kind);
+        let view = KernelView::new(Mutated::pristine(g), g.g.paging, g.g.addrs);
+        let bpf = Bpf::new(&view, &g.g.layout, g.g.map_idr);
+        let mut n = 0;
+        for id in 1..=5 {
+            let map = bpf.map_by_id(id).unwrap().unwrap();
+            let mut value = vec![0u8; map.value_size as usize];
+            bpf.for_each_storage_elem(&map, &mut value, |o, _| {
+                assert!(o.desc.is_some(), "{kind:?}: {o:?}");
+                n += 1;
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        }
+        assert_eq!(n, 15, "{kind:?}");
+    }
+    // The raw seed: one task, pid 1, comm init, value 0x5a x 8.
+    let data = seed("storage", "raw-one-task");
+    let mut u = Unstructured::new(&data);
+    let (h, limits) = Header::decode(&mut u).unwrap();
+    let l = layout(h.offsets.map(u32::from), h.absent);
+    assert_eq!(
+        offsets(&l.storage.unwrap()),
+        h.offsets.map(u32::from),
+        "round trip"
+    );
+    let bytes = u.take_rest();
+    let len = bytes.len() as u64;
+    let view = KernelView::new(
+        Ram::new(Pa(0), bytes),
+        Paging::X86_64(mapwalk_core::arch::x86_64::X86Paging::new(h.cr3, false)),
+        mapwalk_core::kernel::KernelAddrs::x86_64(mapwalk_fuzz::RAW_DIRECT_MAP, len, 0),
+    )
+    .with_limits(limits);
+    let map = mapwalk_core::MapInfo {
+        id: 1,
+        kva: mapwalk_core::Kva(mapwalk_fuzz::RAW_DIRECT_MAP + u64::from(h.map_at)),
+        map_type: STORAGE_MAP_TYPES[usize::from(h.map_type)],
+        key_size: 4,
+        value_size: u32::from(h.value_size),
+        ..mapwalk_core::MapInfo::default()
+    };
+    let mut seen = Vec::new();
+    Bpf::new(&view, &l, mapwalk_core::Kva(0))
+        .for_each_storage_elem(&map, &mut [0; 8], |o, v| {
+            seen.push((o.desc, v.to_vec()));
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    assert_eq!(seen.len(), 1);
+    match seen[0].0 {
+        Some(OwnerDesc::Task(t)) => assert_eq!((t.pid, t.comm()), (1, &b"init"[..])),
+        ref other => panic!("{other:?}"),
+    }
+    assert_eq!(seen[0].1, [0x5a; 8]);
 }

@@ -193,7 +193,8 @@ fn dump_counted(
     warn: &mut dyn FnMut(&str),
 ) -> Result<(u64, Option<SourceError>), io::Error> {
     let btf = map_btf(src, meta, warn);
-    let mut w = DumpWriter::new(out, format, types(btf.as_ref(), meta, format));
+    let mut w =
+        DumpWriter::new(out, format, types(btf.as_ref(), meta, format)).owners(meta.map_type);
     let (walked, io_err) = walk_into(src, meta, &mut w);
     if let Some(e) = io_err {
         return Err(e);
@@ -257,7 +258,8 @@ pub fn dump_all(
                     Format::Json,
                     types(btf.as_ref(), meta, Format::Json),
                 )
-                .trailing_newline(false);
+                .trailing_newline(false)
+                .owners(meta.map_type);
                 let (walked, io_err) = walk_into(src, meta, &mut w);
                 if let Some(e) = io_err {
                     return Err(e.into());

@@ -117,8 +117,9 @@ impl LiveMap {
     ///
     /// # Errors
     /// [`Error::Unsupported`] for maps without keys (RINGBUF, ARENA, QUEUE, STACK,
-    /// BLOOM_FILTER: use their own readers) and for [`DumpMode::Batch`] on maps without
-    /// batches; [`Error::Denied`], [`Error::Sys`], [`Error::LimitExceeded`]. Entries
+    /// BLOOM_FILTER: use their own readers), for local storage (TASK, INODE, SK and
+    /// CGRP_STORAGE: looked up by an owner's file descriptor, never listed) and for
+    /// [`DumpMode::Batch`] on maps without batches; [`Error::Denied`], [`Error::Sys`], [`Error::LimitExceeded`]. Entries
     /// already handed to `f` stay valid when an error ends the walk.
     pub fn for_each_entry(
         &self,
@@ -136,6 +137,21 @@ impl LiveMap {
                 id: info.id,
                 map_type: info.map_type,
                 op: "key/value dumps",
+            });
+        }
+        if matches!(
+            info.map_type,
+            MapType::TASK_STORAGE
+                | MapType::INODE_STORAGE
+                | MapType::SK_STORAGE
+                | MapType::CGRP_STORAGE
+        ) {
+            return Err(Error::Unsupported {
+                id: info.id,
+                map_type: info.map_type,
+                op: "listing through bpf(): local storage is looked up by a file descriptor \
+                     of its owner (pidfd, socket, file, cgroup) and bpf() cannot enumerate \
+                     the owners; a memory source lists them",
             });
         }
         let mut stats = DumpStats::default();

@@ -21,19 +21,19 @@ const DATASEC: u32 = 15;
 const FLOAT: u32 = 16;
 const ENUM64: u32 = 19;
 /// `BTF_INT_SIGNED`, `BTF_INT_CHAR`, `BTF_INT_BOOL` (in an int's encoding byte).
-const SIGNED: u32 = 1;
+pub(super) const SIGNED: u32 = 1;
 const CHAR: u32 = 2;
 const BOOL: u32 = 4;
 
 /// Raw BTF, type by type. Type 1 is always `unsigned int` (the ARRAY maps' key).
-struct Btf {
+pub(super) struct Btf {
     types: Vec<u8>,
     strs: Vec<u8>,
     next: u32,
 }
 
 impl Btf {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let mut b = Self {
             types: Vec::new(),
             strs: vec![0],
@@ -66,7 +66,7 @@ impl Btf {
         self.next - 1
     }
 
-    fn int(&mut self, name: &str, size: u32, encoding: u32) -> u32 {
+    pub(super) fn int(&mut self, name: &str, size: u32, encoding: u32) -> u32 {
         self.add(name, INT, 0, 0, size, &[(encoding << 24) | (size * 8)])
     }
 
@@ -91,7 +91,7 @@ impl Btf {
         self.add(name, kind, members.len() as u32, kflag, size, &words)
     }
 
-    fn bytes(&self) -> Vec<u8> {
+    pub(super) fn bytes(&self) -> Vec<u8> {
         let mut blob = Vec::new();
         blob.extend_from_slice(&0xeb9fu16.to_le_bytes());
         blob.extend_from_slice(&[1, 0]);

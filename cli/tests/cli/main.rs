@@ -18,6 +18,7 @@ mod errors;
 mod history;
 mod lookup;
 mod progs;
+mod storage;
 
 /// Whether the live tests can run here; prints SKIPPED (or panics under CI) when not.
 fn live_ready(test: &str) -> bool {

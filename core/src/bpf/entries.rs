@@ -2,7 +2,9 @@
 //! here, over caller buffers.
 //!
 //! [`Bpf::for_each_entry`] hands each key and value to a callback: ARRAY keys are their
-//! index (4 bytes, little-endian), HASH and LRU_HASH keys are copied out of the element.
+//! index (4 bytes, little-endian), HASH and LRU_HASH keys are copied out of the element,
+//! local-storage keys are their owner's record ([`storage::StorageOwner::write_record`](
+//! crate::bpf::storage::StorageOwner::write_record)).
 //! Per-CPU values ([`EntryValue::PerCpu`]) come as every possible CPU's copy. Nothing
 //! allocates: [`Bpf::entry_buffer_lens`] says how big the two caller buffers must be.
 
@@ -10,6 +12,7 @@ use core::fmt;
 use core::iter::FusedIterator;
 use core::ops::ControlFlow;
 
+use crate::bpf::storage::{OwnerKind, StorageWalkStats};
 use crate::bpf::{Bpf, CpuCopy, MapInfo, MapType, PerCpuOffsets};
 use crate::error::{Error, Result};
 use crate::kernel::KernelRead;
@@ -17,7 +20,7 @@ use crate::limits::MAX_CPUS;
 use crate::mem::len_u64;
 
 /// The map types [`Bpf::for_each_entry`] walks.
-pub const WALKABLE_MAP_TYPES: [MapType; 12] = [
+pub const WALKABLE_MAP_TYPES: [MapType; 16] = [
     MapType::ARRAY,
     MapType::HASH,
     MapType::LRU_HASH,
@@ -30,6 +33,10 @@ pub const WALKABLE_MAP_TYPES: [MapType; 12] = [
     MapType::LPM_TRIE,
     MapType::QUEUE,
     MapType::STACK,
+    MapType::TASK_STORAGE,
+    MapType::INODE_STORAGE,
+    MapType::SK_STORAGE,
+    MapType::CGRP_STORAGE,
 ];
 
 /// One entry's value, as [`Bpf::for_each_entry`] hands it over.
@@ -128,7 +135,8 @@ impl FusedIterator for PerCpuCopiesIter<'_> {}
 /// The sizes of the two buffers [`Bpf::for_each_entry`] takes for one map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct EntryBufferLens {
-    /// The key buffer: `key_size` bytes.
+    /// The key buffer: `key_size` bytes; for a local-storage map, its owner record
+    /// ([`OwnerKind::record_len`]).
     pub key: usize,
     /// The value buffer: `value_size` bytes, or for a per-CPU map
     /// `round_up(value_size, 8) × possible CPUs`.
@@ -178,7 +186,10 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
             });
         }
         let cap = self.mem.limits().value_size;
-        let key = capped(u64::from(map.key_size), cap, "map key_size")?;
+        let key = match OwnerKind::of(map.map_type) {
+            Some(kind) => kind.record_len(),
+            None => capped(u64::from(map.key_size), cap, "map key_size")?,
+        };
         let value = if map.map_type.is_percpu() {
             if possible_cpus > MAX_CPUS {
                 return Err(Error::LimitExceeded {
@@ -200,7 +211,9 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
     /// ARRAY ([`array`](Self::array)), HASH and LRU_HASH ([`htab`](Self::htab)),
     /// PERCPU_ARRAY ([`percpu_array`](Self::percpu_array)), PERCPU_HASH and
     /// LRU_PERCPU_HASH ([`percpu_htab`](Self::percpu_htab), its per-CPU pointer placed by
-    /// the data). `f` returns [`ControlFlow::Break`] to stop early.
+    /// the data), the object maps, LPM_TRIE, QUEUE and STACK (an empty key), and the
+    /// local-storage maps ([`for_each_storage_elem`](Self::for_each_storage_elem), each
+    /// owner's record as the key). `f` returns [`ControlFlow::Break`] to stop early.
     ///
     /// `key` and `value` are the caller's buffers, of exactly the
     /// [`entry_buffer_lens`](Self::entry_buffer_lens) sizes; `f` sees views into them.
@@ -253,8 +266,9 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
     }
 
     /// [`for_each_entry`](Self::for_each_entry), adding to `rereads` how many times a
-    /// hash bucket was read again because it changed under the walk
-    /// ([`HtabWalk::rereads`](crate::bpf::HtabWalk::rereads)): 0 for a still guest.
+    /// hash or local-storage bucket was read again because it changed under the walk
+    /// ([`HtabWalk::rereads`](crate::bpf::HtabWalk::rereads),
+    /// [`StorageWalkStats::rereads`]): 0 for a still guest.
     ///
     /// # Errors
     /// As [`for_each_entry`](Self::for_each_entry).
@@ -376,6 +390,30 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
             (MapType::QUEUE | MapType::STACK, _) => {
                 // No keys: each element with an empty key, in pop order.
                 count = self.for_each_queue_value(map, value, |v| f(&[], EntryValue::Single(v)))?;
+            }
+            (
+                MapType::TASK_STORAGE
+                | MapType::INODE_STORAGE
+                | MapType::SK_STORAGE
+                | MapType::CGRP_STORAGE,
+                _,
+            ) => {
+                // The owner's record is the key.
+                let mut stats = StorageWalkStats::default();
+                let mut record_err = None;
+                let walked = self.storage_walk(map, value, &mut stats, &mut |owner, v| {
+                    if let Err(e) = owner.write_record(key) {
+                        record_err = Some(e);
+                        return ControlFlow::Break(());
+                    }
+                    f(key, EntryValue::Single(v))
+                });
+                *rereads = rereads.saturating_add(stats.rereads);
+                walked?;
+                if let Some(e) = record_err {
+                    return Err(e);
+                }
+                count = stats.elems;
             }
             (map_type, _) => {
                 return Err(Error::UnsupportedMapType {

@@ -10,6 +10,8 @@
 //! [`PerCpuOffsets`]. [`Bpf::for_each_entry`] walks any of these types, picking the
 //! handle by the map's type. [`Bpf::map_btf`] finds where a map's BTF lies.
 //! [`ProgIdr::progs`] walks every program of `prog_idr` ([`ProgInfo`]).
+//! [`Bpf::for_each_storage_elem`] walks a local-storage map with each element's owner
+//! ([`storage`]).
 
 mod array;
 mod btf;
@@ -26,6 +28,7 @@ mod percpu;
 mod prog;
 mod progtype;
 mod queue;
+pub mod storage;
 
 pub use array::ArrayMap;
 pub use btf::BtfObject;
@@ -54,3 +57,4 @@ pub use percpu::{
 pub use prog::ProgList;
 pub use prog::{read_prog_id, read_prog_info, ProgIdr, ProgInfo, Progs, BPF_TAG_SIZE};
 pub use progtype::ProgType;
+pub use storage::{StorageOwner, StorageWalkStats, STORAGE_MAP_TYPES};

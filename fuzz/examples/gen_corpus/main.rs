@@ -13,7 +13,7 @@ use mapwalk_core::Pa;
 use mapwalk_fuzz::btf_synth::{self, BtfBuilder};
 use mapwalk_fuzz::{
     array, btf_layout, discovery, elf_core, htab, ksymtab, percpu, pgtable_aarch64, pgtable_x86_64,
-    progs, render, vmcoreinfo, xarray, Enc, Mutated,
+    progs, render, storage, vmcoreinfo, xarray, Enc, Mutated,
 };
 use mapwalk_fuzz::{GuestKind, RAW_DIRECT_MAP};
 
@@ -407,6 +407,77 @@ fn progs_seeds() {
     write(
         t,
         "raw-two-progs",
+        &raw(|e| h.encode(e), &ram.bytes()[..used]),
+    );
+}
+
+fn storage_seeds() {
+    use storage::Header;
+    let t = "storage";
+    for guest in 0..5u8 {
+        let h = Header {
+            guest,
+            ..Header::default()
+        };
+        write(
+            t,
+            &guest_name(guest),
+            &synth(|e| h.encode(e), &[], (0, 0, &[])),
+        );
+    }
+    // Owners undescribed (no owner offsets), and a two-element visit cap.
+    let h = Header {
+        absent: 0xf,
+        storage_elems: 2,
+        ..Header::default()
+    };
+    write(
+        t,
+        "synth-x86-no-owners-cap-2",
+        &synth(|e| h.encode(e), &[], (0, 0, &[])),
+    );
+    // `map_node.pprev` moved: no back link agrees, every bucket is read again.
+    let mut h = Header::default();
+    h.offsets[6] = 16;
+    write(
+        t,
+        "synth-x86-pprev-moved",
+        &synth(|e| h.encode(e), &[], (0, 0, &[])),
+    );
+    // Raw: a TASK_STORAGE map with two buckets, one element, its storage and owner.
+    let l = default_layout();
+    let st = l.storage.unwrap();
+    let task = st.task.unwrap();
+    let mut ram = SynthRam::new(Pa(0), 16 << 10);
+    let dm = |pa: Pa| RAW_DIRECT_MAP + pa.0;
+    let map = ram.alloc(512, 64);
+    let buckets = ram.alloc(2 * u64::from(st.bucket_size), 64);
+    let elem = ram.alloc(u64::from(st.elem_data) + 8, 64);
+    let storage = ram.alloc(u64::from(st.storage_owner) + 8, 64);
+    let owner = ram.alloc(u64::from(task.comm) + 16, 64);
+    ram.write_u64(Pa(map.0 + u64::from(st.buckets)), dm(buckets));
+    ram.write_u32(Pa(map.0 + u64::from(st.bucket_log)), 1);
+    let head = Pa(buckets.0 + u64::from(st.bucket_first));
+    ram.write_u64(head, dm(elem) + u64::from(st.elem_map_node));
+    ram.write_u64(Pa(elem.0 + u64::from(st.elem_pprev)), dm(head));
+    ram.write_u64(Pa(elem.0 + u64::from(st.elem_local_storage)), dm(storage));
+    ram.write_u64(Pa(elem.0 + u64::from(st.elem_smap)), dm(map));
+    ram.write(Pa(elem.0 + u64::from(st.elem_data)), &[0x5a; 8]);
+    ram.write_u64(Pa(storage.0 + u64::from(st.storage_owner)), dm(owner));
+    ram.write_u32(Pa(owner.0 + u64::from(task.pid)), 1);
+    ram.write_u32(Pa(owner.0 + u64::from(task.tgid)), 1);
+    ram.write(Pa(owner.0 + u64::from(task.comm)), b"init");
+    let h = Header {
+        mode: 1,
+        offsets: storage::offsets(&st).map(|o| o as u16),
+        value_size: 8,
+        map_at: map.0 as u32,
+        ..Header::default()
+    };
+    let used = (ram.bytes().iter().rposition(|&b| b != 0).unwrap() + 1).next_multiple_of(4096);
+    write(
+        t,
+        "raw-one-task",
         &raw(|e| h.encode(e), &ram.bytes()[..used]),
     );
 }
@@ -849,5 +920,6 @@ fn main() {
     discovery_seeds();
     array_seeds();
     progs_seeds();
+    storage_seeds();
     snapshot_seeds();
 }

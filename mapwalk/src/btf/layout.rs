@@ -3,7 +3,8 @@
 
 pub use mapwalk_core::layout::BtfObjectLayout;
 use mapwalk_core::layout::{
-    ArrayLayout, BpfMapLayout, HtabLayout, IdrLayout, LpmLayout, ProgLayout, QueueStackLayout,
+    ArrayLayout, BpfMapLayout, CgroupOwnerLayout, HtabLayout, IdrLayout, InodeOwnerLayout,
+    LpmLayout, ProgLayout, QueueStackLayout, SockOwnerLayout, StorageLayout, TaskOwnerLayout,
     XarrayLayout,
 };
 use mapwalk_core::KernelLayout;
@@ -38,6 +39,16 @@ pub const LAYOUT_STRUCTS: &[&str] = &[
     "lpm_trie",
     "lpm_trie_node",
     "bpf_queue_stack",
+    "bpf_local_storage_map",
+    "bpf_local_storage_map_bucket",
+    "bpf_local_storage_elem",
+    "bpf_local_storage",
+    "task_struct",
+    "inode",
+    "super_block",
+    "sock",
+    "cgroup",
+    "kernfs_node",
 ];
 
 /// Finds `name` among the members of aggregate `ty`, looking into anonymous struct and
@@ -194,10 +205,11 @@ pub fn struct_size_having(
 /// Resolves every group of [`KernelLayout`].
 ///
 /// Required: `xarray`, `idr`, `bpf_map` (except `btf_vmlinux_value_type_id`).
-/// Optional: `array`, `htab`, `btf_object`, `prog`, `lpm` and `queue` (`None` and a
-/// warning when `bpf_array`, `bpf_htab`, `btf`, `bpf_prog`, `lpm_trie` or
-/// `bpf_queue_stack` cannot be resolved), and `bpf_map.btf_vmlinux_value_type_id`
-/// (`None` and a warning).
+/// Optional: `array`, `htab`, `btf_object`, `prog`, `lpm`, `queue` and `storage`
+/// (`None` and a warning when `bpf_array`, `bpf_htab`, `btf`, `bpf_prog`, `lpm_trie`,
+/// `bpf_queue_stack` or `bpf_local_storage_map` cannot be resolved; within `storage`,
+/// each kind of owner on its own: `task_struct`, `inode`, `sock`, `cgroup`), and
+/// `bpf_map.btf_vmlinux_value_type_id` (`None` and a warning).
 ///
 /// # Errors
 /// The first required field that cannot be resolved, as `struct.field`.
@@ -317,6 +329,19 @@ pub(crate) fn layout_with(
             })
         },
     );
+    let storage = group(
+        &mut warnings,
+        "bpf_local_storage_map (TASK, INODE, SK and CGRP_STORAGE maps)",
+        || storage_layout(&off, &size_having),
+    )
+    .map(|mut st| {
+        let w = &mut warnings;
+        st.task = group(w, "task_struct (local-storage owners)", || task_owner(&off));
+        st.inode = group(w, "inode (local-storage owners)", || inode_owner(&off));
+        st.sock = group(w, "sock (local-storage owners)", || sock_owner(&off));
+        st.cgroup = group(w, "cgroup (local-storage owners)", || cgroup_owner(&off));
+        st
+    });
     Ok(ResolvedLayout {
         layout: KernelLayout {
             xarray,
@@ -328,8 +353,82 @@ pub(crate) fn layout_with(
             prog,
             lpm,
             queue,
+            storage,
         },
         warnings,
+    })
+}
+
+/// The local-storage walker's offsets, owners left out (the caller adds each kind it
+/// can resolve).
+fn storage_layout(
+    off: &impl Fn(&str, &str) -> Result<u32, BtfError>,
+    size_having: &impl Fn(&str, &str) -> Result<u32, BtfError>,
+) -> Result<StorageLayout, BtfError> {
+    let elem = |path| off("bpf_local_storage_elem", path);
+    Ok(StorageLayout {
+        buckets: off("bpf_local_storage_map", "buckets")?,
+        bucket_log: off("bpf_local_storage_map", "bucket_log")?,
+        bucket_first: off("bpf_local_storage_map_bucket", "list.first")?,
+        bucket_size: size_having("bpf_local_storage_map_bucket", "list")?,
+        elem_map_node: elem("map_node")?,
+        elem_next: elem("map_node.next")?,
+        elem_pprev: elem("map_node.pprev")?,
+        elem_local_storage: elem("local_storage")?,
+        elem_smap: elem("sdata.smap")?,
+        elem_data: elem("sdata.data")?,
+        storage_owner: off("bpf_local_storage", "owner")?,
+        task: None,
+        inode: None,
+        sock: None,
+        cgroup: None,
+    })
+}
+
+fn task_owner(
+    off: &impl Fn(&str, &str) -> Result<u32, BtfError>,
+) -> Result<TaskOwnerLayout, BtfError> {
+    Ok(TaskOwnerLayout {
+        pid: off("task_struct", "pid")?,
+        tgid: off("task_struct", "tgid")?,
+        comm: off("task_struct", "comm")?,
+    })
+}
+
+fn inode_owner(
+    off: &impl Fn(&str, &str) -> Result<u32, BtfError>,
+) -> Result<InodeOwnerLayout, BtfError> {
+    Ok(InodeOwnerLayout {
+        ino: off("inode", "i_ino")?,
+        sb: off("inode", "i_sb")?,
+        s_dev: off("super_block", "s_dev")?,
+    })
+}
+
+fn sock_owner(
+    off: &impl Fn(&str, &str) -> Result<u32, BtfError>,
+) -> Result<SockOwnerLayout, BtfError> {
+    let skc = |f: &str| off("sock", &format!("__sk_common.{f}"));
+    Ok(SockOwnerLayout {
+        cookie: skc("skc_cookie")?,
+        family: skc("skc_family")?,
+        num: skc("skc_num")?,
+        dport: skc("skc_dport")?,
+        rcv_saddr: skc("skc_rcv_saddr")?,
+        daddr: skc("skc_daddr")?,
+        // Kernels without IPv6 have no such members.
+        v6_rcv_saddr: skc("skc_v6_rcv_saddr").ok(),
+        v6_daddr: skc("skc_v6_daddr").ok(),
+    })
+}
+
+fn cgroup_owner(
+    off: &impl Fn(&str, &str) -> Result<u32, BtfError>,
+) -> Result<CgroupOwnerLayout, BtfError> {
+    Ok(CgroupOwnerLayout {
+        kn: off("cgroup", "kn")?,
+        kn_id: off("kernfs_node", "id")?,
+        kn_name: off("kernfs_node", "name")?,
     })
 }
 

@@ -5,17 +5,20 @@
 //! - [`DumpWriter`]: a streaming dump. JSON entries are `{"key":["0x01",..],
 //!   "value":[..]}`, per-CPU ones `{"key":[..],"values":[{"cpu":0,"value":[..]},..]}`,
 //!   plus `"formatted":{"key":..,"value"(s):..}` when the map's BTF is known
-//!   ([`typed::TypeRenderer`]).
+//!   ([`typed::TypeRenderer`]); local-storage entries in a form of our own, each
+//!   element's owner instead of a key ([`storage`], [`DumpWriter::owners`]).
 
 #[cfg(test)]
 pub(crate) mod oracle;
+pub mod storage;
 pub mod typed;
 
 use std::io::{self, Write};
 
 use serde_json::{json, Map, Value};
 
-use crate::source::{MapInfo, MapState, ValueRef};
+use crate::source::{MapInfo, MapState, MapType, ValueRef};
+use mapwalk_core::bpf::storage::OwnerKind;
 
 /// `"0x00"` .. `"0xff"` with their quotes, for the hex arrays.
 const fn hex_table() -> [[u8; 6]; 256] {
@@ -281,6 +284,7 @@ pub struct DumpWriter<'a, W: Write> {
     count: u64,
     open: bool,
     newline: bool,
+    owners: Option<OwnerKind>,
 }
 
 impl<'a, W: Write> DumpWriter<'a, W> {
@@ -294,7 +298,17 @@ impl<'a, W: Write> DumpWriter<'a, W> {
             count: 0,
             open: false,
             newline: true,
+            owners: None,
         }
+    }
+
+    /// Writes the entries of a map of type `map_type`: for a local-storage map, each
+    /// key is an owner record and the entries take the form of [`storage`]; any other
+    /// type keeps bpftool's form.
+    #[must_use]
+    pub fn owners(mut self, map_type: MapType) -> Self {
+        self.owners = OwnerKind::of(map_type);
+        self
     }
 
     /// Whether [`finish`](Self::finish) ends JSON output with a newline (the default);
@@ -327,9 +341,15 @@ impl<'a, W: Write> DumpWriter<'a, W> {
             buf: &mut self.buf,
             out: &mut self.out,
         };
-        match self.format {
-            Format::Json => entry_json(&mut w, self.types.as_ref(), self.count, key, value)?,
-            Format::Human => entry_human(&mut w, self.types.as_ref(), key, value)?,
+        match (self.format, self.owners, value) {
+            (Format::Json, Some(kind), ValueRef::Single(v)) => {
+                storage::entry_json(&mut w, self.types.as_ref(), self.count, kind, key, v)?;
+            }
+            (Format::Human, Some(kind), ValueRef::Single(v)) => {
+                storage::entry_human(&mut w, self.types.as_ref(), kind, key, v)?;
+            }
+            (Format::Json, ..) => entry_json(&mut w, self.types.as_ref(), self.count, key, value)?,
+            (Format::Human, ..) => entry_human(&mut w, self.types.as_ref(), key, value)?,
         }
         self.count += 1;
         if self.buf.len() >= FLUSH_AT {

@@ -61,6 +61,7 @@ impl MapSource for LiveSource {
         key: &[u8],
         f: &mut dyn FnMut(super::ValueRef<'_>),
     ) -> Result<bool, SourceError> {
+        super::check_keyed(map)?;
         check_key(map, key)?;
         match self.open(map)?.lookup(key)? {
             None => Ok(false),

@@ -271,6 +271,7 @@ pub trait MapSource {
         key: &[u8],
         f: &mut dyn FnMut(ValueRef<'_>),
     ) -> Result<bool, SourceError> {
+        check_keyed(map)?;
         check_key(map, key)?;
         let mut found = false;
         self.for_each_entry(map, &mut |k, v| {
@@ -291,6 +292,7 @@ pub trait MapSource {
     /// # Errors
     /// [`SourceError::BadKey`] for a key of the wrong size; the walk's error.
     fn next_key(&self, map: &MapInfo, key: Option<&[u8]>) -> Result<Option<Vec<u8>>, SourceError> {
+        check_keyed(map)?;
         if let Some(k) = key {
             check_key(map, k)?;
         }
@@ -363,6 +365,20 @@ pub fn check_bounds(map: &MapInfo, offset: u64, len: usize) -> Result<(), Source
     }
 }
 
+/// Refuses key lookups in a local-storage map: its "key" is a file descriptor of the
+/// owner in the caller's process, which means nothing to a reader from outside.
+pub(crate) fn check_keyed(map: &MapInfo) -> Result<(), SourceError> {
+    if mapwalk_core::bpf::STORAGE_MAP_TYPES.contains(&map.map_type) {
+        return Err(SourceError::Unsupported(format!(
+            "map {} is of type {}: local storage is looked up by a file descriptor of its \
+             owner (a pidfd, socket, file or cgroup), not by a key; `dump` lists every \
+             element with its owner (docs/local-storage.md)",
+            map.id, map.map_type
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn check_key(map: &MapInfo, key: &[u8]) -> Result<(), SourceError> {
     if usize::try_from(map.key_size).ok() != Some(key.len()) {
         return Err(SourceError::BadKey(format!(
@@ -377,6 +393,8 @@ pub(crate) fn check_key(map: &MapInfo, key: &[u8]) -> Result<(), SourceError> {
 
 #[cfg(test)]
 mod settle_tests;
+#[cfg(test)]
+mod storage_tests;
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;

@@ -6,10 +6,10 @@ use mapwalk_core::{KernelView, Kva, MapFlags, Pa};
 use mapwalk_file::RamFile;
 
 /// A RAM file holding `g`'s memory, removed when dropped.
-struct RamImage(std::path::PathBuf);
+pub(super) struct RamImage(pub(super) std::path::PathBuf);
 
 impl RamImage {
-    fn new(g: &SyntheticGuest, name: &str) -> Self {
+    pub(super) fn new(g: &SyntheticGuest, name: &str) -> Self {
         let path =
             std::env::temp_dir().join(format!("mapwalk-source-{}-{name}", std::process::id()));
         assert_eq!(g.ram.base(), Pa(0), "an identity-layout RAM file");
@@ -66,7 +66,7 @@ fn guest() -> (SyntheticGuest, Vec<u8>) {
     (g, raw)
 }
 
-fn source(g: &SyntheticGuest, ram: &RamImage, per_cpu: bool) -> MemorySource<RamFile> {
+pub(super) fn source(g: &SyntheticGuest, ram: &RamImage, per_cpu: bool) -> MemorySource<RamFile> {
     let file = RamFile::options().writable(true).open(&ram.0).unwrap();
     MemorySource::new(Kernel {
         view: KernelView::new(file, g.paging, g.addrs),

@@ -5,10 +5,11 @@ use alloc::vec::Vec;
 
 mod lpm;
 mod progs;
+mod storage;
 
 use super::{
-    BuiltElem, BuiltHtab, BuiltMap, GuestBuilder, MapSpec, Placement, SynthArch, SynthSymbols,
-    SyntheticGuest,
+    BuiltElem, BuiltHtab, BuiltMap, BuiltStorage, GuestBuilder, MapSpec, Placement, SynthArch,
+    SynthSymbols, SyntheticGuest,
 };
 use crate::addr::{Kva, Pa};
 use crate::bpf::{MapType, PptrPlacement, BPF_F_MMAPABLE};
@@ -50,6 +51,7 @@ pub(super) struct Layouter<'b> {
     pcpu: Pcpu,
     htabs: BTreeMap<u32, BuiltHtab>,
     percpu_arrays: BTreeMap<u32, Vec<u64>>,
+    storage: BTreeMap<u32, BuiltStorage>,
 }
 
 /// One per-CPU chunk: `possible` units of `unit` bytes from `base`.
@@ -138,6 +140,7 @@ impl<'b> Layouter<'b> {
                     pcpu: Pcpu::default(),
                     htabs: BTreeMap::new(),
                     percpu_arrays: BTreeMap::new(),
+                    storage: BTreeMap::new(),
                 }
             }
             SynthArch::Aarch64 { granule_shift } | SynthArch::Aarch64Lpa2 { granule_shift } => {
@@ -198,6 +201,7 @@ impl<'b> Layouter<'b> {
                     },
                     htabs: BTreeMap::new(),
                     percpu_arrays: BTreeMap::new(),
+                    storage: BTreeMap::new(),
                 }
             }
         }
@@ -298,6 +302,10 @@ impl<'b> Layouter<'b> {
                 0,
             ),
             (MapType::LPM_TRIE, _, _) if l.lpm.is_some() => (header.max(320), 0),
+            (t, _, _) if crate::bpf::STORAGE_MAP_TYPES.contains(&t) && l.storage.is_some() => {
+                let st = l.storage.unwrap();
+                (header.max(u64::from(st.buckets.max(st.bucket_log)) + 8), 0)
+            }
             (MapType::QUEUE | MapType::STACK, _, _) if l.queue.is_some() => (
                 u64::from(l.queue.unwrap().elements)
                     + u64::from(spec.value_size) * (u64::from(spec.max_entries) + 1),
@@ -367,6 +375,12 @@ impl<'b> Layouter<'b> {
         }
         if let (MapType::LPM_TRIE, Some(lpm)) = (spec.map_type, l.lpm) {
             self.lay_lpm(spec, base, &lpm);
+        }
+        if let (true, Some(st)) = (
+            crate::bpf::STORAGE_MAP_TYPES.contains(&spec.map_type),
+            l.storage,
+        ) {
+            self.lay_storage(spec, base, &st);
         }
         if let (MapType::QUEUE | MapType::STACK, Some(q)) = (spec.map_type, l.queue) {
             self.write_u32(base + u64::from(q.size), spec.max_entries + 1);
@@ -606,6 +620,7 @@ impl<'b> Layouter<'b> {
             percpu_arrays: self.percpu_arrays,
             prog_idr,
             progs,
+            storage: self.storage,
         }
     }
 }

@@ -15,13 +15,16 @@ use crate::layout::{
     ArrayLayout, BpfMapLayout, BtfObjectLayout, HtabLayout, IdrLayout, KernelLayout, LpmLayout,
     ProgLayout, QueueStackLayout, XarrayLayout,
 };
+use crate::layout::{
+    CgroupOwnerLayout, InodeOwnerLayout, SockOwnerLayout, StorageLayout, TaskOwnerLayout,
+};
 use crate::limits::MAX_CPUS;
 use crate::mem::{Ram, RamCell};
 use crate::synth::SynthRam;
 use layouter::Layouter;
 
 pub use progspec::ProgSpec;
-pub use spec::{EntrySpec, MapSpec, Placement};
+pub use spec::{EntrySpec, MapSpec, Placement, StorageElemSpec};
 
 /// A layout like Linux 6.1's on x86_64 (the values are realistic but only need to be
 /// self-consistent: the walkers take whatever layout they are given).
@@ -104,6 +107,49 @@ pub fn default_layout() -> KernelLayout {
             size: 268,
             elements: 272,
         }),
+        storage: Some(storage_layout()),
+    }
+}
+
+/// Local-storage offsets like Linux 6.1's on x86_64.
+fn storage_layout() -> StorageLayout {
+    StorageLayout {
+        buckets: 256,
+        bucket_log: 264,
+        bucket_first: 0,
+        bucket_size: 16,
+        elem_map_node: 0,
+        elem_next: 0,
+        elem_pprev: 8,
+        elem_local_storage: 32,
+        elem_smap: 64,
+        elem_data: 72,
+        storage_owner: 136,
+        task: Some(TaskOwnerLayout {
+            pid: 2416,
+            tgid: 2420,
+            comm: 2976,
+        }),
+        inode: Some(InodeOwnerLayout {
+            ino: 64,
+            sb: 40,
+            s_dev: 16,
+        }),
+        sock: Some(SockOwnerLayout {
+            cookie: 88,
+            family: 16,
+            num: 14,
+            dport: 12,
+            rcv_saddr: 4,
+            daddr: 0,
+            v6_rcv_saddr: Some(72),
+            v6_daddr: Some(56),
+        }),
+        cgroup: Some(CgroupOwnerLayout {
+            kn: 248,
+            kn_id: 104,
+            kn_name: 16,
+        }),
     }
 }
 
@@ -181,6 +227,30 @@ pub struct BuiltHtab {
     pub elems: Vec<BuiltElem>,
 }
 
+/// One element of a local-storage map as laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuiltStorageElem {
+    /// Its bucket.
+    pub bucket: u32,
+    /// The address of its `struct bpf_local_storage_elem`.
+    pub kva: Kva,
+    /// Its owner's `struct bpf_local_storage`.
+    pub local_storage: Kva,
+    /// The owner object.
+    pub owner: Kva,
+}
+
+/// A local-storage map as laid out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltStorage {
+    /// The bucket array.
+    pub buckets: Kva,
+    /// `bucket_log`.
+    pub bucket_log: u32,
+    /// The elements, in the order of the [`MapSpec`]'s.
+    pub elems: Vec<BuiltStorageElem>,
+}
+
 /// A map as laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BuiltMap {
@@ -235,6 +305,8 @@ pub struct SyntheticGuest {
     pub prog_idr: Kva,
     /// The programs, in the order they were added.
     pub progs: Vec<BuiltProg>,
+    /// The local-storage maps, by id.
+    pub storage: BTreeMap<u32, BuiltStorage>,
 }
 
 impl SyntheticGuest {

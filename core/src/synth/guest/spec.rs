@@ -2,6 +2,7 @@
 
 use alloc::vec::Vec;
 
+use crate::bpf::storage::OwnerDesc;
 use crate::bpf::{MapType, PptrPlacement, BPF_F_MMAPABLE};
 use crate::limits::BPF_OBJ_NAME_LEN;
 
@@ -80,6 +81,22 @@ pub struct MapSpec {
     /// A QUEUE or STACK's `head`, `tail` and the bytes of every one of its
     /// `max_entries + 1` slots.
     pub ring: Option<(u32, u32, Vec<Vec<u8>>)>,
+    /// The elements of a local-storage map, in chain order within each bucket.
+    pub storage: Vec<StorageElemSpec>,
+    /// A local-storage map's `bucket_log` (default 1: two buckets, as the kernel gives
+    /// a guest with one or two CPUs).
+    pub bucket_log: u32,
+}
+
+/// One element of a local-storage map to lay into a synthetic guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageElemSpec {
+    /// What the owner object holds (the kind must be the map's).
+    pub owner: OwnerDesc,
+    /// The value (at most `value_size` bytes; the rest is zero).
+    pub value: Vec<u8>,
+    /// Its bucket; by default element `i` goes to bucket `i % (1 << bucket_log)`.
+    pub bucket: Option<u32>,
 }
 
 impl MapSpec {
@@ -120,7 +137,48 @@ impl MapSpec {
             fd_slots: Vec::new(),
             lpm_entries: Vec::new(),
             ring: None,
+            storage: Vec::new(),
+            bucket_log: 1,
         }
+    }
+
+    /// A local-storage map (TASK_STORAGE, INODE_STORAGE, SK_STORAGE or CGRP_STORAGE)
+    /// as the kernel makes one: 4-byte keys (a file descriptor), `max_entries` 0,
+    /// `BPF_F_NO_PREALLOC`.
+    pub fn storage(id: u32, map_type: MapType, name: &str, value_size: u32) -> Self {
+        let mut s = Self::new(id, map_type, name, 4, value_size, 0);
+        s.map_flags = 1; // BPF_F_NO_PREALLOC
+        s
+    }
+
+    /// Adds an element of a local-storage map, owned by an object holding `owner`.
+    #[must_use]
+    pub fn storage_elem(self, owner: OwnerDesc, value: &[u8]) -> Self {
+        self.push_storage(None, owner, value)
+    }
+
+    /// Adds an element of a local-storage map in bucket `bucket`, after the ones
+    /// already there.
+    #[must_use]
+    pub fn storage_elem_in_bucket(self, bucket: u32, owner: OwnerDesc, value: &[u8]) -> Self {
+        self.push_storage(Some(bucket), owner, value)
+    }
+
+    /// Sets a local-storage map's `bucket_log`.
+    #[must_use]
+    pub fn bucket_log(mut self, log: u32) -> Self {
+        self.bucket_log = log;
+        self
+    }
+
+    fn push_storage(mut self, bucket: Option<u32>, owner: OwnerDesc, value: &[u8]) -> Self {
+        assert!(value.len() <= self.value_size as usize, "value is too long");
+        self.storage.push(StorageElemSpec {
+            owner,
+            value: value.to_vec(),
+            bucket,
+        });
+        self
     }
 
     /// Sets a QUEUE or STACK's `head` and `tail`, and each slot's bytes from `slot`.
