@@ -103,6 +103,25 @@ pub struct Dump {
     pub stats: DumpStats,
 }
 
+/// Why `bpf()` cannot list a map of type `t` whose keys it could walk: the
+/// operation it lacks, or `None` when it can.
+///
+/// A BLOOM_FILTER's lookup only tests whether a value is in the filter, so its bit
+/// array is not to be had; PERF_EVENT_ARRAY and CGROUP_ARRAY refuse lookups from user
+/// space (`ENOTSUPP`), XSKMAP too (`EOPNOTSUPP`). Memory holds all of them.
+pub fn unlisted_by_bpf(t: MapType) -> Option<&'static str> {
+    match t {
+        MapType::BLOOM_FILTER => {
+            Some("listing its bit array (a lookup only tests whether a value is in the filter)")
+        }
+        MapType::PERF_EVENT_ARRAY | MapType::CGROUP_ARRAY => {
+            Some("lookups from user space (the kernel refuses them: ENOTSUPP)")
+        }
+        MapType::XSKMAP => Some("lookups from user space (the kernel refuses them: EOPNOTSUPP)"),
+        _ => None,
+    }
+}
+
 /// Batch buffers above this many elements are not grown further.
 const MAX_BATCH: u32 = 1 << 20;
 
@@ -117,8 +136,9 @@ impl LiveMap {
     ///
     /// # Errors
     /// [`Error::Unsupported`] for maps without keys (RINGBUF, ARENA, QUEUE, STACK,
-    /// BLOOM_FILTER: use their own readers) and for [`DumpMode::Batch`] on maps without
-    /// batches; [`Error::Denied`], [`Error::Sys`], [`Error::LimitExceeded`]. Entries
+    /// BLOOM_FILTER: use their own readers), for maps whose lookups user space cannot
+    /// make ([`unlisted_by_bpf`]: PERF_EVENT_ARRAY, CGROUP_ARRAY, XSKMAP), and for
+    /// [`DumpMode::Batch`] on maps without batches; [`Error::Denied`], [`Error::Sys`], [`Error::LimitExceeded`]. Entries
     /// already handed to `f` stay valid when an error ends the walk.
     pub fn for_each_entry(
         &self,
@@ -126,6 +146,13 @@ impl LiveMap {
         mut f: impl FnMut(&[u8], ValueRef<'_>) -> ControlFlow<()>,
     ) -> Result<DumpStats> {
         let info = self.info();
+        if let Some(op) = unlisted_by_bpf(info.map_type) {
+            return Err(Error::Unsupported {
+                id: info.id,
+                map_type: info.map_type,
+                op,
+            });
+        }
         if info.key_size == 0
             || matches!(
                 info.map_type,

@@ -12,6 +12,7 @@
 //! [`ProgIdr::progs`] walks every program of `prog_idr` ([`ProgInfo`]).
 
 mod array;
+mod bloom;
 mod btf;
 #[cfg(test)]
 mod churn_tests;
@@ -22,12 +23,16 @@ mod htab;
 mod lpm;
 mod map;
 mod maptype;
+mod objmaps;
 mod percpu;
 mod prog;
 mod progtype;
 mod queue;
 
 pub use array::ArrayMap;
+pub use bloom::{
+    bloom_bitset_mask, BloomFilter, BLOOM_FORM_VERSION, BLOOM_HEADER_LEN, BLOOM_MAX_HASH_FUNCS,
+};
 pub use btf::BtfObject;
 pub use entries::{
     EntryBufferLens, EntryValue, PerCpuCopies, PerCpuCopiesIter, WALKABLE_MAP_TYPES,
@@ -45,6 +50,7 @@ pub use lpm::{LPM_DATA_SIZE_MAX, LPM_MAX_DEPTH, LPM_TREE_NODE_FLAG_IM};
 pub use map::MapList;
 pub use map::{read_map_info, Bpf, MapInfo, MapName, Maps};
 pub use maptype::{MapType, BPF_F_MMAPABLE};
+pub use objmaps::{object_value_size, OBJECT_MAP_TYPES};
 #[cfg(any(feature = "alloc", test))]
 pub use percpu::PerCpuValue;
 pub use percpu::{

@@ -28,8 +28,9 @@ pub use xarray::{
 mod guest;
 
 pub use guest::{
-    default_layout, BuiltElem, BuiltHtab, BuiltMap, BuiltProg, EntrySpec, GuestBuilder, MapSpec,
-    Placement, ProgSpec, SynthArch, SynthSymbols, SyntheticGuest,
+    default_layout, BuiltElem, BuiltHtab, BuiltMap, BuiltObject, BuiltProg, EntrySpec,
+    GuestBuilder, MapSpec, Placement, ProgSpec, SlotObject, SynthArch, SynthSymbols,
+    SyntheticGuest,
 };
 
 mod changing;

@@ -3,8 +3,9 @@
 
 pub use mapwalk_core::layout::BtfObjectLayout;
 use mapwalk_core::layout::{
-    ArrayLayout, BpfMapLayout, HtabLayout, IdrLayout, LpmLayout, ProgLayout, QueueStackLayout,
-    XarrayLayout,
+    ArrayLayout, BloomLayout, BpfMapLayout, CgroupLayout, CpumapLayout, DevmapLayout, HtabLayout,
+    IdrLayout, LpmLayout, PerfEventLayout, ProgLayout, QueueStackLayout, ReuseportLayout,
+    SockLayout, SockmapLayout, XarrayLayout, XskmapLayout,
 };
 use mapwalk_core::KernelLayout;
 
@@ -38,6 +39,26 @@ pub const LAYOUT_STRUCTS: &[&str] = &[
     "lpm_trie",
     "lpm_trie_node",
     "bpf_queue_stack",
+    "bpf_bloom_filter",
+    "bpf_dtab",
+    "bpf_dtab_netdev",
+    "hlist_node",
+    "bpf_cpu_map",
+    "bpf_cpu_map_entry",
+    "sock",
+    "bpf_stab",
+    "bpf_shtab",
+    "bpf_shtab_bucket",
+    "bpf_shtab_elem",
+    "reuseport_array",
+    "cgroup",
+    "kernfs_node",
+    "bpf_event_entry",
+    "perf_event",
+    "perf_event_attr",
+    "xsk_map",
+    "xdp_sock",
+    "net_device",
 ];
 
 /// Finds `name` among the members of aggregate `ty`, looking into anonymous struct and
@@ -196,8 +217,9 @@ pub fn struct_size_having(
 /// Required: `xarray`, `idr`, `bpf_map` (except `btf_vmlinux_value_type_id`).
 /// Optional: `array`, `htab`, `btf_object`, `prog`, `lpm` and `queue` (`None` and a
 /// warning when `bpf_array`, `bpf_htab`, `btf`, `bpf_prog`, `lpm_trie` or
-/// `bpf_queue_stack` cannot be resolved), and `bpf_map.btf_vmlinux_value_type_id`
-/// (`None` and a warning).
+/// `bpf_queue_stack` cannot be resolved), the object maps' groups (`bloom`, `devmap`,
+/// `cpumap`, `sock`, `sockmap`, `reuseport`, `cgroup`, `perf_event`, `xskmap`, the
+/// same way), and `bpf_map.btf_vmlinux_value_type_id` (`None` and a warning).
 ///
 /// # Errors
 /// The first required field that cannot be resolved, as `struct.field`.
@@ -317,6 +339,7 @@ pub(crate) fn layout_with(
             })
         },
     );
+    let objects = object_groups(&mut warnings, &off, &size_having);
     Ok(ResolvedLayout {
         layout: KernelLayout {
             xarray,
@@ -328,9 +351,118 @@ pub(crate) fn layout_with(
             prog,
             lpm,
             queue,
+            bloom: objects.bloom,
+            devmap: objects.devmap,
+            cpumap: objects.cpumap,
+            sock: objects.sock,
+            sockmap: objects.sockmap,
+            reuseport: objects.reuseport,
+            cgroup: objects.cgroup,
+            perf_event: objects.perf_event,
+            xskmap: objects.xskmap,
         },
         warnings,
     })
+}
+
+/// The object maps' layout groups (BLOOM_FILTER and the maps whose slots hold kernel
+/// objects), each optional.
+struct ObjectGroups {
+    bloom: Option<BloomLayout>,
+    devmap: Option<DevmapLayout>,
+    cpumap: Option<CpumapLayout>,
+    sock: Option<SockLayout>,
+    sockmap: Option<SockmapLayout>,
+    reuseport: Option<ReuseportLayout>,
+    cgroup: Option<CgroupLayout>,
+    perf_event: Option<PerfEventLayout>,
+    xskmap: Option<XskmapLayout>,
+}
+
+fn object_groups(
+    warnings: &mut Vec<String>,
+    off: &impl Fn(&str, &str) -> Result<u32, BtfError>,
+    size_having: &impl Fn(&str, &str) -> Result<u32, BtfError>,
+) -> ObjectGroups {
+    ObjectGroups {
+        bloom: group(warnings, "bpf_bloom_filter (BLOOM_FILTER maps)", || {
+            Ok(BloomLayout {
+                bitset_mask: off("bpf_bloom_filter", "bitset_mask")?,
+                hash_seed: off("bpf_bloom_filter", "hash_seed")?,
+                nr_hash_funcs: off("bpf_bloom_filter", "nr_hash_funcs")?,
+                bitset: off("bpf_bloom_filter", "bitset")?,
+            })
+        }),
+        devmap: group(warnings, "bpf_dtab (DEVMAP maps)", || {
+            Ok(DevmapLayout {
+                netdev_map: off("bpf_dtab", "netdev_map")?,
+                dev_index_head: off("bpf_dtab", "dev_index_head")?,
+                n_buckets: off("bpf_dtab", "n_buckets")?,
+                index_hlist: off("bpf_dtab_netdev", "index_hlist")?,
+                idx: off("bpf_dtab_netdev", "idx")?,
+                val: off("bpf_dtab_netdev", "val")?,
+                node_next: off("hlist_node", "next")?,
+            })
+        }),
+        cpumap: group(warnings, "bpf_cpu_map (CPUMAP maps)", || {
+            Ok(CpumapLayout {
+                cpu_map: off("bpf_cpu_map", "cpu_map")?,
+                entry_cpu: off("bpf_cpu_map_entry", "cpu")?,
+                entry_value: off("bpf_cpu_map_entry", "value")?,
+            })
+        }),
+        sock: group(warnings, "sock (socket cookies)", || {
+            Ok(SockLayout {
+                cookie: off("sock", "__sk_common.skc_cookie")?,
+            })
+        }),
+        sockmap: group(warnings, "bpf_stab (SOCKMAP and SOCKHASH maps)", || {
+            Ok(SockmapLayout {
+                sks: off("bpf_stab", "sks")?,
+                buckets: off("bpf_shtab", "buckets")?,
+                buckets_num: off("bpf_shtab", "buckets_num")?,
+                bucket_head: off("bpf_shtab_bucket", "head")?,
+                bucket_size: size_having("bpf_shtab_bucket", "head")?,
+                elem_node: off("bpf_shtab_elem", "node")?,
+                elem_hash: off("bpf_shtab_elem", "hash")?,
+                elem_sk: off("bpf_shtab_elem", "sk")?,
+                elem_key: off("bpf_shtab_elem", "key")?,
+                node_next: off("hlist_node", "next")?,
+            })
+        }),
+        reuseport: group(
+            warnings,
+            "reuseport_array (REUSEPORT_SOCKARRAY maps)",
+            || {
+                Ok(ReuseportLayout {
+                    ptrs: off("reuseport_array", "ptrs")?,
+                })
+            },
+        ),
+        cgroup: group(warnings, "cgroup (CGROUP_ARRAY maps)", || {
+            Ok(CgroupLayout {
+                kn: off("cgroup", "kn")?,
+                kn_id: off("kernfs_node", "id")?,
+            })
+        }),
+        perf_event: group(warnings, "bpf_event_entry (PERF_EVENT_ARRAY maps)", || {
+            Ok(PerfEventLayout {
+                entry_event: off("bpf_event_entry", "event")?,
+                event_attr: off("perf_event", "attr")?,
+                event_cpu: off("perf_event", "cpu")?,
+                attr_type: off("perf_event_attr", "type")?,
+                attr_config: off("perf_event_attr", "config")?,
+            })
+        }),
+        xskmap: group(warnings, "xsk_map (XSKMAP maps)", || {
+            Ok(XskmapLayout {
+                xsk_map: off("xsk_map", "xsk_map")?,
+                dev: off("xdp_sock", "dev")?,
+                queue_id: off("xdp_sock", "queue_id")?,
+                ifindex: off("net_device", "ifindex")?,
+            })
+        }),
+    }
 }
 
 /// An optional field: `None` and a warning when it cannot be resolved.

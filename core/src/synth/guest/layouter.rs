@@ -4,11 +4,12 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 mod lpm;
+mod objmaps;
 mod progs;
 
 use super::{
-    BuiltElem, BuiltHtab, BuiltMap, GuestBuilder, MapSpec, Placement, SynthArch, SynthSymbols,
-    SyntheticGuest,
+    BuiltElem, BuiltHtab, BuiltMap, BuiltObject, GuestBuilder, MapSpec, Placement, SynthArch,
+    SynthSymbols, SyntheticGuest,
 };
 use crate::addr::{Kva, Pa};
 use crate::bpf::{MapType, PptrPlacement, BPF_F_MMAPABLE};
@@ -50,6 +51,7 @@ pub(super) struct Layouter<'b> {
     pcpu: Pcpu,
     htabs: BTreeMap<u32, BuiltHtab>,
     percpu_arrays: BTreeMap<u32, Vec<u64>>,
+    objects: BTreeMap<u32, Vec<BuiltObject>>,
 }
 
 /// One per-CPU chunk: `possible` units of `unit` bytes from `base`.
@@ -92,7 +94,11 @@ fn is_hash(t: MapType) -> bool {
 fn is_inline_array(t: MapType) -> bool {
     matches!(
         t,
-        MapType::ARRAY | MapType::PROG_ARRAY | MapType::ARRAY_OF_MAPS
+        MapType::ARRAY
+            | MapType::PROG_ARRAY
+            | MapType::ARRAY_OF_MAPS
+            | MapType::CGROUP_ARRAY
+            | MapType::PERF_EVENT_ARRAY
     )
 }
 
@@ -138,6 +144,7 @@ impl<'b> Layouter<'b> {
                     pcpu: Pcpu::default(),
                     htabs: BTreeMap::new(),
                     percpu_arrays: BTreeMap::new(),
+                    objects: BTreeMap::new(),
                 }
             }
             SynthArch::Aarch64 { granule_shift } | SynthArch::Aarch64Lpa2 { granule_shift } => {
@@ -198,6 +205,7 @@ impl<'b> Layouter<'b> {
                     },
                     htabs: BTreeMap::new(),
                     percpu_arrays: BTreeMap::new(),
+                    objects: BTreeMap::new(),
                 }
             }
         }
@@ -310,7 +318,7 @@ impl<'b> Layouter<'b> {
                     .max(u64::from(h.elem_size) + 4),
                 0,
             ),
-            _ => (header, 0),
+            _ => (objmaps::object_map_size(l, spec).unwrap_or(header), 0),
         };
         let kva = match spec.placement {
             Placement::DirectMap => self.kmalloc(size),
@@ -379,6 +387,7 @@ impl<'b> Layouter<'b> {
                 }
             }
         }
+        self.lay_object_map(spec, base);
         BuiltMap { id: spec.id, kva }
     }
 
@@ -604,6 +613,7 @@ impl<'b> Layouter<'b> {
             per_cpu_offsets,
             htabs: self.htabs,
             percpu_arrays: self.percpu_arrays,
+            objects: self.objects,
             prog_idr,
             progs,
         }
