@@ -58,6 +58,10 @@ void hex(FILE *f, const unsigned char *p, size_t n);
  * the programs' to section `bpf-progs` (see there). 0 on success. */
 int progs_setup(FILE *f);
 
+/* objmaps.c: BLOOM_FILTER and the maps whose slots hold kernel objects; their truth
+ * goes to f (see there). 0 on success. */
+int objmaps_setup(FILE *f);
+
 /* churn.c: `mapwalk.churn=1` (see there). */
 int churn_setup(void);
 void churn_start(void);

@@ -486,6 +486,8 @@ static int make_maps(const char *path)
 	}
 	if (progs_setup(f) != 0) /* progs.c */
 		rc = -1;
+	if (objmaps_setup(f) != 0) /* objmaps.c */
+		rc = -1;
 	if (fclose(f) != 0) {
 		say("MAPWALK-ERROR write %s: %s\n", path, strerror(errno));
 		rc = -1;

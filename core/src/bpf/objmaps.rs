@@ -347,9 +347,9 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
         } else {
             MAX_ARRAY_ENTRIES
         };
-        if map.max_entries > cap || map.key_size != 4 {
+        if map.max_entries > cap {
             return Err(Error::Corrupt {
-                what: "object array max_entries (above the kernel's limit) or key_size (not 4)",
+                what: "object array max_entries (above the kernel's limit)",
                 at: map.kva,
                 value: u64::from(map.max_entries),
             });
@@ -423,6 +423,13 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
                 });
             }
         }
+        if map.map_type != MapType::SOCKHASH && map.key_size != 4 {
+            return Err(Error::Corrupt {
+                what: "object map key_size (not 4)",
+                at: map.kva,
+                value: u64::from(map.key_size),
+            });
+        }
         let mut count = 0u64;
         match map.map_type {
             MapType::DEVMAP_HASH => {
@@ -454,7 +461,7 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
                             });
                         }
                         self.lookup_value(map, field(dev, l.val)?, value)?;
-                        key.copy_from_slice(&idx.to_le_bytes());
+                        put(key, &[&idx.to_le_bytes()]);
                         count = count.saturating_add(1);
                         Ok(f(key, value))
                     },
@@ -502,7 +509,7 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
                 let (ptrs, n) = self.object_slots(map)?;
                 self.pointer_slots(ptrs, n, |index, slot, ptr| {
                     self.array_object_value(map, (index, slot, ptr), value)?;
-                    key.copy_from_slice(&index.to_le_bytes());
+                    put(key, &[&index.to_le_bytes()]);
                     count = count.saturating_add(1);
                     Ok(f(key, value))
                 })?;
@@ -512,7 +519,8 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
     }
 }
 
-/// Writes `parts` one after another into `value` (whose length the caller checked).
+/// Writes `parts` one after another into `value` (whose length the caller checked;
+/// what does not fit is left out, and a short part leaves the rest as it was).
 fn put(value: &mut [u8], parts: &[&[u8]]) {
     let mut rest = value;
     for p in parts {
