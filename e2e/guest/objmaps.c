@@ -25,16 +25,19 @@
  *     mw_cgroups    CGROUP_ARRAY        2 slots: 0 -> the cgroup2 root, 1 -> /mw
  *     mw_perf       PERF_EVENT_ARRAY    2 slots: CPU n's software BPF_OUTPUT event in
  *                                       slot n, for each possible CPU below 2
+ *     mw_xskmap     XSKMAP              2 slots: 1 -> an AF_XDP socket bound to queue 0
+ *                                       of lo (copy mode)
  *
  * The ground truth goes to `f` (section `bpf-maps`) as the other maps have it, the
  * `MAP` line's flags being the kernel's (a DEVMAP gains BPF_F_RDONLY_PROG):
  *   - the maps user space can look up: `HVAL <id> <key hex> <value hex>` for every
  *     populated slot, the value as BPF_MAP_LOOKUP_ELEM returns it (a socket map returns
  *     the socket's cookie);
- *   - CGROUP_ARRAY and PERF_EVENT_ARRAY, whose lookups the kernel refuses:
+ *   - CGROUP_ARRAY, PERF_EVENT_ARRAY and XSKMAP, whose lookups the kernel refuses:
  *     `OVAL <id> <key hex> <value hex>`, the value in mapwalk's own form
- *     (docs/object-maps.md): the cgroup id (u64, by name_to_handle_at), or the event's
- *     type (u32), CPU (i32) and config (u64) as opened;
+ *     (docs/object-maps.md): the cgroup id (u64, by name_to_handle_at), the event's
+ *     type (u32), CPU (i32) and config (u64) as opened, the XDP socket's ifindex (u32)
+ *     and queue (u32) as bound;
  *   - BLOOM_FILTER (`MAP ... extra=<hash count>`): `BLOOM <id> <value hex> <1|0>` for
  *     every value pushed, with whether a lookup (a membership test) finds it.
  *
@@ -43,11 +46,13 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/if_xdp.h>
 #include <linux/perf_event.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -57,6 +62,13 @@
 #include "guest.h"
 
 #if defined(__x86_64__)
+
+#ifndef AF_XDP
+#define AF_XDP 44
+#endif
+#ifndef SOL_XDP
+#define SOL_XDP 283
+#endif
 
 #ifndef BPF_F_ZERO_SEED
 #define BPF_F_ZERO_SEED (1U << 6)
@@ -74,6 +86,7 @@ static struct map_spec bloom6 = { "mw_bloom6", BPF_MAP_TYPE_BLOOM_FILTER, 0, 6, 
 				  BPF_F_ZERO_SEED, 0, -1, 0 };
 static struct map_spec cgroups = { "mw_cgroups", BPF_MAP_TYPE_CGROUP_ARRAY, 4, 4, 2, 0, 0, -1, 0 };
 static struct map_spec perf = { "mw_perf", BPF_MAP_TYPE_PERF_EVENT_ARRAY, 4, 4, 2, 0, 0, -1, 0 };
+static struct map_spec xskmap = { "mw_xskmap", BPF_MAP_TYPE_XSKMAP, 4, 4, 2, 0, 0, -1, 0 };
 
 static int fail(const char *what)
 {
@@ -347,6 +360,55 @@ static int perf_setup(FILE *f)
 	return 0;
 }
 
+/* An AF_XDP socket with the smallest UMEM and rings, bound to queue 0 of `lo` in copy
+ * mode (which any device has). */
+static int xsk_socket(void)
+{
+	enum { FRAMES = 16, FRAME = 4096 };
+	int s = socket(AF_XDP, SOCK_RAW | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return fail("AF_XDP socket");
+	void *area = mmap(NULL, FRAMES * FRAME, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (area == MAP_FAILED)
+		return fail("UMEM area");
+	struct xdp_umem_reg reg;
+	memset(&reg, 0, sizeof reg);
+	reg.addr = (uint64_t)(uintptr_t)area;
+	reg.len = FRAMES * FRAME;
+	reg.chunk_size = FRAME;
+	int n = FRAMES;
+	if (setsockopt(s, SOL_XDP, XDP_UMEM_REG, &reg, sizeof reg) != 0 ||
+	    setsockopt(s, SOL_XDP, XDP_UMEM_FILL_RING, &n, sizeof n) != 0 ||
+	    setsockopt(s, SOL_XDP, XDP_UMEM_COMPLETION_RING, &n, sizeof n) != 0 ||
+	    setsockopt(s, SOL_XDP, XDP_RX_RING, &n, sizeof n) != 0)
+		return fail("AF_XDP rings");
+	struct sockaddr_xdp sxdp;
+	memset(&sxdp, 0, sizeof sxdp);
+	sxdp.sxdp_family = AF_XDP;
+	sxdp.sxdp_ifindex = 1;
+	sxdp.sxdp_queue_id = 0;
+	sxdp.sxdp_flags = XDP_COPY;
+	if (bind(s, (struct sockaddr *)&sxdp, sizeof sxdp) != 0)
+		return fail("AF_XDP bind to lo");
+	return s;
+}
+
+static int xsk_setup(FILE *f)
+{
+	if (create(&xskmap, 0) != 0)
+		return -1;
+	int s = xsk_socket();
+	uint32_t slot = 1, v = (uint32_t)s;
+	if (s < 0 || update(&xskmap, &slot, &v) != 0)
+		return -1;
+	map_line(f, &xskmap);
+	fputc('\n', f);
+	uint32_t value[2] = { 1, 0 }; /* lo, queue 0 */
+	value_line(f, "OVAL", &xskmap, &slot, value, sizeof value);
+	return 0;
+}
+
 int objmaps_setup(FILE *f)
 {
 	if (devices_setup(f) != 0 || sockets_setup(f) != 0)
@@ -354,7 +416,8 @@ int objmaps_setup(FILE *f)
 	/* bpf() cannot list these: a guest whose live dump must be whole has none. */
 	if (access("/bin/mapwalk", X_OK) == 0)
 		return 0;
-	if (bloom_setup(f) != 0 || cgroups_setup(f) != 0 || perf_setup(f) != 0)
+	if (bloom_setup(f) != 0 || cgroups_setup(f) != 0 || perf_setup(f) != 0 ||
+	    xsk_setup(f) != 0)
 		return -1;
 	return 0;
 }

@@ -1,7 +1,7 @@
 //! BLOOM_FILTER and the maps whose slots hold kernel objects, from outside, on 6.1 and
 //! 6.12: the guest's `/init` (`e2e/guest/objmaps.c`) makes a DEVMAP, a DEVMAP_HASH, a
 //! CPUMAP, a SOCKMAP, a SOCKHASH, a REUSEPORT_SOCKARRAY, two bloom filters, a
-//! CGROUP_ARRAY and a PERF_EVENT_ARRAY and reports what the kernel says of them
+//! CGROUP_ARRAY, a PERF_EVENT_ARRAY and an XSKMAP and reports what the kernel says of them
 //! (section `bpf-maps`). `mapwalk dump --json` of each, read from the guest's RAM file,
 //! must say the same:
 //!
@@ -9,16 +9,15 @@
 //!   (`HVAL`: the `bpf_devmap_val`, the `bpf_cpumap_val`, the socket cookie); their
 //!   order is the kernel's `GET_NEXT_KEY` order, checked byte for byte by the in-guest
 //!   tests, whose guests have these maps too;
-//! - CGROUP_ARRAY and PERF_EVENT_ARRAY: the cgroup ids (the guest's `name_to_handle_at`)
-//!   and the perf events' type, CPU and config, as the guest opened them (`OVAL`);
+//! - CGROUP_ARRAY, PERF_EVENT_ARRAY and XSKMAP: the cgroup ids (the guest's
+//!   `name_to_handle_at`), the perf events' type, CPU and config as the guest opened
+//!   them, the AF_XDP socket's device (lo) and queue as it was bound (`OVAL`);
 //! - the bloom filters: the header (docs/bloom-filter.md) holds the hash count the
 //!   guest asked for, the size the kernel gives `max_entries` and (for the one made with
 //!   `BPF_F_ZERO_SEED`) a zero seed; the bit array has exactly the bits that the
 //!   kernel's `jhash`/`jhash2` (implemented here) of the pushed values set with the
 //!   seed read from memory, for the zero-seed filter with seed 0 as the guest asked. The
 //!   guest's own lookups (membership tests) found every pushed value.
-//!
-//! XSKMAP is not made in the guest (an AF_XDP socket needs a bound UMEM).
 
 use mapwalk_core::MapType;
 use mapwalk_e2e::{self as e2e, GuestConfig, GuestMap};
@@ -291,7 +290,7 @@ fn objmaps_from_memory(config: &GuestConfig) {
     let (devmap, devhash, cpumap, sockmap, sockhash, reuseport) = (
         lookups[0], lookups[1], lookups[2], lookups[3], lookups[4], lookups[5],
     );
-    let (cgroups, perf) = (find("mw_cgroups"), find("mw_perf"));
+    let (cgroups, perf, xsk) = (find("mw_cgroups"), find("mw_perf"), find("mw_xskmap"));
     let blooms = [find("mw_bloom"), find("mw_bloom6")];
 
     // The truth is what the guest meant: lo (ifindex 1) without a program, a queue of
@@ -348,7 +347,12 @@ fn objmaps_from_memory(config: &GuestConfig) {
     let cli = Cli::file("--ram", guest.ram_path(), &syms);
 
     // What lookups returned, and the own forms, entry for entry.
-    for map in lookups.iter().chain([&cgroups, &perf]) {
+    assert_eq!(
+        xsk.object_values.iter().collect::<Vec<_>>(),
+        [(&k(1), &[k(1), k(0)].concat())],
+        "{test}: mw_xskmap"
+    );
+    for map in lookups.iter().chain([&cgroups, &perf, &xsk]) {
         let mut got = dump(test, &cli, map);
         got.sort();
         let want_map = if map.object_values.is_empty() {
@@ -385,14 +389,15 @@ fn objmaps_from_memory(config: &GuestConfig) {
         MapType::BLOOM_FILTER,
         MapType::CGROUP_ARRAY,
         MapType::PERF_EVENT_ARRAY,
+        MapType::XSKMAP,
     ] {
         assert!(types.contains(t.name().unwrap()), "{test}: no {t} dumped");
     }
     let perf_json = json!(hex_json(&perf.object_values[&k(0)]));
     let _ = std::fs::remove_dir_all(&dir);
     eprintln!(
-        "{test}: lookups of {} maps, {} cgroup ids, {} perf events (slot 0: {perf_json}) and \
-         the bit arrays of {} bloom filters (seeds {}) equal the guest's own",
+        "{test}: lookups of {} maps, {} cgroup ids, {} perf events (slot 0: {perf_json}), an \
+         AF_XDP socket and the bit arrays of {} bloom filters (seeds {}) equal the guest's own",
         lookups.len(),
         cgroups.object_values.len(),
         perf.object_values.len(),
