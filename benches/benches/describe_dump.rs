@@ -6,7 +6,7 @@
 //! - `MAPWALK_BENCH_RAM` (a guest's RAM file, best paused) and `MAPWALK_BENCH_SYMBOLS`
 //!   (its `/proc/kallsyms`);
 //! - otherwise the real-kernel driver (`mapwalk-e2e`) boots Debian 12's kernel (Linux 6.1)
-//!   with `mapwalk.bulk=194`: 206 maps, one of them a single 3 MiB value (see
+//!   with `mapwalk.bulk=194`: 221 maps, one of them a single 3 MiB value (see
 //!   `e2e/README.md` for what it needs; about two minutes to boot), and pauses
 //!   it for the run.
 //!

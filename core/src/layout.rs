@@ -273,6 +273,131 @@ pub struct CgroupOwnerLayout {
     pub kn_name: u32,
 }
 
+/// Offsets in `struct bpf_bloom_filter`: the BLOOM_FILTER reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BloomLayout {
+    /// `bpf_bloom_filter.bitset_mask` (u32): the bit array's size in bits, minus one.
+    pub bitset_mask: u32,
+    /// `bpf_bloom_filter.hash_seed` (u32).
+    pub hash_seed: u32,
+    /// `bpf_bloom_filter.nr_hash_funcs` (u32).
+    pub nr_hash_funcs: u32,
+    /// `bpf_bloom_filter.bitset` (the bit array, `unsigned long`s).
+    pub bitset: u32,
+}
+
+/// Offsets in `struct bpf_dtab` and `struct bpf_dtab_netdev`: DEVMAP and DEVMAP_HASH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DevmapLayout {
+    /// `bpf_dtab.netdev_map` (`struct bpf_dtab_netdev **`, DEVMAP).
+    pub netdev_map: u32,
+    /// `bpf_dtab.dev_index_head` (`struct hlist_head *`, DEVMAP_HASH).
+    pub dev_index_head: u32,
+    /// `bpf_dtab.n_buckets` (u32, DEVMAP_HASH).
+    pub n_buckets: u32,
+    /// `bpf_dtab_netdev.index_hlist` (an `hlist_node`: what the chains point at).
+    pub index_hlist: u32,
+    /// `bpf_dtab_netdev.idx` (the key).
+    pub idx: u32,
+    /// `bpf_dtab_netdev.val` (`struct bpf_devmap_val`: what a lookup returns).
+    pub val: u32,
+    /// `hlist_node.next`.
+    pub node_next: u32,
+}
+
+/// Offsets in `struct bpf_cpu_map` and `struct bpf_cpu_map_entry`: CPUMAP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CpumapLayout {
+    /// `bpf_cpu_map.cpu_map` (`struct bpf_cpu_map_entry **`).
+    pub cpu_map: u32,
+    /// `bpf_cpu_map_entry.cpu` (u32: the key).
+    pub entry_cpu: u32,
+    /// `bpf_cpu_map_entry.value` (`struct bpf_cpumap_val`: what a lookup returns).
+    pub entry_value: u32,
+}
+
+/// Offsets in `struct sock`: what SOCKMAP, SOCKHASH and REUSEPORT_SOCKARRAY read of a
+/// socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SockLayout {
+    /// `sock.__sk_common.skc_cookie` (`atomic64_t`): the socket cookie, 0 until one is
+    /// asked for.
+    pub cookie: u32,
+}
+
+/// Offsets in `struct bpf_stab`, `struct bpf_shtab`, `struct bpf_shtab_bucket` and
+/// `struct bpf_shtab_elem`: SOCKMAP and SOCKHASH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SockmapLayout {
+    /// `bpf_stab.sks` (`struct sock **`, SOCKMAP).
+    pub sks: u32,
+    /// `bpf_shtab.buckets` (`struct bpf_shtab_bucket *`).
+    pub buckets: u32,
+    /// `bpf_shtab.buckets_num` (u32).
+    pub buckets_num: u32,
+    /// `bpf_shtab_bucket.head` (an `hlist_head`).
+    pub bucket_head: u32,
+    /// `sizeof(struct bpf_shtab_bucket)`: the stride of the bucket array.
+    pub bucket_size: u32,
+    /// `bpf_shtab_elem.node` (an `hlist_node`: what the chains point at).
+    pub elem_node: u32,
+    /// `bpf_shtab_elem.hash` (u32).
+    pub elem_hash: u32,
+    /// `bpf_shtab_elem.sk` (`struct sock *`).
+    pub elem_sk: u32,
+    /// `bpf_shtab_elem.key` (the key, `key_size` bytes).
+    pub elem_key: u32,
+    /// `hlist_node.next`.
+    pub node_next: u32,
+}
+
+/// Offsets in `struct reuseport_array`: REUSEPORT_SOCKARRAY.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReuseportLayout {
+    /// `reuseport_array.ptrs` (`struct sock *[]`).
+    pub ptrs: u32,
+}
+
+/// Offsets in `struct cgroup` and `struct kernfs_node`: CGROUP_ARRAY (a `bpf_array` of
+/// `struct cgroup *`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CgroupLayout {
+    /// `cgroup.kn` (`struct kernfs_node *`).
+    pub kn: u32,
+    /// `kernfs_node.id` (u64): the cgroup id.
+    pub kn_id: u32,
+}
+
+/// Offsets in `struct bpf_event_entry`, `struct perf_event` and
+/// `struct perf_event_attr`: PERF_EVENT_ARRAY (a `bpf_array` of
+/// `struct bpf_event_entry *`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PerfEventLayout {
+    /// `bpf_event_entry.event` (`struct perf_event *`).
+    pub entry_event: u32,
+    /// `perf_event.attr` (the embedded `struct perf_event_attr`).
+    pub event_attr: u32,
+    /// `perf_event.cpu` (int: -1 for any CPU).
+    pub event_cpu: u32,
+    /// `perf_event_attr.type` (u32).
+    pub attr_type: u32,
+    /// `perf_event_attr.config` (u64).
+    pub attr_config: u32,
+}
+
+/// Offsets in `struct xsk_map`, `struct xdp_sock` and `struct net_device`: XSKMAP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct XskmapLayout {
+    /// `xsk_map.xsk_map` (`struct xdp_sock *[]`).
+    pub xsk_map: u32,
+    /// `xdp_sock.dev` (`struct net_device *`).
+    pub dev: u32,
+    /// `xdp_sock.queue_id` (u16).
+    pub queue_id: u32,
+    /// `net_device.ifindex` (int).
+    pub ifindex: u32,
+}
+
 /// Every offset the walkers use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct KernelLayout {
@@ -296,4 +421,22 @@ pub struct KernelLayout {
     pub queue: Option<QueueStackLayout>,
     /// `struct bpf_local_storage_map` and friends: the local-storage walker.
     pub storage: Option<StorageLayout>,
+    /// `struct bpf_bloom_filter`: the BLOOM_FILTER reader.
+    pub bloom: Option<BloomLayout>,
+    /// `struct bpf_dtab` and `struct bpf_dtab_netdev`: DEVMAP and DEVMAP_HASH.
+    pub devmap: Option<DevmapLayout>,
+    /// `struct bpf_cpu_map` and `struct bpf_cpu_map_entry`: CPUMAP.
+    pub cpumap: Option<CpumapLayout>,
+    /// `struct sock`: the socket cookie of SOCKMAP, SOCKHASH and REUSEPORT_SOCKARRAY.
+    pub sock: Option<SockLayout>,
+    /// `struct bpf_stab` and `struct bpf_shtab`: SOCKMAP and SOCKHASH.
+    pub sockmap: Option<SockmapLayout>,
+    /// `struct reuseport_array`: REUSEPORT_SOCKARRAY.
+    pub reuseport: Option<ReuseportLayout>,
+    /// `struct cgroup` and `struct kernfs_node`: CGROUP_ARRAY.
+    pub cgroup: Option<CgroupLayout>,
+    /// `struct bpf_event_entry` and `struct perf_event`: PERF_EVENT_ARRAY.
+    pub perf_event: Option<PerfEventLayout>,
+    /// `struct xsk_map` and `struct xdp_sock`: XSKMAP.
+    pub xskmap: Option<XskmapLayout>,
 }

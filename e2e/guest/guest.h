@@ -61,6 +61,9 @@ int progs_setup(FILE *f);
 /* storage.c: local-storage maps; their MAP lines go to f, their elements to section
  * `bpf-storage` (see there). 0 on success. */
 int storage_setup(FILE *f);
+/* objmaps.c: BLOOM_FILTER and the maps whose slots hold kernel objects; their truth
+ * goes to f (see there). 0 on success. */
+int objmaps_setup(FILE *f);
 
 /* churn.c: `mapwalk.churn=1` (see there). */
 int churn_setup(void);

@@ -89,6 +89,16 @@ pub struct GuestMap {
     /// For per-CPU maps (`PVAL` lines): every key, then every possible CPU's copy
     /// (`value_size` bytes of it) by CPU number, as a lookup returned them.
     pub percpu_values: BTreeMap<Vec<u8>, BTreeMap<u32, Vec<u8>>>,
+    /// For maps whose lookups the kernel refuses (`OVAL` lines: CGROUP_ARRAY,
+    /// PERF_EVENT_ARRAY): every populated key and its value in mapwalk's own form
+    /// (docs/object-maps.md), as the guest knows it.
+    pub object_values: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// For BLOOM_FILTER maps (`BLOOM` lines): every value pushed, and whether a lookup
+    /// (a membership test) found it.
+    pub bloom_values: Vec<(Vec<u8>, bool)>,
+    /// `map_extra` as the guest created the map (the `extra=` of its `MAP` line; 0
+    /// without): a bloom filter's hash count.
+    pub map_extra: u64,
 }
 
 impl GuestReport {
@@ -153,6 +163,12 @@ pub(crate) fn parse_bpf_maps(text: &str) -> Result<Vec<GuestMap>> {
                     values: BTreeMap::new(),
                     hash_values: BTreeMap::new(),
                     percpu_values: BTreeMap::new(),
+                    object_values: BTreeMap::new(),
+                    bloom_values: Vec::new(),
+                    map_extra: match kv.get("extra") {
+                        None => 0,
+                        Some(v) => v.parse().map_err(|_| bad())?,
+                    },
                 });
             }
             Some("VAL") => {
@@ -194,6 +210,31 @@ pub(crate) fn parse_bpf_maps(text: &str) -> Result<Vec<GuestMap>> {
                 {
                     return Err(bad());
                 }
+            }
+            Some("OVAL") => {
+                let id: u32 = words.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+                let key = parse_hex_bytes(words.next().ok_or_else(bad)?).map_err(|_| bad())?;
+                let bytes = parse_hex_bytes(words.next().ok_or_else(bad)?).map_err(|_| bad())?;
+                let map = maps.iter_mut().find(|m| m.id == id).ok_or_else(bad)?;
+                if key.len() != map.key_size as usize
+                    || map.object_values.insert(key, bytes).is_some()
+                {
+                    return Err(bad());
+                }
+            }
+            Some("BLOOM") => {
+                let id: u32 = words.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+                let value = parse_hex_bytes(words.next().ok_or_else(bad)?).map_err(|_| bad())?;
+                let found = match words.next() {
+                    Some("1") => true,
+                    Some("0") => false,
+                    _ => return Err(bad()),
+                };
+                let map = maps.iter_mut().find(|m| m.id == id).ok_or_else(bad)?;
+                if value.len() != map.value_size as usize {
+                    return Err(bad());
+                }
+                map.bloom_values.push((value, found));
             }
             Some("CPUS") => {}
             None => {}

@@ -269,6 +269,7 @@ fn check_against_bpftool(what: &str, r: &ResolvedLayout, types: &Types) -> usize
         ("kernfs_node", "id", cgroup.kn_id),
         ("kernfs_node", "name", cgroup.kn_name),
     ]);
+    fields.extend(object_fields(what, r));
     for &(s, f, ours) in &fields {
         let (bits, _) =
             offset_in(types, s, f).unwrap_or_else(|| panic!("{what}: bpftool lists no {s}.{f}"));
@@ -278,6 +279,13 @@ fn check_against_bpftool(what: &str, r: &ResolvedLayout, types: &Types) -> usize
             "{what}: {s}.{f}: mapwalk vs bpftool"
         );
     }
+    let sockmap = l.sockmap.unwrap();
+    let (_, shtab_bucket_size) = offset_in(types, "bpf_shtab_bucket", "head").unwrap();
+    assert_eq!(
+        u64::from(sockmap.bucket_size),
+        shtab_bucket_size,
+        "{what}: size of struct bpf_shtab_bucket"
+    );
     let (_, bucket_size) = offset_in(types, "bucket", "head").unwrap();
     assert_eq!(
         u64::from(htab.bucket_size),
@@ -294,6 +302,77 @@ fn check_against_bpftool(what: &str, r: &ResolvedLayout, types: &Types) -> usize
     assert_eq!(l.idr.idr_rt, 0, "{what}");
     assert_eq!(l.xarray.node_slots, 40, "{what}: xa_node.slots on 64-bit");
     fields.len() + 2
+}
+
+/// The offsets of the object maps' groups (BLOOM_FILTER, DEVMAP, ..., XSKMAP), each
+/// of which must be resolved.
+fn object_fields(what: &str, r: &ResolvedLayout) -> Vec<(&'static str, &'static str, u32)> {
+    let l = &r.layout;
+    fn need<T>(what: &str, name: &str, warnings: &[String]) -> T {
+        panic!("{what}: {name} unresolved: {warnings:?}")
+    }
+    let bloom = l
+        .bloom
+        .unwrap_or_else(|| need(what, "bpf_bloom_filter", &r.warnings));
+    let devmap = l
+        .devmap
+        .unwrap_or_else(|| need(what, "bpf_dtab", &r.warnings));
+    let cpumap = l
+        .cpumap
+        .unwrap_or_else(|| need(what, "bpf_cpu_map", &r.warnings));
+    let sock = l.sock.unwrap_or_else(|| need(what, "sock", &r.warnings));
+    let sockmap = l
+        .sockmap
+        .unwrap_or_else(|| need(what, "bpf_stab", &r.warnings));
+    let reuseport = l
+        .reuseport
+        .unwrap_or_else(|| need(what, "reuseport_array", &r.warnings));
+    let cgroup = l
+        .cgroup
+        .unwrap_or_else(|| need(what, "cgroup", &r.warnings));
+    let perf = l
+        .perf_event
+        .unwrap_or_else(|| need(what, "bpf_event_entry", &r.warnings));
+    let xsk = l
+        .xskmap
+        .unwrap_or_else(|| need(what, "xsk_map", &r.warnings));
+    vec![
+        ("bpf_bloom_filter", "bitset_mask", bloom.bitset_mask),
+        ("bpf_bloom_filter", "hash_seed", bloom.hash_seed),
+        ("bpf_bloom_filter", "nr_hash_funcs", bloom.nr_hash_funcs),
+        ("bpf_bloom_filter", "bitset", bloom.bitset),
+        ("bpf_dtab", "netdev_map", devmap.netdev_map),
+        ("bpf_dtab", "dev_index_head", devmap.dev_index_head),
+        ("bpf_dtab", "n_buckets", devmap.n_buckets),
+        ("bpf_dtab_netdev", "index_hlist", devmap.index_hlist),
+        ("bpf_dtab_netdev", "idx", devmap.idx),
+        ("bpf_dtab_netdev", "val", devmap.val),
+        ("hlist_node", "next", devmap.node_next),
+        ("bpf_cpu_map", "cpu_map", cpumap.cpu_map),
+        ("bpf_cpu_map_entry", "cpu", cpumap.entry_cpu),
+        ("bpf_cpu_map_entry", "value", cpumap.entry_value),
+        ("sock", "__sk_common.skc_cookie", sock.cookie),
+        ("bpf_stab", "sks", sockmap.sks),
+        ("bpf_shtab", "buckets", sockmap.buckets),
+        ("bpf_shtab", "buckets_num", sockmap.buckets_num),
+        ("bpf_shtab_bucket", "head", sockmap.bucket_head),
+        ("bpf_shtab_elem", "node", sockmap.elem_node),
+        ("bpf_shtab_elem", "hash", sockmap.elem_hash),
+        ("bpf_shtab_elem", "sk", sockmap.elem_sk),
+        ("bpf_shtab_elem", "key", sockmap.elem_key),
+        ("reuseport_array", "ptrs", reuseport.ptrs),
+        ("cgroup", "kn", cgroup.kn),
+        ("kernfs_node", "id", cgroup.kn_id),
+        ("bpf_event_entry", "event", perf.entry_event),
+        ("perf_event", "attr", perf.event_attr),
+        ("perf_event", "cpu", perf.event_cpu),
+        ("perf_event_attr", "type", perf.attr_type),
+        ("perf_event_attr", "config", perf.attr_config),
+        ("xsk_map", "xsk_map", xsk.xsk_map),
+        ("xdp_sock", "dev", xsk.dev),
+        ("xdp_sock", "queue_id", xsk.queue_id),
+        ("net_device", "ifindex", xsk.ifindex),
+    ]
 }
 
 /// The `.BTF` section of the ELF image at `path`.

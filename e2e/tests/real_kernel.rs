@@ -50,6 +50,8 @@ mod htab;
 mod inguest;
 #[path = "real_kernel/kvm.rs"]
 mod kvm;
+#[path = "real_kernel/objmaps.rs"]
+mod objmaps;
 #[path = "real_kernel/process.rs"]
 mod process;
 #[path = "real_kernel/progs.rs"]

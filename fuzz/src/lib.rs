@@ -62,6 +62,7 @@ pub mod htab;
 pub mod kallsyms;
 pub mod ksymtab;
 pub mod kvm_regions;
+pub mod objmaps;
 pub mod percpu;
 pub mod pgtable_aarch64;
 pub mod pgtable_x86_64;

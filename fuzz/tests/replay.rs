@@ -11,7 +11,7 @@ use mapwalk_fuzz::{guest, hash_guest, pick_va, GuestKind, Mutated, RAW_VAS};
 
 type Run = fn(&[u8]);
 
-const TARGETS: [(&str, Run); 18] = [
+const TARGETS: [(&str, Run); 19] = [
     ("pgtable_x86_64", mapwalk_fuzz::pgtable_x86_64::run),
     ("pgtable_aarch64", mapwalk_fuzz::pgtable_aarch64::run),
     ("xarray", mapwalk_fuzz::xarray::run),
@@ -30,6 +30,7 @@ const TARGETS: [(&str, Run); 18] = [
     ("progs", mapwalk_fuzz::progs::run),
     ("snapshot", mapwalk_fuzz::snapshot::run),
     ("storage", mapwalk_fuzz::storage::run),
+    ("objmaps", mapwalk_fuzz::objmaps::run),
 ];
 
 fn files(kind: &str, target: &str) -> Vec<(String, Vec<u8>)> {
@@ -212,6 +213,10 @@ fn headers_round_trip() {
                     .unwrap()
                     .0
                     .encode(&mut e),
+                "objmaps" => mapwalk_fuzz::objmaps::Header::decode(&mut u)
+                    .unwrap()
+                    .0
+                    .encode(&mut e),
                 // Text inputs, and whole files, no header.
                 "ram_layout" | "kallsyms" | "kvm_regions" | "snapshot" => continue,
                 _ => unreachable!(),
@@ -305,13 +310,22 @@ fn synthetic_kernel_btf_resolves_to_the_default_layout() {
     use mapwalk_fuzz::btf_layout::blob_of;
     use mapwalk_fuzz::btf_synth::kernel_btf;
     let r = mapwalk::btf::layout_from_bytes(kernel_btf()).unwrap();
-    // The synthetic kernel BTF has no `bpf_prog`, `lpm_trie`, `bpf_queue_stack` or
-    // local storage: left out.
+    // The synthetic kernel BTF has no `bpf_prog`, `lpm_trie`, `bpf_queue_stack`, local
+    // storage or any of the object maps' structs: left out.
     let layout = mapwalk_core::KernelLayout {
         prog: None,
         lpm: None,
         queue: None,
         storage: None,
+        bloom: None,
+        devmap: None,
+        cpumap: None,
+        sock: None,
+        sockmap: None,
+        reuseport: None,
+        cgroup: None,
+        perf_event: None,
+        xskmap: None,
         ..mapwalk_core::synth::default_layout()
     };
     assert_eq!(r.layout, layout);
@@ -322,7 +336,16 @@ fn synthetic_kernel_btf_resolves_to_the_default_layout() {
             "lpm_trie (LPM_TRIE maps) disabled: BTF: no struct lpm_trie",
             "bpf_queue_stack (QUEUE and STACK maps) disabled: BTF: no struct bpf_queue_stack",
             "bpf_local_storage_map (TASK, INODE, SK and CGRP_STORAGE maps) disabled: BTF: no \
-             struct bpf_local_storage_map"
+             struct bpf_local_storage_map",
+            "bpf_bloom_filter (BLOOM_FILTER maps) disabled: BTF: no struct bpf_bloom_filter",
+            "bpf_dtab (DEVMAP maps) disabled: BTF: no struct bpf_dtab",
+            "bpf_cpu_map (CPUMAP maps) disabled: BTF: no struct bpf_cpu_map",
+            "sock (socket cookies) disabled: BTF: no struct sock",
+            "bpf_stab (SOCKMAP and SOCKHASH maps) disabled: BTF: no struct bpf_stab",
+            "reuseport_array (REUSEPORT_SOCKARRAY maps) disabled: BTF: no struct reuseport_array",
+            "cgroup (CGROUP_ARRAY maps) disabled: BTF: no struct cgroup",
+            "bpf_event_entry (PERF_EVENT_ARRAY maps) disabled: BTF: no struct bpf_event_entry",
+            "xsk_map (XSKMAP maps) disabled: BTF: no struct xsk_map"
         ]
     );
     for name in ["seed-raw", "seed-framed", "seed-synth"] {
@@ -337,9 +360,9 @@ fn synthetic_kernel_btf_resolves_to_the_default_layout() {
     let b = blob_of(&seed("btf_layout", "seed-synth-no-htab"), kernel_btf()).unwrap();
     let r = mapwalk::btf::layout_from_bytes(&b).unwrap();
     assert_eq!(r.layout.htab, None);
-    // bpf_htab, and bpf_prog, lpm_trie, bpf_queue_stack and bpf_local_storage_map
-    // (which the synthetic BTF never has).
-    assert_eq!(r.warnings.len(), 5, "{:?}", r.warnings);
+    // bpf_htab, and bpf_prog, lpm_trie, bpf_queue_stack, bpf_local_storage_map and the
+    // nine object map groups (which the synthetic BTF never has).
+    assert_eq!(r.warnings.len(), 14, "{:?}", r.warnings);
 }
 
 #[test]
@@ -616,4 +639,44 @@ fn storage_seeds_reach_their_elements() {
         ref other => panic!("{other:?}"),
     }
     assert_eq!(seen[0].1, [0x5a; 8]);
+}
+
+#[test]
+fn every_objmap_guest_is_whole() {
+    use mapwalk_core::bpf::{EntryValue, PerCpuOffsets};
+    use mapwalk_fuzz::objmaps::{object_maps, objmap_guest};
+    for kind in GuestKind::ALL {
+        let g = objmap_guest(kind);
+        let view = KernelView::new(Mutated::pristine(g), g.g.paging, g.g.addrs);
+        let bpf = Bpf::new(&view, &g.g.layout, g.g.map_idr);
+        let mut counts = Vec::new();
+        for spec in object_maps() {
+            let map = bpf.map_by_id(spec.id).unwrap().unwrap();
+            let lens = bpf.entry_buffer_lens(&map, 1).unwrap();
+            let (mut key, mut value) = (vec![0u8; lens.key], vec![0u8; lens.value]);
+            let mut first = None;
+            let n = bpf
+                .for_each_entry(
+                    &map,
+                    None::<&PerCpuOffsets<Vec<u64>>>,
+                    &mut key,
+                    &mut value,
+                    |k, v| {
+                        let EntryValue::Single(v) = v else {
+                            panic!("per-CPU")
+                        };
+                        first.get_or_insert((k.to_vec(), v.to_vec()));
+                        std::ops::ControlFlow::Continue(())
+                    },
+                )
+                .unwrap_or_else(|e| panic!("{kind:?}: map {}: {e}", spec.id));
+            counts.push(n);
+            if spec.id == 90 {
+                // The bloom filter: bits 1 and 20 and 63 of its 64.
+                let (_, v) = first.unwrap();
+                assert_eq!(v[16..], [2, 0, 0x10, 0, 0, 0, 0, 0x80], "{kind:?}");
+            }
+        }
+        assert_eq!(counts, [1, 2, 3, 1, 1, 2, 1, 1, 1, 1], "{kind:?}");
+    }
 }

@@ -134,12 +134,23 @@ pub fn map_btf(src: &dyn MapSource, meta: &MapInfo, warn: &mut dyn FnMut(&str)) 
     }
 }
 
+/// The BTF type of the values a dump of `meta` hands, or 0 when they have none: a
+/// BLOOM_FILTER's value is the filter itself (docs/bloom-filter.md), not a value of the
+/// type it was made for.
+pub fn value_type_id(meta: &MapInfo) -> u32 {
+    if meta.map_type == mapwalk_core::MapType::BLOOM_FILTER {
+        0
+    } else {
+        meta.btf_value_type_id
+    }
+}
+
 /// The renderer of `meta`'s key and value types, when there is BTF.
 pub fn types<'a>(btf: Option<&'a MapBtf>, meta: &MapInfo, format: Format) -> Option<Types<'a>> {
     btf.map(|b| Types {
         renderer: TypeRenderer::new(b).hex_pointers(format == Format::Human),
         key: meta.btf_key_type_id,
-        value: meta.btf_value_type_id,
+        value: value_type_id(meta),
     })
 }
 

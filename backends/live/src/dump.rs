@@ -103,6 +103,35 @@ pub struct Dump {
     pub stats: DumpStats,
 }
 
+/// Why `bpf()` cannot list a map of type `t` whose keys it could walk: the
+/// operation it lacks, or `None` when it can.
+///
+/// A BLOOM_FILTER's lookup only tests whether a value is in the filter, so its bit
+/// array is not to be had; PERF_EVENT_ARRAY and CGROUP_ARRAY refuse lookups from user
+/// space (`ENOTSUPP`), XSKMAP too (`EOPNOTSUPP`); local storage (TASK, INODE, SK and
+/// CGRP_STORAGE) is looked up by an owner's file descriptor and never listed. Memory
+/// holds all of them.
+pub fn unlisted_by_bpf(t: MapType) -> Option<&'static str> {
+    match t {
+        MapType::BLOOM_FILTER => {
+            Some("listing its bit array (a lookup only tests whether a value is in the filter)")
+        }
+        MapType::PERF_EVENT_ARRAY | MapType::CGROUP_ARRAY => {
+            Some("lookups from user space (the kernel refuses them: ENOTSUPP)")
+        }
+        MapType::XSKMAP => Some("lookups from user space (the kernel refuses them: EOPNOTSUPP)"),
+        MapType::TASK_STORAGE
+        | MapType::INODE_STORAGE
+        | MapType::SK_STORAGE
+        | MapType::CGRP_STORAGE => Some(
+            "listing through bpf(): local storage is looked up by a file descriptor of its \
+             owner (pidfd, socket, file, cgroup) and bpf() cannot enumerate the owners; a \
+             memory source lists them",
+        ),
+        _ => None,
+    }
+}
+
 /// Batch buffers above this many elements are not grown further.
 const MAX_BATCH: u32 = 1 << 20;
 
@@ -117,16 +146,24 @@ impl LiveMap {
     ///
     /// # Errors
     /// [`Error::Unsupported`] for maps without keys (RINGBUF, ARENA, QUEUE, STACK,
-    /// BLOOM_FILTER: use their own readers), for local storage (TASK, INODE, SK and
-    /// CGRP_STORAGE: looked up by an owner's file descriptor, never listed) and for
-    /// [`DumpMode::Batch`] on maps without batches; [`Error::Denied`], [`Error::Sys`], [`Error::LimitExceeded`]. Entries
-    /// already handed to `f` stay valid when an error ends the walk.
+    /// BLOOM_FILTER: use their own readers), for maps `bpf()` cannot list
+    /// ([`unlisted_by_bpf`]: PERF_EVENT_ARRAY, CGROUP_ARRAY, XSKMAP and local storage),
+    /// and for [`DumpMode::Batch`] on maps without batches; [`Error::Denied`],
+    /// [`Error::Sys`], [`Error::LimitExceeded`]. Entries already handed to `f` stay valid
+    /// when an error ends the walk.
     pub fn for_each_entry(
         &self,
         opts: DumpOptions,
         mut f: impl FnMut(&[u8], ValueRef<'_>) -> ControlFlow<()>,
     ) -> Result<DumpStats> {
         let info = self.info();
+        if let Some(op) = unlisted_by_bpf(info.map_type) {
+            return Err(Error::Unsupported {
+                id: info.id,
+                map_type: info.map_type,
+                op,
+            });
+        }
         if info.key_size == 0
             || matches!(
                 info.map_type,
@@ -137,21 +174,6 @@ impl LiveMap {
                 id: info.id,
                 map_type: info.map_type,
                 op: "key/value dumps",
-            });
-        }
-        if matches!(
-            info.map_type,
-            MapType::TASK_STORAGE
-                | MapType::INODE_STORAGE
-                | MapType::SK_STORAGE
-                | MapType::CGRP_STORAGE
-        ) {
-            return Err(Error::Unsupported {
-                id: info.id,
-                map_type: info.map_type,
-                op: "listing through bpf(): local storage is looked up by a file descriptor \
-                     of its owner (pidfd, socket, file, cgroup) and bpf() cannot enumerate \
-                     the owners; a memory source lists them",
             });
         }
         let mut stats = DumpStats::default();

@@ -313,3 +313,38 @@ fn a_long_search_shows_progress_on_a_terminal_only() {
         "{shown}"
     );
 }
+
+#[test]
+fn maps_bpf_cannot_list_say_why_and_exit_3() {
+    if !live_ready("maps_bpf_cannot_list_say_why_and_exit_3") {
+        return;
+    }
+    for (t, key, why) in [
+        (
+            MapType::BLOOM_FILTER,
+            0,
+            "does not support listing its bit array (a lookup only tests whether a value is \
+             in the filter)",
+        ),
+        (
+            MapType::PERF_EVENT_ARRAY,
+            4,
+            "does not support lookups from user space (the kernel refuses them: ENOTSUPP)",
+        ),
+        (
+            MapType::CGROUP_ARRAY,
+            4,
+            "does not support lookups from user space (the kernel refuses them: ENOTSUPP)",
+        ),
+    ] {
+        let map = create(t, "mw_no_list", key, 4, 4);
+        let out = run(&["dump", &format!("id:{}", map.id()), "--json"]);
+        let (code, err) = status_and_stderr(&out);
+        assert_eq!(code, Some(3), "{t}: {err}");
+        assert!(err.contains(&format!("of type {t} {why}")), "{t}: {err}");
+        // Never an empty map: the output says it is partial.
+        let v: Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+        assert_eq!(v.as_array().unwrap().len(), 1, "{t}: {v}");
+        assert_eq!(v[0]["partial"], true, "{t}: {v}");
+    }
+}

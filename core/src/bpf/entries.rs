@@ -13,14 +13,14 @@ use core::iter::FusedIterator;
 use core::ops::ControlFlow;
 
 use crate::bpf::storage::{OwnerKind, StorageWalkStats};
-use crate::bpf::{Bpf, CpuCopy, MapInfo, MapType, PerCpuOffsets};
+use crate::bpf::{object_value_size, Bpf, CpuCopy, MapInfo, MapType, PerCpuOffsets};
 use crate::error::{Error, Result};
 use crate::kernel::KernelRead;
 use crate::limits::MAX_CPUS;
 use crate::mem::len_u64;
 
 /// The map types [`Bpf::for_each_entry`] walks.
-pub const WALKABLE_MAP_TYPES: [MapType; 16] = [
+pub const WALKABLE_MAP_TYPES: [MapType; 26] = [
     MapType::ARRAY,
     MapType::HASH,
     MapType::LRU_HASH,
@@ -37,6 +37,16 @@ pub const WALKABLE_MAP_TYPES: [MapType; 16] = [
     MapType::INODE_STORAGE,
     MapType::SK_STORAGE,
     MapType::CGRP_STORAGE,
+    MapType::BLOOM_FILTER,
+    MapType::DEVMAP,
+    MapType::DEVMAP_HASH,
+    MapType::CPUMAP,
+    MapType::SOCKMAP,
+    MapType::SOCKHASH,
+    MapType::REUSEPORT_SOCKARRAY,
+    MapType::CGROUP_ARRAY,
+    MapType::PERF_EVENT_ARRAY,
+    MapType::XSKMAP,
 ];
 
 /// One entry's value, as [`Bpf::for_each_entry`] hands it over.
@@ -139,7 +149,9 @@ pub struct EntryBufferLens {
     /// ([`OwnerKind::record_len`]).
     pub key: usize,
     /// The value buffer: `value_size` bytes, or for a per-CPU map
-    /// `round_up(value_size, 8) × possible CPUs`.
+    /// `round_up(value_size, 8) × possible CPUs`; for a BLOOM_FILTER the header and
+    /// bit array ([`BloomFilter::value_len`](crate::bpf::BloomFilter::value_len)), for
+    /// an object map [`object_value_size`].
     pub value: usize,
 }
 
@@ -201,6 +213,10 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
             // At most 2^32 × 8192 bytes: no overflow in u64.
             let all = map.percpu_stride().saturating_mul(u64::from(possible_cpus));
             capped(all, cap, "per-CPU value bytes of all CPUs")?
+        } else if map.map_type == MapType::BLOOM_FILTER {
+            capped(self.bloom(map)?.value_len(), cap, "bloom filter bit array")?
+        } else if let Some(size) = object_value_size(map) {
+            capped(u64::from(size), cap, "map value_size")?
         } else {
             capped(u64::from(map.value_size), cap, "map value_size")?
         };
@@ -414,6 +430,15 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
                     return Err(e);
                 }
                 count = stats.elems;
+            }
+            (MapType::BLOOM_FILTER, _) => {
+                // One value, with an empty key: the header and the bit array.
+                self.read_bloom_value(map, value)?;
+                hand!(f, count, &[], EntryValue::Single(value));
+            }
+            _ if object_value_size(map).is_some() => {
+                count =
+                    self.for_each_object_slot(map, key, value, |k, v| f(k, EntryValue::Single(v)))?;
             }
             (map_type, _) => {
                 return Err(Error::UnsupportedMapType {

@@ -29,7 +29,7 @@ pub const FD_MAP_TYPES: [MapType; 3] = [
 const SLOT_BATCH: usize = 64;
 
 /// A slot pointer that must point into the kernel's upper half, 8-byte aligned.
-fn object_ptr(what: &'static str, at: Kva, value: u64) -> Result<Kva> {
+pub(crate) fn object_ptr(what: &'static str, at: Kva, value: u64) -> Result<Kva> {
     if value & 7 != 0 || value >> 63 == 0 {
         return Err(Error::Corrupt { what, at, value });
     }

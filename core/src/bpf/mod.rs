@@ -14,6 +14,7 @@
 //! ([`storage`]).
 
 mod array;
+mod bloom;
 mod btf;
 #[cfg(test)]
 mod churn_tests;
@@ -24,6 +25,7 @@ mod htab;
 mod lpm;
 mod map;
 mod maptype;
+mod objmaps;
 mod percpu;
 mod prog;
 mod progtype;
@@ -31,6 +33,9 @@ mod queue;
 pub mod storage;
 
 pub use array::ArrayMap;
+pub use bloom::{
+    bloom_bitset_mask, BloomFilter, BLOOM_FORM_VERSION, BLOOM_HEADER_LEN, BLOOM_MAX_HASH_FUNCS,
+};
 pub use btf::BtfObject;
 pub use entries::{
     EntryBufferLens, EntryValue, PerCpuCopies, PerCpuCopiesIter, WALKABLE_MAP_TYPES,
@@ -48,6 +53,7 @@ pub use lpm::{LPM_DATA_SIZE_MAX, LPM_MAX_DEPTH, LPM_TREE_NODE_FLAG_IM};
 pub use map::MapList;
 pub use map::{read_map_info, Bpf, MapInfo, MapName, Maps};
 pub use maptype::{MapType, BPF_F_MMAPABLE};
+pub use objmaps::{object_value_size, OBJECT_MAP_TYPES};
 #[cfg(any(feature = "alloc", test))]
 pub use percpu::PerCpuValue;
 pub use percpu::{

@@ -28,9 +28,9 @@ pub use xarray::{
 mod guest;
 
 pub use guest::{
-    default_layout, BuiltElem, BuiltHtab, BuiltMap, BuiltProg, BuiltStorage, BuiltStorageElem,
-    EntrySpec, GuestBuilder, MapSpec, Placement, ProgSpec, StorageElemSpec, SynthArch,
-    SynthSymbols, SyntheticGuest,
+    default_layout, BuiltElem, BuiltHtab, BuiltMap, BuiltObject, BuiltProg, BuiltStorage,
+    BuiltStorageElem, EntrySpec, GuestBuilder, MapSpec, Placement, ProgSpec, SlotObject,
+    StorageElemSpec, SynthArch, SynthSymbols, SyntheticGuest,
 };
 
 mod changing;

@@ -12,8 +12,8 @@ use mapwalk_core::synth::{build_xarray, default_layout, SynthRam};
 use mapwalk_core::Pa;
 use mapwalk_fuzz::btf_synth::{self, BtfBuilder};
 use mapwalk_fuzz::{
-    array, btf_layout, discovery, elf_core, htab, ksymtab, percpu, pgtable_aarch64, pgtable_x86_64,
-    progs, render, storage, vmcoreinfo, xarray, Enc, Mutated,
+    array, btf_layout, discovery, elf_core, htab, ksymtab, objmaps, percpu, pgtable_aarch64,
+    pgtable_x86_64, progs, render, storage, vmcoreinfo, xarray, Enc, Mutated,
 };
 use mapwalk_fuzz::{GuestKind, RAW_DIRECT_MAP};
 
@@ -482,6 +482,72 @@ fn storage_seeds() {
     );
 }
 
+fn objmaps_seeds() {
+    use objmaps::Header;
+    let t = "objmaps";
+    for guest in 0..7u8 {
+        let h = Header {
+            guest,
+            ..Header::default()
+        };
+        write(
+            t,
+            &format!("seed-{}", guest_name(guest)),
+            &synth(|e| h.encode(e), &[], (0, 0, &[])),
+        );
+    }
+    // Small caps: chains of one, two buckets.
+    let h = Header {
+        chain: 1,
+        buckets: 2,
+        ..Header::default()
+    };
+    write(
+        t,
+        "seed-synth-x86-small-caps",
+        &synth(|e| h.encode(e), &[], (0, 0, &[])),
+    );
+    // Raw: a DEVMAP_HASH of four buckets with one element (key 5, ifindex 1), and a
+    // BLOOM_FILTER of 64 bits, in one page.
+    let l = default_layout();
+    let d = l.devmap.unwrap();
+    let mut ram = SynthRam::new(Pa(0), 4096);
+    let map = ram.alloc(512, 64);
+    let heads = ram.alloc(32, 64);
+    let dev = ram.alloc(128, 64);
+    ram.write_u64(
+        Pa(map.0 + u64::from(d.dev_index_head)),
+        RAW_DIRECT_MAP + heads.0,
+    );
+    ram.write_u32(Pa(map.0 + u64::from(d.n_buckets)), 4);
+    ram.write_u64(
+        Pa(heads.0 + 8),
+        RAW_DIRECT_MAP + dev.0 + u64::from(d.index_hlist),
+    );
+    ram.write_u32(Pa(dev.0 + u64::from(d.idx)), 5);
+    ram.write_u32(Pa(dev.0 + u64::from(d.val)), 1);
+    let b = l.bloom.unwrap();
+    let bloom = ram.alloc(512, 64);
+    ram.write_u32(Pa(bloom.0 + u64::from(b.nr_hash_funcs)), 3);
+    ram.write_u32(Pa(bloom.0 + u64::from(b.bitset_mask)), 63);
+    ram.write_u32(Pa(bloom.0 + u64::from(b.bitset)), 0x8001);
+    let offsets = objmaps::offsets(&l).map(|o| o as u16);
+    for (name, at, info, max) in [
+        ("seed-raw-devmap-hash", map.0, [2u8, 0, 0], 4u32),
+        ("seed-raw-bloom", bloom.0, [0, 0, 0], 10),
+    ] {
+        let h = Header {
+            mode: 1,
+            offsets,
+            kva: at as u32,
+            info,
+            max_entries: max,
+            ..Header::default()
+        };
+        write(t, name, &raw(|e| h.encode(e), ram.bytes()));
+    }
+}
+
 fn array_seeds() {
     use array::{Header, Op};
     let t = "array";
@@ -921,5 +987,6 @@ fn main() {
     array_seeds();
     progs_seeds();
     storage_seeds();
+    objmaps_seeds();
     snapshot_seeds();
 }

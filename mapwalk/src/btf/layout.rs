@@ -3,9 +3,10 @@
 
 pub use mapwalk_core::layout::BtfObjectLayout;
 use mapwalk_core::layout::{
-    ArrayLayout, BpfMapLayout, CgroupOwnerLayout, HtabLayout, IdrLayout, InodeOwnerLayout,
-    LpmLayout, ProgLayout, QueueStackLayout, SockOwnerLayout, StorageLayout, TaskOwnerLayout,
-    XarrayLayout,
+    ArrayLayout, BloomLayout, BpfMapLayout, CgroupLayout, CgroupOwnerLayout, CpumapLayout,
+    DevmapLayout, HtabLayout, IdrLayout, InodeOwnerLayout, LpmLayout, PerfEventLayout, ProgLayout,
+    QueueStackLayout, ReuseportLayout, SockLayout, SockOwnerLayout, SockmapLayout, StorageLayout,
+    TaskOwnerLayout, XarrayLayout, XskmapLayout,
 };
 use mapwalk_core::KernelLayout;
 
@@ -49,6 +50,23 @@ pub const LAYOUT_STRUCTS: &[&str] = &[
     "sock",
     "cgroup",
     "kernfs_node",
+    "bpf_bloom_filter",
+    "bpf_dtab",
+    "bpf_dtab_netdev",
+    "hlist_node",
+    "bpf_cpu_map",
+    "bpf_cpu_map_entry",
+    "bpf_stab",
+    "bpf_shtab",
+    "bpf_shtab_bucket",
+    "bpf_shtab_elem",
+    "reuseport_array",
+    "bpf_event_entry",
+    "perf_event",
+    "perf_event_attr",
+    "xsk_map",
+    "xdp_sock",
+    "net_device",
 ];
 
 /// Finds `name` among the members of aggregate `ty`, looking into anonymous struct and
@@ -208,8 +226,10 @@ pub fn struct_size_having(
 /// Optional: `array`, `htab`, `btf_object`, `prog`, `lpm`, `queue` and `storage`
 /// (`None` and a warning when `bpf_array`, `bpf_htab`, `btf`, `bpf_prog`, `lpm_trie`,
 /// `bpf_queue_stack` or `bpf_local_storage_map` cannot be resolved; within `storage`,
-/// each kind of owner on its own: `task_struct`, `inode`, `sock`, `cgroup`), and
-/// `bpf_map.btf_vmlinux_value_type_id` (`None` and a warning).
+/// each kind of owner on its own: `task_struct`, `inode`, `sock`, `cgroup`), the object
+/// maps' groups (`bloom`, `devmap`, `cpumap`, `sock`, `sockmap`, `reuseport`, `cgroup`,
+/// `perf_event`, `xskmap`, the same way), and `bpf_map.btf_vmlinux_value_type_id`
+/// (`None` and a warning).
 ///
 /// # Errors
 /// The first required field that cannot be resolved, as `struct.field`.
@@ -342,6 +362,7 @@ pub(crate) fn layout_with(
         st.cgroup = group(w, "cgroup (local-storage owners)", || cgroup_owner(&off));
         st
     });
+    let objects = object_groups(&mut warnings, &off, &size_having);
     Ok(ResolvedLayout {
         layout: KernelLayout {
             xarray,
@@ -354,6 +375,15 @@ pub(crate) fn layout_with(
             lpm,
             queue,
             storage,
+            bloom: objects.bloom,
+            devmap: objects.devmap,
+            cpumap: objects.cpumap,
+            sock: objects.sock,
+            sockmap: objects.sockmap,
+            reuseport: objects.reuseport,
+            cgroup: objects.cgroup,
+            perf_event: objects.perf_event,
+            xskmap: objects.xskmap,
         },
         warnings,
     })
@@ -430,6 +460,106 @@ fn cgroup_owner(
         kn_id: off("kernfs_node", "id")?,
         kn_name: off("kernfs_node", "name")?,
     })
+}
+
+/// The object maps' layout groups (BLOOM_FILTER and the maps whose slots hold kernel
+/// objects), each optional.
+struct ObjectGroups {
+    bloom: Option<BloomLayout>,
+    devmap: Option<DevmapLayout>,
+    cpumap: Option<CpumapLayout>,
+    sock: Option<SockLayout>,
+    sockmap: Option<SockmapLayout>,
+    reuseport: Option<ReuseportLayout>,
+    cgroup: Option<CgroupLayout>,
+    perf_event: Option<PerfEventLayout>,
+    xskmap: Option<XskmapLayout>,
+}
+
+fn object_groups(
+    warnings: &mut Vec<String>,
+    off: &impl Fn(&str, &str) -> Result<u32, BtfError>,
+    size_having: &impl Fn(&str, &str) -> Result<u32, BtfError>,
+) -> ObjectGroups {
+    ObjectGroups {
+        bloom: group(warnings, "bpf_bloom_filter (BLOOM_FILTER maps)", || {
+            Ok(BloomLayout {
+                bitset_mask: off("bpf_bloom_filter", "bitset_mask")?,
+                hash_seed: off("bpf_bloom_filter", "hash_seed")?,
+                nr_hash_funcs: off("bpf_bloom_filter", "nr_hash_funcs")?,
+                bitset: off("bpf_bloom_filter", "bitset")?,
+            })
+        }),
+        devmap: group(warnings, "bpf_dtab (DEVMAP maps)", || {
+            Ok(DevmapLayout {
+                netdev_map: off("bpf_dtab", "netdev_map")?,
+                dev_index_head: off("bpf_dtab", "dev_index_head")?,
+                n_buckets: off("bpf_dtab", "n_buckets")?,
+                index_hlist: off("bpf_dtab_netdev", "index_hlist")?,
+                idx: off("bpf_dtab_netdev", "idx")?,
+                val: off("bpf_dtab_netdev", "val")?,
+                node_next: off("hlist_node", "next")?,
+            })
+        }),
+        cpumap: group(warnings, "bpf_cpu_map (CPUMAP maps)", || {
+            Ok(CpumapLayout {
+                cpu_map: off("bpf_cpu_map", "cpu_map")?,
+                entry_cpu: off("bpf_cpu_map_entry", "cpu")?,
+                entry_value: off("bpf_cpu_map_entry", "value")?,
+            })
+        }),
+        sock: group(warnings, "sock (socket cookies)", || {
+            Ok(SockLayout {
+                cookie: off("sock", "__sk_common.skc_cookie")?,
+            })
+        }),
+        sockmap: group(warnings, "bpf_stab (SOCKMAP and SOCKHASH maps)", || {
+            Ok(SockmapLayout {
+                sks: off("bpf_stab", "sks")?,
+                buckets: off("bpf_shtab", "buckets")?,
+                buckets_num: off("bpf_shtab", "buckets_num")?,
+                bucket_head: off("bpf_shtab_bucket", "head")?,
+                bucket_size: size_having("bpf_shtab_bucket", "head")?,
+                elem_node: off("bpf_shtab_elem", "node")?,
+                elem_hash: off("bpf_shtab_elem", "hash")?,
+                elem_sk: off("bpf_shtab_elem", "sk")?,
+                elem_key: off("bpf_shtab_elem", "key")?,
+                node_next: off("hlist_node", "next")?,
+            })
+        }),
+        reuseport: group(
+            warnings,
+            "reuseport_array (REUSEPORT_SOCKARRAY maps)",
+            || {
+                Ok(ReuseportLayout {
+                    ptrs: off("reuseport_array", "ptrs")?,
+                })
+            },
+        ),
+        cgroup: group(warnings, "cgroup (CGROUP_ARRAY maps)", || {
+            Ok(CgroupLayout {
+                kn: off("cgroup", "kn")?,
+                kn_id: off("kernfs_node", "id")?,
+            })
+        }),
+        perf_event: group(warnings, "bpf_event_entry (PERF_EVENT_ARRAY maps)", || {
+            Ok(PerfEventLayout {
+                entry_event: off("bpf_event_entry", "event")?,
+                event_attr: off("perf_event", "attr")?,
+                event_cpu: off("perf_event", "cpu")?,
+                attr_type: off("perf_event_attr", "type")?,
+                attr_config: off("perf_event_attr", "config")?,
+            })
+        }),
+        xskmap: group(warnings, "xsk_map (XSKMAP maps)", || {
+            Ok(XskmapLayout {
+                xsk_map: off("xsk_map", "xsk_map")?,
+                dev: off("xdp_sock", "dev")?,
+                queue_id: off("xdp_sock", "queue_id")?,
+                ifindex: off("net_device", "ifindex")?,
+            })
+        }),
+    }
 }
 
 /// An optional field: `None` and a warning when it cannot be resolved.

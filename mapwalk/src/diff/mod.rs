@@ -305,12 +305,12 @@ fn diff_map(
             Some(v) if **v == e.value => {}
             Some(v) => {
                 let btf = map_btf.get_or_insert_with(|| {
-                    (b.info.btf_value_type_id != 0)
+                    (crate::dump::value_type_id(&b.info) != 0)
                         .then(|| btf(&b.info))
                         .flatten()
                 });
                 let fields = btf.as_ref().map_or_else(Vec::new, |t| {
-                    fields::changed_fields(t, b.info.btf_value_type_id, v, &e.value)
+                    fields::changed_fields(t, crate::dump::value_type_id(&b.info), v, &e.value)
                 });
                 changes.push(EntryChange::Changed {
                     key: e.key.clone(),

@@ -360,3 +360,53 @@ fn queues_and_stacks_dump_in_pop_order_with_empty_keys() {
     );
     eprintln!("{}", dump(1, crate::render::Format::Human));
 }
+
+#[test]
+fn bloom_filters_and_object_maps_dump_from_memory() {
+    use mapwalk_core::synth::SlotObject;
+    let mut b = GuestBuilder::x86_64(false);
+    b.add_map(MapSpec::new(1, MapType::BLOOM_FILTER, "bloom", 0, 4, 10).bloom(3, 5, &[0, 63]))
+        .add_map(MapSpec::new(2, MapType::DEVMAP, "dev", 4, 4, 2).object(
+            &1u32.to_le_bytes(),
+            SlotObject::NetDev(1u32.to_le_bytes().to_vec()),
+        ))
+        .add_map(
+            MapSpec::new(3, MapType::SOCKHASH, "socks", 2, 8, 2)
+                .object(b"ab", SlotObject::Sock(0x0102)),
+        );
+    let g = b.build();
+    let ram = RamImage::new(&g, "objmaps");
+    let src = source(&g, &ram, false);
+    let dump = |id: u32| {
+        let meta = src.map_by_id(id).unwrap().unwrap();
+        let mut out = Vec::new();
+        crate::dump::dump_map(
+            &src,
+            &meta,
+            crate::render::Format::Json,
+            &mut out,
+            &mut |_| {},
+        )
+        .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out).unwrap()
+    };
+    let hex = |b: &[u8]| -> Vec<String> { b.iter().map(|b| format!("0x{b:02x}")).collect() };
+    // Version 1, 3 hashes, seed 5, mask 63, then bits 0 and 63.
+    let mut bloom = Vec::new();
+    for w in [1u32, 3, 5, 63] {
+        bloom.extend(w.to_le_bytes());
+    }
+    bloom.extend([1, 0, 0, 0, 0, 0, 0, 0x80]);
+    assert_eq!(
+        dump(1),
+        serde_json::json!([{"key": [], "value": hex(&bloom)}])
+    );
+    assert_eq!(
+        dump(2),
+        serde_json::json!([{"key": hex(&[1, 0, 0, 0]), "value": hex(&[1, 0, 0, 0])}])
+    );
+    assert_eq!(
+        dump(3),
+        serde_json::json!([{"key": hex(b"ab"), "value": hex(&0x0102u64.to_le_bytes())}])
+    );
+}

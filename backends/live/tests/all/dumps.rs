@@ -454,3 +454,39 @@ fn btf_by_id_returns_vmlinux() {
     let m = create(&MapCreate::new(MapType::ARRAY, "mw_nobtf", 4, 8, 1));
     assert!(m.btf().expect("btf").is_none());
 }
+
+#[test]
+fn maps_bpf_cannot_list_are_refused_with_the_reason() {
+    if !need_root("dumps::maps_bpf_cannot_list_are_refused_with_the_reason") {
+        return;
+    }
+    for (t, key, value, why) in [
+        (MapType::BLOOM_FILTER, 0, 4, "listing its bit array"),
+        (MapType::PERF_EVENT_ARRAY, 4, 4, "lookups from user space"),
+        (MapType::CGROUP_ARRAY, 4, 4, "lookups from user space"),
+        (MapType::XSKMAP, 4, 4, "lookups from user space"),
+    ] {
+        let map = create(&MapCreate::new(t, "mw_unlisted", key, value, 4));
+        match map.dump(DumpOptions::default()) {
+            Err(Error::Unsupported { map_type, op, .. }) => {
+                assert_eq!(map_type, t);
+                assert!(op.starts_with(why), "{t}: {op}");
+            }
+            other => panic!("{t}: {other:?}"),
+        }
+    }
+    // A DEVMAP is listed: its value is the `struct bpf_devmap_val` of each slot.
+    let devmap = create(&MapCreate::new(MapType::DEVMAP, "mw_devmap", 4, 4, 4));
+    devmap
+        .update(&2u32.to_ne_bytes(), &1u32.to_ne_bytes(), Update::Any)
+        .expect("slot 2: lo");
+    let dump = devmap.dump(DumpOptions::default()).expect("devmap dump");
+    let got: Vec<(Vec<u8>, Value)> = dump.entries.into_iter().map(|e| (e.key, e.value)).collect();
+    assert_eq!(
+        got,
+        [(
+            2u32.to_ne_bytes().to_vec(),
+            Value::Single(1u32.to_ne_bytes().to_vec())
+        )]
+    );
+}

@@ -4,12 +4,13 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 mod lpm;
+mod objmaps;
 mod progs;
 mod storage;
 
 use super::{
-    BuiltElem, BuiltHtab, BuiltMap, BuiltStorage, GuestBuilder, MapSpec, Placement, SynthArch,
-    SynthSymbols, SyntheticGuest,
+    BuiltElem, BuiltHtab, BuiltMap, BuiltObject, BuiltStorage, GuestBuilder, MapSpec, Placement,
+    SynthArch, SynthSymbols, SyntheticGuest,
 };
 use crate::addr::{Kva, Pa};
 use crate::bpf::{MapType, PptrPlacement, BPF_F_MMAPABLE};
@@ -52,6 +53,7 @@ pub(super) struct Layouter<'b> {
     htabs: BTreeMap<u32, BuiltHtab>,
     percpu_arrays: BTreeMap<u32, Vec<u64>>,
     storage: BTreeMap<u32, BuiltStorage>,
+    objects: BTreeMap<u32, Vec<BuiltObject>>,
 }
 
 /// One per-CPU chunk: `possible` units of `unit` bytes from `base`.
@@ -94,7 +96,11 @@ fn is_hash(t: MapType) -> bool {
 fn is_inline_array(t: MapType) -> bool {
     matches!(
         t,
-        MapType::ARRAY | MapType::PROG_ARRAY | MapType::ARRAY_OF_MAPS
+        MapType::ARRAY
+            | MapType::PROG_ARRAY
+            | MapType::ARRAY_OF_MAPS
+            | MapType::CGROUP_ARRAY
+            | MapType::PERF_EVENT_ARRAY
     )
 }
 
@@ -141,6 +147,7 @@ impl<'b> Layouter<'b> {
                     htabs: BTreeMap::new(),
                     percpu_arrays: BTreeMap::new(),
                     storage: BTreeMap::new(),
+                    objects: BTreeMap::new(),
                 }
             }
             SynthArch::Aarch64 { granule_shift } | SynthArch::Aarch64Lpa2 { granule_shift } => {
@@ -202,6 +209,7 @@ impl<'b> Layouter<'b> {
                     htabs: BTreeMap::new(),
                     percpu_arrays: BTreeMap::new(),
                     storage: BTreeMap::new(),
+                    objects: BTreeMap::new(),
                 }
             }
         }
@@ -318,7 +326,7 @@ impl<'b> Layouter<'b> {
                     .max(u64::from(h.elem_size) + 4),
                 0,
             ),
-            _ => (header, 0),
+            _ => (objmaps::object_map_size(l, spec).unwrap_or(header), 0),
         };
         let kva = match spec.placement {
             Placement::DirectMap => self.kmalloc(size),
@@ -393,6 +401,7 @@ impl<'b> Layouter<'b> {
                 }
             }
         }
+        self.lay_object_map(spec, base);
         BuiltMap { id: spec.id, kva }
     }
 
@@ -618,6 +627,7 @@ impl<'b> Layouter<'b> {
             per_cpu_offsets,
             htabs: self.htabs,
             percpu_arrays: self.percpu_arrays,
+            objects: self.objects,
             prog_idr,
             progs,
             storage: self.storage,

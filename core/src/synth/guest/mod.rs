@@ -12,8 +12,9 @@ use crate::arch::Paging;
 use crate::bpf::{PerCpuOffsets, PossibleCpus};
 use crate::kernel::{KernelAddrs, KernelView};
 use crate::layout::{
-    ArrayLayout, BpfMapLayout, BtfObjectLayout, HtabLayout, IdrLayout, KernelLayout, LpmLayout,
-    ProgLayout, QueueStackLayout, XarrayLayout,
+    ArrayLayout, BloomLayout, BpfMapLayout, BtfObjectLayout, CgroupLayout, CpumapLayout,
+    DevmapLayout, HtabLayout, IdrLayout, KernelLayout, LpmLayout, PerfEventLayout, ProgLayout,
+    QueueStackLayout, ReuseportLayout, SockLayout, SockmapLayout, XarrayLayout, XskmapLayout,
 };
 use crate::layout::{
     CgroupOwnerLayout, InodeOwnerLayout, SockOwnerLayout, StorageLayout, TaskOwnerLayout,
@@ -24,7 +25,7 @@ use crate::synth::SynthRam;
 use layouter::Layouter;
 
 pub use progspec::ProgSpec;
-pub use spec::{EntrySpec, MapSpec, Placement, StorageElemSpec};
+pub use spec::{EntrySpec, MapSpec, Placement, SlotObject, StorageElemSpec};
 
 /// A layout like Linux 6.1's on x86_64 (the values are realistic but only need to be
 /// self-consistent: the walkers take whatever layout they are given).
@@ -106,6 +107,54 @@ pub fn default_layout() -> KernelLayout {
             tail: 264,
             size: 268,
             elements: 272,
+        }),
+        bloom: Some(BloomLayout {
+            bitset_mask: 256,
+            hash_seed: 260,
+            nr_hash_funcs: 268,
+            bitset: 272,
+        }),
+        devmap: Some(DevmapLayout {
+            netdev_map: 256,
+            dev_index_head: 280,
+            n_buckets: 296,
+            index_hlist: 8,
+            idx: 48,
+            val: 52,
+            node_next: 0,
+        }),
+        cpumap: Some(CpumapLayout {
+            cpu_map: 256,
+            entry_cpu: 0,
+            entry_value: 48,
+        }),
+        sock: Some(SockLayout { cookie: 104 }),
+        sockmap: Some(SockmapLayout {
+            sks: 256,
+            buckets: 256,
+            buckets_num: 264,
+            bucket_head: 0,
+            bucket_size: 16,
+            elem_node: 32,
+            elem_hash: 16,
+            elem_sk: 24,
+            elem_key: 48,
+            node_next: 0,
+        }),
+        reuseport: Some(ReuseportLayout { ptrs: 256 }),
+        cgroup: Some(CgroupLayout { kn: 288, kn_id: 72 }),
+        perf_event: Some(PerfEventLayout {
+            entry_event: 0,
+            event_attr: 208,
+            event_cpu: 624,
+            attr_type: 0,
+            attr_config: 8,
+        }),
+        xskmap: Some(XskmapLayout {
+            xsk_map: 264,
+            dev: 760,
+            queue_id: 772,
+            ifindex: 264,
         }),
         storage: Some(storage_layout()),
     }
@@ -260,6 +309,16 @@ pub struct BuiltMap {
     pub kva: Kva,
 }
 
+/// An object a slot of an object map points at, as laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BuiltObject {
+    /// Where the pointer to it lies: the array slot, or for the hash kinds the bucket
+    /// head or the previous element's `next`.
+    pub slot: Kva,
+    /// The object (for SOCKHASH, its `struct bpf_shtab_elem`).
+    pub object: Kva,
+}
+
 /// A program as laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BuiltProg {
@@ -301,6 +360,9 @@ pub struct SyntheticGuest {
     pub htabs: BTreeMap<u32, BuiltHtab>,
     /// The `__percpu` pointers of the PERCPU_ARRAY maps, by id and key.
     pub percpu_arrays: BTreeMap<u32, Vec<u64>>,
+    /// The objects of the object maps, by id, in the order of their
+    /// [`MapSpec::objects`].
+    pub objects: BTreeMap<u32, Vec<BuiltObject>>,
     /// `prog_idr` (a kernel-image variable, after the others).
     pub prog_idr: Kva,
     /// The programs, in the order they were added.

@@ -31,6 +31,38 @@ pub struct EntrySpec {
     pub bucket: Option<u32>,
 }
 
+/// A kernel object that a slot of an object map points at (see [`MapSpec::object`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotObject {
+    /// DEVMAP, DEVMAP_HASH: a `struct bpf_dtab_netdev` whose `val` holds these bytes
+    /// (its `idx` is the key).
+    NetDev(Vec<u8>),
+    /// CPUMAP: a `struct bpf_cpu_map_entry` whose `value` holds these bytes (its `cpu`
+    /// is the key).
+    CpuEntry(Vec<u8>),
+    /// SOCKMAP, SOCKHASH, REUSEPORT_SOCKARRAY: a `struct sock` with this cookie.
+    Sock(u64),
+    /// CGROUP_ARRAY: a `struct cgroup` whose `kernfs_node` has this id.
+    Cgroup(u64),
+    /// PERF_EVENT_ARRAY: a `struct bpf_event_entry` whose event has this type, config
+    /// and CPU.
+    PerfEvent {
+        /// `perf_event_attr.type`.
+        event_type: u32,
+        /// `perf_event_attr.config`.
+        config: u64,
+        /// `perf_event.cpu`.
+        cpu: i32,
+    },
+    /// XSKMAP: a `struct xdp_sock` bound to this device and queue.
+    Xsk {
+        /// The device's `ifindex`.
+        ifindex: u32,
+        /// `xdp_sock.queue_id` (a u16 in the kernel).
+        queue_id: u32,
+    },
+}
+
 /// A BPF map to lay into a synthetic guest.
 ///
 /// Only the `struct bpf_map` header is laid out for types without a builder of their
@@ -81,6 +113,14 @@ pub struct MapSpec {
     /// A QUEUE or STACK's `head`, `tail` and the bytes of every one of its
     /// `max_entries + 1` slots.
     pub ring: Option<(u32, u32, Vec<Vec<u8>>)>,
+    /// A BLOOM_FILTER's `nr_hash_funcs`, `hash_seed` and the bits set in its array (the
+    /// array's size is the kernel's, from `max_entries` and the hash count).
+    pub bloom: Option<(u32, u32, Vec<u32>)>,
+    /// The populated slots of an object map (DEVMAP, DEVMAP_HASH, CPUMAP, SOCKMAP,
+    /// SOCKHASH, REUSEPORT_SOCKARRAY, CGROUP_ARRAY, PERF_EVENT_ARRAY, XSKMAP): the key
+    /// and the object; the hash kinds chain them in the bucket the kernel would pick,
+    /// in this order.
+    pub objects: Vec<(Vec<u8>, SlotObject)>,
     /// The elements of a local-storage map, in chain order within each bucket.
     pub storage: Vec<StorageElemSpec>,
     /// A local-storage map's `bucket_log` (default 1: two buckets, as the kernel gives
@@ -139,7 +179,25 @@ impl MapSpec {
             ring: None,
             storage: Vec::new(),
             bucket_log: 1,
+            bloom: None,
+            objects: Vec::new(),
         }
+    }
+
+    /// Sets a BLOOM_FILTER's hash count, seed, and the bits set in its array.
+    #[must_use]
+    pub fn bloom(mut self, nr_hash_funcs: u32, hash_seed: u32, bits: &[u32]) -> Self {
+        self.bloom = Some((nr_hash_funcs, hash_seed, bits.to_vec()));
+        self
+    }
+
+    /// Adds a populated slot to an object map: `key` (4 bytes for every kind but
+    /// SOCKHASH) points at `object`.
+    #[must_use]
+    pub fn object(mut self, key: &[u8], object: SlotObject) -> Self {
+        assert_eq!(key.len(), self.key_size as usize, "key {key:?} length");
+        self.objects.push((key.to_vec(), object));
+        self
     }
 
     /// A local-storage map (TASK_STORAGE, INODE_STORAGE, SK_STORAGE or CGRP_STORAGE)
