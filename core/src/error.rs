@@ -265,11 +265,17 @@ impl fmt::Display for Error {
             Self::WrongMapType { id, map_type, op } => {
                 write!(f, "map {id} of type {map_type} does not support {op}")
             }
-            Self::UnsupportedMapType { id, map_type } => write!(
-                f,
-                "map {id} is of type {map_type}: entry walks support array, hash, lru_hash, \
-                 percpu_array, percpu_hash and lru_percpu_hash"
-            ),
+            Self::UnsupportedMapType { id, map_type } => {
+                write!(
+                    f,
+                    "map {id} is of type {map_type}, whose entries cannot be read from \
+                     memory; those of these types can:"
+                )?;
+                for t in crate::bpf::WALKABLE_MAP_TYPES {
+                    write!(f, " {t}")?;
+                }
+                Ok(())
+            }
             Self::PerCpuOffsetsMissing { id } => write!(
                 f,
                 "map {id} is per-CPU: its values need the CPUs' __per_cpu_offset"
@@ -306,3 +312,27 @@ impl core::error::Error for Error {}
 
 /// The core's result type.
 pub type Result<T, E = Error> = core::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::bpf::{MapType, WALKABLE_MAP_TYPES};
+    use std::string::ToString;
+
+    #[test]
+    fn an_unsupported_type_names_the_types_that_are_read() {
+        let msg = Error::UnsupportedMapType {
+            id: 7,
+            map_type: MapType(0x7777),
+        }
+        .to_string();
+        assert!(
+            msg.starts_with("map 7 is of type MapType(0x7777), whose entries cannot be read from memory"),
+            "{msg}"
+        );
+        for t in WALKABLE_MAP_TYPES {
+            assert!(msg.contains(&std::format!(" {t}")), "{t} in {msg}");
+        }
+    }
+}
