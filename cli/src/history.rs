@@ -242,7 +242,7 @@ fn write_json(
                 let mut rec = json!({"type": "change", "sample": n, "time": t, "map": m.b.id,
                                      "name": m.b.name.to_string()});
                 if let (Some(o), serde_json::Value::Object(c)) =
-                    (rec.as_object_mut(), change_json(c))
+                    (rec.as_object_mut(), change_json(m.b.map_type, c))
                 {
                     o.extend(c);
                 }
@@ -305,7 +305,7 @@ fn write_lines(
             .map_or(0.0, |x| x.changes_per_sec);
         writeln!(out, "{} [{rate:.1} changes/s]", text::map_line(m))?;
         for c in &m.changes {
-            for line in text::change_lines(c, style) {
+            for line in text::change_lines(m.b.map_type, c, style) {
                 writeln!(out, "{line}")?;
             }
         }

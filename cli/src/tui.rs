@@ -67,7 +67,7 @@ impl View {
             for m in &d.maps {
                 let lines = self.recent.entry(m.b.id).or_default();
                 for c in &m.changes {
-                    for l in text::change_lines(c, text::Style::default()) {
+                    for l in text::change_lines(m.b.map_type, c, text::Style::default()) {
                         lines.push((s.number, l));
                     }
                 }

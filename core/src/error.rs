@@ -328,7 +328,9 @@ mod tests {
         }
         .to_string();
         assert!(
-            msg.starts_with("map 7 is of type MapType(0x7777), whose entries cannot be read from memory"),
+            msg.starts_with(
+                "map 7 is of type MapType(0x7777), whose entries cannot be read from memory"
+            ),
             "{msg}"
         );
         for t in WALKABLE_MAP_TYPES {

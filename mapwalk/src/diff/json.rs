@@ -2,7 +2,11 @@
 
 use serde_json::{json, Map, Value};
 
+use mapwalk_core::bpf::storage::OwnerKind;
+use mapwalk_core::MapType;
+
 use super::{value_json, Diff, EntryChange, FieldChange, MapDiff, MatchedBy};
+use crate::render::storage::owner_json;
 use crate::render::{hex_value, map_json};
 use crate::snapshot::{unix_time, SnapshotMeta};
 
@@ -34,28 +38,42 @@ fn fields_json(fields: &[FieldChange]) -> Value {
     )
 }
 
-/// One change: `{"op":"added"|"removed"|"changed","key":[..],...}`.
-pub fn change_json(c: &EntryChange) -> Value {
-    match c {
-        EntryChange::Added { key, value } => {
-            json!({"op": "added", "key": hex_value(key), "value": value_json(value)})
-        }
-        EntryChange::Removed { key, value } => {
-            json!({"op": "removed", "key": hex_value(key), "value": value_json(value)})
-        }
+/// One change of a map of type `map_type`: `{"op":"added"|"removed"|"changed",
+/// "key":[..],...}`; a local-storage map's change also has `"owner"`, the owner its key
+/// records (as `dump --json` shows it, docs/local-storage.md).
+pub fn change_json(map_type: MapType, c: &EntryChange) -> Value {
+    let (key, mut o) = match c {
+        EntryChange::Added { key, value } => (
+            key,
+            json!({"op": "added", "key": hex_value(key), "value": value_json(value)}),
+        ),
+        EntryChange::Removed { key, value } => (
+            key,
+            json!({"op": "removed", "key": hex_value(key), "value": value_json(value)}),
+        ),
         EntryChange::Changed {
             key,
             old,
             new,
             fields,
-        } => json!({
-            "op": "changed",
-            "key": hex_value(key),
-            "old": value_json(old),
-            "new": value_json(new),
-            "fields": fields_json(fields),
-        }),
+        } => (
+            key,
+            json!({
+                "op": "changed",
+                "key": hex_value(key),
+                "old": value_json(old),
+                "new": value_json(new),
+                "fields": fields_json(fields),
+            }),
+        ),
+    };
+    if let (Some(owner), Value::Object(o)) = (
+        OwnerKind::of(map_type).and_then(|kind| owner_json(kind, key)),
+        &mut o,
+    ) {
+        o.insert("owner".into(), owner);
     }
+    o
 }
 
 fn map_diff_json(m: &MapDiff) -> Value {
@@ -77,7 +95,12 @@ fn map_diff_json(m: &MapDiff) -> Value {
     o.insert("entries_b".into(), json!(m.entries_b));
     o.insert(
         "changes".into(),
-        Value::Array(m.changes.iter().map(change_json).collect()),
+        Value::Array(
+            m.changes
+                .iter()
+                .map(|c| change_json(m.b.map_type, c))
+                .collect(),
+        ),
     );
     Value::Object(o)
 }

@@ -233,3 +233,44 @@ fn btf_fields_and_cpus_that_changed_are_named() {
     assert_eq!(j["maps"][0]["changes"][0]["fields"][0]["field"], ".b");
     assert_eq!(j["equal"], false);
 }
+
+#[test]
+fn storage_changes_name_their_owner() {
+    use mapwalk_core::bpf::storage::{OwnerDesc, OwnerKind, StorageOwner, TaskOwner};
+    use mapwalk_core::Kva;
+
+    let mut comm = [0u8; 16];
+    comm[..4].copy_from_slice(b"init");
+    let owner = StorageOwner {
+        kind: OwnerKind::Task,
+        kva: Kva(0xffff_8880_0123_4000),
+        desc: Some(OwnerDesc::Task(TaskOwner {
+            pid: 1,
+            tgid: 1,
+            comm,
+        })),
+    };
+    let mut key = vec![0u8; OwnerKind::Task.record_len()];
+    owner.write_record(&mut key).unwrap();
+    let c = EntryChange::Added {
+        key: key.clone(),
+        value: StoredValue::Single(vec![7, 0, 0, 0]),
+    };
+    let j = json::change_json(MapType::TASK_STORAGE, &c);
+    assert_eq!(j["op"], "added");
+    assert_eq!(j["owner"]["kind"], "task");
+    assert_eq!(j["owner"]["pid"], 1);
+    assert_eq!(j["owner"]["comm"], "init");
+    assert_eq!(j["owner"]["address"], "0xffff888001234000");
+    // Any other map type: the same bytes are a key, no owner.
+    assert!(json::change_json(MapType::HASH, &c).get("owner").is_none());
+    let lines = text::change_lines(MapType::TASK_STORAGE, &c, text::Style { colour: false });
+    assert_eq!(
+        lines,
+        ["  + owner task pid 1 tgid 1 comm init at 0xffff888001234000: 07 00 00 00"]
+    );
+    assert!(
+        text::change_lines(MapType::HASH, &c, text::Style { colour: false })[0]
+            .starts_with("  + key 01 ")
+    );
+}

@@ -3,8 +3,12 @@
 
 use std::io::{self, Write};
 
+use mapwalk_core::bpf::storage::OwnerKind;
+use mapwalk_core::MapType;
+
 use super::{named, Diff, EntryChange, FieldChange, MapDiff};
 use crate::render::hex_spaced;
+use crate::render::storage::owner_text;
 use crate::snapshot::{unix_time, SnapshotMeta, StoredValue};
 
 /// ANSI colours, or none.
@@ -52,16 +56,28 @@ fn field_line(f: &FieldChange) -> String {
     format!("      {cpu}{path}: {} -> {}", f.old, f.new)
 }
 
-/// One change as lines (the change, then its fields), without a newline at the end.
-pub fn change_lines(c: &EntryChange, style: Style) -> Vec<String> {
+/// A key as text: `key 01 00 00 00`, or for a local-storage map (whose keys are owner
+/// records) the owner, `owner task pid 1 tgid 1 comm init at 0x..`.
+pub fn key_text(map_type: MapType, key: &[u8]) -> String {
+    OwnerKind::of(map_type)
+        .and_then(|kind| owner_text(kind, key))
+        .map_or_else(
+            || format!("key {}", hex_spaced(key)),
+            |o| format!("owner {o}"),
+        )
+}
+
+/// One change of a map of type `map_type` as lines (the change, then its fields),
+/// without a newline at the end.
+pub fn change_lines(map_type: MapType, c: &EntryChange, style: Style) -> Vec<String> {
     match c {
         EntryChange::Added { key, value } => vec![style.paint(
             "32",
-            &format!("  + key {}: {}", hex_spaced(key), value_text(value)),
+            &format!("  + {}: {}", key_text(map_type, key), value_text(value)),
         )],
         EntryChange::Removed { key, value } => vec![style.paint(
             "31",
-            &format!("  - key {}: {}", hex_spaced(key), value_text(value)),
+            &format!("  - {}: {}", key_text(map_type, key), value_text(value)),
         )],
         EntryChange::Changed {
             key,
@@ -72,8 +88,8 @@ pub fn change_lines(c: &EntryChange, style: Style) -> Vec<String> {
             let mut lines = vec![style.paint(
                 "33",
                 &format!(
-                    "  ~ key {}: {} -> {}",
-                    hex_spaced(key),
+                    "  ~ {}: {} -> {}",
+                    key_text(map_type, key),
                     value_text(old),
                     value_text(new)
                 ),
@@ -125,7 +141,7 @@ pub fn write_diff(out: &mut dyn Write, d: &Diff, style: Style) -> io::Result<()>
     for m in d.maps.iter().filter(|m| !m.changes.is_empty()) {
         writeln!(out, "{}", map_line(m))?;
         for c in &m.changes {
-            for line in change_lines(c, style) {
+            for line in change_lines(m.b.map_type, c, style) {
                 writeln!(out, "{line}")?;
             }
         }
