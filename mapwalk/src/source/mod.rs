@@ -398,3 +398,5 @@ mod storage_tests;
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;
+#[cfg(test)]
+mod ringbuf_tests;
