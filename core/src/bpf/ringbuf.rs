@@ -56,8 +56,9 @@ pub struct Ringbuf {
     pub consumer_pos: u64,
     /// `producer_pos`: where the next record will start.
     pub producer_pos: u64,
-    /// `pending_pos` (Linux 6.8 and later): the oldest record still busy, or
-    /// `producer_pos` when none is.
+    /// `pending_pos` (Linux 6.8 and later): where the last reservation found the
+    /// oldest record still busy (or `producer_pos` then): no record before it is busy.
+    /// It moves only when a record is reserved, so it may lag behind `consumer_pos`.
     pub pending_pos: Option<u64>,
     /// Where the data area is (its first mapping; the second follows it).
     pub data: Kva,
@@ -155,7 +156,7 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
     /// [`crate::layout::KernelLayout::ringbuf`]; [`Error::Corrupt`] for a null `rb`, a
     /// `mask` whose size is not a power of two or not `max_entries`, a `producer_pos`
     /// below `consumer_pos`, more pending bytes than the size, or a `pending_pos`
-    /// outside `consumer_pos..=producer_pos`; a read error.
+    /// past `producer_pos` or more than the size behind it; a read error.
     pub fn ringbuf(&self, map: &MapInfo) -> Result<Ringbuf> {
         if !RINGBUF_MAP_TYPES.contains(&map.map_type) {
             return Err(Error::WrongMapType {
@@ -204,9 +205,12 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
             Some(off) => {
                 let at = field(rb, off)?;
                 let p = self.mem.read_kernel_u64(at)?;
-                if !(consumer_pos..=producer_pos).contains(&p) {
+                // Moved on only when a record is reserved, so it may lag behind the
+                // consumer; never past the producer, nor more than the ring behind it.
+                if producer_pos.checked_sub(p).is_none_or(|d| d > size) {
                     return Err(Error::Corrupt {
-                        what: "bpf_ringbuf.pending_pos (outside consumer_pos to producer_pos)",
+                        what: "bpf_ringbuf.pending_pos (past producer_pos, or more than the \
+                               size behind it)",
                         at,
                         value: p,
                     });

@@ -202,12 +202,12 @@ fn hostile_lengths_and_positions_are_corrupt() {
             base().ring_with(|r| r.producer_pos = 64 + u64::from(SIZE) + 8),
             "bpf_ringbuf.producer_pos (below consumer_pos, or more than the size ahead of it)",
         ),
-        // pending_pos outside.
+        // pending_pos past the producer.
         (
             base()
                 .ring_record(0, b"x")
-                .ring_with(|r| r.pending_pos = Some(8)),
-            "bpf_ringbuf.pending_pos (outside consumer_pos to producer_pos)",
+                .ring_with(|r| r.pending_pos = Some(88)),
+            "bpf_ringbuf.pending_pos (past producer_pos, or more than the size behind it)",
         ),
         // A mask that is not max_entries - 1.
         (
@@ -222,6 +222,27 @@ fn hostile_lengths_and_positions_are_corrupt() {
             other => panic!("{what}: {other:?}"),
         }
     }
+    // pending_pos more than the ring behind the producer.
+    let g = guest(
+        SynthArch::X86_64 { five_level: false },
+        &[base()
+            .ring_with(|r| r.consumer_pos = 8192)
+            .ring_with(|r| r.producer_pos = 8192 + 16)
+            .ring_with(|r| r.pending_pos = Some(8))],
+    );
+    assert!(matches!(
+        entries(&g, 1),
+        Err(Error::Corrupt { value: 8, .. })
+    ));
+    // Lagging behind the consumer (it moves only when a record is reserved) is fine.
+    let g = guest(
+        SynthArch::X86_64 { five_level: false },
+        &[base().ring_with(|r| r.pending_pos = Some(16))],
+    );
+    assert_eq!(
+        entries(&g, 1).unwrap()[0].1,
+        header(4096, 64, 64, 16, MapType::RINGBUF)
+    );
     // Not a power of two.
     let g = guest(
         SynthArch::X86_64 { five_level: false },

@@ -2,6 +2,7 @@
 
 use super::{check_bounds, check_key, EntryFn, MapInfo, MapSource, SourceError};
 use crate::btf::{BaseBtf, MapBtf};
+use mapwalk_core::MapType;
 
 /// The live host's maps, through `bpf()`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -120,6 +121,12 @@ impl MapSource for LiveSource {
 
     fn for_each_entry(&self, map: &MapInfo, f: &mut EntryFn<'_>) -> Result<(), SourceError> {
         let live = self.open(map)?;
+        if matches!(map.map_type, MapType::RINGBUF | MapType::USER_RINGBUF) {
+            // The mapped ring, in the form the memory path hands (docs/ringbuf.md).
+            let view = live.map_ringbuf()?;
+            view.for_each_form_entry(map.map_type, |k, v| f(k, mapwalk_live::ValueRef::Single(v)))?;
+            return Ok(());
+        }
         live.for_each_entry(self.dump, f)?;
         Ok(())
     }

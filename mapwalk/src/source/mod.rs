@@ -392,11 +392,11 @@ pub(crate) fn check_key(map: &MapInfo, key: &[u8]) -> Result<(), SourceError> {
 }
 
 #[cfg(test)]
+mod ringbuf_tests;
+#[cfg(test)]
 mod settle_tests;
 #[cfg(test)]
 mod storage_tests;
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;
-#[cfg(test)]
-mod ringbuf_tests;
