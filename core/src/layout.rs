@@ -298,7 +298,8 @@ pub struct RingbufLayout {
     pub consumer_pos: u32,
     /// `bpf_ringbuf.producer_pos` (`unsigned long`, on its own page).
     pub producer_pos: u32,
-    /// `bpf_ringbuf.pending_pos` (`unsigned long`, Linux 6.8 and later).
+    /// `bpf_ringbuf.pending_pos` (`unsigned long`: Linux 6.8, and stable kernels the fix
+    /// that added it was backported to, such as Debian's 6.1).
     pub pending_pos: Option<u32>,
     /// `bpf_ringbuf.data` (page-aligned; its pages are mapped twice, back to back).
     pub data: u32,

@@ -2,8 +2,8 @@
 //!
 //! `struct bpf_ringbuf_map` (which embeds `struct bpf_map`) points at `rb`, a
 //! `struct bpf_ringbuf`: `mask` (the data area's size, a power of two, minus one),
-//! `consumer_pos` and `producer_pos` on pages of their own (Linux 6.8 adds
-//! `pending_pos`), then the page-aligned `data`, whose pages the kernel maps twice back
+//! `consumer_pos` and `producer_pos` on pages of their own (Linux 6.8, and kernels the
+//! fix was backported to, add `pending_pos`), then the page-aligned `data`, whose pages the kernel maps twice back
 //! to back so that a record that wraps is contiguous in its virtual mapping. The bytes
 //! from `consumer_pos` to `producer_pos` are pending records, oldest first, each an
 //! 8-byte header (u32 `len` with [`RINGBUF_BUSY_BIT`] and [`RINGBUF_DISCARD_BIT`], u32
@@ -56,7 +56,7 @@ pub struct Ringbuf {
     pub consumer_pos: u64,
     /// `producer_pos`: where the next record will start.
     pub producer_pos: u64,
-    /// `pending_pos` (Linux 6.8 and later): where the last reservation found the
+    /// `pending_pos` (Linux 6.8 and backports): where the last reservation found the
     /// oldest record still busy (or `producer_pos` then): no record before it is busy.
     /// It moves only when a record is reserved, so it may lag behind `consumer_pos`.
     pub pending_pos: Option<u64>,
@@ -110,7 +110,7 @@ impl Ringbuf {
 
     /// The header entry's value in the dump form (docs/ringbuf.md): little-endian, the
     /// form's version (u32), the map type (u32), then u64s: the size, `consumer_pos`,
-    /// `producer_pos`, `pending_pos` (`producer_pos` before Linux 6.8) and the pending
+    /// `producer_pos`, `pending_pos` (`producer_pos` without the field) and the pending
     /// bytes.
     pub fn header(&self, map_type: MapType) -> [u8; RINGBUF_HEADER_LEN] {
         let mut out = [0u8; RINGBUF_HEADER_LEN];

@@ -115,14 +115,10 @@ fn ringbuf_from_memory(config: &GuestConfig) {
             .unwrap_or_else(|| panic!("{test}: the guest did not report map {name}"))
     };
     let (kring, uring) = (find("mw_ringbuf"), find("mw_uringbuf"));
-    // 6.8 and later keep pending_pos right after producer_pos.
-    let release = report.version().split_whitespace().nth(2).unwrap_or("");
-    let mut v = release.split(|c: char| !c.is_ascii_digit());
-    let (major, minor): (u32, u32) = (
-        v.next().unwrap().parse().unwrap(),
-        v.next().unwrap().parse().unwrap(),
-    );
-    let has_pending = (major, minor) >= (6, 8);
+    // Kernels with `bpf_ringbuf.pending_pos` (6.8, and stable kernels with the backport
+    // of its fix, as Debian's 6.1) keep it right after producer_pos, where a kernel
+    // without it has zero: the kernel ring's reservations moved it past 0.
+    let has_pending = rings.get(&kring.id).is_some_and(|r| r.after_prod != 0);
 
     let dir = guest.dir().join(format!("ringbuf-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{test}: {}: {e}", dir.display()));

@@ -18,6 +18,19 @@ impl LiveSource {
     }
 }
 
+/// Whether the running kernel's `struct bpf_ringbuf` has `pending_pos` (Linux 6.8, and
+/// the stable kernels it was backported to), by its BTF; `false` without BTF.
+fn ring_has_pending_pos() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        std::fs::read("/sys/kernel/btf/vmlinux")
+            .ok()
+            .and_then(|b| crate::btf::layout_from_bytes(&b).ok())
+            .and_then(|r| r.layout.ringbuf)
+            .is_some_and(|l| l.pending_pos.is_some())
+    })
+}
+
 /// Parses program or module BTF, on top of vmlinux BTF when it is split.
 fn parse_live_btf(obj: &mapwalk_live::BtfObject) -> Result<MapBtf, SourceError> {
     let standalone = if obj.kernel && obj.name != "vmlinux" {
@@ -124,7 +137,9 @@ impl MapSource for LiveSource {
         if matches!(map.map_type, MapType::RINGBUF | MapType::USER_RINGBUF) {
             // The mapped ring, in the form the memory path hands (docs/ringbuf.md).
             let view = live.map_ringbuf()?;
-            view.for_each_form_entry(map.map_type, |k, v| f(k, mapwalk_live::ValueRef::Single(v)))?;
+            view.for_each_form_entry(map.map_type, ring_has_pending_pos(), |k, v| {
+                f(k, mapwalk_live::ValueRef::Single(v))
+            })?;
             return Ok(());
         }
         live.for_each_entry(self.dump, f)?;

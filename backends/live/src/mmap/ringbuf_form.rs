@@ -15,20 +15,6 @@ use crate::error::{Error, Result};
 /// one more is [`Error::LimitExceeded`].
 pub const RINGBUF_FORM_READS: u64 = 8;
 
-/// Whether the running kernel has `bpf_ringbuf.pending_pos` (Linux 6.8 and later), on
-/// the producer page right after `producer_pos`.
-fn kernel_has_pending_pos() -> bool {
-    let Ok(release) = std::fs::read_to_string("/proc/sys/kernel/osrelease") else {
-        return false;
-    };
-    let mut parts = release
-        .trim()
-        .split(|c: char| !c.is_ascii_digit())
-        .map(|p| p.parse::<u32>().unwrap_or(0));
-    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    (major, minor) >= (6, 8)
-}
-
 /// One read of the ring: the header entry's value and each record (position, header
 /// and data).
 type FormRead = ([u8; RINGBUF_HEADER_LEN], Vec<(u64, Vec<u8>)>);
@@ -40,6 +26,10 @@ impl RingbufView {
     /// data; a busy record comes with its header only and ends the list. Nothing is
     /// consumed. Returns how many entries `f` was given.
     ///
+    /// `pending_pos` says whether the kernel has `bpf_ringbuf.pending_pos` (Linux 6.8,
+    /// and stable kernels it was backported to: ask its BTF), on the producer page
+    /// right after `producer_pos`; without it the header repeats `producer_pos`.
+    ///
     /// # Errors
     /// [`Error::Corrupt`] when the positions or a record contradict the ring's size;
     /// [`Error::LimitExceeded`] when the consumer moved under each of
@@ -47,9 +37,10 @@ impl RingbufView {
     pub fn for_each_form_entry(
         &self,
         map_type: MapType,
+        pending_pos: bool,
         mut f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
     ) -> Result<u64> {
-        let pending = kernel_has_pending_pos();
+        let pending = pending_pos;
         let mut read = None;
         for _ in 0..RINGBUF_FORM_READS {
             let (cons, prod) = self.positions()?;

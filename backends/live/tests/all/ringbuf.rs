@@ -164,7 +164,7 @@ fn the_dump_form_has_the_positions_then_every_record_with_its_header() {
     let b = output(&map, 2, 64);
     let mut got = Vec::new();
     let n = view
-        .for_each_form_entry(MapType::RINGBUF, |k, v| {
+        .for_each_form_entry(MapType::RINGBUF, true, |k, v| {
             got.push((k.to_vec(), v.to_vec()));
             std::ops::ControlFlow::Continue(())
         })
@@ -176,15 +176,12 @@ fn the_dump_form_has_the_positions_then_every_record_with_its_header() {
     for v in [u64::from(size), 0, prod] {
         header.extend(v.to_le_bytes());
     }
-    // pending_pos (6.8 and later): where the last reservation (of the record at 40)
-    // found no busy record before it; before 6.8, the producer position.
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
-    let mut v = release.split(|c: char| !c.is_ascii_digit());
-    let (major, minor): (u32, u32) = (
-        v.next().unwrap().parse().unwrap(),
-        v.next().unwrap().parse().unwrap(),
-    );
-    let pending_pos = if (major, minor) >= (6, 8) { 40 } else { prod };
+    // pending_pos (6.8 and later, and stable kernels with the backport): where the last
+    // reservation (of the record at 40) found no busy record before it; without the
+    // field, the word after producer_pos is zero.
+    let btf = std::fs::read("/sys/kernel/btf/vmlinux").unwrap_or_default();
+    let has = btf.windows(11).any(|w| w == b"pending_pos");
+    let pending_pos: u64 = if has { 40 } else { 0 };
     header.extend(pending_pos.to_le_bytes());
     header.extend(prod.to_le_bytes());
     assert_eq!(got[0], (vec![], header));
@@ -218,7 +215,7 @@ fn a_user_ringbuf_maps_read_only_and_dumps_its_header() {
     ));
     let view = map.map_ringbuf().expect("map user ringbuf");
     let mut got = Vec::new();
-    view.for_each_form_entry(MapType::USER_RINGBUF, |k, v| {
+    view.for_each_form_entry(MapType::USER_RINGBUF, true, |k, v| {
         got.push((k.to_vec(), v.to_vec()));
         std::ops::ControlFlow::Continue(())
     })
