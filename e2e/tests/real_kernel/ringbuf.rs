@@ -224,9 +224,9 @@ fn ringbuf_from_memory(config: &GuestConfig) {
         k.records.len(),
         u.records.len(),
         if has_pending {
-            "checked"
+            "in the kernel, checked"
         } else {
-            "absent: 6.1"
+            "not in the kernel"
         }
     );
 }
