@@ -688,3 +688,40 @@ fn every_objmap_guest_is_whole() {
         assert_eq!(counts, [1, 2, 3, 1, 1, 2, 1, 1, 1, 1], "{kind:?}");
     }
 }
+
+#[test]
+fn ringbuf_seeds_reach_their_records() {
+    use mapwalk_core::bpf::{EntryValue, PerCpuOffsets};
+    use mapwalk_core::Bpf;
+    use std::ops::ControlFlow;
+    for (kind, name) in [
+        (mapwalk_fuzz::GuestKind::X86Four, "seed-synth-x86-4level"),
+        (mapwalk_fuzz::GuestKind::A64Granule64K, "seed-synth-a64-64k"),
+    ] {
+        assert!(!seed("ringbuf", name).is_empty(), "{name}");
+        let g = &mapwalk_fuzz::ringbuf::ringbuf_guest(kind).g;
+        let view = g.view();
+        let bpf = Bpf::new(&view, &g.layout, g.map_idr);
+        // The kernel ring: the header, five records up to and including the busy
+        // one; the user ring: the header and two records.
+        for (id, want) in [(1u32, 6usize), (2, 3)] {
+            let map = bpf.map_by_id(id).unwrap().unwrap();
+            let lens = bpf.entry_buffer_lens(&map, 1).unwrap();
+            let (mut k, mut v) = (vec![0u8; lens.key], vec![0u8; lens.value]);
+            let mut n = 0usize;
+            bpf.for_each_entry(
+                &map,
+                None::<&PerCpuOffsets<Vec<u64>>>,
+                &mut k,
+                &mut v,
+                |_, v| {
+                    assert!(matches!(v, EntryValue::Single(_)));
+                    n += 1;
+                    ControlFlow::Continue(())
+                },
+            )
+            .unwrap();
+            assert_eq!(n, want, "{name}: map {id}");
+        }
+    }
+}
