@@ -286,6 +286,25 @@ pub struct BloomLayout {
     pub bitset: u32,
 }
 
+/// Offsets in `struct bpf_ringbuf_map` and `struct bpf_ringbuf`: RINGBUF and
+/// USER_RINGBUF.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RingbufLayout {
+    /// `bpf_ringbuf_map.rb` (`struct bpf_ringbuf *`).
+    pub rb: u32,
+    /// `bpf_ringbuf.mask` (u64): the data area's size, minus one.
+    pub mask: u32,
+    /// `bpf_ringbuf.consumer_pos` (`unsigned long`, on its own page).
+    pub consumer_pos: u32,
+    /// `bpf_ringbuf.producer_pos` (`unsigned long`, on its own page).
+    pub producer_pos: u32,
+    /// `bpf_ringbuf.pending_pos` (`unsigned long`: Linux 6.8, and stable kernels the fix
+    /// that added it was backported to, such as Debian's 6.1).
+    pub pending_pos: Option<u32>,
+    /// `bpf_ringbuf.data` (page-aligned; its pages are mapped twice, back to back).
+    pub data: u32,
+}
+
 /// Offsets in `struct bpf_dtab` and `struct bpf_dtab_netdev`: DEVMAP and DEVMAP_HASH.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DevmapLayout {
@@ -439,4 +458,6 @@ pub struct KernelLayout {
     pub perf_event: Option<PerfEventLayout>,
     /// `struct xsk_map` and `struct xdp_sock`: XSKMAP.
     pub xskmap: Option<XskmapLayout>,
+    /// `struct bpf_ringbuf_map` and `struct bpf_ringbuf`: RINGBUF and USER_RINGBUF.
+    pub ringbuf: Option<RingbufLayout>,
 }

@@ -64,6 +64,9 @@ int storage_setup(FILE *f);
 /* objmaps.c: BLOOM_FILTER and the maps whose slots hold kernel objects; their truth
  * goes to f (see there). 0 on success. */
 int objmaps_setup(FILE *f);
+/* ringbuf.c: a RINGBUF and a USER_RINGBUF; their MAP lines go to f, their positions
+ * and records to section `bpf-ringbuf` (see there). 0 on success. */
+int ringbuf_setup(FILE *f);
 
 /* churn.c: `mapwalk.churn=1` (see there). */
 int churn_setup(void);

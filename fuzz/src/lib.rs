@@ -69,6 +69,7 @@ pub mod pgtable_x86_64;
 pub mod progs;
 pub mod ram_layout;
 pub mod render;
+pub mod ringbuf;
 pub mod snapshot;
 pub mod storage;
 pub mod vmcoreinfo;

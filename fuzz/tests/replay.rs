@@ -11,7 +11,7 @@ use mapwalk_fuzz::{guest, hash_guest, pick_va, GuestKind, Mutated, RAW_VAS};
 
 type Run = fn(&[u8]);
 
-const TARGETS: [(&str, Run); 19] = [
+const TARGETS: [(&str, Run); 20] = [
     ("pgtable_x86_64", mapwalk_fuzz::pgtable_x86_64::run),
     ("pgtable_aarch64", mapwalk_fuzz::pgtable_aarch64::run),
     ("xarray", mapwalk_fuzz::xarray::run),
@@ -31,6 +31,7 @@ const TARGETS: [(&str, Run); 19] = [
     ("snapshot", mapwalk_fuzz::snapshot::run),
     ("storage", mapwalk_fuzz::storage::run),
     ("objmaps", mapwalk_fuzz::objmaps::run),
+    ("ringbuf", mapwalk_fuzz::ringbuf::run),
 ];
 
 fn files(kind: &str, target: &str) -> Vec<(String, Vec<u8>)> {
@@ -217,6 +218,10 @@ fn headers_round_trip() {
                     .unwrap()
                     .0
                     .encode(&mut e),
+                "ringbuf" => mapwalk_fuzz::ringbuf::Header::decode(&mut u)
+                    .unwrap()
+                    .0
+                    .encode(&mut e),
                 // Text inputs, and whole files, no header.
                 "ram_layout" | "kallsyms" | "kvm_regions" | "snapshot" => continue,
                 _ => unreachable!(),
@@ -326,6 +331,7 @@ fn synthetic_kernel_btf_resolves_to_the_default_layout() {
         cgroup: None,
         perf_event: None,
         xskmap: None,
+        ringbuf: None,
         ..mapwalk_core::synth::default_layout()
     };
     assert_eq!(r.layout, layout);
@@ -345,7 +351,9 @@ fn synthetic_kernel_btf_resolves_to_the_default_layout() {
             "reuseport_array (REUSEPORT_SOCKARRAY maps) disabled: BTF: no struct reuseport_array",
             "cgroup (CGROUP_ARRAY maps) disabled: BTF: no struct cgroup",
             "bpf_event_entry (PERF_EVENT_ARRAY maps) disabled: BTF: no struct bpf_event_entry",
-            "xsk_map (XSKMAP maps) disabled: BTF: no struct xsk_map"
+            "xsk_map (XSKMAP maps) disabled: BTF: no struct xsk_map",
+            "bpf_ringbuf (RINGBUF and USER_RINGBUF maps) disabled: BTF: no struct \
+             bpf_ringbuf_map"
         ]
     );
     for name in ["seed-raw", "seed-framed", "seed-synth"] {
@@ -362,7 +370,7 @@ fn synthetic_kernel_btf_resolves_to_the_default_layout() {
     assert_eq!(r.layout.htab, None);
     // bpf_htab, and bpf_prog, lpm_trie, bpf_queue_stack, bpf_local_storage_map and the
     // nine object map groups (which the synthetic BTF never has).
-    assert_eq!(r.warnings.len(), 14, "{:?}", r.warnings);
+    assert_eq!(r.warnings.len(), 15, "{:?}", r.warnings);
 }
 
 #[test]
@@ -678,5 +686,42 @@ fn every_objmap_guest_is_whole() {
             }
         }
         assert_eq!(counts, [1, 2, 3, 1, 1, 2, 1, 1, 1, 1], "{kind:?}");
+    }
+}
+
+#[test]
+fn ringbuf_seeds_reach_their_records() {
+    use mapwalk_core::bpf::{EntryValue, PerCpuOffsets};
+    use mapwalk_core::Bpf;
+    use std::ops::ControlFlow;
+    for (kind, name) in [
+        (mapwalk_fuzz::GuestKind::X86Four, "seed-synth-x86-4level"),
+        (mapwalk_fuzz::GuestKind::A64Granule64K, "seed-synth-a64-64k"),
+    ] {
+        assert!(!seed("ringbuf", name).is_empty(), "{name}");
+        let g = &mapwalk_fuzz::ringbuf::ringbuf_guest(kind).g;
+        let view = g.view();
+        let bpf = Bpf::new(&view, &g.layout, g.map_idr);
+        // The kernel ring: the header, five records up to and including the busy
+        // one; the user ring: the header and two records.
+        for (id, want) in [(1u32, 6usize), (2, 3)] {
+            let map = bpf.map_by_id(id).unwrap().unwrap();
+            let lens = bpf.entry_buffer_lens(&map, 1).unwrap();
+            let (mut k, mut v) = (vec![0u8; lens.key], vec![0u8; lens.value]);
+            let mut n = 0usize;
+            bpf.for_each_entry(
+                &map,
+                None::<&PerCpuOffsets<Vec<u64>>>,
+                &mut k,
+                &mut v,
+                |_, v| {
+                    assert!(matches!(v, EntryValue::Single(_)));
+                    n += 1;
+                    ControlFlow::Continue(())
+                },
+            )
+            .unwrap();
+            assert_eq!(n, want, "{name}: map {id}");
+        }
     }
 }

@@ -135,6 +135,10 @@ pub struct RingbufSnapshot {
     pub consumer_pos_after: u64,
 }
 
+mod ringbuf_form;
+
+pub use ringbuf_form::RINGBUF_FORM_READS;
+
 const BUSY_BIT: u32 = 1 << 31;
 const DISCARD_BIT: u32 = 1 << 30;
 const HDR: u64 = 8;

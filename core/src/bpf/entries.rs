@@ -13,14 +13,16 @@ use core::iter::FusedIterator;
 use core::ops::ControlFlow;
 
 use crate::bpf::storage::{OwnerKind, StorageWalkStats};
-use crate::bpf::{object_value_size, Bpf, CpuCopy, MapInfo, MapType, PerCpuOffsets};
+use crate::bpf::{
+    object_value_size, Bpf, CpuCopy, MapInfo, MapType, PerCpuOffsets, RINGBUF_MAP_TYPES,
+};
 use crate::error::{Error, Result};
 use crate::kernel::KernelRead;
 use crate::limits::MAX_CPUS;
 use crate::mem::len_u64;
 
 /// The map types [`Bpf::for_each_entry`] walks.
-pub const WALKABLE_MAP_TYPES: [MapType; 26] = [
+pub const WALKABLE_MAP_TYPES: [MapType; 28] = [
     MapType::ARRAY,
     MapType::HASH,
     MapType::LRU_HASH,
@@ -47,6 +49,8 @@ pub const WALKABLE_MAP_TYPES: [MapType; 26] = [
     MapType::CGROUP_ARRAY,
     MapType::PERF_EVENT_ARRAY,
     MapType::XSKMAP,
+    MapType::RINGBUF,
+    MapType::USER_RINGBUF,
 ];
 
 /// One entry's value, as [`Bpf::for_each_entry`] hands it over.
@@ -198,8 +202,11 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
             });
         }
         let cap = self.mem.limits().value_size;
+        let ring = RINGBUF_MAP_TYPES.contains(&map.map_type);
         let key = match OwnerKind::of(map.map_type) {
             Some(kind) => kind.record_len(),
+            // A record's position (u64).
+            None if ring => 8,
             None => capped(u64::from(map.key_size), cap, "map key_size")?,
         };
         let value = if map.map_type.is_percpu() {
@@ -215,6 +222,8 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
             capped(all, cap, "per-CPU value bytes of all CPUs")?
         } else if map.map_type == MapType::BLOOM_FILTER {
             capped(self.bloom(map)?.value_len(), cap, "bloom filter bit array")?
+        } else if ring {
+            capped(self.ringbuf(map)?.value_len(), cap, "ring buffer size")?
         } else if let Some(size) = object_value_size(map) {
             capped(u64::from(size), cap, "map value_size")?
         } else {
@@ -436,6 +445,25 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
                 self.read_bloom_value(map, value)?;
                 hand!(f, count, &[], EntryValue::Single(value));
             }
+            (MapType::RINGBUF | MapType::USER_RINGBUF, _) => {
+                // A header entry with an empty key, then each record keyed by its
+                // position (docs/ringbuf.md).
+                let rb = self.ringbuf(map)?;
+                let header = rb.header(map.map_type);
+                hand!(f, count, &[], EntryValue::Single(&header));
+                let mut stopped = false;
+                let cap = crate::bpf::RINGBUF_MAX_RECORDS;
+                let n = self.ringbuf_records_of(&rb, value, cap, |rec, bytes| {
+                    key.copy_from_slice(&rec.pos.to_le_bytes());
+                    let flow = f(key, EntryValue::Single(bytes));
+                    stopped = flow.is_break();
+                    flow
+                })?;
+                count = count.saturating_add(n);
+                if stopped {
+                    return Ok(count);
+                }
+            }
             _ if object_value_size(map).is_some() => {
                 count =
                     self.for_each_object_slot(map, key, value, |k, v| f(k, EntryValue::Single(v)))?;
@@ -538,7 +566,7 @@ mod tests {
             MapSpec::new(6, MapType::LRU_PERCPU_HASH, "lru_pcpu", 8, 12, 8)
                 .percpu_entry(&[7; 8], (0..3).map(cpu_val(3)).collect())
                 .percpu_vmalloc(),
-            MapSpec::new(7, MapType::RINGBUF, "rb", 0, 0, 4096),
+            MapSpec::new(7, MapType::ARENA, "arena", 0, 0, 4096),
         ]
     }
 
@@ -650,7 +678,7 @@ mod tests {
             walk(&g, 7, true),
             Err(Error::UnsupportedMapType {
                 id: 7,
-                map_type: MapType::RINGBUF
+                map_type: MapType::ARENA
             })
         );
         for id in [4, 5, 6] {

@@ -30,6 +30,7 @@ mod percpu;
 mod prog;
 mod progtype;
 mod queue;
+mod ringbuf;
 pub mod storage;
 
 pub use array::ArrayMap;
@@ -63,4 +64,8 @@ pub use percpu::{
 pub use prog::ProgList;
 pub use prog::{read_prog_id, read_prog_info, ProgIdr, ProgInfo, Progs, BPF_TAG_SIZE};
 pub use progtype::ProgType;
+pub use ringbuf::{
+    Ringbuf, RingbufRecord, RINGBUF_BUSY_BIT, RINGBUF_DISCARD_BIT, RINGBUF_FORM_VERSION,
+    RINGBUF_HDR_SZ, RINGBUF_HEADER_LEN, RINGBUF_MAP_TYPES, RINGBUF_MAX_RECORDS,
+};
 pub use storage::{StorageOwner, StorageWalkStats, STORAGE_MAP_TYPES};

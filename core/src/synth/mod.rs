@@ -29,7 +29,7 @@ mod guest;
 
 pub use guest::{
     default_layout, BuiltElem, BuiltHtab, BuiltMap, BuiltObject, BuiltProg, BuiltStorage,
-    BuiltStorageElem, EntrySpec, GuestBuilder, MapSpec, Placement, ProgSpec, SlotObject,
+    BuiltStorageElem, EntrySpec, GuestBuilder, MapSpec, Placement, ProgSpec, RingSpec, SlotObject,
     StorageElemSpec, SynthArch, SynthSymbols, SyntheticGuest,
 };
 

@@ -109,12 +109,14 @@ fn deb12_corrupt_bpf_structures_never_give_a_silent_partial_answer() {
     // bucket), which no reader can tell; counted, not failed.
     let mut indistinguishable = 0usize;
     let storage = super::storage::storage_counts(report);
+    let rings = super::ringbuf::ringbuf_counts(report);
     let counts: BTreeMap<u64, usize> = truth
         .iter()
         .map(|m| {
             let id = u64::from(m.id);
             let n = m.values.len() + m.hash_values.len() + m.percpu_values.len();
-            (id, n + storage.get(&id).copied().unwrap_or(0))
+            let own = storage.get(&id).or(rings.get(&id)).copied().unwrap_or(0);
+            (id, n + own)
         })
         .collect();
     let all_ids: BTreeSet<u64> = truth.iter().map(|m| u64::from(m.id)).collect();

@@ -482,6 +482,32 @@ fn storage_seeds() {
     );
 }
 
+fn ringbuf_seeds() {
+    use mapwalk_fuzz::ringbuf::Header;
+    let t = "ringbuf";
+    for guest in 0..7u8 {
+        let h = Header {
+            guest,
+            ..Header::default()
+        };
+        write(
+            t,
+            &format!("seed-{}", guest_name(guest)),
+            &synth(|e| h.encode(e), &[], (0, 0, &[])),
+        );
+    }
+    // Without pending_pos (a kernel before 6.8).
+    let h = Header {
+        absent: 2,
+        ..Header::default()
+    };
+    write(
+        t,
+        "seed-synth-x86-no-pending-pos",
+        &synth(|e| h.encode(e), &[], (0, 0, &[])),
+    );
+}
+
 fn objmaps_seeds() {
     use objmaps::Header;
     let t = "objmaps";
@@ -988,5 +1014,6 @@ fn main() {
     progs_seeds();
     storage_seeds();
     objmaps_seeds();
+    ringbuf_seeds();
     snapshot_seeds();
 }

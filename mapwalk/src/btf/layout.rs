@@ -5,8 +5,8 @@ pub use mapwalk_core::layout::BtfObjectLayout;
 use mapwalk_core::layout::{
     ArrayLayout, BloomLayout, BpfMapLayout, CgroupLayout, CgroupOwnerLayout, CpumapLayout,
     DevmapLayout, HtabLayout, IdrLayout, InodeOwnerLayout, LpmLayout, PerfEventLayout, ProgLayout,
-    QueueStackLayout, ReuseportLayout, SockLayout, SockOwnerLayout, SockmapLayout, StorageLayout,
-    TaskOwnerLayout, XarrayLayout, XskmapLayout,
+    QueueStackLayout, ReuseportLayout, RingbufLayout, SockLayout, SockOwnerLayout, SockmapLayout,
+    StorageLayout, TaskOwnerLayout, XarrayLayout, XskmapLayout,
 };
 use mapwalk_core::KernelLayout;
 
@@ -67,6 +67,8 @@ pub const LAYOUT_STRUCTS: &[&str] = &[
     "xsk_map",
     "xdp_sock",
     "net_device",
+    "bpf_ringbuf_map",
+    "bpf_ringbuf",
 ];
 
 /// Finds `name` among the members of aggregate `ty`, looking into anonymous struct and
@@ -384,6 +386,16 @@ pub(crate) fn layout_with(
             cgroup: objects.cgroup,
             perf_event: objects.perf_event,
             xskmap: objects.xskmap,
+            ringbuf: group(
+                &mut warnings,
+                "bpf_ringbuf (RINGBUF and USER_RINGBUF maps)",
+                || ringbuf_layout(&off),
+            )
+            .map(|mut l| {
+                // Linux 6.8 and later.
+                l.pending_pos = off("bpf_ringbuf", "pending_pos").ok();
+                l
+            }),
         },
         warnings,
     })
@@ -459,6 +471,21 @@ fn cgroup_owner(
         kn: off("cgroup", "kn")?,
         kn_id: off("kernfs_node", "id")?,
         kn_name: off("kernfs_node", "name")?,
+    })
+}
+
+/// The ring buffers' offsets, `pending_pos` left out (the caller adds it where the
+/// kernel has it).
+fn ringbuf_layout(
+    off: &impl Fn(&str, &str) -> Result<u32, BtfError>,
+) -> Result<RingbufLayout, BtfError> {
+    Ok(RingbufLayout {
+        rb: off("bpf_ringbuf_map", "rb")?,
+        mask: off("bpf_ringbuf", "mask")?,
+        consumer_pos: off("bpf_ringbuf", "consumer_pos")?,
+        producer_pos: off("bpf_ringbuf", "producer_pos")?,
+        pending_pos: None,
+        data: off("bpf_ringbuf", "data")?,
     })
 }
 

@@ -2,6 +2,7 @@
 
 use super::{check_bounds, check_key, EntryFn, MapInfo, MapSource, SourceError};
 use crate::btf::{BaseBtf, MapBtf};
+use mapwalk_core::MapType;
 
 /// The live host's maps, through `bpf()`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -15,6 +16,19 @@ impl LiveSource {
         mapwalk_live::LiveMap::open(map.id)?
             .ok_or_else(|| SourceError::NoSuchMap(format!("id:{} (it went away)", map.id)))
     }
+}
+
+/// Whether the running kernel's `struct bpf_ringbuf` has `pending_pos` (Linux 6.8, and
+/// the stable kernels it was backported to), by its BTF; `false` without BTF.
+fn ring_has_pending_pos() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        std::fs::read("/sys/kernel/btf/vmlinux")
+            .ok()
+            .and_then(|b| crate::btf::layout_from_bytes(&b).ok())
+            .and_then(|r| r.layout.ringbuf)
+            .is_some_and(|l| l.pending_pos.is_some())
+    })
 }
 
 /// Parses program or module BTF, on top of vmlinux BTF when it is split.
@@ -120,6 +134,14 @@ impl MapSource for LiveSource {
 
     fn for_each_entry(&self, map: &MapInfo, f: &mut EntryFn<'_>) -> Result<(), SourceError> {
         let live = self.open(map)?;
+        if matches!(map.map_type, MapType::RINGBUF | MapType::USER_RINGBUF) {
+            // The mapped ring, in the form the memory path hands (docs/ringbuf.md).
+            let view = live.map_ringbuf()?;
+            view.for_each_form_entry(map.map_type, ring_has_pending_pos(), |k, v| {
+                f(k, mapwalk_live::ValueRef::Single(v))
+            })?;
+            return Ok(());
+        }
         live.for_each_entry(self.dump, f)?;
         Ok(())
     }

@@ -392,6 +392,8 @@ pub(crate) fn check_key(map: &MapInfo, key: &[u8]) -> Result<(), SourceError> {
 }
 
 #[cfg(test)]
+mod ringbuf_tests;
+#[cfg(test)]
 mod settle_tests;
 #[cfg(test)]
 mod storage_tests;

@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 mod lpm;
 mod objmaps;
 mod progs;
+mod ringbuf;
 mod storage;
 
 use super::{
@@ -326,6 +327,10 @@ impl<'b> Layouter<'b> {
                     .max(u64::from(h.elem_size) + 4),
                 0,
             ),
+            _ if ringbuf::ringbuf_map_size(l, spec).is_some() => (
+                header.max(ringbuf::ringbuf_map_size(l, spec).unwrap_or(0)),
+                0,
+            ),
             _ => (objmaps::object_map_size(l, spec).unwrap_or(header), 0),
         };
         let kva = match spec.placement {
@@ -402,6 +407,7 @@ impl<'b> Layouter<'b> {
             }
         }
         self.lay_object_map(spec, base);
+        self.lay_ringbuf(spec, base);
         BuiltMap { id: spec.id, kva }
     }
 

@@ -25,7 +25,7 @@ use crate::synth::SynthRam;
 use layouter::Layouter;
 
 pub use progspec::ProgSpec;
-pub use spec::{EntrySpec, MapSpec, Placement, SlotObject, StorageElemSpec};
+pub use spec::{EntrySpec, MapSpec, Placement, RingSpec, SlotObject, StorageElemSpec};
 
 /// A layout like Linux 6.1's on x86_64 (the values are realistic but only need to be
 /// self-consistent: the walkers take whatever layout they are given).
@@ -155,6 +155,15 @@ pub fn default_layout() -> KernelLayout {
             dev: 760,
             queue_id: 772,
             ifindex: 264,
+        }),
+        // Linux 6.8's on x86_64, `pending_pos` included.
+        ringbuf: Some(crate::layout::RingbufLayout {
+            rb: 256,
+            mask: 64,
+            consumer_pos: 4096,
+            producer_pos: 8192,
+            pending_pos: Some(8200),
+            data: 12288,
         }),
         storage: Some(storage_layout()),
     }

@@ -126,6 +126,25 @@ pub struct MapSpec {
     /// A local-storage map's `bucket_log` (default 1: two buckets, as the kernel gives
     /// a guest with one or two CPUs).
     pub bucket_log: u32,
+    /// A RINGBUF or USER_RINGBUF's positions and bytes (without it, `rb` stays null).
+    pub ringbuf: Option<RingSpec>,
+}
+
+/// What a RINGBUF or USER_RINGBUF holds: its positions, and bytes written into its data
+/// area (each at `data + (pos & mask)`, running on into the second mapping when it
+/// wraps).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RingSpec {
+    /// `consumer_pos`.
+    pub consumer_pos: u64,
+    /// `producer_pos`.
+    pub producer_pos: u64,
+    /// `pending_pos` where the layout has it (default `producer_pos`).
+    pub pending_pos: Option<u64>,
+    /// `mask` (default `max_entries - 1`).
+    pub mask: Option<u64>,
+    /// Bytes written at positions of the ring.
+    pub writes: Vec<(u64, Vec<u8>)>,
 }
 
 /// One element of a local-storage map to lay into a synthetic guest.
@@ -181,7 +200,40 @@ impl MapSpec {
             bucket_log: 1,
             bloom: None,
             objects: Vec::new(),
+            ringbuf: None,
         }
+    }
+
+    /// Sets a RINGBUF or USER_RINGBUF's consumer and producer positions to `pos`: an
+    /// empty ring that [`ring_record`](Self::ring_record) fills from there.
+    #[must_use]
+    pub fn ring_at(mut self, pos: u64) -> Self {
+        let r = self.ringbuf.get_or_insert_with(RingSpec::default);
+        r.consumer_pos = pos;
+        r.producer_pos = pos;
+        self
+    }
+
+    /// Appends a record at the producer position: the header (`len_bits` or'ed into the
+    /// length: busy and discard bits; `pg_off` 0), then `data`; moves the producer
+    /// position on by the record's 8-byte-aligned span.
+    #[must_use]
+    pub fn ring_record(mut self, len_bits: u32, data: &[u8]) -> Self {
+        let r = self.ringbuf.get_or_insert_with(RingSpec::default);
+        let pos = r.producer_pos;
+        let mut bytes = (data.len() as u32 | len_bits).to_le_bytes().to_vec();
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        bytes.extend_from_slice(data);
+        r.producer_pos = pos + (data.len() as u64 + 8).next_multiple_of(8);
+        r.writes.push((pos, bytes));
+        self
+    }
+
+    /// Changes the ring's spec in place (positions past the ring, hostile bytes).
+    #[must_use]
+    pub fn ring_with(mut self, f: impl FnOnce(&mut RingSpec)) -> Self {
+        f(self.ringbuf.get_or_insert_with(RingSpec::default));
+        self
     }
 
     /// Sets a BLOOM_FILTER's hash count, seed, and the bits set in its array.
