@@ -20,7 +20,7 @@ use crate::limits::MAX_CPUS;
 use crate::mem::len_u64;
 
 /// The map types [`Bpf::for_each_entry`] walks.
-pub const WALKABLE_MAP_TYPES: [MapType; 26] = [
+pub const WALKABLE_MAP_TYPES: [MapType; 27] = [
     MapType::ARRAY,
     MapType::HASH,
     MapType::LRU_HASH,
@@ -47,6 +47,7 @@ pub const WALKABLE_MAP_TYPES: [MapType; 26] = [
     MapType::CGROUP_ARRAY,
     MapType::PERF_EVENT_ARRAY,
     MapType::XSKMAP,
+    MapType::ARENA,
 ];
 
 /// One entry's value, as [`Bpf::for_each_entry`] hands it over.
@@ -197,6 +198,13 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
                 map_type: map.map_type,
             });
         }
+        if map.map_type == MapType::ARENA {
+            // Each present page, keyed by its user address (u64, little-endian).
+            return Ok(EntryBufferLens {
+                key: 8,
+                value: crate::bpf::ARENA_PAGE_SIZE,
+            });
+        }
         let cap = self.mem.limits().value_size;
         let key = match OwnerKind::of(map.map_type) {
             Some(kind) => kind.record_len(),
@@ -229,7 +237,9 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
     /// LRU_PERCPU_HASH ([`percpu_htab`](Self::percpu_htab), its per-CPU pointer placed by
     /// the data), the object maps, LPM_TRIE, QUEUE and STACK (an empty key), and the
     /// local-storage maps ([`for_each_storage_elem`](Self::for_each_storage_elem), each
-    /// owner's record as the key). `f` returns [`ControlFlow::Break`] to stop early.
+    /// owner's record as the key), and ARENA
+    /// ([`for_each_arena_page`](Self::for_each_arena_page): each present page, keyed by
+    /// its user address as a little-endian u64). `f` returns [`ControlFlow::Break`] to stop early.
     ///
     /// `key` and `value` are the caller's buffers, of exactly the
     /// [`entry_buffer_lens`](Self::entry_buffer_lens) sizes; `f` sees views into them.
@@ -402,6 +412,12 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
             (MapType::LPM_TRIE, _) => {
                 count =
                     self.for_each_lpm_entry(map, key, value, |k, v| f(k, EntryValue::Single(v)))?;
+            }
+            (MapType::ARENA, _) => {
+                // Each present page keyed by its user address; absent pages skipped.
+                count = self.for_each_arena_page(map, value, |uaddr, page| {
+                    f(&uaddr.to_le_bytes(), EntryValue::Single(page))
+                })?;
             }
             (MapType::QUEUE | MapType::STACK, _) => {
                 // No keys: each element with an empty key, in pop order.

@@ -156,6 +156,8 @@ pub fn default_layout() -> KernelLayout {
             queue_id: 772,
             ifindex: 264,
         }),
+        // Linux 6.1 has no `struct bpf_arena`.
+        arena: None,
         storage: Some(storage_layout()),
     }
 }
