@@ -65,6 +65,10 @@ int storage_setup(FILE *f);
  * goes to f (see there). 0 on success. */
 int objmaps_setup(FILE *f);
 
+/* arena.c: an ARENA with a few pages written (x86_64 guests without the in-guest
+ * mapwalk); its truth goes to section `bpf-arena` (see there). 0 on success. */
+int arena_setup(void);
+
 /* churn.c: `mapwalk.churn=1` (see there). */
 int churn_setup(void);
 void churn_start(void);
