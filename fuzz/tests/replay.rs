@@ -11,7 +11,7 @@ use mapwalk_fuzz::{guest, hash_guest, pick_va, GuestKind, Mutated, RAW_VAS};
 
 type Run = fn(&[u8]);
 
-const TARGETS: [(&str, Run); 19] = [
+const TARGETS: [(&str, Run); 20] = [
     ("pgtable_x86_64", mapwalk_fuzz::pgtable_x86_64::run),
     ("pgtable_aarch64", mapwalk_fuzz::pgtable_aarch64::run),
     ("xarray", mapwalk_fuzz::xarray::run),
@@ -31,6 +31,7 @@ const TARGETS: [(&str, Run); 19] = [
     ("snapshot", mapwalk_fuzz::snapshot::run),
     ("storage", mapwalk_fuzz::storage::run),
     ("objmaps", mapwalk_fuzz::objmaps::run),
+    ("arena", mapwalk_fuzz::arena::run),
 ];
 
 fn files(kind: &str, target: &str) -> Vec<(String, Vec<u8>)> {
@@ -219,6 +220,8 @@ fn headers_round_trip() {
                     .encode(&mut e),
                 // Text inputs, and whole files, no header.
                 "ram_layout" | "kallsyms" | "kvm_regions" | "snapshot" => continue,
+                // Scalars read in order, no header struct.
+                "arena" => continue,
                 _ => unreachable!(),
             }
             assert_eq!(e.0[..], data[..e.0.len()], "{path}");
@@ -345,7 +348,8 @@ fn synthetic_kernel_btf_resolves_to_the_default_layout() {
             "reuseport_array (REUSEPORT_SOCKARRAY maps) disabled: BTF: no struct reuseport_array",
             "cgroup (CGROUP_ARRAY maps) disabled: BTF: no struct cgroup",
             "bpf_event_entry (PERF_EVENT_ARRAY maps) disabled: BTF: no struct bpf_event_entry",
-            "xsk_map (XSKMAP maps) disabled: BTF: no struct xsk_map"
+            "xsk_map (XSKMAP maps) disabled: BTF: no struct xsk_map",
+            "bpf_arena (ARENA maps, Linux 6.9+) disabled: BTF: no struct bpf_arena",
         ]
     );
     for name in ["seed-raw", "seed-framed", "seed-synth"] {
@@ -361,8 +365,8 @@ fn synthetic_kernel_btf_resolves_to_the_default_layout() {
     let r = mapwalk::btf::layout_from_bytes(&b).unwrap();
     assert_eq!(r.layout.htab, None);
     // bpf_htab, and bpf_prog, lpm_trie, bpf_queue_stack, bpf_local_storage_map and the
-    // nine object map groups (which the synthetic BTF never has).
-    assert_eq!(r.warnings.len(), 14, "{:?}", r.warnings);
+    // nine object map groups and bpf_arena (which the synthetic BTF never has).
+    assert_eq!(r.warnings.len(), 15, "{:?}", r.warnings);
 }
 
 #[test]
@@ -678,5 +682,15 @@ fn every_objmap_guest_is_whole() {
             }
         }
         assert_eq!(counts, [1, 2, 3, 1, 1, 2, 1, 1, 1, 1], "{kind:?}");
+    }
+}
+
+#[test]
+fn arena_seeds_hand_their_pages() {
+    // Each seed runs quickly on its own (the corpus replay runs them too).
+    for (path, data) in files("corpus", "arena") {
+        let started = std::time::Instant::now();
+        mapwalk_fuzz::arena::run(&data);
+        assert!(started.elapsed().as_secs() < 20, "{path}: slow");
     }
 }
