@@ -267,3 +267,55 @@ fn missing_layout_and_corrupt_headers_are_errors() {
     let a = bpf.arena(&map(4)).unwrap();
     assert_eq!((a.user_vm_start, a.kern_vm_start), (USER, Kva(KBASE)));
 }
+
+/// Over real x86_64 page tables (4- and 5-level) and a `KernelView`: the arena's pages
+/// mapped in two 1 GiB ranges, the two between with no tables at all.
+#[test]
+fn real_page_tables_hand_exactly_the_mapped_pages() {
+    use crate::kernel::{KernelAddrs, KernelView};
+    use crate::synth::{SynthRam, X86PageTables};
+
+    const DIRECT: u64 = 0xffff_8880_0000_0000;
+    for five in [false, true] {
+        let mut ram = SynthRam::new(Pa(0), 1 << 20);
+        let pt = X86PageTables::new(&mut ram, five);
+        let map_pa = ram.alloc(512, 64);
+        let vm_pa = ram.alloc(64, 64);
+        ram.write_u64(Pa(map_pa.0 + 0x100), USER);
+        ram.write_u64(Pa(map_pa.0 + 0x108), USER + (4 << 30));
+        ram.write_u64(Pa(map_pa.0 + 0x110), DIRECT + vm_pa.0);
+        ram.write_u64(Pa(vm_pa.0 + 0x8), VM_ADDR);
+        let present = [0u32, 513, 0xc_0000, 0xf_ffff];
+        for (n, &p) in present.iter().enumerate() {
+            let pa = ram.alloc_page(12);
+            ram.write(pa, &[n as u8 + 1; ARENA_PAGE_SIZE]);
+            pt.map(&mut ram, Kva(KBASE + u64::from(p) * PAGE), pa, 12);
+        }
+        let view = KernelView::new(
+            ram.into_ram(),
+            pt.paging(),
+            KernelAddrs::x86_64(DIRECT, 1 << 20, 0),
+        );
+        let layout = layout();
+        let bpf = Bpf::new(&view, &layout, Kva(0));
+        let mut out = Vec::new();
+        let mut page = [0u8; ARENA_PAGE_SIZE];
+        let info = MapInfo {
+            kva: Kva(DIRECT + map_pa.0),
+            ..map(ARENA_MAX_PAGES)
+        };
+        let n = bpf
+            .for_each_arena_page(&info, &mut page, |u, p| {
+                assert!(p.iter().all(|b| *b == p[0]));
+                out.push((u, p[0]));
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        let want: Vec<_> = present
+            .iter()
+            .enumerate()
+            .map(|(n, &p)| (USER + u64::from(p) * PAGE, n as u8 + 1))
+            .collect();
+        assert_eq!((n, out), (4, want), "five-level {five}");
+    }
+}
