@@ -273,6 +273,20 @@ pub struct CgroupOwnerLayout {
     pub kn_name: u32,
 }
 
+/// Offsets in `struct bpf_arena` and `struct vm_struct`: the ARENA page walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ArenaLayout {
+    /// `bpf_arena.user_vm_start` (u64): the user address of the arena's page 0.
+    pub user_vm_start: u32,
+    /// `bpf_arena.user_vm_end` (u64).
+    pub user_vm_end: u32,
+    /// `bpf_arena.kern_vm` (`struct vm_struct *`).
+    pub kern_vm: u32,
+    /// `vm_struct.addr` (`void *`): the start of the arena's kernel range, guard
+    /// included.
+    pub vm_addr: u32,
+}
+
 /// Offsets in `struct bpf_bloom_filter`: the BLOOM_FILTER reader.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct BloomLayout {
@@ -460,4 +474,6 @@ pub struct KernelLayout {
     pub xskmap: Option<XskmapLayout>,
     /// `struct bpf_ringbuf_map` and `struct bpf_ringbuf`: RINGBUF and USER_RINGBUF.
     pub ringbuf: Option<RingbufLayout>,
+    /// `struct bpf_arena` and `vm_struct.addr`: ARENA (Linux 6.9+).
+    pub arena: Option<ArenaLayout>,
 }

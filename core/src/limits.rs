@@ -87,6 +87,9 @@ pub const STORAGE_REREAD_SEEN: usize = 64;
 /// Longest cgroup name read (`NAME_MAX`: a cgroup is a directory of cgroupfs).
 pub const CGROUP_NAME_MAX: usize = 255;
 
+/// Pages of the largest ARENA (`max_entries`): the kernel's 4 GiB in 4 KiB pages.
+pub const ARENA_MAX_PAGES: u32 = 1 << 20;
+
 /// Caps a user may raise. The defaults suit any real kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -115,6 +118,13 @@ pub struct Limits {
     /// holds at most one element of a map, so this bounds the owners, and ends any
     /// cycle the back links did not catch.
     pub storage_elems: u32,
+    /// Pages of one ARENA the page walk looks at (default 2^20, a whole 4 GiB arena):
+    /// each present page, and each absent stretch skipped at once, counts one.
+    pub arena_pages: u32,
+    /// Bytes of present ARENA pages one walk hands over (default 64 MiB, 16,384
+    /// pages): an arena can hold 4 GiB, and a walk that would hand more ends with
+    /// [`crate::Error::LimitExceeded`] before the page past the cap.
+    pub arena_bytes: u64,
 }
 
 impl Limits {
@@ -128,6 +138,8 @@ impl Limits {
         bucket_chain: 1 << 16,
         bucket_reads: 16,
         storage_elems: 1 << 24,
+        arena_pages: 1 << 20,
+        arena_bytes: 64 << 20,
     };
 }
 

@@ -68,6 +68,10 @@ int objmaps_setup(FILE *f);
  * and records to section `bpf-ringbuf` (see there). 0 on success. */
 int ringbuf_setup(FILE *f);
 
+/* arena.c: an ARENA with a few pages written (x86_64 guests without the in-guest
+ * mapwalk); its truth goes to section `bpf-arena` (see there). 0 on success. */
+int arena_setup(void);
+
 /* churn.c: `mapwalk.churn=1` (see there). */
 int churn_setup(void);
 void churn_start(void);

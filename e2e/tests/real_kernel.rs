@@ -26,6 +26,8 @@ use mapwalk_core::{arch, Kva, Pa, Paging, PhysRead, Ram, Translation};
 use mapwalk_e2e::{self as e2e, GuestConfig, GuestReport};
 use std::collections::BTreeMap;
 
+#[path = "real_kernel/arena.rs"]
+mod arena;
 #[path = "real_kernel/arm64.rs"]
 mod arm64;
 #[path = "real_kernel/arm64_kernels.rs"]

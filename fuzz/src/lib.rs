@@ -53,6 +53,7 @@ use mapwalk_core::{
     Kva, Limits, MapType, Pa, Paging, PhysErrorKind, PhysRange, PhysRead, PhysWrite, Ram,
 };
 
+pub mod arena;
 pub mod array;
 pub mod btf_layout;
 pub mod btf_synth;

@@ -11,7 +11,7 @@ use mapwalk_fuzz::{guest, hash_guest, pick_va, GuestKind, Mutated, RAW_VAS};
 
 type Run = fn(&[u8]);
 
-const TARGETS: [(&str, Run); 20] = [
+const TARGETS: [(&str, Run); 21] = [
     ("pgtable_x86_64", mapwalk_fuzz::pgtable_x86_64::run),
     ("pgtable_aarch64", mapwalk_fuzz::pgtable_aarch64::run),
     ("xarray", mapwalk_fuzz::xarray::run),
@@ -32,6 +32,7 @@ const TARGETS: [(&str, Run); 20] = [
     ("storage", mapwalk_fuzz::storage::run),
     ("objmaps", mapwalk_fuzz::objmaps::run),
     ("ringbuf", mapwalk_fuzz::ringbuf::run),
+    ("arena", mapwalk_fuzz::arena::run),
 ];
 
 fn files(kind: &str, target: &str) -> Vec<(String, Vec<u8>)> {
@@ -224,6 +225,8 @@ fn headers_round_trip() {
                     .encode(&mut e),
                 // Text inputs, and whole files, no header.
                 "ram_layout" | "kallsyms" | "kvm_regions" | "snapshot" => continue,
+                // Scalars read in order, no header struct.
+                "arena" => continue,
                 _ => unreachable!(),
             }
             assert_eq!(e.0[..], data[..e.0.len()], "{path}");
@@ -354,6 +357,7 @@ fn synthetic_kernel_btf_resolves_to_the_default_layout() {
             "xsk_map (XSKMAP maps) disabled: BTF: no struct xsk_map",
             "bpf_ringbuf (RINGBUF and USER_RINGBUF maps) disabled: BTF: no struct \
              bpf_ringbuf_map"
+            "bpf_arena (ARENA maps, Linux 6.9+) disabled: BTF: no struct bpf_arena",
         ]
     );
     for name in ["seed-raw", "seed-framed", "seed-synth"] {
@@ -369,8 +373,9 @@ fn synthetic_kernel_btf_resolves_to_the_default_layout() {
     let r = mapwalk::btf::layout_from_bytes(&b).unwrap();
     assert_eq!(r.layout.htab, None);
     // bpf_htab, and bpf_prog, lpm_trie, bpf_queue_stack, bpf_local_storage_map and the
-    // nine object map groups (which the synthetic BTF never has).
-    assert_eq!(r.warnings.len(), 15, "{:?}", r.warnings);
+    // nine object map groups, bpf_ringbuf and bpf_arena (which the synthetic BTF never
+    // has).
+    assert_eq!(r.warnings.len(), 16, "{:?}", r.warnings);
 }
 
 #[test]
@@ -725,3 +730,4 @@ fn ringbuf_seeds_reach_their_records() {
         }
     }
 }
+

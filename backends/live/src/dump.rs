@@ -109,8 +109,10 @@ pub struct Dump {
 /// A BLOOM_FILTER's lookup only tests whether a value is in the filter, so its bit
 /// array is not to be had; PERF_EVENT_ARRAY and CGROUP_ARRAY refuse lookups from user
 /// space (`ENOTSUPP`), XSKMAP too (`EOPNOTSUPP`); local storage (TASK, INODE, SK and
-/// CGRP_STORAGE) is looked up by an owner's file descriptor and never listed. Memory
-/// holds all of them.
+/// CGRP_STORAGE) is looked up by an owner's file descriptor and never listed. An ARENA
+/// can only be read by mapping it, and reading a page it has not got allocates that
+/// page (or kills the reader, `BPF_F_SEGV_ON_FAULT`): no system call tells which pages
+/// exist without changing the arena (see [`crate::mmap`]). Memory holds all of them.
 pub fn unlisted_by_bpf(t: MapType) -> Option<&'static str> {
     match t {
         MapType::BLOOM_FILTER => {
@@ -127,6 +129,11 @@ pub fn unlisted_by_bpf(t: MapType) -> Option<&'static str> {
             "listing through bpf(): local storage is looked up by a file descriptor of its \
              owner (pidfd, socket, file, cgroup) and bpf() cannot enumerate the owners; a \
              memory source lists them",
+        ),
+        MapType::ARENA => Some(
+            "reading its pages without side effects: reading an arena through a mapping \
+             allocates every page it has not got (and bpf() cannot list which pages it \
+             has); a memory source lists exactly its pages",
         ),
         _ => None,
     }

@@ -22,7 +22,7 @@ use crate::limits::MAX_CPUS;
 use crate::mem::len_u64;
 
 /// The map types [`Bpf::for_each_entry`] walks.
-pub const WALKABLE_MAP_TYPES: [MapType; 28] = [
+pub const WALKABLE_MAP_TYPES: [MapType; 29] = [
     MapType::ARRAY,
     MapType::HASH,
     MapType::LRU_HASH,
@@ -51,6 +51,7 @@ pub const WALKABLE_MAP_TYPES: [MapType; 28] = [
     MapType::XSKMAP,
     MapType::RINGBUF,
     MapType::USER_RINGBUF,
+    MapType::ARENA,
 ];
 
 /// One entry's value, as [`Bpf::for_each_entry`] hands it over.
@@ -201,6 +202,13 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
                 map_type: map.map_type,
             });
         }
+        if map.map_type == MapType::ARENA {
+            // Each present page, keyed by its user address (u64, little-endian).
+            return Ok(EntryBufferLens {
+                key: 8,
+                value: crate::bpf::ARENA_PAGE_SIZE,
+            });
+        }
         let cap = self.mem.limits().value_size;
         let ring = RINGBUF_MAP_TYPES.contains(&map.map_type);
         let key = match OwnerKind::of(map.map_type) {
@@ -238,7 +246,9 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
     /// LRU_PERCPU_HASH ([`percpu_htab`](Self::percpu_htab), its per-CPU pointer placed by
     /// the data), the object maps, LPM_TRIE, QUEUE and STACK (an empty key), and the
     /// local-storage maps ([`for_each_storage_elem`](Self::for_each_storage_elem), each
-    /// owner's record as the key). `f` returns [`ControlFlow::Break`] to stop early.
+    /// owner's record as the key), and ARENA
+    /// ([`for_each_arena_page`](Self::for_each_arena_page): each present page, keyed by
+    /// its user address as a little-endian u64). `f` returns [`ControlFlow::Break`] to stop early.
     ///
     /// `key` and `value` are the caller's buffers, of exactly the
     /// [`entry_buffer_lens`](Self::entry_buffer_lens) sizes; `f` sees views into them.
@@ -412,6 +422,12 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
                 count =
                     self.for_each_lpm_entry(map, key, value, |k, v| f(k, EntryValue::Single(v)))?;
             }
+            (MapType::ARENA, _) => {
+                // Each present page keyed by its user address; absent pages skipped.
+                count = self.for_each_arena_page(map, value, |uaddr, page| {
+                    f(&uaddr.to_le_bytes(), EntryValue::Single(page))
+                })?;
+            }
             (MapType::QUEUE | MapType::STACK, _) => {
                 // No keys: each element with an empty key, in pop order.
                 count = self.for_each_queue_value(map, value, |v| f(&[], EntryValue::Single(v)))?;
@@ -566,7 +582,7 @@ mod tests {
             MapSpec::new(6, MapType::LRU_PERCPU_HASH, "lru_pcpu", 8, 12, 8)
                 .percpu_entry(&[7; 8], (0..3).map(cpu_val(3)).collect())
                 .percpu_vmalloc(),
-            MapSpec::new(7, MapType::ARENA, "arena", 0, 0, 4096),
+            MapSpec::new(7, MapType::STRUCT_OPS, "sops", 4, 8, 1),
         ]
     }
 
@@ -678,7 +694,7 @@ mod tests {
             walk(&g, 7, true),
             Err(Error::UnsupportedMapType {
                 id: 7,
-                map_type: MapType::ARENA
+                map_type: MapType::STRUCT_OPS
             })
         );
         for id in [4, 5, 6] {

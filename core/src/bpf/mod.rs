@@ -11,8 +11,9 @@
 //! handle by the map's type. [`Bpf::map_btf`] finds where a map's BTF lies.
 //! [`ProgIdr::progs`] walks every program of `prog_idr` ([`ProgInfo`]).
 //! [`Bpf::for_each_storage_elem`] walks a local-storage map with each element's owner
-//! ([`storage`]).
+//! ([`storage`]). [`Bpf::for_each_arena_page`] walks the pages an ARENA has.
 
+mod arena;
 mod array;
 mod bloom;
 mod btf;
@@ -33,6 +34,7 @@ mod queue;
 mod ringbuf;
 pub mod storage;
 
+pub use arena::{Arena, ARENA_FORM_VERSION, ARENA_GUARD_SZ, ARENA_PAGE_SIZE};
 pub use array::ArrayMap;
 pub use bloom::{
     bloom_bitset_mask, BloomFilter, BLOOM_FORM_VERSION, BLOOM_HEADER_LEN, BLOOM_MAX_HASH_FUNCS,

@@ -1016,4 +1016,43 @@ fn main() {
     objmaps_seeds();
     ringbuf_seeds();
     snapshot_seeds();
+    arena_seeds();
+}
+
+/// `arena`: the input's scalars in order (see `mapwalk_fuzz::arena`).
+fn arena_seeds() {
+    let t = "arena";
+    let seed = |five: u8, pages: u32, start: u8, caps: (u16, u16), present: &[u32]| {
+        let mut b = vec![five];
+        b.extend_from_slice(&pages.to_le_bytes());
+        b.push(start);
+        b.push(0); // end_delta
+        b.extend_from_slice(&0x1234_5000u32.to_le_bytes()); // kern
+        b.extend_from_slice(&caps.0.to_le_bytes());
+        b.extend_from_slice(&caps.1.to_le_bytes());
+        b.push(present.len() as u8);
+        for p in present {
+            b.extend_from_slice(&p.to_le_bytes());
+        }
+        b
+    };
+    // A full 4 GiB arena at a fixed address with pages in the first and last GiB.
+    write(
+        t,
+        "seed-full-4level",
+        &seed(0, 1 << 20, 1, (0, 0), &[0, 1, 600, 0xc_0005, 0xf_ffff]),
+    );
+    write(
+        t,
+        "seed-full-5level",
+        &seed(1, 1 << 20, 1, (0, 0), &[3, 0x8_0000]),
+    );
+    // Crossing a 4 GiB boundary; never mapped (address 0); small caps.
+    write(t, "seed-wrap", &seed(0, 16, 2, (0, 0), &[1, 8, 9, 15]));
+    write(t, "seed-unmapped", &seed(0, 64, 0, (0, 0), &[5]));
+    write(
+        t,
+        "seed-caps",
+        &seed(0, 4096, 1, (3, 2), &[0, 1, 2, 3, 2048]),
+    );
 }

@@ -3,10 +3,10 @@
 
 pub use mapwalk_core::layout::BtfObjectLayout;
 use mapwalk_core::layout::{
-    ArrayLayout, BloomLayout, BpfMapLayout, CgroupLayout, CgroupOwnerLayout, CpumapLayout,
-    DevmapLayout, HtabLayout, IdrLayout, InodeOwnerLayout, LpmLayout, PerfEventLayout, ProgLayout,
-    QueueStackLayout, ReuseportLayout, RingbufLayout, SockLayout, SockOwnerLayout, SockmapLayout,
-    StorageLayout, TaskOwnerLayout, XarrayLayout, XskmapLayout,
+    ArenaLayout, ArrayLayout, BloomLayout, BpfMapLayout, CgroupLayout, CgroupOwnerLayout,
+    CpumapLayout, DevmapLayout, HtabLayout, IdrLayout, InodeOwnerLayout, LpmLayout,
+    PerfEventLayout, ProgLayout, QueueStackLayout, ReuseportLayout, RingbufLayout, SockLayout,
+    SockOwnerLayout, SockmapLayout, StorageLayout, TaskOwnerLayout, XarrayLayout, XskmapLayout,
 };
 use mapwalk_core::KernelLayout;
 
@@ -69,6 +69,8 @@ pub const LAYOUT_STRUCTS: &[&str] = &[
     "net_device",
     "bpf_ringbuf_map",
     "bpf_ringbuf",
+    "bpf_arena",
+    "vm_struct",
 ];
 
 /// Finds `name` among the members of aggregate `ty`, looking into anonymous struct and
@@ -385,6 +387,14 @@ pub(crate) fn layout_with(
             reuseport: objects.reuseport,
             cgroup: objects.cgroup,
             perf_event: objects.perf_event,
+            arena: group(&mut warnings, "bpf_arena (ARENA maps, Linux 6.9+)", || {
+                Ok(ArenaLayout {
+                    user_vm_start: off("bpf_arena", "user_vm_start")?,
+                    user_vm_end: off("bpf_arena", "user_vm_end")?,
+                    kern_vm: off("bpf_arena", "kern_vm")?,
+                    vm_addr: off("vm_struct", "addr")?,
+                })
+            }),
             xskmap: objects.xskmap,
             ringbuf: group(
                 &mut warnings,

@@ -165,6 +165,8 @@ pub fn default_layout() -> KernelLayout {
             pending_pos: Some(8200),
             data: 12288,
         }),
+        // Linux 6.1 has no `struct bpf_arena`.
+        arena: None,
         storage: Some(storage_layout()),
     }
 }
