@@ -11,7 +11,7 @@
 //! handle by the map's type. [`Bpf::map_btf`] finds where a map's BTF lies.
 //! [`ProgIdr::progs`] walks every program of `prog_idr` ([`ProgInfo`]).
 //! [`Bpf::for_each_storage_elem`] walks a local-storage map with each element's owner
-//! ([`storage`]).
+//! ([`storage`]). [`Bpf::for_each_stack`] walks a STACK_TRACE map's stored stacks.
 
 mod array;
 mod bloom;
@@ -30,6 +30,9 @@ mod percpu;
 mod prog;
 mod progtype;
 mod queue;
+mod stackmap;
+#[cfg(test)]
+mod stackmap_tests;
 pub mod storage;
 
 pub use array::ArrayMap;
@@ -63,4 +66,5 @@ pub use percpu::{
 pub use prog::ProgList;
 pub use prog::{read_prog_id, read_prog_info, ProgIdr, ProgInfo, Progs, BPF_TAG_SIZE};
 pub use progtype::ProgType;
+pub use stackmap::stack_frame_size;
 pub use storage::{StorageOwner, StorageWalkStats, STORAGE_MAP_TYPES};

@@ -5,8 +5,8 @@ pub use mapwalk_core::layout::BtfObjectLayout;
 use mapwalk_core::layout::{
     ArrayLayout, BloomLayout, BpfMapLayout, CgroupLayout, CgroupOwnerLayout, CpumapLayout,
     DevmapLayout, HtabLayout, IdrLayout, InodeOwnerLayout, LpmLayout, PerfEventLayout, ProgLayout,
-    QueueStackLayout, ReuseportLayout, SockLayout, SockOwnerLayout, SockmapLayout, StorageLayout,
-    TaskOwnerLayout, XarrayLayout, XskmapLayout,
+    QueueStackLayout, ReuseportLayout, SockLayout, SockOwnerLayout, SockmapLayout, StackMapLayout,
+    StorageLayout, TaskOwnerLayout, XarrayLayout, XskmapLayout,
 };
 use mapwalk_core::KernelLayout;
 
@@ -40,6 +40,8 @@ pub const LAYOUT_STRUCTS: &[&str] = &[
     "lpm_trie",
     "lpm_trie_node",
     "bpf_queue_stack",
+    "bpf_stack_map",
+    "stack_map_bucket",
     "bpf_local_storage_map",
     "bpf_local_storage_map_bucket",
     "bpf_local_storage_elem",
@@ -228,7 +230,7 @@ pub fn struct_size_having(
 /// `bpf_queue_stack` or `bpf_local_storage_map` cannot be resolved; within `storage`,
 /// each kind of owner on its own: `task_struct`, `inode`, `sock`, `cgroup`), the object
 /// maps' groups (`bloom`, `devmap`, `cpumap`, `sock`, `sockmap`, `reuseport`, `cgroup`,
-/// `perf_event`, `xskmap`, the same way), and `bpf_map.btf_vmlinux_value_type_id`
+/// `perf_event`, `xskmap`, the same way), `stackmap` (`bpf_stack_map`), and `bpf_map.btf_vmlinux_value_type_id`
 /// (`None` and a warning).
 ///
 /// # Errors
@@ -349,6 +351,14 @@ pub(crate) fn layout_with(
             })
         },
     );
+    let stackmap = group(&mut warnings, "bpf_stack_map (STACK_TRACE maps)", || {
+        Ok(StackMapLayout {
+            n_buckets: off("bpf_stack_map", "n_buckets")?,
+            buckets: off("bpf_stack_map", "buckets")?,
+            bucket_nr: off("stack_map_bucket", "nr")?,
+            bucket_data: off("stack_map_bucket", "data")?,
+        })
+    });
     let storage = group(
         &mut warnings,
         "bpf_local_storage_map (TASK, INODE, SK and CGRP_STORAGE maps)",
@@ -384,6 +394,7 @@ pub(crate) fn layout_with(
             cgroup: objects.cgroup,
             perf_event: objects.perf_event,
             xskmap: objects.xskmap,
+            stackmap,
         },
         warnings,
     })

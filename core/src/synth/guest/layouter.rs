@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 mod lpm;
 mod objmaps;
 mod progs;
+mod stackmap;
 mod storage;
 
 use super::{
@@ -326,7 +327,12 @@ impl<'b> Layouter<'b> {
                     .max(u64::from(h.elem_size) + 4),
                 0,
             ),
-            _ => (objmaps::object_map_size(l, spec).unwrap_or(header), 0),
+            _ => (
+                objmaps::object_map_size(l, spec)
+                    .or_else(|| stackmap::stack_map_size(l, spec))
+                    .unwrap_or(header),
+                0,
+            ),
         };
         let kva = match spec.placement {
             Placement::DirectMap => self.kmalloc(size),
@@ -402,6 +408,7 @@ impl<'b> Layouter<'b> {
             }
         }
         self.lay_object_map(spec, base);
+        self.lay_stack_map(spec, base);
         BuiltMap { id: spec.id, kva }
     }
 

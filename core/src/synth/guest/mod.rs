@@ -14,7 +14,8 @@ use crate::kernel::{KernelAddrs, KernelView};
 use crate::layout::{
     ArrayLayout, BloomLayout, BpfMapLayout, BtfObjectLayout, CgroupLayout, CpumapLayout,
     DevmapLayout, HtabLayout, IdrLayout, KernelLayout, LpmLayout, PerfEventLayout, ProgLayout,
-    QueueStackLayout, ReuseportLayout, SockLayout, SockmapLayout, XarrayLayout, XskmapLayout,
+    QueueStackLayout, ReuseportLayout, SockLayout, SockmapLayout, StackMapLayout, XarrayLayout,
+    XskmapLayout,
 };
 use crate::layout::{
     CgroupOwnerLayout, InodeOwnerLayout, SockOwnerLayout, StorageLayout, TaskOwnerLayout,
@@ -157,6 +158,12 @@ pub fn default_layout() -> KernelLayout {
             ifindex: 264,
         }),
         storage: Some(storage_layout()),
+        stackmap: Some(StackMapLayout {
+            n_buckets: 288,
+            buckets: 296,
+            bucket_nr: 12,
+            bucket_data: 16,
+        }),
     }
 }
 
