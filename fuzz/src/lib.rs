@@ -70,6 +70,7 @@ pub mod progs;
 pub mod ram_layout;
 pub mod render;
 pub mod snapshot;
+pub mod stackmap;
 pub mod storage;
 pub mod vmcoreinfo;
 pub mod xarray;

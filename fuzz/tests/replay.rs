@@ -11,7 +11,7 @@ use mapwalk_fuzz::{guest, hash_guest, pick_va, GuestKind, Mutated, RAW_VAS};
 
 type Run = fn(&[u8]);
 
-const TARGETS: [(&str, Run); 19] = [
+const TARGETS: [(&str, Run); 20] = [
     ("pgtable_x86_64", mapwalk_fuzz::pgtable_x86_64::run),
     ("pgtable_aarch64", mapwalk_fuzz::pgtable_aarch64::run),
     ("xarray", mapwalk_fuzz::xarray::run),
@@ -31,6 +31,7 @@ const TARGETS: [(&str, Run); 19] = [
     ("snapshot", mapwalk_fuzz::snapshot::run),
     ("storage", mapwalk_fuzz::storage::run),
     ("objmaps", mapwalk_fuzz::objmaps::run),
+    ("stackmap", mapwalk_fuzz::stackmap::run),
 ];
 
 fn files(kind: &str, target: &str) -> Vec<(String, Vec<u8>)> {
@@ -217,6 +218,10 @@ fn headers_round_trip() {
                     .unwrap()
                     .0
                     .encode(&mut e),
+                "stackmap" => mapwalk_fuzz::stackmap::Header::decode(&mut u)
+                    .unwrap()
+                    .0
+                    .encode(&mut e),
                 // Text inputs, and whole files, no header.
                 "ram_layout" | "kallsyms" | "kvm_regions" | "snapshot" => continue,
                 _ => unreachable!(),
@@ -310,8 +315,8 @@ fn synthetic_kernel_btf_resolves_to_the_default_layout() {
     use mapwalk_fuzz::btf_layout::blob_of;
     use mapwalk_fuzz::btf_synth::kernel_btf;
     let r = mapwalk::btf::layout_from_bytes(kernel_btf()).unwrap();
-    // The synthetic kernel BTF has no `bpf_prog`, `lpm_trie`, `bpf_queue_stack`, local
-    // storage or any of the object maps' structs: left out.
+    // The synthetic kernel BTF has no `bpf_prog`, `lpm_trie`, `bpf_queue_stack`,
+    // `bpf_stack_map`, local storage or any of the object maps' structs: left out.
     let layout = mapwalk_core::KernelLayout {
         prog: None,
         lpm: None,
@@ -326,6 +331,7 @@ fn synthetic_kernel_btf_resolves_to_the_default_layout() {
         cgroup: None,
         perf_event: None,
         xskmap: None,
+        stackmap: None,
         ..mapwalk_core::synth::default_layout()
     };
     assert_eq!(r.layout, layout);
@@ -335,6 +341,7 @@ fn synthetic_kernel_btf_resolves_to_the_default_layout() {
             "bpf_prog (programs) disabled: BTF: no struct bpf_prog",
             "lpm_trie (LPM_TRIE maps) disabled: BTF: no struct lpm_trie",
             "bpf_queue_stack (QUEUE and STACK maps) disabled: BTF: no struct bpf_queue_stack",
+            "bpf_stack_map (STACK_TRACE maps) disabled: BTF: no struct bpf_stack_map",
             "bpf_local_storage_map (TASK, INODE, SK and CGRP_STORAGE maps) disabled: BTF: no \
              struct bpf_local_storage_map",
             "bpf_bloom_filter (BLOOM_FILTER maps) disabled: BTF: no struct bpf_bloom_filter",
@@ -360,9 +367,10 @@ fn synthetic_kernel_btf_resolves_to_the_default_layout() {
     let b = blob_of(&seed("btf_layout", "seed-synth-no-htab"), kernel_btf()).unwrap();
     let r = mapwalk::btf::layout_from_bytes(&b).unwrap();
     assert_eq!(r.layout.htab, None);
-    // bpf_htab, and bpf_prog, lpm_trie, bpf_queue_stack, bpf_local_storage_map and the
-    // nine object map groups (which the synthetic BTF never has).
-    assert_eq!(r.warnings.len(), 14, "{:?}", r.warnings);
+    // bpf_htab, and bpf_prog, lpm_trie, bpf_queue_stack, bpf_stack_map,
+    // bpf_local_storage_map and the nine object map groups (which the synthetic BTF
+    // never has).
+    assert_eq!(r.warnings.len(), 15, "{:?}", r.warnings);
 }
 
 #[test]

@@ -13,7 +13,7 @@ use mapwalk_core::Pa;
 use mapwalk_fuzz::btf_synth::{self, BtfBuilder};
 use mapwalk_fuzz::{
     array, btf_layout, discovery, elf_core, htab, ksymtab, objmaps, percpu, pgtable_aarch64,
-    pgtable_x86_64, progs, render, storage, vmcoreinfo, xarray, Enc, Mutated,
+    pgtable_x86_64, progs, render, stackmap, storage, vmcoreinfo, xarray, Enc, Mutated,
 };
 use mapwalk_fuzz::{GuestKind, RAW_DIRECT_MAP};
 
@@ -480,6 +480,50 @@ fn storage_seeds() {
         "raw-one-task",
         &raw(|e| h.encode(e), &ram.bytes()[..used]),
     );
+}
+
+fn stackmap_seeds() {
+    use stackmap::Header;
+    let t = "stackmap";
+    for guest in 0..7u8 {
+        let h = Header {
+            guest,
+            ..Header::default()
+        };
+        write(
+            t,
+            &format!("seed-{}", guest_name(guest)),
+            &synth(|e| h.encode(e), &[], (0, 0, &[])),
+        );
+    }
+    // Raw: a map of max_entries 3 (four buckets) whose bucket 2 holds two frames.
+    let l = default_layout().stackmap.unwrap();
+    let mut ram = SynthRam::new(Pa(0), 4096);
+    let map = ram.alloc(u64::from(l.buckets) + 32, 64);
+    let bucket = ram.alloc(u64::from(l.bucket_data) + 16, 64);
+    ram.write_u32(Pa(map.0 + u64::from(l.n_buckets)), 4);
+    ram.write_u64(
+        Pa(map.0 + u64::from(l.buckets) + 16),
+        RAW_DIRECT_MAP + bucket.0,
+    );
+    ram.write_u32(Pa(bucket.0 + u64::from(l.bucket_nr)), 2);
+    ram.write_u64(
+        Pa(bucket.0 + u64::from(l.bucket_data)),
+        0xffff_ffff_8100_0010,
+    );
+    ram.write_u64(
+        Pa(bucket.0 + u64::from(l.bucket_data) + 8),
+        0xffff_ffff_8100_0020,
+    );
+    let h = Header {
+        mode: 1,
+        offsets: stackmap::offsets(&default_layout()).map(|o| o as u16),
+        kva: map.0 as u32,
+        info: [0, 0, 24],
+        max_entries: 3,
+        ..Header::default()
+    };
+    write(t, "seed-raw-two-frames", &raw(|e| h.encode(e), ram.bytes()));
 }
 
 fn objmaps_seeds() {
@@ -988,5 +1032,6 @@ fn main() {
     progs_seeds();
     storage_seeds();
     objmaps_seeds();
+    stackmap_seeds();
     snapshot_seeds();
 }
