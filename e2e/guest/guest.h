@@ -65,6 +65,10 @@ int storage_setup(FILE *f);
  * goes to f (see there). 0 on success. */
 int objmaps_setup(FILE *f);
 
+/* stack.c: a STACK_TRACE map filled by a raw-tracepoint program; its truth goes to f
+ * (see there). 0 on success. */
+int stack_setup(FILE *f);
+
 /* churn.c: `mapwalk.churn=1` (see there). */
 int churn_setup(void);
 void churn_start(void);

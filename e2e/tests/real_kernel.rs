@@ -56,6 +56,8 @@ mod objmaps;
 mod process;
 #[path = "real_kernel/progs.rs"]
 mod progs;
+#[path = "real_kernel/stack.rs"]
+mod stack;
 #[path = "real_kernel/storage.rs"]
 mod storage;
 #[path = "real_kernel/truncated.rs"]
