@@ -179,6 +179,20 @@ pub struct QueueStackLayout {
     pub elements: u32,
 }
 
+/// Offsets in `struct bpf_stack_map` and `struct stack_map_bucket`: the STACK_TRACE
+/// walker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StackMapLayout {
+    /// `bpf_stack_map.n_buckets` (u32): `roundup_pow_of_two(max_entries)`.
+    pub n_buckets: u32,
+    /// `bpf_stack_map.buckets` (the inline array of `struct stack_map_bucket *`).
+    pub buckets: u32,
+    /// `stack_map_bucket.nr` (u32): the frames held.
+    pub bucket_nr: u32,
+    /// `stack_map_bucket.data` (the frames: u64 addresses, or build-id records).
+    pub bucket_data: u32,
+}
+
 /// Offsets in `struct bpf_local_storage_map`, its buckets and elements, and
 /// `struct bpf_local_storage`: the TASK_STORAGE, INODE_STORAGE, SK_STORAGE and
 /// CGRP_STORAGE walker ([`crate::Bpf::for_each_storage_elem`]), with the offsets that
@@ -476,4 +490,6 @@ pub struct KernelLayout {
     pub ringbuf: Option<RingbufLayout>,
     /// `struct bpf_arena` and `vm_struct.addr`: ARENA (Linux 6.9+).
     pub arena: Option<ArenaLayout>,
+    /// `struct bpf_stack_map` and `struct stack_map_bucket`: STACK_TRACE.
+    pub stackmap: Option<StackMapLayout>,
 }

@@ -48,6 +48,14 @@ pub const PCPU_MIN_UNIT_SIZE: u32 = 32 << 10;
 /// Largest `max_entries` of an array map (the kernel refuses more than `1 << 31`).
 pub const MAX_ARRAY_ENTRIES: u32 = 1 << 31;
 
+/// Buckets of a STACK_TRACE map (`roundup_pow_of_two(max_entries)`; the kernel refuses
+/// more than `U32_MAX / 2 + 1`): a larger `n_buckets` is corrupt.
+pub const MAX_STACK_BUCKETS: u32 = 1 << 31;
+
+/// Size of one frame of a `BPF_F_STACK_BUILD_ID` STACK_TRACE map
+/// (`sizeof(struct bpf_stack_build_id)`); a plain map's frame is one u64.
+pub const STACK_BUILD_ID_FRAME: u32 = 32;
+
 /// Elements a hash walk may visit beyond the map's `max_entries`: each CPU can be midway
 /// through an update that holds one element more than the map's capacity (the new
 /// element is linked before the old one is unlinked, and the fullness check races).

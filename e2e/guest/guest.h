@@ -72,6 +72,10 @@ int ringbuf_setup(FILE *f);
  * mapwalk); its truth goes to section `bpf-arena` (see there). 0 on success. */
 int arena_setup(void);
 
+/* stack.c: a STACK_TRACE map filled by a raw-tracepoint program; its truth goes to f
+ * (see there). 0 on success. */
+int stack_setup(FILE *f);
+
 /* churn.c: `mapwalk.churn=1` (see there). */
 int churn_setup(void);
 void churn_start(void);

@@ -60,6 +60,8 @@ mod process;
 mod progs;
 #[path = "real_kernel/ringbuf.rs"]
 mod ringbuf;
+#[path = "real_kernel/stack.rs"]
+mod stack;
 #[path = "real_kernel/storage.rs"]
 mod storage;
 #[path = "real_kernel/truncated.rs"]

@@ -72,6 +72,7 @@ pub mod ram_layout;
 pub mod render;
 pub mod ringbuf;
 pub mod snapshot;
+pub mod stackmap;
 pub mod storage;
 pub mod vmcoreinfo;
 pub mod xarray;

@@ -11,7 +11,7 @@ use mapwalk_fuzz::{guest, hash_guest, pick_va, GuestKind, Mutated, RAW_VAS};
 
 type Run = fn(&[u8]);
 
-const TARGETS: [(&str, Run); 21] = [
+const TARGETS: [(&str, Run); 22] = [
     ("pgtable_x86_64", mapwalk_fuzz::pgtable_x86_64::run),
     ("pgtable_aarch64", mapwalk_fuzz::pgtable_aarch64::run),
     ("xarray", mapwalk_fuzz::xarray::run),
@@ -33,6 +33,7 @@ const TARGETS: [(&str, Run); 21] = [
     ("objmaps", mapwalk_fuzz::objmaps::run),
     ("ringbuf", mapwalk_fuzz::ringbuf::run),
     ("arena", mapwalk_fuzz::arena::run),
+    ("stackmap", mapwalk_fuzz::stackmap::run),
 ];
 
 fn files(kind: &str, target: &str) -> Vec<(String, Vec<u8>)> {
@@ -223,6 +224,10 @@ fn headers_round_trip() {
                     .unwrap()
                     .0
                     .encode(&mut e),
+                "stackmap" => mapwalk_fuzz::stackmap::Header::decode(&mut u)
+                    .unwrap()
+                    .0
+                    .encode(&mut e),
                 // Text inputs, and whole files, no header.
                 "ram_layout" | "kallsyms" | "kvm_regions" | "snapshot" => continue,
                 // Scalars read in order, no header struct.
@@ -318,8 +323,8 @@ fn synthetic_kernel_btf_resolves_to_the_default_layout() {
     use mapwalk_fuzz::btf_layout::blob_of;
     use mapwalk_fuzz::btf_synth::kernel_btf;
     let r = mapwalk::btf::layout_from_bytes(kernel_btf()).unwrap();
-    // The synthetic kernel BTF has no `bpf_prog`, `lpm_trie`, `bpf_queue_stack`, local
-    // storage or any of the object maps' structs: left out.
+    // The synthetic kernel BTF has no `bpf_prog`, `lpm_trie`, `bpf_queue_stack`,
+    // `bpf_stack_map`, local storage or any of the object maps' structs: left out.
     let layout = mapwalk_core::KernelLayout {
         prog: None,
         lpm: None,
@@ -335,6 +340,7 @@ fn synthetic_kernel_btf_resolves_to_the_default_layout() {
         perf_event: None,
         xskmap: None,
         ringbuf: None,
+        stackmap: None,
         ..mapwalk_core::synth::default_layout()
     };
     assert_eq!(r.layout, layout);
@@ -344,6 +350,7 @@ fn synthetic_kernel_btf_resolves_to_the_default_layout() {
             "bpf_prog (programs) disabled: BTF: no struct bpf_prog",
             "lpm_trie (LPM_TRIE maps) disabled: BTF: no struct lpm_trie",
             "bpf_queue_stack (QUEUE and STACK maps) disabled: BTF: no struct bpf_queue_stack",
+            "bpf_stack_map (STACK_TRACE maps) disabled: BTF: no struct bpf_stack_map",
             "bpf_local_storage_map (TASK, INODE, SK and CGRP_STORAGE maps) disabled: BTF: no \
              struct bpf_local_storage_map",
             "bpf_bloom_filter (BLOOM_FILTER maps) disabled: BTF: no struct bpf_bloom_filter",
@@ -355,9 +362,9 @@ fn synthetic_kernel_btf_resolves_to_the_default_layout() {
             "cgroup (CGROUP_ARRAY maps) disabled: BTF: no struct cgroup",
             "bpf_event_entry (PERF_EVENT_ARRAY maps) disabled: BTF: no struct bpf_event_entry",
             "xsk_map (XSKMAP maps) disabled: BTF: no struct xsk_map",
-            "bpf_ringbuf (RINGBUF and USER_RINGBUF maps) disabled: BTF: no struct \
-             bpf_ringbuf_map"
             "bpf_arena (ARENA maps, Linux 6.9+) disabled: BTF: no struct bpf_arena",
+            "bpf_ringbuf (RINGBUF and USER_RINGBUF maps) disabled: BTF: no struct \
+             bpf_ringbuf_map",
         ]
     );
     for name in ["seed-raw", "seed-framed", "seed-synth"] {
@@ -372,10 +379,10 @@ fn synthetic_kernel_btf_resolves_to_the_default_layout() {
     let b = blob_of(&seed("btf_layout", "seed-synth-no-htab"), kernel_btf()).unwrap();
     let r = mapwalk::btf::layout_from_bytes(&b).unwrap();
     assert_eq!(r.layout.htab, None);
-    // bpf_htab, and bpf_prog, lpm_trie, bpf_queue_stack, bpf_local_storage_map and the
-    // nine object map groups, bpf_ringbuf and bpf_arena (which the synthetic BTF never
-    // has).
-    assert_eq!(r.warnings.len(), 16, "{:?}", r.warnings);
+    // bpf_htab, and bpf_prog, lpm_trie, bpf_queue_stack, bpf_stack_map,
+    // bpf_local_storage_map, the nine object map groups, bpf_ringbuf and bpf_arena
+    // (which the synthetic BTF never has).
+    assert_eq!(r.warnings.len(), 17, "{:?}", r.warnings);
 }
 
 #[test]

@@ -44,6 +44,7 @@ pub mod qmp;
 pub mod render;
 pub mod snapshot;
 pub mod source;
+pub mod stack;
 pub mod text;
 pub mod timing;
 pub mod watch;

@@ -22,7 +22,7 @@ use crate::limits::MAX_CPUS;
 use crate::mem::len_u64;
 
 /// The map types [`Bpf::for_each_entry`] walks.
-pub const WALKABLE_MAP_TYPES: [MapType; 29] = [
+pub const WALKABLE_MAP_TYPES: [MapType; 30] = [
     MapType::ARRAY,
     MapType::HASH,
     MapType::LRU_HASH,
@@ -52,6 +52,7 @@ pub const WALKABLE_MAP_TYPES: [MapType; 29] = [
     MapType::RINGBUF,
     MapType::USER_RINGBUF,
     MapType::ARENA,
+    MapType::STACK_TRACE,
 ];
 
 /// One entry's value, as [`Bpf::for_each_entry`] hands it over.
@@ -479,6 +480,20 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
                 if stopped {
                     return Ok(count);
                 }
+            }
+            (MapType::STACK_TRACE, _) => {
+                // The bucket id (a u32) is the key; the value is the frames and zeros.
+                if map.key_size != 4 {
+                    return Err(Error::Corrupt {
+                        what: "stack trace map key_size (not 4)",
+                        at: map.kva,
+                        value: u64::from(map.key_size),
+                    });
+                }
+                count = self.for_each_stack(map, value, |id, _, v| {
+                    key.copy_from_slice(&id.to_le_bytes());
+                    f(key, EntryValue::Single(v))
+                })?;
             }
             _ if object_value_size(map).is_some() => {
                 count =

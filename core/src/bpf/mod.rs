@@ -12,6 +12,7 @@
 //! [`ProgIdr::progs`] walks every program of `prog_idr` ([`ProgInfo`]).
 //! [`Bpf::for_each_storage_elem`] walks a local-storage map with each element's owner
 //! ([`storage`]). [`Bpf::for_each_arena_page`] walks the pages an ARENA has.
+//! ([`storage`]). [`Bpf::for_each_stack`] walks a STACK_TRACE map's stored stacks.
 
 mod arena;
 mod array;
@@ -32,6 +33,9 @@ mod prog;
 mod progtype;
 mod queue;
 mod ringbuf;
+mod stackmap;
+#[cfg(test)]
+mod stackmap_tests;
 pub mod storage;
 
 pub use arena::{Arena, ARENA_FORM_VERSION, ARENA_GUARD_SZ, ARENA_PAGE_SIZE};
@@ -70,4 +74,5 @@ pub use ringbuf::{
     Ringbuf, RingbufRecord, RINGBUF_BUSY_BIT, RINGBUF_DISCARD_BIT, RINGBUF_FORM_VERSION,
     RINGBUF_HDR_SZ, RINGBUF_HEADER_LEN, RINGBUF_MAP_TYPES, RINGBUF_MAX_RECORDS,
 };
+pub use stackmap::stack_frame_size;
 pub use storage::{StorageOwner, StorageWalkStats, STORAGE_MAP_TYPES};

@@ -6,7 +6,8 @@ use mapwalk_core::layout::{
     ArenaLayout, ArrayLayout, BloomLayout, BpfMapLayout, CgroupLayout, CgroupOwnerLayout,
     CpumapLayout, DevmapLayout, HtabLayout, IdrLayout, InodeOwnerLayout, LpmLayout,
     PerfEventLayout, ProgLayout, QueueStackLayout, ReuseportLayout, RingbufLayout, SockLayout,
-    SockOwnerLayout, SockmapLayout, StorageLayout, TaskOwnerLayout, XarrayLayout, XskmapLayout,
+    SockOwnerLayout, SockmapLayout, StackMapLayout, StorageLayout, TaskOwnerLayout, XarrayLayout,
+    XskmapLayout,
 };
 use mapwalk_core::KernelLayout;
 
@@ -40,6 +41,8 @@ pub const LAYOUT_STRUCTS: &[&str] = &[
     "lpm_trie",
     "lpm_trie_node",
     "bpf_queue_stack",
+    "bpf_stack_map",
+    "stack_map_bucket",
     "bpf_local_storage_map",
     "bpf_local_storage_map_bucket",
     "bpf_local_storage_elem",
@@ -232,7 +235,7 @@ pub fn struct_size_having(
 /// `bpf_queue_stack` or `bpf_local_storage_map` cannot be resolved; within `storage`,
 /// each kind of owner on its own: `task_struct`, `inode`, `sock`, `cgroup`), the object
 /// maps' groups (`bloom`, `devmap`, `cpumap`, `sock`, `sockmap`, `reuseport`, `cgroup`,
-/// `perf_event`, `xskmap`, the same way), and `bpf_map.btf_vmlinux_value_type_id`
+/// `perf_event`, `xskmap`, the same way), `stackmap` (`bpf_stack_map`), and `bpf_map.btf_vmlinux_value_type_id`
 /// (`None` and a warning).
 ///
 /// # Errors
@@ -353,6 +356,14 @@ pub(crate) fn layout_with(
             })
         },
     );
+    let stackmap = group(&mut warnings, "bpf_stack_map (STACK_TRACE maps)", || {
+        Ok(StackMapLayout {
+            n_buckets: off("bpf_stack_map", "n_buckets")?,
+            buckets: off("bpf_stack_map", "buckets")?,
+            bucket_nr: off("stack_map_bucket", "nr")?,
+            bucket_data: off("stack_map_bucket", "data")?,
+        })
+    });
     let storage = group(
         &mut warnings,
         "bpf_local_storage_map (TASK, INODE, SK and CGRP_STORAGE maps)",
@@ -406,6 +417,7 @@ pub(crate) fn layout_with(
                 l.pending_pos = off("bpf_ringbuf", "pending_pos").ok();
                 l
             }),
+            stackmap,
         },
         warnings,
     })

@@ -7,6 +7,7 @@ mod lpm;
 mod objmaps;
 mod progs;
 mod ringbuf;
+mod stackmap;
 mod storage;
 
 use super::{
@@ -331,7 +332,12 @@ impl<'b> Layouter<'b> {
                 header.max(ringbuf::ringbuf_map_size(l, spec).unwrap_or(0)),
                 0,
             ),
-            _ => (objmaps::object_map_size(l, spec).unwrap_or(header), 0),
+            _ => (
+                objmaps::object_map_size(l, spec)
+                    .or_else(|| stackmap::stack_map_size(l, spec))
+                    .unwrap_or(header),
+                0,
+            ),
         };
         let kva = match spec.placement {
             Placement::DirectMap => self.kmalloc(size),
@@ -408,6 +414,7 @@ impl<'b> Layouter<'b> {
         }
         self.lay_object_map(spec, base);
         self.lay_ringbuf(spec, base);
+        self.lay_stack_map(spec, base);
         BuiltMap { id: spec.id, kva }
     }
 

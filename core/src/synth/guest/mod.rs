@@ -14,7 +14,8 @@ use crate::kernel::{KernelAddrs, KernelView};
 use crate::layout::{
     ArrayLayout, BloomLayout, BpfMapLayout, BtfObjectLayout, CgroupLayout, CpumapLayout,
     DevmapLayout, HtabLayout, IdrLayout, KernelLayout, LpmLayout, PerfEventLayout, ProgLayout,
-    QueueStackLayout, ReuseportLayout, SockLayout, SockmapLayout, XarrayLayout, XskmapLayout,
+    QueueStackLayout, ReuseportLayout, SockLayout, SockmapLayout, StackMapLayout, XarrayLayout,
+    XskmapLayout,
 };
 use crate::layout::{
     CgroupOwnerLayout, InodeOwnerLayout, SockOwnerLayout, StorageLayout, TaskOwnerLayout,
@@ -168,6 +169,12 @@ pub fn default_layout() -> KernelLayout {
         // Linux 6.1 has no `struct bpf_arena`.
         arena: None,
         storage: Some(storage_layout()),
+        stackmap: Some(StackMapLayout {
+            n_buckets: 288,
+            buckets: 296,
+            bucket_nr: 12,
+            bucket_data: 16,
+        }),
     }
 }
 

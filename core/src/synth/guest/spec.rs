@@ -123,6 +123,9 @@ pub struct MapSpec {
     pub objects: Vec<(Vec<u8>, SlotObject)>,
     /// The elements of a local-storage map, in chain order within each bucket.
     pub storage: Vec<StorageElemSpec>,
+    /// The stored stacks of a STACK_TRACE map: bucket id, `nr`, and the bytes of the
+    /// bucket's `data` (the map's `n_buckets` is `roundup_pow_of_two(max_entries)`).
+    pub stacks: Vec<(u32, u32, Vec<u8>)>,
     /// A local-storage map's `bucket_log` (default 1: two buckets, as the kernel gives
     /// a guest with one or two CPUs).
     pub bucket_log: u32,
@@ -201,6 +204,7 @@ impl MapSpec {
             bloom: None,
             objects: Vec::new(),
             ringbuf: None,
+            stacks: Vec::new(),
         }
     }
 
@@ -288,6 +292,22 @@ impl MapSpec {
             value: value.to_vec(),
             bucket,
         });
+        self
+    }
+
+    /// Stores a stack of u64 frames in bucket `id` of a STACK_TRACE map.
+    #[must_use]
+    pub fn stack(mut self, id: u32, frames: &[u64]) -> Self {
+        let data = frames.iter().flat_map(|f| f.to_le_bytes()).collect();
+        self.stacks.push((id, frames.len() as u32, data));
+        self
+    }
+
+    /// Stores bucket `id` of a STACK_TRACE map with any `nr` and `data` bytes (for
+    /// build-id records, or corrupt counts).
+    #[must_use]
+    pub fn stack_raw(mut self, id: u32, nr: u32, data: &[u8]) -> Self {
+        self.stacks.push((id, nr, data.to_vec()));
         self
     }
 

@@ -1,0 +1,107 @@
+//! STACK_TRACE maps from outside, on 6.1 and 6.12: the guest's `/init`
+//! (`e2e/guest/stack.c`) fills `mw_stacks` from a raw-tracepoint program on `sys_enter`
+//! that calls `bpf_get_stackid`, detaches it, and reports every stored stack as its
+//! lookups returned it (section `bpf-maps`, `HVAL`). `mapwalk dump --json` of the map,
+//! read from the guest's RAM file, must hold exactly those entries, byte for byte and
+//! in `GET_NEXT_KEY` order (bucket order); and the frames, named with the guest's
+//! kallsyms (`mapwalk::stack`), must be the system-call entry path.
+
+use mapwalk::stack::{frames, Frame, KernelSymbolizer};
+use mapwalk_core::bpf::MapFlags;
+use mapwalk_core::{Kva, MapType};
+use mapwalk_e2e::{self as e2e, GuestConfig};
+use serde_json::Value;
+
+use super::cli::Cli;
+
+#[test]
+fn deb12_kaslr_5level_stack_trace() {
+    stack_from_memory(&GuestConfig::DEB12_KASLR_5LEVEL);
+}
+
+#[test]
+fn deb13_kaslr_5level_stack_trace() {
+    stack_from_memory(&GuestConfig::DEB13_KASLR_5LEVEL);
+}
+
+fn bytes(v: &Value) -> Vec<u8> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not a byte array: {v}"))
+        .iter()
+        .map(|b| u8::from_str_radix(b.as_str().unwrap().trim_start_matches("0x"), 16).unwrap())
+        .collect()
+}
+
+fn stack_from_memory(config: &GuestConfig) {
+    let test = format!("real_kernel::stack::{}", config.name);
+    let test = test.as_str();
+    let Some(guest) = e2e::guest(test, config) else {
+        return;
+    };
+    let _values = e2e::value_lock();
+    let report = guest.report();
+    let maps = report.bpf_maps().unwrap_or_else(|e| panic!("{test}: {e}"));
+    let map = maps
+        .iter()
+        .find(|m| m.name == "mw_stacks")
+        .unwrap_or_else(|| panic!("{test}: the guest did not report mw_stacks"));
+    assert_eq!(map.map_type, MapType::STACK_TRACE.0, "{test}");
+    assert!(!map.hash_values.is_empty(), "{test}: no stack reported");
+
+    let dir = guest.dir().join(format!("stack-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{test}: {}: {e}", dir.display()));
+    let syms = dir.join("kallsyms");
+    std::fs::write(&syms, &report.sections["kallsyms"])
+        .unwrap_or_else(|e| panic!("{test}: {}: {e}", syms.display()));
+    let cli = Cli::file("--ram", guest.ram_path(), &syms);
+    let dump = cli.json(test, &["dump", &format!("id:{}", map.id), "--json"]);
+    let got: Vec<(Vec<u8>, Vec<u8>)> = dump
+        .as_array()
+        .unwrap_or_else(|| panic!("{test}: dump: {dump}"))
+        .iter()
+        .map(|e| (bytes(&e["key"]), bytes(&e["value"])))
+        .collect();
+    // HVAL keys are little-endian u32 bucket ids; the dump's order is bucket order.
+    let mut want: Vec<(Vec<u8>, Vec<u8>)> = map
+        .hash_values
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    want.sort_by_key(|(k, _)| u32::from_le_bytes(k[..4].try_into().unwrap()));
+    assert_eq!(got, want, "{test}: mw_stacks from memory");
+
+    // Every stack names kernel functions (a frame in the freed program itself may stay
+    // unnamed), and one passes through the system-call entry.
+    let syms = KernelSymbolizer::new(
+        report
+            .kallsyms
+            .symbols()
+            .iter()
+            .filter(|s| s.module.is_none())
+            .map(|s| (s.name.clone(), Kva(s.addr))),
+    );
+    let mut seen_entry = false;
+    for (key, value) in &got {
+        let all: Vec<(u64, Option<String>)> = frames(value, MapFlags::empty())
+            .into_iter()
+            .map(|f| match f {
+                Frame::Ip(ip) => (ip, syms.name(ip)),
+                Frame::BuildId { .. } => panic!("{test}: a build-id frame"),
+            })
+            .collect();
+        let named: Vec<String> = all
+            .iter()
+            .map(|(ip, n)| n.clone().unwrap_or_else(|| format!("{ip:#x}")))
+            .collect();
+        let unnamed = all.iter().filter(|(_, n)| n.is_none()).count();
+        assert!(
+            all.len() >= 3 && unnamed <= 1,
+            "{test}: stack {key:?}: {named:?}"
+        );
+        seen_entry |= named
+            .iter()
+            .any(|n| n.starts_with("do_syscall_64+") || n.starts_with("entry_SYSCALL_64"));
+        eprintln!("{test}: stack {key:?}: {}", named.join(" <- "));
+    }
+    assert!(seen_entry, "{test}: no stack through do_syscall_64");
+}
