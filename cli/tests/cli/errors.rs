@@ -180,11 +180,11 @@ fn a_dump_that_cannot_be_whole_says_so_and_exits_3() {
         return;
     }
     let _whole = whole_host();
-    // A ring buffer has no entries a dump can walk: its dump is (wholly) partial.
-    let rb = create(MapType::RINGBUF, "mw_partial_rb", 0, 0, 4096);
-    let id = rb.id();
+    // bpf() cannot list a queue without popping it: its dump is (wholly) partial.
+    let q = create(MapType::QUEUE, "mw_partial_q", 0, 4, 4);
+    let id = q.id();
     let sel = format!("id:{id}");
-    let named = format!("map id {id} (mw_partial_rb)");
+    let named = format!("map id {id} (mw_partial_q)");
 
     let out = run(&["dump", &sel, "--json"]);
     let (code, err) = status_and_stderr(&out);

@@ -18,9 +18,11 @@
 //!   --all --json` the one from outside byte for byte (SHA-256, whole and per map).
 
 use super::cli::{check_listing, Cli};
+use super::storage::{storage_truth, without_address};
 use mapwalk::describe::vmcoreinfo::find_vmcoreinfo;
 use mapwalk::describe::{describe, KernelSpec, MemoryHints, SymbolSource};
-use mapwalk_core::{arch, Kva, Pa, Paging, Translation};
+use mapwalk_core::bpf::storage::OwnerKind;
+use mapwalk_core::{arch, Kva, MapType, Pa, Paging, Translation};
 use mapwalk_e2e::arm64::{arm64_guest, Arm64Config, Arm64Guest, VIRT_RAM_BASE};
 use mapwalk_e2e::GuestMap;
 use mapwalk_file::RamFile;
@@ -154,7 +156,16 @@ fn hex_json(bytes: &[u8]) -> Value {
 /// Every entry of every map of `dump --all --json` against the guest's own reads; with
 /// the in-guest `mapwalk` the dump has one more map, `mw_btf` (`btf_id`), which the
 /// in-guest run checks.
-pub(super) fn check_dump_all(test: &str, dump: &Value, truth: &[GuestMap], btf_id: Option<u32>) {
+///
+/// Local-storage maps' entries (an owner in place of a key) are checked against
+/// `storage`, the guest's section `bpf-storage` ([`storage_truth`]).
+pub(super) fn check_dump_all(
+    test: &str,
+    dump: &Value,
+    truth: &[GuestMap],
+    storage: &BTreeMap<u32, Vec<Value>>,
+    btf_id: Option<u32>,
+) {
     let maps = dump
         .as_array()
         .unwrap_or_else(|| panic!("{test}: dump --all --json is not an array"));
@@ -178,6 +189,24 @@ pub(super) fn check_dump_all(test: &str, dump: &Value, truth: &[GuestMap], btf_i
         let entries = m["entries"]
             .as_array()
             .unwrap_or_else(|| panic!("{test}: map {} has no entries array: {m}", g.name));
+        if OwnerKind::of(MapType(g.map_type)).is_some() {
+            let key = |v: &Value| v["value"].to_string();
+            let mut got: Vec<Value> = entries.iter().map(|e| without_address(test, e)).collect();
+            let mut want = storage.get(&g.id).cloned().unwrap_or_default();
+            assert!(
+                !want.is_empty(),
+                "{test}: the guest reported no elements of {}",
+                g.name
+            );
+            got.sort_by_key(key);
+            want.sort_by_key(key);
+            assert_eq!(
+                got, want,
+                "{test}: map {} vs the guest's bpf-storage",
+                g.name
+            );
+            continue;
+        }
         let mut got: BTreeMap<String, Value> = BTreeMap::new();
         for e in entries {
             let value = if e.get("values").is_some() {
@@ -275,7 +304,8 @@ fn deb13_arm64_4k_lpa2_cli_maps_and_dump() {
         (dump, core_dump, core_listing)
     };
     let _ = std::fs::remove_file(&syms);
-    check_dump_all(test, &dump, &truth, Some(btf_map_id(test, guest)));
+    let storage = storage_truth(test, guest.report());
+    check_dump_all(test, &dump, &truth, &storage, Some(btf_map_id(test, guest)));
     assert_eq!(core_dump, dump, "{test}: --core dump vs --ram dump");
     assert_eq!(
         core_listing, listing,
@@ -329,6 +359,7 @@ fn deb13_arm64_4k_lpa2_zero_config() {
         test,
         &dump,
         &truth(test, guest),
+        &storage_truth(test, guest.report()),
         Some(btf_map_id(test, guest)),
     );
 }

@@ -22,6 +22,7 @@
 
 use super::arm64::{check_dump_all, kallsyms_file, run_cli, truth};
 use super::cli::check_listing;
+use super::storage::storage_truth;
 use mapwalk::describe::vmcoreinfo::{find_vmcoreinfo, Vmcoreinfo};
 use mapwalk::describe::{describe, KernelSpec, MemoryHints, SymbolSource};
 use mapwalk_core::{arch, Kva, Pa, Paging, Translation};
@@ -248,7 +249,8 @@ fn check_cli(test: &str, guest: &Arm64Guest, symbols: &Path, zero: bool) {
         let _ = std::fs::remove_file(&core_path);
         (dump, paused_maps, core_dump, core_listing, zero_out)
     };
-    check_dump_all(test, &json(test, &dump), &truth, None);
+    let storage = storage_truth(test, guest.report());
+    check_dump_all(test, &json(test, &dump), &truth, &storage, None);
     assert!(core_dump == dump, "{test}: --core dump vs --ram dump");
     assert!(
         core_listing == paused_maps,

@@ -116,6 +116,35 @@ fn expected(test: &str, l: &Line<'_>) -> Value {
     json!({"owner": owner, "value": hex_json(l.kv["value"])})
 }
 
+/// Each local-storage map's elements as `dump --json` must give them once
+/// [`without_address`] has been applied, by map id, from section `bpf-storage` (empty
+/// without it).
+pub(super) fn storage_truth(test: &str, report: &GuestReport) -> BTreeMap<u32, Vec<Value>> {
+    let mut by_map: BTreeMap<u32, Vec<Value>> = BTreeMap::new();
+    if let Some(s) = report.sections.get("bpf-storage") {
+        for l in lines(test, s) {
+            by_map.entry(l.map).or_default().push(expected(test, &l));
+        }
+    }
+    by_map
+}
+
+/// A local-storage entry of `dump --json` without what the truth cannot know: the
+/// owner's kernel address (checked to be a kernel pointer) and the BTF-typed form.
+pub(super) fn without_address(test: &str, e: &Value) -> Value {
+    let mut e = e.clone();
+    let addr = e["owner"]
+        .as_object_mut()
+        .and_then(|o| o.remove("address"))
+        .unwrap_or_else(|| panic!("{test}: no owner address in {e}"));
+    let addr = addr.as_str().unwrap_or_default();
+    assert!(addr.starts_with("0xff"), "{test}: owner address {addr}");
+    if let Some(o) = e.as_object_mut() {
+        o.remove("formatted");
+    }
+    e
+}
+
 fn storage_from_memory(config: &GuestConfig) {
     let test = format!("real_kernel::storage::{}", config.name);
     let test = test.as_str();
