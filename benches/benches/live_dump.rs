@@ -512,9 +512,7 @@ fn main() {
     });
     // One `watch` sample of this map alone (every entry read through the source and
     // compared with the previous sample): what watching it costs per sample.
-    let live = mapwalk::source::LiveSource {
-        dump: DumpOptions::default(),
-    };
+    let live = mapwalk::source::LiveSource::new(DumpOptions::default());
     let mut watcher =
         mapwalk::watch::Watcher::new("live", vec![mapwalk::source::MapSelector::Id(map.id())]);
     g.bench_function("watch_sample", |b| {

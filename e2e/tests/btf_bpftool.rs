@@ -191,7 +191,16 @@ fn check_against_bpftool(what: &str, r: &ResolvedLayout, types: &Types) -> usize
         .bpf_map
         .btf_vmlinux_value_type_id
         .unwrap_or_else(|| panic!("{what}: btf_vmlinux_value_type_id: {:?}", r.warnings));
-    assert!(r.warnings.is_empty(), "{what}: warnings {:?}", r.warnings);
+    // ARENA came with 6.9: a kernel whose BTF has no `struct bpf_arena` (bpftool
+    // agreeing) warns of that group alone.
+    let no_arena = structs_named(types, "bpf_arena").is_empty();
+    let unexpected: Vec<&String> = r
+        .warnings
+        .iter()
+        .filter(|w| !(no_arena && w.starts_with("bpf_arena (ARENA maps")))
+        .collect();
+    assert!(unexpected.is_empty(), "{what}: warnings {unexpected:?}");
+    assert_eq!(l.arena.is_none(), no_arena, "{what}: arena {:?}", l.arena);
     let st = l
         .storage
         .unwrap_or_else(|| panic!("{what}: bpf_local_storage_map unresolved"));
@@ -270,6 +279,7 @@ fn check_against_bpftool(what: &str, r: &ResolvedLayout, types: &Types) -> usize
         ("kernfs_node", "name", cgroup.kn_name),
     ]);
     fields.extend(object_fields(what, r));
+    fields.extend(ring_stack_arena_fields(what, r));
     for &(s, f, ours) in &fields {
         let (bits, _) =
             offset_in(types, s, f).unwrap_or_else(|| panic!("{what}: bpftool lists no {s}.{f}"));
@@ -302,6 +312,45 @@ fn check_against_bpftool(what: &str, r: &ResolvedLayout, types: &Types) -> usize
     assert_eq!(l.idr.idr_rt, 0, "{what}");
     assert_eq!(l.xarray.node_slots, 40, "{what}: xa_node.slots on 64-bit");
     fields.len() + 2
+}
+
+/// The offsets of the RINGBUF and STACK_TRACE groups (which must be resolved), of
+/// `bpf_ringbuf.pending_pos` where the kernel has it, and of the ARENA group where it
+/// is resolved.
+fn ring_stack_arena_fields(
+    what: &str,
+    r: &ResolvedLayout,
+) -> Vec<(&'static str, &'static str, u32)> {
+    let l = &r.layout;
+    let ring = l
+        .ringbuf
+        .unwrap_or_else(|| panic!("{what}: bpf_ringbuf unresolved: {:?}", r.warnings));
+    let stack = l
+        .stackmap
+        .unwrap_or_else(|| panic!("{what}: bpf_stack_map unresolved: {:?}", r.warnings));
+    let mut v = vec![
+        ("bpf_ringbuf_map", "rb", ring.rb),
+        ("bpf_ringbuf", "mask", ring.mask),
+        ("bpf_ringbuf", "consumer_pos", ring.consumer_pos),
+        ("bpf_ringbuf", "producer_pos", ring.producer_pos),
+        ("bpf_ringbuf", "data", ring.data),
+        ("bpf_stack_map", "n_buckets", stack.n_buckets),
+        ("bpf_stack_map", "buckets", stack.buckets),
+        ("stack_map_bucket", "nr", stack.bucket_nr),
+        ("stack_map_bucket", "data", stack.bucket_data),
+    ];
+    if let Some(p) = ring.pending_pos {
+        v.push(("bpf_ringbuf", "pending_pos", p));
+    }
+    if let Some(a) = l.arena {
+        v.extend([
+            ("bpf_arena", "user_vm_start", a.user_vm_start),
+            ("bpf_arena", "user_vm_end", a.user_vm_end),
+            ("bpf_arena", "kern_vm", a.kern_vm),
+            ("vm_struct", "addr", a.vm_addr),
+        ]);
+    }
+    v
 }
 
 /// The offsets of the object maps' groups (BLOOM_FILTER, DEVMAP, ..., XSKMAP), each

@@ -195,6 +195,16 @@ pub fn dump_map(
     }
 }
 
+/// The source's symbols for a STACK_TRACE map (made only when one is dumped).
+fn stack_symbols<'s>(
+    src: &'s dyn MapSource,
+    meta: &MapInfo,
+) -> Option<&'s crate::stack::KernelSymbolizer> {
+    (meta.map_type == crate::source::MapType::STACK_TRACE)
+        .then(|| src.symbolizer())
+        .flatten()
+}
+
 /// [`dump_map`]: the entries written, and the walk's error.
 fn dump_counted(
     src: &dyn MapSource,
@@ -204,8 +214,9 @@ fn dump_counted(
     warn: &mut dyn FnMut(&str),
 ) -> Result<(u64, Option<SourceError>), io::Error> {
     let btf = map_btf(src, meta, warn);
-    let mut w =
-        DumpWriter::new(out, format, types(btf.as_ref(), meta, format)).owners(meta.map_type);
+    let mut w = DumpWriter::new(out, format, types(btf.as_ref(), meta, format))
+        .owners(meta.map_type)
+        .stacks(meta.map_type, meta.map_flags, stack_symbols(src, meta));
     let (walked, io_err) = walk_into(src, meta, &mut w);
     if let Some(e) = io_err {
         return Err(e);
@@ -270,7 +281,8 @@ pub fn dump_all(
                     types(btf.as_ref(), meta, Format::Json),
                 )
                 .trailing_newline(false)
-                .owners(meta.map_type);
+                .owners(meta.map_type)
+                .stacks(meta.map_type, meta.map_flags, stack_symbols(src, meta));
                 let (walked, io_err) = walk_into(src, meta, &mut w);
                 if let Some(e) = io_err {
                     return Err(e.into());

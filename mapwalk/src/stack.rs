@@ -90,6 +90,12 @@ impl KernelSymbolizer {
         Self { by_addr }
     }
 
+    /// Whether no symbol is known.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.by_addr.is_empty()
+    }
+
     /// The symbol `addr` falls in and the offset into it, when a symbol lies at most
     /// [`MAX_SYMBOL_OFFSET`] below it.
     #[must_use]

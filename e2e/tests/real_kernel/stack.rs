@@ -104,4 +104,31 @@ fn stack_from_memory(config: &GuestConfig) {
         eprintln!("{test}: stack {key:?}: {}", named.join(" <- "));
     }
     assert!(seen_entry, "{test}: no stack through do_syscall_64");
+
+    // The dump names the frames itself: `"frames"` beside each value, every address
+    // a kernel function holds named as the guest's kallsyms name it.
+    for (e, (key, value)) in dump.as_array().unwrap().iter().zip(&got) {
+        let listed = e["frames"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{test}: stack {key:?}: no frames in {e}"));
+        let want = frames(value, MapFlags::empty());
+        assert_eq!(listed.len(), want.len(), "{test}: stack {key:?}: {e}");
+        for (f, w) in listed.iter().zip(want) {
+            let Frame::Ip(ip) = w else { unreachable!() };
+            assert_eq!(f["ip"], format!("{ip:#x}"), "{test}: stack {key:?}");
+            if let Some(name) = syms.name(ip) {
+                assert_eq!(f["symbol"], name, "{test}: stack {key:?} frame {ip:#x}");
+            }
+        }
+    }
+    // And the text dump, a `frames:` block per stack.
+    let text = cli.run(&["dump", &format!("id:{}", map.id)]);
+    assert!(text.status.success(), "{test}: text dump");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert_eq!(
+        text.matches("frames:\n").count(),
+        got.len(),
+        "{test}: {text}"
+    );
+    assert!(text.contains(" do_syscall_64+0x"), "{test}: {text}");
 }

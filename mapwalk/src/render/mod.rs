@@ -10,6 +10,7 @@
 
 #[cfg(test)]
 pub(crate) mod oracle;
+pub mod stacks;
 pub mod storage;
 pub mod typed;
 
@@ -285,6 +286,7 @@ pub struct DumpWriter<'a, W: Write> {
     open: bool,
     newline: bool,
     owners: Option<OwnerKind>,
+    stacks: Option<stacks::StackFrames<'a>>,
 }
 
 impl<'a, W: Write> DumpWriter<'a, W> {
@@ -299,6 +301,7 @@ impl<'a, W: Write> DumpWriter<'a, W> {
             open: false,
             newline: true,
             owners: None,
+            stacks: None,
         }
     }
 
@@ -308,6 +311,21 @@ impl<'a, W: Write> DumpWriter<'a, W> {
     #[must_use]
     pub fn owners(mut self, map_type: MapType) -> Self {
         self.owners = OwnerKind::of(map_type);
+        self
+    }
+
+    /// Writes the entries of a map of type `map_type` with `flags`: for a STACK_TRACE
+    /// map, each entry's frames too, named from `symbols` when given (see [`stacks`]);
+    /// any other type is left as it is.
+    #[must_use]
+    pub fn stacks(
+        mut self,
+        map_type: MapType,
+        flags: mapwalk_core::bpf::MapFlags,
+        symbols: Option<&'a crate::stack::KernelSymbolizer>,
+    ) -> Self {
+        self.stacks =
+            (map_type == MapType::STACK_TRACE).then_some(stacks::StackFrames { flags, symbols });
         self
     }
 
@@ -348,8 +366,20 @@ impl<'a, W: Write> DumpWriter<'a, W> {
             (Format::Human, Some(kind), ValueRef::Single(v)) => {
                 storage::entry_human(&mut w, self.types.as_ref(), kind, key, v)?;
             }
-            (Format::Json, ..) => entry_json(&mut w, self.types.as_ref(), self.count, key, value)?,
-            (Format::Human, ..) => entry_human(&mut w, self.types.as_ref(), key, value)?,
+            (Format::Json, ..) => entry_json(
+                &mut w,
+                self.types.as_ref(),
+                self.stacks.as_ref(),
+                self.count,
+                key,
+                value,
+            )?,
+            (Format::Human, ..) => {
+                entry_human(&mut w, self.types.as_ref(), key, value)?;
+                if let (Some(s), ValueRef::Single(v)) = (&self.stacks, value) {
+                    s.write_human(&mut w, v)?;
+                }
+            }
         }
         self.count += 1;
         if self.buf.len() >= FLUSH_AT {
@@ -444,6 +474,7 @@ impl<W: Write> Write for Flushing<'_, W> {
 fn entry_json<W: Write + ?Sized>(
     b: &mut W,
     types: Option<&Types<'_>>,
+    stacks: Option<&stacks::StackFrames<'_>>,
     count: u64,
     key: &[u8],
     value: ValueRef<'_>,
@@ -474,6 +505,9 @@ fn entry_json<W: Write + ?Sized>(
     if let Some(t) = types {
         b.write_all(b",\"formatted\":")?;
         write_formatted(t, key, value, b)?;
+    }
+    if let (Some(s), ValueRef::Single(v)) = (stacks, value) {
+        s.write_json(b, v)?;
     }
     b.write_all(b"}")
 }
@@ -539,7 +573,7 @@ pub fn write_entry<W: Write + ?Sized>(
 ) -> io::Result<()> {
     match format {
         Format::Json => {
-            entry_json(out, types, 0, key, value)?;
+            entry_json(out, types, None, 0, key, value)?;
             out.write_all(b"\n")
         }
         Format::Human => entry_human(out, types, key, value),

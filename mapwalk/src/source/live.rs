@@ -2,16 +2,31 @@
 
 use super::{check_bounds, check_key, EntryFn, MapInfo, MapSource, SourceError};
 use crate::btf::{BaseBtf, MapBtf};
+use crate::describe::Symbols;
+use crate::input::{read_capped, MAX_SYMBOLS_FILE};
+use crate::stack::KernelSymbolizer;
 use mapwalk_core::MapType;
+use std::sync::OnceLock;
 
 /// The live host's maps, through `bpf()`.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct LiveSource {
     /// How dumps walk maps.
     pub dump: mapwalk_live::DumpOptions,
+    /// `/proc/kallsyms` by address, read at the first STACK_TRACE map dumped (`None`
+    /// when it cannot be read or its addresses are hidden).
+    symbolizer: OnceLock<Option<KernelSymbolizer>>,
 }
 
 impl LiveSource {
+    /// A source whose dumps walk maps as `dump` says.
+    pub fn new(dump: mapwalk_live::DumpOptions) -> Self {
+        Self {
+            dump,
+            symbolizer: OnceLock::new(),
+        }
+    }
+
     fn open(&self, map: &MapInfo) -> Result<mapwalk_live::LiveMap, SourceError> {
         mapwalk_live::LiveMap::open(map.id)?
             .ok_or_else(|| SourceError::NoSuchMap(format!("id:{} (it went away)", map.id)))
@@ -52,6 +67,21 @@ fn parse_live_btf(obj: &mapwalk_live::BtfObject) -> Result<MapBtf, SourceError> 
 impl MapSource for LiveSource {
     fn progs(&self) -> Result<crate::progs::ProgReport, SourceError> {
         crate::progs::live_progs()
+    }
+
+    /// `/proc/kallsyms` (at most [`MAX_SYMBOLS_FILE`] bytes); none when it cannot be
+    /// read or shows no addresses (without `CAP_SYSLOG`).
+    fn symbolizer(&self) -> Option<&KernelSymbolizer> {
+        self.symbolizer
+            .get_or_init(|| {
+                let text = read_capped(std::path::Path::new("/proc/kallsyms"), MAX_SYMBOLS_FILE);
+                let syms = Symbols::from_text(text.ok()?).ok()?;
+                if syms.addresses_hidden() {
+                    return None;
+                }
+                Some(KernelSymbolizer::new(syms.iter())).filter(|s| !s.is_empty())
+            })
+            .as_ref()
     }
 
     /// `/proc/sys/kernel/osrelease` and `/proc/sys/kernel/random/boot_id`.

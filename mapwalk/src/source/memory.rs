@@ -11,6 +11,9 @@ use mapwalk_core::MapType;
 use mapwalk_core::{KernelRead, KernelView, PhysRead};
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use crate::stack::KernelSymbolizer;
 
 /// Whether (and how) a memory backend can be written.
 pub trait GuestWrite: PhysRead + Sized {
@@ -99,6 +102,8 @@ pub struct MemorySource<M> {
     settle: Settle,
     /// Hash buckets read again because they changed under a walk, since creation.
     rereads: AtomicU64,
+    /// The kernel's symbols by address, made at the first STACK_TRACE map dumped.
+    symbolizer: OnceLock<KernelSymbolizer>,
 }
 
 impl<M: PhysRead> MemorySource<M> {
@@ -115,6 +120,7 @@ impl<M: PhysRead> MemorySource<M> {
             offsets,
             settle: Settle::Once,
             rereads: AtomicU64::new(0),
+            symbolizer: OnceLock::new(),
         }
     }
 
@@ -191,6 +197,13 @@ impl<M: PhysRead + GuestWrite> MapSource for MemorySource<M> {
 
     fn refresh(&self) {
         self.kernel.view.invalidate();
+    }
+
+    fn symbolizer(&self) -> Option<&KernelSymbolizer> {
+        let s = self
+            .symbolizer
+            .get_or_init(|| KernelSymbolizer::new(self.kernel.symbols.iter()));
+        (!s.is_empty()).then_some(s)
     }
 
     fn maps(&self) -> Result<Vec<MapInfo>, SourceError> {

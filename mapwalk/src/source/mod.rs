@@ -191,6 +191,12 @@ pub trait MapSource {
         crate::snapshot::KernelIdentity::default()
     }
 
+    /// The kernel's symbols, to name the frames of STACK_TRACE maps
+    /// ([`DumpWriter::stacks`](crate::render::DumpWriter::stacks)); the default: none.
+    fn symbolizer(&self) -> Option<&crate::stack::KernelSymbolizer> {
+        None
+    }
+
     /// Forgets what was cached of a memory that may have changed since (the
     /// translations of a running guest), before it is read again; the default: nothing.
     fn refresh(&self) {}
