@@ -246,6 +246,44 @@ pub struct Guest {
     pub vas: Vec<Kva>,
 }
 
+impl Guest {
+    /// `g` with [`heap_regions`] (the image page of `image_var`, then the heap) to
+    /// mutate and its maps' objects as the addresses to read.
+    pub fn with_heap(g: SyntheticGuest, image_var: Kva) -> Self {
+        let regions = heap_regions(&g, Some(image_var));
+        let vas = g.maps.iter().map(|m| m.kva).collect();
+        Self { g, regions, vas }
+    }
+}
+
+/// The physical ranges of `g` worth mutating: the page holding the image variable
+/// `image_var` (`map_idr`, `prog_idr`), when given, and the heap of page tables, xarray
+/// nodes and objects (from the page-table root to the last page in use).
+pub fn heap_regions(g: &SyntheticGuest, image_var: Option<Kva>) -> Vec<PhysRange> {
+    let root = match g.paging {
+        Paging::X86_64(p) => p.root(),
+        Paging::Aarch64(p) => p.root(),
+    };
+    let used = g
+        .ram
+        .bytes()
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |i| i + 1);
+    let heap_end = g.ram.base().0 + (used as u64).next_multiple_of(0x1000);
+    let image = image_var.map(|v| PhysRange {
+        start: g.pa_of(v).page_base(12),
+        len: 0x1000,
+    });
+    image
+        .into_iter()
+        .chain([PhysRange {
+            start: root,
+            len: heap_end - root.0,
+        }])
+        .collect()
+}
+
 /// The maps of every synthetic guest: ARRAYs in the direct map, vmalloc'd and
 /// mmapable (so values span pages reached only through page tables), a HASH header,
 /// and ids spread so that `map_idr` has three levels.
@@ -322,25 +360,7 @@ fn build(kind: GuestKind, hash: bool) -> Guest {
         b.add_map(spec);
     }
     let g = b.build();
-    let root = match g.paging {
-        Paging::X86_64(p) => p.root(),
-        Paging::Aarch64(p) => p.root(),
-    };
-    let bytes = g.ram.bytes();
-    let used = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-    let base = g.ram.base().0;
-    let heap_end = base + (used as u64).next_multiple_of(0x1000);
-    let image_page = g.pa_of(g.map_idr).page_base(12);
-    let regions = vec![
-        PhysRange {
-            start: image_page,
-            len: 0x1000,
-        },
-        PhysRange {
-            start: root,
-            len: heap_end - root.0,
-        },
-    ];
+    let regions = heap_regions(&g, Some(g.map_idr));
     let mut vas = vec![g.map_idr];
     let array = g.layout.array.expect("the default layout has bpf_array");
     for m in &g.maps {

@@ -25,7 +25,7 @@ use mapwalk_core::kernel::{KernelAddrs, KernelRead, KernelView};
 use mapwalk_core::layout::KernelLayout;
 use mapwalk_core::limits::HTAB_EXTRA_ELEMS;
 use mapwalk_core::synth::{default_layout, GuestBuilder, MapSpec, SlotObject};
-use mapwalk_core::{Bpf, Kva, Limits, MapType, Pa, Paging, PhysRange, Ram};
+use mapwalk_core::{Bpf, Kva, Limits, MapType, Pa, Paging, Ram};
 
 use crate::{
     drain, limits, sink, standard_maps, Enc, Guest, GuestKind, Mutated, Res, RAW_DIRECT_MAP,
@@ -86,29 +86,8 @@ fn build(kind: GuestKind) -> Guest {
         b.add_map(spec);
     }
     let g = b.build();
-    let root = match g.paging {
-        Paging::X86_64(p) => p.root(),
-        Paging::Aarch64(p) => p.root(),
-    };
-    let used = g
-        .ram
-        .bytes()
-        .iter()
-        .rposition(|&b| b != 0)
-        .map_or(0, |i| i + 1);
-    let heap_end = g.ram.base().0 + (used as u64).next_multiple_of(0x1000);
-    let regions = vec![
-        PhysRange {
-            start: g.pa_of(g.map_idr).page_base(12),
-            len: 0x1000,
-        },
-        PhysRange {
-            start: root,
-            len: heap_end - root.0,
-        },
-    ];
-    let vas = g.maps.iter().map(|m| m.kva).collect();
-    Guest { g, regions, vas }
+    let image_var = g.map_idr;
+    Guest::with_heap(g, image_var)
 }
 
 /// The synthetic guest of `kind` with the standard maps and [`object_maps`], built on

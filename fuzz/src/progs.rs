@@ -13,7 +13,7 @@ use mapwalk_core::bpf::FD_MAP_TYPES;
 use mapwalk_core::kernel::{KernelAddrs, KernelRead, KernelView};
 use mapwalk_core::layout::{KernelLayout, ProgLayout};
 use mapwalk_core::synth::{default_layout, GuestBuilder, MapSpec, ProgSpec};
-use mapwalk_core::{Bpf, Kva, Limits, MapType, Pa, Paging, PhysRange, ProgIdr, ProgType, Ram};
+use mapwalk_core::{Bpf, Kva, Limits, MapType, Pa, Paging, ProgIdr, ProgType, Ram};
 
 use crate::{
     drain, limits, sink, standard_maps, Enc, Guest, GuestKind, Mutated, Res, RAW_DIRECT_MAP,
@@ -74,27 +74,7 @@ fn build(kind: GuestKind) -> Guest {
         b.add_prog(spec);
     }
     let g = b.build();
-    let root = match g.paging {
-        Paging::X86_64(p) => p.root(),
-        Paging::Aarch64(p) => p.root(),
-    };
-    let used = g
-        .ram
-        .bytes()
-        .iter()
-        .rposition(|&b| b != 0)
-        .map_or(0, |i| i + 1);
-    let heap_end = g.ram.base().0 + (used as u64).next_multiple_of(0x1000);
-    let regions = vec![
-        PhysRange {
-            start: g.pa_of(g.prog_idr).page_base(12),
-            len: 0x1000,
-        },
-        PhysRange {
-            start: root,
-            len: heap_end - root.0,
-        },
-    ];
+    let regions = crate::heap_regions(&g, Some(g.prog_idr));
     let mut vas = vec![g.prog_idr];
     for p in &g.progs {
         vas.push(p.kva);

@@ -19,7 +19,7 @@ use mapwalk_core::bpf::{EntryValue, MapName, PerCpuOffsets, STORAGE_MAP_TYPES};
 use mapwalk_core::kernel::{KernelAddrs, KernelRead, KernelView};
 use mapwalk_core::layout::{KernelLayout, StorageLayout};
 use mapwalk_core::synth::{default_layout, GuestBuilder, MapSpec};
-use mapwalk_core::{Bpf, Kva, Limits, MapFlags, MapInfo, MapType, Pa, Paging, PhysRange, Ram};
+use mapwalk_core::{Bpf, Kva, Limits, MapFlags, MapInfo, MapType, Pa, Paging, Ram};
 
 use crate::{drain, limits, sink, Enc, Guest, GuestKind, Mutated, Res, RAW_DIRECT_MAP};
 
@@ -94,21 +94,7 @@ fn build(kind: GuestKind) -> Guest {
     }
     b.add_map(long);
     let g = b.build();
-    let root = match g.paging {
-        Paging::X86_64(p) => p.root(),
-        Paging::Aarch64(p) => p.root(),
-    };
-    let used = g
-        .ram
-        .bytes()
-        .iter()
-        .rposition(|&b| b != 0)
-        .map_or(0, |i| i + 1);
-    let heap_end = g.ram.base().0 + (used as u64).next_multiple_of(0x1000);
-    let regions = vec![PhysRange {
-        start: root,
-        len: heap_end - root.0,
-    }];
+    let regions = crate::heap_regions(&g, None);
     let mut vas = vec![g.map_idr];
     for m in &g.maps {
         vas.push(m.kva);
