@@ -398,14 +398,19 @@ pub(crate) fn layout_with(
             reuseport: objects.reuseport,
             cgroup: objects.cgroup,
             perf_event: objects.perf_event,
-            arena: group(&mut warnings, "bpf_arena (ARENA maps, Linux 6.9+)", || {
-                Ok(ArenaLayout {
-                    user_vm_start: off("bpf_arena", "user_vm_start")?,
-                    user_vm_end: off("bpf_arena", "user_vm_end")?,
-                    kern_vm: off("bpf_arena", "kern_vm")?,
-                    vm_addr: off("vm_struct", "addr")?,
-                })
-            }),
+            arena: newer_group(
+                &mut warnings,
+                "bpf_arena (ARENA maps, Linux 6.9+)",
+                "bpf_arena",
+                || {
+                    Ok(ArenaLayout {
+                        user_vm_start: off("bpf_arena", "user_vm_start")?,
+                        user_vm_end: off("bpf_arena", "user_vm_end")?,
+                        kern_vm: off("bpf_arena", "kern_vm")?,
+                        vm_addr: off("vm_struct", "addr")?,
+                    })
+                },
+            ),
             xskmap: objects.xskmap,
             ringbuf: group(
                 &mut warnings,
@@ -615,6 +620,25 @@ fn object_groups(
 fn optional<T>(warnings: &mut Vec<String>, r: Result<T, BtfError>) -> Option<T> {
     r.map_err(|e| warnings.push(format!("optional field left out: {e}")))
         .ok()
+}
+
+/// The group of a map type that older kernels do not have: `None` and no warning when
+/// the kernel's BTF has no struct `marker` at all (the kernel predates the type, so no
+/// map of it can exist), otherwise as [`group`].
+pub fn newer_group<T>(
+    warnings: &mut Vec<String>,
+    what: &str,
+    marker: &str,
+    resolve: impl FnOnce() -> Result<T, BtfError>,
+) -> Option<T> {
+    match resolve() {
+        Ok(t) => Some(t),
+        Err(BtfError::NoStruct(s)) if s == marker => None,
+        Err(e) => {
+            warnings.push(format!("{what} disabled: {e}"));
+            None
+        }
+    }
 }
 
 /// An optional group: `None` and a warning naming the group when any of its fields

@@ -548,13 +548,55 @@ impl Symbols {
     /// Every symbol with its runtime address, in no particular order. For symbols from
     /// a text, this parses the whole text.
     pub fn iter(&self) -> impl Iterator<Item = (String, Kva)> + '_ {
-        let all = match (&self.text, &self.table) {
+        self.all()
+            .into_iter()
+            .filter_map(move |(n, s)| Some((n, Kva(self.runtime(s?)))))
+    }
+
+    /// Every symbol, best of each name (see [`iter`](Self::iter)).
+    fn all(&self) -> HashMap<String, Option<Sym>> {
+        match (&self.text, &self.table) {
             (Some(text), _) => Self::all_of_text(text),
             (None, Some(table)) => Self::all_of_table(table),
             (None, None) => self.by_name.clone(),
+        }
+    }
+
+    /// Every symbol of the kernel image with its runtime address, names that repeat
+    /// (static functions of several files) once per address, without modules' (nor BPF
+    /// programs', `[bpf]` in `/proc/kallsyms`): what names an address, the same
+    /// whether the symbols come from a text or the kernel's own table.
+    pub fn image_symbols(&self) -> Vec<(String, Kva)> {
+        let image = |addr: u64, global: bool| Sym {
+            addr,
+            module: false,
+            global,
         };
-        all.into_iter()
-            .filter_map(move |(n, s)| Some((n, Kva(self.runtime(s?)))))
+        match (&self.text, &self.table) {
+            (Some(text), _) => lines(text)
+                .filter_map(|(_, line)| parse_full(line).ok().flatten())
+                .filter(|sym| sym.module.is_none())
+                .map(|sym| {
+                    let addr = self.runtime(image(sym.addr, sym.is_global()));
+                    (sym.name, Kva(addr))
+                })
+                .collect(),
+            (None, Some(table)) => table
+                .iter()
+                .map(|e| {
+                    let addr = self.runtime(image(e.addr, e.is_global()));
+                    (e.name, Kva(addr))
+                })
+                .collect(),
+            (None, None) => self
+                .by_name
+                .iter()
+                .filter_map(|(n, s)| {
+                    let s = s.filter(|s| !s.module)?;
+                    Some((n.clone(), Kva(self.runtime(s))))
+                })
+                .collect(),
+        }
     }
 
     /// The number of distinct names. For symbols from a text, this parses the whole
@@ -680,6 +722,31 @@ mod tests {
         assert_eq!(from_text.file_addr("dup"), Some(0xffff_ffff_8100_0010));
         assert_eq!(from_text.len(), from_table.len());
         assert!(!from_text.addresses_hidden() && !from_text.is_empty());
+    }
+
+    #[test]
+    fn the_image_symbols_leave_modules_out() {
+        let syms = Symbols::from_text(TEXT.as_bytes().to_vec()).unwrap();
+        let mut image: Vec<(String, u64)> = syms
+            .image_symbols()
+            .into_iter()
+            .map(|(n, a)| (n, a.0))
+            .collect();
+        image.sort();
+        // Both `dup`s of the image, neither of `veth`.
+        assert_eq!(
+            image,
+            [
+                ("dup".to_owned(), 0xffff_ffff_8100_0000),
+                ("dup".to_owned(), 0xffff_ffff_8100_0010),
+                ("fixed_percpu_data".to_owned(), 0),
+                ("last".to_owned(), 0xffff_ffff_8100_0020),
+                ("phys_base".to_owned(), 0xffff_ffff_82a1_c010),
+                ("short_addr".to_owned(), 0xc100_0000),
+            ]
+        );
+        // `iter` has the modules' too.
+        assert!(syms.iter().any(|(n, _)| n == "veth_open"));
     }
 
     #[test]

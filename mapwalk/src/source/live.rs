@@ -79,7 +79,7 @@ impl MapSource for LiveSource {
                 if syms.addresses_hidden() {
                     return None;
                 }
-                Some(KernelSymbolizer::new(syms.iter())).filter(|s| !s.is_empty())
+                Some(KernelSymbolizer::new(syms.image_symbols())).filter(|s| !s.is_empty())
             })
             .as_ref()
     }

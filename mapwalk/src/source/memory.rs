@@ -202,7 +202,7 @@ impl<M: PhysRead + GuestWrite> MapSource for MemorySource<M> {
     fn symbolizer(&self) -> Option<&KernelSymbolizer> {
         let s = self
             .symbolizer
-            .get_or_init(|| KernelSymbolizer::new(self.kernel.symbols.iter()));
+            .get_or_init(|| KernelSymbolizer::new(self.kernel.symbols.image_symbols()));
         (!s.is_empty()).then_some(s)
     }
 
