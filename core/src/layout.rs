@@ -215,10 +215,14 @@ pub struct StructOpsLayout {
     pub value_state: u32,
     /// `bpf_link.prog` (`struct bpf_prog *`).
     pub link_prog: u32,
-    /// Where a lookup's `refcnt` comes from: `Some` (Linux 6.4+, which have
-    /// `struct bpf_struct_ops_link`): `bpf_map.refcnt - bpf_map.usercnt`; `None`:
-    /// `kvalue.refcnt`.
+    /// `bpf_map.refcnt` and `bpf_map.usercnt`: from Linux 6.4 (and in stable kernels
+    /// that took the change, such as Debian's 6.1.192) a lookup's `refcnt` is their
+    /// difference, at least 0.
     pub map_refcnts: Option<MapRefcnts>,
+    /// Whether `kvalue.refcnt` is retired for certain (the BTF has
+    /// `struct bpf_struct_ops_link`, Linux 6.4+). Otherwise the map decides: a
+    /// registered map whose `kvalue.refcnt` is 0 has it retired.
+    pub refcnt_retired: bool,
 }
 
 /// Offsets of `bpf_map.refcnt` and `bpf_map.usercnt` (both `atomic64_t`).

@@ -9,9 +9,13 @@
 //! those slots. For key 0 the kernel's `bpf_struct_ops_map_sys_lookup_elem` returns
 //! zeros while `kvalue`'s state is INIT, otherwise `uvalue` with `kvalue`'s state and a
 //! reference count: `kvalue.refcnt` before Linux 6.4, `bpf_map.refcnt -
-//! bpf_map.usercnt` (at least 0) after. [`Bpf::struct_ops_value`] builds those bytes.
-//! `links[]` holds one `struct bpf_link` per attached program, in member order; each
-//! leads to its `struct bpf_prog` ([`Bpf::for_each_struct_ops_prog`]).
+//! bpf_map.usercnt` (at least 0) after, and in stable kernels that took that change
+//! (Debian's 6.1.192 did; its BTF looks like 6.1's). A registered struct's own
+//! `kvalue.refcnt` is at least 1 where the kernel still keeps it, so a 0 there says
+//! the kernel reports the map's. [`Bpf::struct_ops_value`] builds those bytes.
+//! `links[]` holds one `struct bpf_link` per attached program, in member order (on 6.1
+//! at the member's index, packed from 6.9); each leads to its `struct bpf_prog`
+//! ([`Bpf::for_each_struct_ops_prog`]).
 
 use core::ops::ControlFlow;
 
@@ -46,7 +50,9 @@ pub struct StructOpsState {
 /// ([`Bpf::for_each_struct_ops_prog`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StructOpsProg {
-    /// Its index in `links[]` (the n-th function pointer that has a program).
+    /// Its index in `links[]`: the struct member's index where `links[]` is indexed by
+    /// member (no `funcs_cnt`: 6.1), else its place among the function pointers that
+    /// have a program (6.9+).
     pub index: u32,
     /// The `struct bpf_prog`.
     pub kva: Kva,
@@ -153,9 +159,15 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
             self.mem.read_kernel_u64(uvalue_at)?,
         )?;
         self.mem.read_kernel(uvalue, value)?;
+        let own = if l.refcnt_retired {
+            0
+        } else {
+            self.mem.read_kernel_u32(field(kvalue, l.value_refcnt)?)?
+        };
         let refcnt = match l.map_refcnts {
-            None => self.mem.read_kernel_u32(field(kvalue, l.value_refcnt)?)?,
-            Some(m) => {
+            // Before 6.4 a registered struct holds a reference of its own (1 or more);
+            // a 0 there is the retired field of a kernel that reports the map's.
+            Some(m) if own == 0 => {
                 let held = self.mem.read_kernel_u64(field(map.kva, m.refcnt)?)?;
                 let users = self.mem.read_kernel_u64(field(map.kva, m.usercnt)?)?;
                 // atomic64_t: signed; the kernel clamps the difference at 0 and keeps
@@ -165,6 +177,7 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
                     .max(0);
                 u32::try_from(diff & 0xffff_ffff).unwrap_or(u32::MAX)
             }
+            _ => own,
         };
         let what = "bpf_struct_ops_value.state or refcnt (past value_size)";
         put_u32(value, l.value_state, state, what, map.kva)?;
@@ -173,10 +186,11 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
     }
 
     /// Calls `f` with each program STRUCT_OPS `map` holds a link to, in `links[]` order
-    /// (the order of the function pointers that have one), up to the first empty slot.
-    /// `links[]` has `funcs_cnt` slots where the kernel says so, else `members` (the
-    /// struct's member count, which the caller takes from BTF). Returns how many
-    /// programs `f` was given; `f`'s `Break` ends the walk.
+    /// (member order). Where the kernel has `funcs_cnt`, `links[]` has that many slots,
+    /// packed, and the walk ends at the first empty one; otherwise (6.1) it has
+    /// `members` slots (the struct's member count, which the caller takes from BTF),
+    /// slot i member i's, empty ones skipped. Returns how many programs `f` was given;
+    /// `f`'s `Break` ends the walk.
     ///
     /// # Errors
     /// As [`struct_ops_value`](Self::struct_ops_value), and [`Error::LayoutMissing`]
@@ -197,9 +211,11 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
             .layout
             .prog
             .ok_or(Error::LayoutMissing { what: "bpf_prog" })?;
-        let slots = match l.funcs_cnt {
-            Some(off) => self.mem.read_kernel_u32(field(map.kva, off)?)?,
-            None => members,
+        // With `funcs_cnt` (6.9+) the links are packed; before, `links[i]` is member
+        // i's, NULL for a member without a program.
+        let (slots, sequential) = match l.funcs_cnt {
+            Some(off) => (self.mem.read_kernel_u32(field(map.kva, off)?)?, true),
+            None => (members, false),
         };
         if slots > MAX_STRUCT_OPS_FUNCS {
             return Err(Error::LimitExceeded {
@@ -224,7 +240,10 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
             let slot = field(links, index.saturating_mul(8))?;
             let link = self.mem.read_kernel_u64(slot)?;
             if link == 0 {
-                break;
+                if sequential {
+                    break;
+                }
+                continue;
             }
             let link = kernel_ptr(
                 "bpf_struct_ops_map.links[] (not a kernel pointer)",

@@ -8,7 +8,7 @@ use core::ops::ControlFlow;
 use crate::addr::Kva;
 use crate::bpf::{Bpf, EntryValue, MapType, PerCpuOffsets, StructOpsState};
 use crate::error::{Error, Result};
-use crate::layout::{KernelLayout, MapRefcnts};
+use crate::layout::KernelLayout;
 use crate::limits::MAX_STRUCT_OPS_FUNCS;
 use crate::synth::{
     default_layout, GuestBuilder, MapSpec, ProgSpec, StructOpsSpec, SyntheticGuest,
@@ -106,23 +106,37 @@ fn state_init_reads_as_zeros() {
 #[test]
 fn after_6_4_the_refcnt_is_the_maps_refcnt_less_its_users() {
     let mut layout = default_layout();
-    let l = layout.struct_ops.as_mut().unwrap();
-    l.map_refcnts = Some(MapRefcnts {
-        refcnt: 128,
-        usercnt: 136,
-    });
+    layout.struct_ops.as_mut().unwrap().refcnt_retired = true;
     let spec = |refs| {
         MapSpec::new(1, MapType::STRUCT_OPS, "mw_ca", 4, 256, 1).struct_ops(StructOpsSpec {
             map_refcnts: refs,
             ..ops(3)
         })
     };
+    // kvalue's refcnt (1) is not read.
     let got = entries(&guest_with(layout, spec((5, 3)))).unwrap();
     assert_eq!(got[0].1[..8], [2, 0, 0, 0, 3, 0, 0, 0]);
     assert_eq!(got[0].1[8..], uvalue()[8..]);
     // More users than references: clamped at 0, as the kernel does.
     let got = entries(&guest_with(layout, spec((1, 4)))).unwrap();
     assert_eq!(got[0].1[..8], [0, 0, 0, 0, 3, 0, 0, 0]);
+}
+
+#[test]
+fn a_zero_kvalue_refcnt_is_a_retired_one() {
+    // A 6.1 layout (no bpf_struct_ops_link), the kernel having taken the change: a
+    // registered struct whose own refcnt is 0 reports the map's.
+    let spec = |own| {
+        MapSpec::new(1, MapType::STRUCT_OPS, "mw_ca", 4, 256, 1).struct_ops(StructOpsSpec {
+            kvalue_refcnt: own,
+            map_refcnts: (2, 1),
+            ..ops(1)
+        })
+    };
+    let got = entries(&guest_with(default_layout(), spec(0))).unwrap();
+    assert_eq!(got[0].1[..8], [1, 0, 0, 0, 1, 0, 0, 0]);
+    let got = entries(&guest_with(default_layout(), spec(7))).unwrap();
+    assert_eq!(got[0].1[..8], [7, 0, 0, 0, 1, 0, 0, 0]);
 }
 
 #[test]
@@ -143,6 +157,28 @@ fn the_links_lead_to_the_programs_in_order() {
         }),
     );
     assert_eq!(progs(&g, 20).unwrap(), [(0, 40, "sops_40".into())]);
+}
+
+#[test]
+fn links_by_member_skip_empty_slots_and_packed_links_end_at_one() {
+    // 6.1: slot i is member i's; members 1 and 2 have no program.
+    let spec = |funcs_cnt| {
+        MapSpec::new(1, MapType::STRUCT_OPS, "mw_ca", 4, 256, 1).struct_ops(StructOpsSpec {
+            link_progs: vec![7, 0, 0, 9],
+            funcs_cnt,
+            ..ops(1)
+        })
+    };
+    let g = guest_with(default_layout(), spec(None));
+    assert_eq!(
+        progs(&g, 20).unwrap(),
+        [(0, 7, "mw_ssthresh".into()), (3, 9, "mw_cong_avoid".into())]
+    );
+    // 6.9+: packed, so an empty slot ends them.
+    let mut layout = default_layout();
+    layout.struct_ops.as_mut().unwrap().funcs_cnt = Some(380);
+    let g = guest_with(layout, spec(Some(4)));
+    assert_eq!(progs(&g, 0).unwrap(), [(0, 7, "mw_ssthresh".into())]);
 }
 
 #[test]

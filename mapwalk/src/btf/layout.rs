@@ -434,9 +434,9 @@ pub(crate) fn layout_with(
 }
 
 /// The STRUCT_OPS offsets: `refcnt` and `state` directly in `bpf_struct_ops_value`
-/// (6.1) or in its `common` (6.9+); `funcs_cnt` where `links[]` has it; the lookup's
-/// reference count from `bpf_map.refcnt - usercnt` on kernels with
-/// `struct bpf_struct_ops_link` (6.4+), as `bpf_struct_ops_map_sys_lookup_elem` there.
+/// (6.1) or in its `common` (6.9+); `funcs_cnt` where `links[]` has it;
+/// `bpf_map.refcnt` and `usercnt` (a lookup's reference count from 6.4); `kvalue.refcnt`
+/// retired for certain on kernels with `struct bpf_struct_ops_link` (6.4+).
 fn struct_ops_layout(
     off: &impl Fn(&str, &str) -> Result<u32, BtfError>,
 ) -> Result<StructOpsLayout, BtfError> {
@@ -444,12 +444,9 @@ fn struct_ops_layout(
         off("bpf_struct_ops_value", &format!("common.{name}"))
             .or_else(|_| off("bpf_struct_ops_value", name))
     };
-    let map_refcnts = match off("bpf_struct_ops_link", "map") {
-        Ok(_) => Some(MapRefcnts {
-            refcnt: off("bpf_map", "refcnt")?,
-            usercnt: off("bpf_map", "usercnt")?,
-        }),
-        Err(_) => None,
+    let map_refcnts = match (off("bpf_map", "refcnt"), off("bpf_map", "usercnt")) {
+        (Ok(refcnt), Ok(usercnt)) => Some(MapRefcnts { refcnt, usercnt }),
+        _ => None,
     };
     Ok(StructOpsLayout {
         uvalue: off("bpf_struct_ops_map", "uvalue")?,
@@ -460,6 +457,7 @@ fn struct_ops_layout(
         value_state: value("state")?,
         link_prog: off("bpf_link", "prog")?,
         map_refcnts,
+        refcnt_retired: off("bpf_struct_ops_link", "map").is_ok(),
     })
 }
 

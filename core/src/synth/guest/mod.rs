@@ -13,9 +13,9 @@ use crate::bpf::{PerCpuOffsets, PossibleCpus};
 use crate::kernel::{KernelAddrs, KernelView};
 use crate::layout::{
     ArrayLayout, BloomLayout, BpfMapLayout, BtfObjectLayout, CgroupLayout, CpumapLayout,
-    DevmapLayout, HtabLayout, IdrLayout, KernelLayout, LpmLayout, PerfEventLayout, ProgLayout,
-    QueueStackLayout, ReuseportLayout, SockLayout, SockmapLayout, StackMapLayout, StructOpsLayout,
-    XarrayLayout, XskmapLayout,
+    DevmapLayout, HtabLayout, IdrLayout, KernelLayout, LpmLayout, MapRefcnts, PerfEventLayout,
+    ProgLayout, QueueStackLayout, ReuseportLayout, SockLayout, SockmapLayout, StackMapLayout,
+    StructOpsLayout, XarrayLayout, XskmapLayout,
 };
 use crate::layout::{
     CgroupOwnerLayout, InodeOwnerLayout, SockOwnerLayout, StorageLayout, TaskOwnerLayout,
@@ -186,7 +186,11 @@ pub fn default_layout() -> KernelLayout {
             value_refcnt: 0,
             value_state: 4,
             link_prog: 24,
-            map_refcnts: None,
+            map_refcnts: Some(MapRefcnts {
+                refcnt: 128,
+                usercnt: 136,
+            }),
+            refcnt_retired: false,
         }),
     }
 }

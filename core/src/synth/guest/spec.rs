@@ -148,8 +148,8 @@ pub struct StructOpsSpec {
     pub map_refcnts: (u64, u64),
     /// The bytes of `*uvalue` (`value_size` of them; `uvalue` stays NULL when empty).
     pub uvalue: Vec<u8>,
-    /// The ids of the programs `links[]` leads to, in order (a bare program named
-    /// `sops_<id>` is laid for an id the guest lacks).
+    /// The ids of the programs `links[]` leads to, slot by slot (0: a NULL slot; a bare
+    /// program named `sops_<id>` is laid for an id the guest lacks).
     pub link_progs: Vec<u32>,
     /// `funcs_cnt`, when the layout has it (default: the length of `link_progs`).
     pub funcs_cnt: Option<u32>,

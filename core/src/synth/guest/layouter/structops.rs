@@ -6,7 +6,7 @@ use alloc::collections::BTreeMap;
 use super::Layouter;
 use crate::addr::Kva;
 use crate::bpf::MapType;
-use crate::limits::BPF_OBJ_NAME_LEN;
+use crate::limits::{BPF_OBJ_NAME_LEN, MAX_STRUCT_OPS_FUNCS};
 use crate::synth::guest::{BuiltMap, BuiltProg, MapSpec};
 
 /// Bytes of a bare `struct bpf_link`, program or `bpf_prog_aux`.
@@ -65,8 +65,13 @@ impl Layouter<'_> {
             if ops.link_progs.is_empty() {
                 continue;
             }
-            let links = self.kmalloc(8 * ops.link_progs.len() as u64 + 8).0;
+            // As many slots as any struct has members (the kernel sizes it by them).
+            let slots = (ops.link_progs.len() as u64).max(u64::from(MAX_STRUCT_OPS_FUNCS));
+            let links = self.kmalloc(8 * slots).0;
             for (i, id) in ops.link_progs.iter().enumerate() {
+                if *id == 0 {
+                    continue;
+                }
                 let prog = match prog_at.get(id) {
                     Some(kva) => kva.0,
                     None => {
