@@ -303,3 +303,160 @@ pub fn from_memory<M: PhysRead>(
         names.get(&id).cloned()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::btf::testing::Builder;
+
+    /// `bpf_struct_ops_<ops>` (the 6.9+ shape with `common`, or 6.1's) over a struct
+    /// `ops` of 32 bytes: `ssthresh` (a function pointer) at 0, `name[16]` at 8,
+    /// `cong_avoid` at 24, `flags` (u32) at 28. Returns the BTF and the value's id.
+    fn btf(ops: &str, common: bool) -> (Vec<u8>, u32) {
+        let mut b = Builder::new();
+        let int = b.int("unsigned int", 4);
+        let chr = b.int("char", 1);
+        let name = b.array(chr, int, 16);
+        let proto = b.head("", Kind::FUNC_PROTO, false, 0, int);
+        let ptr = b.alias(Kind::PTR, "", proto);
+        let st = b.agg(
+            Kind::STRUCT,
+            ops,
+            false,
+            32,
+            &[
+                ("ssthresh", ptr, 0),
+                ("name", name, 64),
+                ("cong_avoid", ptr, 192),
+                ("flags", int, 224),
+            ],
+        );
+        let vname = format!("bpf_struct_ops_{ops}");
+        let value = if common {
+            let c = b.agg(
+                Kind::STRUCT,
+                "bpf_struct_ops_common_value",
+                false,
+                8,
+                &[("refcnt", int, 0), ("state", int, 32)],
+            );
+            b.agg(
+                Kind::STRUCT,
+                &vname,
+                false,
+                96,
+                &[("common", c, 0), ("data", st, 512)],
+            )
+        } else {
+            b.agg(
+                Kind::STRUCT,
+                &vname,
+                false,
+                96,
+                &[("refcnt", int, 0), ("state", int, 32), ("data", st, 512)],
+            )
+        };
+        (b.bytes(), value)
+    }
+
+    /// A lookup's bytes: refcnt 2, state `state`, name "mw_ca", program 7 in
+    /// `ssthresh`, none in `cong_avoid`, flags 0.
+    fn value(state: u32) -> Vec<u8> {
+        let mut v = vec![0u8; 96];
+        v[0..4].copy_from_slice(&2u32.to_le_bytes());
+        v[4..8].copy_from_slice(&state.to_le_bytes());
+        v[64..72].copy_from_slice(&7u64.to_le_bytes());
+        v[72..77].copy_from_slice(b"mw_ca");
+        v
+    }
+
+    fn names(id: u32) -> Option<String> {
+        (id == 7).then(|| "mw_ssthresh".to_owned())
+    }
+
+    #[test]
+    fn function_pointers_name_their_programs_in_both_shapes() {
+        for common in [true, false] {
+            let (raw, id) = btf("tcp_congestion_ops", common);
+            let r = BtfReader::new(&raw).unwrap();
+            let ops = decode(&r, id, &value(1), &names).unwrap();
+            assert_eq!(
+                ops,
+                StructOps {
+                    value_type: "bpf_struct_ops_tcp_congestion_ops".into(),
+                    struct_name: "tcp_congestion_ops".into(),
+                    name: Some("mw_ca".into()),
+                    state: 1,
+                    refcnt: 2,
+                    funcs: vec![
+                        StructOpsFunc {
+                            member: "ssthresh".into(),
+                            index: 0,
+                            offset: 64,
+                            prog: Some(ProgRef {
+                                id: 7,
+                                name: "mw_ssthresh".into()
+                            }),
+                        },
+                        StructOpsFunc {
+                            member: "cong_avoid".into(),
+                            index: 2,
+                            offset: 88,
+                            prog: None,
+                        },
+                    ],
+                },
+                "common: {common}"
+            );
+            assert_eq!(ops.sched_ext_scheduler(), None);
+            assert_eq!(
+                ops.to_json()["funcs"][0],
+                json!({"member":"ssthresh","index":0,"offset":64,
+                       "prog":{"id":7,"name":"mw_ssthresh"}})
+            );
+            assert_eq!(ops.to_json()["state"], "inuse");
+        }
+        // A program the caller cannot name keeps its id.
+        let (raw, id) = btf("tcp_congestion_ops", true);
+        let r = BtfReader::new(&raw).unwrap();
+        let ops = decode(&r, id, &value(1), &|_| None).unwrap();
+        assert_eq!(
+            ops.funcs[0].prog,
+            Some(ProgRef {
+                id: 7,
+                name: String::new()
+            })
+        );
+    }
+
+    #[test]
+    fn a_registered_sched_ext_ops_names_the_scheduler() {
+        let (raw, id) = btf("sched_ext_ops", true);
+        let r = BtfReader::new(&raw).unwrap();
+        for (state, want) in [(1, Some("mw_ca")), (3, Some("mw_ca")), (2, None), (0, None)] {
+            let ops = decode(&r, id, &value(state), &names).unwrap();
+            assert_eq!(ops.sched_ext_scheduler(), want, "state {state}");
+            assert_eq!(ops.to_json()["sched_ext"], json!(want));
+        }
+    }
+
+    #[test]
+    fn short_values_and_wrong_types_are_refused() {
+        let (raw, id) = btf("tcp_congestion_ops", true);
+        let r = BtfReader::new(&raw).unwrap();
+        assert!(matches!(
+            decode(&r, id, &value(1)[..95], &names),
+            Err(SourceError::Unsupported(_))
+        ));
+        // The struct itself is no value type: it has no `data`.
+        assert!(matches!(
+            decode(&r, id - 2, &value(1), &names),
+            Err(SourceError::Btf(m)) if m.contains("has no `data`")
+        ));
+        // An int is no struct.
+        assert!(matches!(
+            decode(&r, 1, &value(1), &names),
+            Err(SourceError::Btf(m)) if m.contains("is not a struct")
+        ));
+    }
+}
