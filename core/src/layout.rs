@@ -193,6 +193,47 @@ pub struct StackMapLayout {
     pub bucket_data: u32,
 }
 
+/// Offsets in `struct bpf_struct_ops_map`, `struct bpf_struct_ops_value` and
+/// `struct bpf_link`: STRUCT_OPS maps ([`crate::Bpf::struct_ops_value`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StructOpsLayout {
+    /// `bpf_struct_ops_map.uvalue` (`struct bpf_struct_ops_value *`): the user-space
+    /// view, program ids in the function-pointer slots.
+    pub uvalue: u32,
+    /// `bpf_struct_ops_map.kvalue` (the embedded `struct bpf_struct_ops_value`): the
+    /// kernel's struct, trampolines in the function-pointer slots.
+    pub kvalue: u32,
+    /// `bpf_struct_ops_map.links` (`struct bpf_link **`): one link per attached
+    /// program, in member order.
+    pub links: u32,
+    /// `bpf_struct_ops_map.funcs_cnt` (u32): the length of `links`; absent on kernels
+    /// that size it by the struct's member count (6.1).
+    pub funcs_cnt: Option<u32>,
+    /// `bpf_struct_ops_value.refcnt` (6.1) or `.common.refcnt` (6.9+), u32.
+    pub value_refcnt: u32,
+    /// `bpf_struct_ops_value.state` (6.1) or `.common.state` (6.9+), u32.
+    pub value_state: u32,
+    /// `bpf_link.prog` (`struct bpf_prog *`).
+    pub link_prog: u32,
+    /// `bpf_map.refcnt` and `bpf_map.usercnt`: from Linux 6.4 (and in stable kernels
+    /// that took the change, such as Debian's 6.1.192) a lookup's `refcnt` is their
+    /// difference, at least 0.
+    pub map_refcnts: Option<MapRefcnts>,
+    /// Whether `kvalue.refcnt` is retired for certain (the BTF has
+    /// `struct bpf_struct_ops_link`, Linux 6.4+). Otherwise the map decides: a
+    /// registered map whose `kvalue.refcnt` is 0 has it retired.
+    pub refcnt_retired: bool,
+}
+
+/// Offsets of `bpf_map.refcnt` and `bpf_map.usercnt` (both `atomic64_t`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MapRefcnts {
+    /// `bpf_map.refcnt`.
+    pub refcnt: u32,
+    /// `bpf_map.usercnt`.
+    pub usercnt: u32,
+}
+
 /// Offsets in `struct bpf_local_storage_map`, its buckets and elements, and
 /// `struct bpf_local_storage`: the TASK_STORAGE, INODE_STORAGE, SK_STORAGE and
 /// CGRP_STORAGE walker ([`crate::Bpf::for_each_storage_elem`]), with the offsets that
@@ -492,4 +533,6 @@ pub struct KernelLayout {
     pub arena: Option<ArenaLayout>,
     /// `struct bpf_stack_map` and `struct stack_map_bucket`: STACK_TRACE.
     pub stackmap: Option<StackMapLayout>,
+    /// `struct bpf_struct_ops_map` and friends: STRUCT_OPS.
+    pub struct_ops: Option<StructOpsLayout>,
 }

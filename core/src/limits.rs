@@ -52,6 +52,11 @@ pub const MAX_ARRAY_ENTRIES: u32 = 1 << 31;
 /// more than `U32_MAX / 2 + 1`): a larger `n_buckets` is corrupt.
 pub const MAX_STACK_BUCKETS: u32 = 1 << 31;
 
+/// Function pointers of one STRUCT_OPS struct (the kernel's
+/// `BPF_STRUCT_OPS_MAX_NR_MEMBERS`: a struct with more members is refused): the most
+/// slots of a map's `links[]`.
+pub const MAX_STRUCT_OPS_FUNCS: u32 = 64;
+
 /// Size of one frame of a `BPF_F_STACK_BUILD_ID` STACK_TRACE map
 /// (`sizeof(struct bpf_stack_build_id)`); a plain map's frame is one u64.
 pub const STACK_BUILD_ID_FRAME: u32 = 32;

@@ -76,6 +76,10 @@ int arena_setup(void);
  * (see there). 0 on success. */
 int stack_setup(FILE *f);
 
+/* structops.c: a STRUCT_OPS map registering a TCP congestion control; its truth goes
+ * to f and to section `bpf-struct-ops` (see there). 0 on success. */
+int structops_setup(FILE *f);
+
 /* churn.c: `mapwalk.churn=1` (see there). */
 int churn_setup(void);
 void churn_start(void);

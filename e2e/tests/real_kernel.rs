@@ -64,6 +64,8 @@ mod ringbuf;
 mod stack;
 #[path = "real_kernel/storage.rs"]
 mod storage;
+#[path = "real_kernel/structops.rs"]
+mod structops;
 #[path = "real_kernel/truncated.rs"]
 mod truncated;
 #[path = "real_kernel/zero.rs"]

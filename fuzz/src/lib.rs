@@ -74,6 +74,7 @@ pub mod ringbuf;
 pub mod snapshot;
 pub mod stackmap;
 pub mod storage;
+pub mod structops;
 pub mod vmcoreinfo;
 pub mod xarray;
 

@@ -11,7 +11,7 @@ use mapwalk_fuzz::{guest, hash_guest, pick_va, GuestKind, Mutated, RAW_VAS};
 
 type Run = fn(&[u8]);
 
-const TARGETS: [(&str, Run); 22] = [
+const TARGETS: [(&str, Run); 23] = [
     ("pgtable_x86_64", mapwalk_fuzz::pgtable_x86_64::run),
     ("pgtable_aarch64", mapwalk_fuzz::pgtable_aarch64::run),
     ("xarray", mapwalk_fuzz::xarray::run),
@@ -34,6 +34,7 @@ const TARGETS: [(&str, Run); 22] = [
     ("ringbuf", mapwalk_fuzz::ringbuf::run),
     ("arena", mapwalk_fuzz::arena::run),
     ("stackmap", mapwalk_fuzz::stackmap::run),
+    ("structops", mapwalk_fuzz::structops::run),
 ];
 
 fn files(kind: &str, target: &str) -> Vec<(String, Vec<u8>)> {
@@ -228,6 +229,10 @@ fn headers_round_trip() {
                     .unwrap()
                     .0
                     .encode(&mut e),
+                "structops" => mapwalk_fuzz::structops::Header::decode(&mut u)
+                    .unwrap()
+                    .0
+                    .encode(&mut e),
                 // Text inputs, and whole files, no header.
                 "ram_layout" | "kallsyms" | "kvm_regions" | "snapshot" => continue,
                 // Scalars read in order, no header struct.
@@ -324,7 +329,7 @@ fn synthetic_kernel_btf_resolves_to_the_default_layout() {
     use mapwalk_fuzz::btf_synth::kernel_btf;
     let r = mapwalk::btf::layout_from_bytes(kernel_btf()).unwrap();
     // The synthetic kernel BTF has no `bpf_prog`, `lpm_trie`, `bpf_queue_stack`,
-    // `bpf_stack_map`, local storage or any of the object maps' structs: left out.
+    // `bpf_stack_map`, `bpf_struct_ops_map`, local storage or any of the object maps' structs: left out.
     let layout = mapwalk_core::KernelLayout {
         prog: None,
         lpm: None,
@@ -341,6 +346,7 @@ fn synthetic_kernel_btf_resolves_to_the_default_layout() {
         xskmap: None,
         ringbuf: None,
         stackmap: None,
+        struct_ops: None,
         ..mapwalk_core::synth::default_layout()
     };
     assert_eq!(r.layout, layout);
@@ -351,6 +357,7 @@ fn synthetic_kernel_btf_resolves_to_the_default_layout() {
             "lpm_trie (LPM_TRIE maps) disabled: BTF: no struct lpm_trie",
             "bpf_queue_stack (QUEUE and STACK maps) disabled: BTF: no struct bpf_queue_stack",
             "bpf_stack_map (STACK_TRACE maps) disabled: BTF: no struct bpf_stack_map",
+            "bpf_struct_ops_map (STRUCT_OPS maps) disabled: BTF: no struct bpf_struct_ops_map",
             "bpf_local_storage_map (TASK, INODE, SK and CGRP_STORAGE maps) disabled: BTF: no \
              struct bpf_local_storage_map",
             "bpf_bloom_filter (BLOOM_FILTER maps) disabled: BTF: no struct bpf_bloom_filter",
@@ -379,10 +386,10 @@ fn synthetic_kernel_btf_resolves_to_the_default_layout() {
     let r = mapwalk::btf::layout_from_bytes(&b).unwrap();
     assert_eq!(r.layout.htab, None);
     // bpf_htab, and bpf_prog, lpm_trie, bpf_queue_stack, bpf_stack_map,
-    // bpf_local_storage_map, the nine object map groups and bpf_ringbuf (which the
-    // synthetic BTF never has; nor bpf_arena, which, like a kernel before 6.9, is no
-    // warning).
-    assert_eq!(r.warnings.len(), 16, "{:?}", r.warnings);
+    // bpf_struct_ops_map, bpf_local_storage_map, the nine object map groups and
+    // bpf_ringbuf (which the synthetic BTF never has; nor bpf_arena, which, like a
+    // kernel before 6.9, is no warning).
+    assert_eq!(r.warnings.len(), 17, "{:?}", r.warnings);
 }
 
 #[test]

@@ -45,6 +45,7 @@ pub mod render;
 pub mod snapshot;
 pub mod source;
 pub mod stack;
+pub mod struct_ops;
 pub mod text;
 pub mod timing;
 pub mod watch;

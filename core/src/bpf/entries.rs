@@ -22,7 +22,7 @@ use crate::limits::MAX_CPUS;
 use crate::mem::len_u64;
 
 /// The map types [`Bpf::for_each_entry`] walks.
-pub const WALKABLE_MAP_TYPES: [MapType; 30] = [
+pub const WALKABLE_MAP_TYPES: [MapType; 31] = [
     MapType::ARRAY,
     MapType::HASH,
     MapType::LRU_HASH,
@@ -53,6 +53,7 @@ pub const WALKABLE_MAP_TYPES: [MapType; 30] = [
     MapType::USER_RINGBUF,
     MapType::ARENA,
     MapType::STACK_TRACE,
+    MapType::STRUCT_OPS,
 ];
 
 /// One entry's value, as [`Bpf::for_each_entry`] hands it over.
@@ -495,6 +496,13 @@ impl<K: KernelRead + ?Sized> Bpf<'_, K> {
                     f(key, EntryValue::Single(v))
                 })?;
             }
+            (MapType::STRUCT_OPS, _) => {
+                // One entry, key 0: the struct as a lookup returns it (program ids in
+                // the function-pointer slots).
+                self.struct_ops_value(map, value)?;
+                key.copy_from_slice(&0u32.to_le_bytes());
+                hand!(f, count, key, EntryValue::Single(value));
+            }
             _ if object_value_size(map).is_some() => {
                 count =
                     self.for_each_object_slot(map, key, value, |k, v| f(k, EntryValue::Single(v)))?;
@@ -597,7 +605,7 @@ mod tests {
             MapSpec::new(6, MapType::LRU_PERCPU_HASH, "lru_pcpu", 8, 12, 8)
                 .percpu_entry(&[7; 8], (0..3).map(cpu_val(3)).collect())
                 .percpu_vmalloc(),
-            MapSpec::new(7, MapType::STRUCT_OPS, "sops", 4, 8, 1),
+            MapSpec::new(7, MapType::CGROUP_STORAGE, "cgst", 12, 8, 0),
         ]
     }
 
@@ -709,7 +717,7 @@ mod tests {
             walk(&g, 7, true),
             Err(Error::UnsupportedMapType {
                 id: 7,
-                map_type: MapType::STRUCT_OPS
+                map_type: MapType::CGROUP_STORAGE
             })
         );
         for id in [4, 5, 6] {

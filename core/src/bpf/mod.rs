@@ -13,6 +13,7 @@
 //! [`Bpf::for_each_storage_elem`] walks a local-storage map with each element's owner
 //! ([`storage`]). [`Bpf::for_each_arena_page`] walks the pages an ARENA has.
 //! ([`storage`]). [`Bpf::for_each_stack`] walks a STACK_TRACE map's stored stacks.
+//! [`Bpf::struct_ops_value`] reads a STRUCT_OPS map's struct as a lookup returns it.
 
 mod arena;
 mod array;
@@ -37,6 +38,9 @@ mod stackmap;
 #[cfg(test)]
 mod stackmap_tests;
 pub mod storage;
+mod structops;
+#[cfg(test)]
+mod structops_tests;
 
 pub use arena::{Arena, ARENA_FORM_VERSION, ARENA_GUARD_SZ, ARENA_PAGE_SIZE};
 pub use array::ArrayMap;
@@ -76,3 +80,7 @@ pub use ringbuf::{
 };
 pub use stackmap::stack_frame_size;
 pub use storage::{StorageOwner, StorageWalkStats, STORAGE_MAP_TYPES};
+pub use structops::{
+    StructOpsProg, StructOpsState, STRUCT_OPS_STATE_INIT, STRUCT_OPS_STATE_INUSE,
+    STRUCT_OPS_STATE_READY, STRUCT_OPS_STATE_TOBEFREE,
+};

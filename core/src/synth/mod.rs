@@ -30,7 +30,7 @@ mod guest;
 pub use guest::{
     default_layout, BuiltElem, BuiltHtab, BuiltMap, BuiltObject, BuiltProg, BuiltStorage,
     BuiltStorageElem, EntrySpec, GuestBuilder, MapSpec, Placement, ProgSpec, RingSpec, SlotObject,
-    StorageElemSpec, SynthArch, SynthSymbols, SyntheticGuest,
+    StorageElemSpec, StructOpsSpec, SynthArch, SynthSymbols, SyntheticGuest,
 };
 
 mod changing;

@@ -13,15 +13,17 @@ use mapwalk_core::Pa;
 use mapwalk_fuzz::btf_synth::{self, BtfBuilder};
 use mapwalk_fuzz::{
     array, btf_layout, discovery, elf_core, htab, ksymtab, objmaps, percpu, pgtable_aarch64,
-    pgtable_x86_64, progs, render, stackmap, storage, vmcoreinfo, xarray, Enc, Mutated,
+    pgtable_x86_64, progs, render, stackmap, storage, structops, vmcoreinfo, xarray, Enc, Mutated,
 };
 use mapwalk_fuzz::{GuestKind, RAW_DIRECT_MAP};
 
 mod files;
 mod maps;
-use maps::{arena_seeds, objmaps_seeds, ringbuf_seeds, stackmap_seeds, storage_seeds};
 use files::{
     elf_core_seeds, kvm_regions_seeds, ram_layout_seeds, snapshot_seeds, vmcoreinfo_seeds,
+};
+use maps::{
+    arena_seeds, objmaps_seeds, ringbuf_seeds, stackmap_seeds, storage_seeds, structops_seeds,
 };
 
 type Patch = (u8, u32, u8, bool, u64);
@@ -859,6 +861,7 @@ fn main() {
     objmaps_seeds();
     ringbuf_seeds();
     stackmap_seeds();
+    structops_seeds();
     snapshot_seeds();
     arena_seeds();
 }

@@ -1,5 +1,5 @@
-//! Seeds of the map-type targets: local storage, ring buffers, stack traces, object
-//! maps and arenas.
+//! Seeds of the map-type targets: local storage, ring buffers, stack traces, struct_ops,
+//! object maps and arenas.
 
 use super::*;
 
@@ -246,4 +246,70 @@ pub(crate) fn arena_seeds() {
         "seed-caps",
         &seed(0, 4096, 1, (3, 2), &[0, 1, 2, 3, 2048]),
     );
+}
+
+pub(crate) fn structops_seeds() {
+    use structops::Header;
+    let t = "structops";
+    for guest in 0..7u8 {
+        let h = Header {
+            guest,
+            members: 20,
+            ..Header::default()
+        };
+        write(
+            t,
+            &format!("seed-{}", guest_name(guest)),
+            &synth(|e| h.encode(e), &[], (0, 0, &[])),
+        );
+    }
+    // The 6.9+ shape: `funcs_cnt`, the map's reference counts, kvalue's retired.
+    let mut h = Header {
+        shape: 14,
+        members: 20,
+        ..Header::default()
+    };
+    h.offsets[3] = 380;
+    h.offsets[7] = 128;
+    write(
+        t,
+        "seed-synth-x86-funcs-cnt-map-refcnts",
+        &synth(|e| h.encode(e), &[], (0, 0, &[])),
+    );
+    // Raw: a registered map (state INUSE) with its uvalue and one link to a program.
+    let l = default_layout().struct_ops.unwrap();
+    let p = default_layout().prog.unwrap();
+    let mut ram = SynthRam::new(Pa(0), 8192);
+    let map = ram.alloc(u64::from(l.kvalue) + 64, 64);
+    let uvalue = ram.alloc(64, 64);
+    let links = ram.alloc(16, 64);
+    let link = ram.alloc(64, 64);
+    let prog = ram.alloc(64, 64);
+    let aux = ram.alloc(u64::from(p.aux_name) + 16, 64);
+    let kva = |pa: Pa| RAW_DIRECT_MAP + pa.0;
+    ram.write_u32(
+        Pa(map.0 + u64::from(l.kvalue) + u64::from(l.value_state)),
+        1,
+    );
+    ram.write_u32(
+        Pa(map.0 + u64::from(l.kvalue) + u64::from(l.value_refcnt)),
+        1,
+    );
+    ram.write_u64(Pa(map.0 + u64::from(l.uvalue)), kva(uvalue));
+    ram.write_u64(Pa(uvalue.0 + 8), 7);
+    ram.write_u64(Pa(map.0 + u64::from(l.links)), kva(links));
+    ram.write_u64(links, kva(link));
+    ram.write_u64(Pa(link.0 + u64::from(l.link_prog)), kva(prog));
+    ram.write_u64(Pa(prog.0 + u64::from(p.aux)), kva(aux));
+    ram.write_u32(Pa(aux.0 + u64::from(p.aux_id)), 7);
+    let h = Header {
+        mode: 1,
+        offsets: structops::offsets(&default_layout()).map(|o| o as u16),
+        shape: 4,
+        kva: map.0 as u32,
+        info: [0, 64, 0],
+        members: 4,
+        ..Header::default()
+    };
+    write(t, "seed-raw-registered", &raw(|e| h.encode(e), ram.bytes()));
 }

@@ -4,10 +4,10 @@
 pub use mapwalk_core::layout::BtfObjectLayout;
 use mapwalk_core::layout::{
     ArenaLayout, ArrayLayout, BloomLayout, BpfMapLayout, CgroupLayout, CgroupOwnerLayout,
-    CpumapLayout, DevmapLayout, HtabLayout, IdrLayout, InodeOwnerLayout, LpmLayout,
+    CpumapLayout, DevmapLayout, HtabLayout, IdrLayout, InodeOwnerLayout, LpmLayout, MapRefcnts,
     PerfEventLayout, ProgLayout, QueueStackLayout, ReuseportLayout, RingbufLayout, SockLayout,
-    SockOwnerLayout, SockmapLayout, StackMapLayout, StorageLayout, TaskOwnerLayout, XarrayLayout,
-    XskmapLayout,
+    SockOwnerLayout, SockmapLayout, StackMapLayout, StorageLayout, StructOpsLayout,
+    TaskOwnerLayout, XarrayLayout, XskmapLayout,
 };
 use mapwalk_core::KernelLayout;
 
@@ -74,6 +74,10 @@ pub const LAYOUT_STRUCTS: &[&str] = &[
     "bpf_ringbuf",
     "bpf_arena",
     "vm_struct",
+    "bpf_struct_ops_map",
+    "bpf_struct_ops_value",
+    "bpf_struct_ops_link",
+    "bpf_link",
 ];
 
 /// Finds `name` among the members of aggregate `ty`, looking into anonymous struct and
@@ -235,7 +239,7 @@ pub fn struct_size_having(
 /// `bpf_queue_stack` or `bpf_local_storage_map` cannot be resolved; within `storage`,
 /// each kind of owner on its own: `task_struct`, `inode`, `sock`, `cgroup`), the object
 /// maps' groups (`bloom`, `devmap`, `cpumap`, `sock`, `sockmap`, `reuseport`, `cgroup`,
-/// `perf_event`, `xskmap`, the same way), `stackmap` (`bpf_stack_map`), and `bpf_map.btf_vmlinux_value_type_id`
+/// `perf_event`, `xskmap`, the same way), `stackmap` (`bpf_stack_map`), `struct_ops` (`bpf_struct_ops_map`), and `bpf_map.btf_vmlinux_value_type_id`
 /// (`None` and a warning).
 ///
 /// # Errors
@@ -364,6 +368,11 @@ pub(crate) fn layout_with(
             bucket_data: off("stack_map_bucket", "data")?,
         })
     });
+    let struct_ops = group(
+        &mut warnings,
+        "bpf_struct_ops_map (STRUCT_OPS maps)",
+        || struct_ops_layout(&off),
+    );
     let storage = group(
         &mut warnings,
         "bpf_local_storage_map (TASK, INODE, SK and CGRP_STORAGE maps)",
@@ -423,8 +432,37 @@ pub(crate) fn layout_with(
                 l
             }),
             stackmap,
+            struct_ops,
         },
         warnings,
+    })
+}
+
+/// The STRUCT_OPS offsets: `refcnt` and `state` directly in `bpf_struct_ops_value`
+/// (6.1) or in its `common` (6.9+); `funcs_cnt` where `links[]` has it;
+/// `bpf_map.refcnt` and `usercnt` (a lookup's reference count from 6.4); `kvalue.refcnt`
+/// retired for certain on kernels with `struct bpf_struct_ops_link` (6.4+).
+fn struct_ops_layout(
+    off: &impl Fn(&str, &str) -> Result<u32, BtfError>,
+) -> Result<StructOpsLayout, BtfError> {
+    let value = |name: &str| {
+        off("bpf_struct_ops_value", &format!("common.{name}"))
+            .or_else(|_| off("bpf_struct_ops_value", name))
+    };
+    let map_refcnts = match (off("bpf_map", "refcnt"), off("bpf_map", "usercnt")) {
+        (Ok(refcnt), Ok(usercnt)) => Some(MapRefcnts { refcnt, usercnt }),
+        _ => None,
+    };
+    Ok(StructOpsLayout {
+        uvalue: off("bpf_struct_ops_map", "uvalue")?,
+        kvalue: off("bpf_struct_ops_map", "kvalue")?,
+        links: off("bpf_struct_ops_map", "links")?,
+        funcs_cnt: off("bpf_struct_ops_map", "funcs_cnt").ok(),
+        value_refcnt: value("refcnt")?,
+        value_state: value("state")?,
+        link_prog: off("bpf_link", "prog")?,
+        map_refcnts,
+        refcnt_retired: off("bpf_struct_ops_link", "map").is_ok(),
     })
 }
 

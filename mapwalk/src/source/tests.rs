@@ -40,7 +40,7 @@ fn guest() -> (SyntheticGuest, Vec<u8>) {
         MapSpec::new(4, MapType::LRU_PERCPU_HASH, "phash", 8, 4, 4)
             .percpu_entry(&[3; 8], vec![vec![1; 4], vec![2; 4]]),
     )
-    .add_map(MapSpec::new(5, MapType::STRUCT_OPS, "sops", 4, 8, 1))
+    .add_map(MapSpec::new(5, MapType::CGROUP_STORAGE, "cgst", 12, 8, 0))
     .add_map({
         let mut s = MapSpec::array(6, "typed", 8, 1).mmapable();
         s.btf_ids = (1, 1);
@@ -153,7 +153,7 @@ fn memory_maps_list_dump_and_give_their_btf() {
     );
     match entries(&src, &maps[4]) {
         Err(SourceError::Unsupported(msg)) => {
-            assert!(msg.contains("struct_ops"), "{msg}");
+            assert!(msg.contains("cgroup_storage"), "{msg}");
         }
         other => panic!("{other:?}"),
     }

@@ -9,6 +9,7 @@ mod progs;
 mod ringbuf;
 mod stackmap;
 mod storage;
+mod structops;
 
 use super::{
     BuiltElem, BuiltHtab, BuiltMap, BuiltObject, BuiltStorage, GuestBuilder, MapSpec, Placement,
@@ -335,6 +336,7 @@ impl<'b> Layouter<'b> {
             _ => (
                 objmaps::object_map_size(l, spec)
                     .or_else(|| stackmap::stack_map_size(l, spec))
+                    .or_else(|| structops::struct_ops_map_size(l, spec).map(|n| n.max(header)))
                     .unwrap_or(header),
                 0,
             ),
@@ -415,6 +417,7 @@ impl<'b> Layouter<'b> {
         self.lay_object_map(spec, base);
         self.lay_ringbuf(spec, base);
         self.lay_stack_map(spec, base);
+        self.lay_struct_ops(spec, base);
         BuiltMap { id: spec.id, kva }
     }
 
@@ -614,6 +617,7 @@ impl<'b> Layouter<'b> {
         self.write_u32(map_idr.0 + u64::from(l.idr.idr_next), next);
         let (prog_idr, progs) = self.lay_progs(&maps);
         self.lay_fd_slots(&maps, &progs);
+        self.lay_struct_ops_links(&maps, &progs);
 
         let paging = match &self.tables {
             Tables::X86(t) => t.paging(),

@@ -13,9 +13,9 @@ use crate::bpf::{PerCpuOffsets, PossibleCpus};
 use crate::kernel::{KernelAddrs, KernelView};
 use crate::layout::{
     ArrayLayout, BloomLayout, BpfMapLayout, BtfObjectLayout, CgroupLayout, CpumapLayout,
-    DevmapLayout, HtabLayout, IdrLayout, KernelLayout, LpmLayout, PerfEventLayout, ProgLayout,
-    QueueStackLayout, ReuseportLayout, SockLayout, SockmapLayout, StackMapLayout, XarrayLayout,
-    XskmapLayout,
+    DevmapLayout, HtabLayout, IdrLayout, KernelLayout, LpmLayout, MapRefcnts, PerfEventLayout,
+    ProgLayout, QueueStackLayout, ReuseportLayout, SockLayout, SockmapLayout, StackMapLayout,
+    StructOpsLayout, XarrayLayout, XskmapLayout,
 };
 use crate::layout::{
     CgroupOwnerLayout, InodeOwnerLayout, SockOwnerLayout, StorageLayout, TaskOwnerLayout,
@@ -26,7 +26,9 @@ use crate::synth::SynthRam;
 use layouter::Layouter;
 
 pub use progspec::ProgSpec;
-pub use spec::{EntrySpec, MapSpec, Placement, RingSpec, SlotObject, StorageElemSpec};
+pub use spec::{
+    EntrySpec, MapSpec, Placement, RingSpec, SlotObject, StorageElemSpec, StructOpsSpec,
+};
 
 /// A layout like Linux 6.1's on x86_64 (the values are realistic but only need to be
 /// self-consistent: the walkers take whatever layout they are given).
@@ -174,6 +176,21 @@ pub fn default_layout() -> KernelLayout {
             buckets: 296,
             bucket_nr: 12,
             bucket_data: 16,
+        }),
+        // Linux 6.1's on x86_64 (`links` without `funcs_cnt`, `kvalue.refcnt`).
+        struct_ops: Some(StructOpsLayout {
+            uvalue: 328,
+            kvalue: 384,
+            links: 312,
+            funcs_cnt: None,
+            value_refcnt: 0,
+            value_state: 4,
+            link_prog: 24,
+            map_refcnts: Some(MapRefcnts {
+                refcnt: 128,
+                usercnt: 136,
+            }),
+            refcnt_retired: false,
         }),
     }
 }

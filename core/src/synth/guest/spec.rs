@@ -131,6 +131,28 @@ pub struct MapSpec {
     pub bucket_log: u32,
     /// A RINGBUF or USER_RINGBUF's positions and bytes (without it, `rb` stays null).
     pub ringbuf: Option<RingSpec>,
+    /// A STRUCT_OPS map's registered struct (without it, `kvalue` stays zero: state
+    /// INIT).
+    pub struct_ops: Option<StructOpsSpec>,
+}
+
+/// A STRUCT_OPS map as the builder lays it out ([`MapSpec::struct_ops`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StructOpsSpec {
+    /// `kvalue`'s state (`STRUCT_OPS_STATE_*`).
+    pub state: u32,
+    /// `kvalue`'s refcnt (what 6.1 reports).
+    pub kvalue_refcnt: u32,
+    /// `bpf_map.refcnt` and `bpf_map.usercnt`, written when the layout has them (what
+    /// 6.4+ reports is their difference).
+    pub map_refcnts: (u64, u64),
+    /// The bytes of `*uvalue` (`value_size` of them; `uvalue` stays NULL when empty).
+    pub uvalue: Vec<u8>,
+    /// The ids of the programs `links[]` leads to, slot by slot (0: a NULL slot; a bare
+    /// program named `sops_<id>` is laid for an id the guest lacks).
+    pub link_progs: Vec<u32>,
+    /// `funcs_cnt`, when the layout has it (default: the length of `link_progs`).
+    pub funcs_cnt: Option<u32>,
 }
 
 /// What a RINGBUF or USER_RINGBUF holds: its positions, and bytes written into its data
@@ -205,7 +227,15 @@ impl MapSpec {
             objects: Vec::new(),
             ringbuf: None,
             stacks: Vec::new(),
+            struct_ops: None,
         }
+    }
+
+    /// Makes a STRUCT_OPS map registered as `ops` says.
+    #[must_use]
+    pub fn struct_ops(mut self, ops: StructOpsSpec) -> Self {
+        self.struct_ops = Some(ops);
+        self
     }
 
     /// Sets a RINGBUF or USER_RINGBUF's consumer and producer positions to `pos`: an
