@@ -76,6 +76,11 @@ int arena_setup(void);
  * (see there). 0 on success. */
 int stack_setup(FILE *f);
 
+/* queue.c: a QUEUE and a STACK map moved through pushes and pops; their MAP lines go
+ * to f, their elements in pop order to section `bpf-queues` (see there). 0 on
+ * success. */
+int queue_setup(FILE *f);
+
 /* churn.c: `mapwalk.churn=1` (see there). */
 int churn_setup(void);
 void churn_start(void);

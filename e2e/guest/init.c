@@ -496,6 +496,8 @@ static int make_maps(const char *path)
 		rc = -1;
 	if (stack_setup(f) != 0) /* stack.c */
 		rc = -1;
+	if (queue_setup(f) != 0) /* queue.c */
+		rc = -1;
 	if (fclose(f) != 0) {
 		say("MAPWALK-ERROR write %s: %s\n", path, strerror(errno));
 		rc = -1;
