@@ -149,6 +149,7 @@ fn queue_from_memory(config: &GuestConfig) {
             Some(format!("Found {elements} elements").as_str()),
             "{test}: {name} text: {text}"
         );
+        eprintln!("{test}: dump {name}:\n{text}");
         lines.push(format!("{name} {elements} elements"));
     }
     let stack = maps.iter().find(|m| m.name == "mw_stackq").unwrap();
