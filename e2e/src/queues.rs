@@ -92,3 +92,60 @@ pub fn queue_truth(report: &GuestReport) -> Result<Option<BTreeMap<u32, GuestQue
     }
     Ok(Some(out))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mapwalk::kallsyms::SymbolTable;
+    use std::collections::HashMap;
+
+    fn report(section: Option<&str>) -> GuestReport {
+        let mut sections = HashMap::new();
+        if let Some(s) = section {
+            sections.insert("bpf-queues".to_owned(), s.to_owned());
+        }
+        GuestReport {
+            sections,
+            kallsyms: SymbolTable::default(),
+        }
+    }
+
+    #[test]
+    fn queue_and_stack_lines_parse_in_pop_order() {
+        let r = report(Some(
+            "QS 35 name=mw_queue peek=0300 pop=0300,0400,11ff\n\
+             QS 36 name=mw_stackq peek=5c08 pop=5c08\n\
+             FULL 36 errno=7\n",
+        ));
+        let got = queue_truth(&r).unwrap().unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            got[&35],
+            GuestQueue {
+                id: 35,
+                name: "mw_queue".into(),
+                peek: vec![3, 0],
+                pop: vec![vec![3, 0], vec![4, 0], vec![0x11, 0xff]],
+                full_errno: None,
+            }
+        );
+        assert_eq!(got[&36].pop, [vec![0x5c, 8]]);
+        assert_eq!(got[&36].full_errno, Some(7));
+    }
+
+    #[test]
+    fn no_section_is_none_and_bad_lines_are_errors() {
+        assert!(queue_truth(&report(None)).unwrap().is_none());
+        for bad in [
+            "QS 1 name=q peek=0 pop=00",
+            "QS 1 name=q peek=00 pop=zz",
+            "QS x name=q peek=00 pop=00",
+            "QS 1 name=q pop=00",
+            "FULL 2 errno=7",
+            "HUH 1",
+            "QS 1 name=q peek=00 pop=00\nQS 1 name=q peek=00 pop=00",
+        ] {
+            assert!(queue_truth(&report(Some(bad))).is_err(), "{bad:?}");
+        }
+    }
+}
