@@ -79,6 +79,10 @@ int stack_setup(FILE *f);
 /* structops.c: a STRUCT_OPS map registering a TCP congestion control; its truth goes
  * to f and to section `bpf-struct-ops` (see there). 0 on success. */
 int structops_setup(FILE *f);
+/* queue.c: a QUEUE and a STACK map moved through pushes and pops; their MAP lines go
+ * to f, their elements in pop order to section `bpf-queues` (see there). 0 on
+ * success. */
+int queue_setup(FILE *f);
 
 /* churn.c: `mapwalk.churn=1` (see there). */
 int churn_setup(void);

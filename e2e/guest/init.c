@@ -498,6 +498,8 @@ static int make_maps(const char *path)
 		rc = -1;
 	if (structops_setup(f) != 0) /* structops.c */
 		rc = -1;
+	if (queue_setup(f) != 0) /* queue.c */
+		rc = -1;
 	if (fclose(f) != 0) {
 		say("MAPWALK-ERROR write %s: %s\n", path, strerror(errno));
 		rc = -1;

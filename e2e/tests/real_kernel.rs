@@ -58,6 +58,8 @@ mod objmaps;
 mod process;
 #[path = "real_kernel/progs.rs"]
 mod progs;
+#[path = "real_kernel/queue.rs"]
+mod queue;
 #[path = "real_kernel/ringbuf.rs"]
 mod ringbuf;
 #[path = "real_kernel/stack.rs"]

@@ -158,7 +158,8 @@ fn hex_json(bytes: &[u8]) -> Value {
 /// in-guest run checks.
 ///
 /// Local-storage maps' entries (an owner in place of a key) are checked against
-/// `storage`, the guest's section `bpf-storage` ([`storage_truth`]).
+/// `storage`, the guest's section `bpf-storage` ([`storage_truth`]); QUEUE and STACK
+/// maps' entries, in pop order, against its section `bpf-queues` (also in `storage`).
 pub(super) fn check_dump_all(
     test: &str,
     dump: &Value,
@@ -189,6 +190,21 @@ pub(super) fn check_dump_all(
         let entries = m["entries"]
             .as_array()
             .unwrap_or_else(|| panic!("{test}: map {} has no entries array: {m}", g.name));
+        if matches!(MapType(g.map_type), MapType::QUEUE | MapType::STACK) {
+            // In pop order, exactly (every key is empty).
+            let want = storage.get(&g.id).cloned().unwrap_or_default();
+            assert!(
+                !want.is_empty(),
+                "{test}: no bpf-queues line for {}",
+                g.name
+            );
+            assert_eq!(
+                entries, &want,
+                "{test}: map {} vs the guest's bpf-queues",
+                g.name
+            );
+            continue;
+        }
         if OwnerKind::of(MapType(g.map_type)).is_some() {
             let key = |v: &Value| v["value"].to_string();
             let mut got: Vec<Value> = entries.iter().map(|e| without_address(test, e)).collect();

@@ -110,12 +110,24 @@ fn deb12_corrupt_bpf_structures_never_give_a_silent_partial_answer() {
     let mut indistinguishable = 0usize;
     let storage = super::storage::storage_counts(report);
     let rings = super::ringbuf::ringbuf_counts(report);
+    let queues = super::queue::queue_counts(report);
     let counts: BTreeMap<u64, usize> = truth
         .iter()
         .map(|m| {
             let id = u64::from(m.id);
-            let n = m.values.len() + m.hash_values.len() + m.percpu_values.len();
-            let own = storage.get(&id).or(rings.get(&id)).copied().unwrap_or(0);
+            // A bloom filter dumps as one entry (its bits); the object maps' slots are
+            // `OVAL` lines.
+            let n = m.values.len()
+                + m.hash_values.len()
+                + m.percpu_values.len()
+                + m.object_values.len()
+                + usize::from(MapType(m.map_type) == MapType::BLOOM_FILTER);
+            let own = storage
+                .get(&id)
+                .or(rings.get(&id))
+                .or(queues.get(&id))
+                .copied()
+                .unwrap_or(0);
             (id, n + own)
         })
         .collect();

@@ -118,13 +118,17 @@ fn expected(test: &str, l: &Line<'_>) -> Value {
 
 /// Each local-storage map's elements as `dump --json` must give them once
 /// [`without_address`] has been applied, by map id, from section `bpf-storage` (empty
-/// without it).
+/// without it); and each QUEUE's and STACK's entries in pop order, from section
+/// `bpf-queues`.
 pub(super) fn storage_truth(test: &str, report: &GuestReport) -> BTreeMap<u32, Vec<Value>> {
     let mut by_map: BTreeMap<u32, Vec<Value>> = BTreeMap::new();
     if let Some(s) = report.sections.get("bpf-storage") {
         for l in lines(test, s) {
             by_map.entry(l.map).or_default().push(expected(test, &l));
         }
+    }
+    for (id, entries) in super::queue::queue_entries(test, report) {
+        by_map.insert(id, entries.as_array().cloned().unwrap_or_default());
     }
     by_map
 }
