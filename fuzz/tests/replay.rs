@@ -744,4 +744,3 @@ fn ringbuf_seeds_reach_their_records() {
         }
     }
 }
-

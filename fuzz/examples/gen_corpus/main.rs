@@ -415,10 +415,6 @@ fn progs_seeds() {
     );
 }
 
-
-
-
-
 fn array_seeds() {
     use array::{Header, Op};
     let t = "array";
@@ -865,4 +861,3 @@ fn main() {
     snapshot_seeds();
     arena_seeds();
 }
-
