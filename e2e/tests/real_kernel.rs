@@ -34,6 +34,8 @@ mod arm64;
 mod arm64_kernels;
 #[path = "real_kernel/bpf.rs"]
 mod bpf;
+#[path = "real_kernel/bytes.rs"]
+mod bytes;
 #[path = "real_kernel/churn.rs"]
 mod churn;
 #[path = "real_kernel/cli.rs"]

@@ -7,6 +7,7 @@
 //! which has no arenas, the guest cannot make one, and the dump of the whole guest is
 //! still whole.
 
+use super::bytes::{bytes, unhex};
 use mapwalk_e2e::{self as e2e, GuestConfig};
 use serde_json::Value;
 
@@ -23,21 +24,6 @@ fn deb13_kaslr_5level_arena() {
 #[test]
 fn deb12_kaslr_5level_no_arena() {
     arena_from_memory(&GuestConfig::DEB12_KASLR_5LEVEL);
-}
-
-fn bytes(v: &Value) -> Vec<u8> {
-    v.as_array()
-        .unwrap_or_else(|| panic!("not a byte array: {v}"))
-        .iter()
-        .map(|b| u8::from_str_radix(b.as_str().unwrap().trim_start_matches("0x"), 16).unwrap())
-        .collect()
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
 }
 
 /// The truth of section `bpf-arena`: the map id, its user address and pages, and each

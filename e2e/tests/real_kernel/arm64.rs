@@ -17,6 +17,7 @@
 //!   its listing equals the view from outside (but for `bytes_memlock`), and its `dump
 //!   --all --json` the one from outside byte for byte (SHA-256, whole and per map).
 
+use super::bytes::hex_json;
 use super::cli::{check_listing, Cli};
 use super::storage::{storage_truth, without_address};
 use mapwalk::describe::vmcoreinfo::find_vmcoreinfo;
@@ -144,13 +145,6 @@ fn deb13_arm64_4k_lpa2_describe() {
     want.push(btf_map_id(test, guest));
     want.sort_unstable();
     assert_eq!(ids, want, "{test}: map ids");
-}
-
-fn hex_json(bytes: &[u8]) -> Value {
-    json!(bytes
-        .iter()
-        .map(|b| format!("0x{b:02x}"))
-        .collect::<Vec<_>>())
 }
 
 /// Every entry of every map of `dump --all --json` against the guest's own reads; with

@@ -7,6 +7,7 @@
 //!
 //! One configuration only (its guest is shared with the other tests of this binary).
 
+use super::bytes::hex_json;
 use mapwalk_core::MapType;
 use mapwalk_e2e::{self as e2e, Guest, GuestConfig, GuestMap};
 use serde_json::{json, Value};
@@ -29,11 +30,6 @@ const OFFSET: usize = 8;
 #[test]
 fn deb12_kaslr_5level_cli_on_running_guest() {
     cli_on_running_guest(&GuestConfig::DEB12_KASLR_5LEVEL);
-}
-
-/// bpftool's JSON for bytes: `["0x0a", "0xff", ...]`.
-fn hex_json(bytes: &[u8]) -> Value {
-    bytes.iter().map(|b| format!("0x{b:02x}")).collect()
 }
 
 fn hex(bytes: &[u8]) -> String {

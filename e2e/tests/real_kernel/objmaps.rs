@@ -19,9 +19,10 @@
 //!   seed read from memory, for the zero-seed filter with seed 0 as the guest asked. The
 //!   guest's own lookups (membership tests) found every pushed value.
 
+use super::bytes::{bytes, hex_json};
 use mapwalk_core::MapType;
 use mapwalk_e2e::{self as e2e, GuestConfig, GuestMap};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::BTreeSet;
 
 use super::cli::Cli;
@@ -185,18 +186,6 @@ fn jhash_is_lookup3() {
 }
 
 // ---------------------------------------------------------------------------------------
-
-fn bytes(v: &Value) -> Vec<u8> {
-    v.as_array()
-        .unwrap_or_else(|| panic!("not a byte array: {v}"))
-        .iter()
-        .map(|b| u8::from_str_radix(b.as_str().unwrap().trim_start_matches("0x"), 16).unwrap())
-        .collect()
-}
-
-fn hex_json(bytes: &[u8]) -> Value {
-    bytes.iter().map(|b| format!("0x{b:02x}")).collect()
-}
 
 /// `dump id:N --json` as (key, value) byte pairs, in the dump's order.
 fn dump(test: &str, cli: &Cli<'_>, map: &GuestMap) -> Vec<(Vec<u8>, Vec<u8>)> {

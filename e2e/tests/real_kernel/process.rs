@@ -4,6 +4,7 @@
 //! read and running again afterwards. Every map the guest reported is listed, the hash
 //! map dumped key for key, and every ARRAY value compared byte for byte.
 
+use super::bytes::bytes;
 use super::cli::{check_hash_dump, check_listing, Cli};
 use mapwalk_core::MapType;
 use mapwalk_e2e::{self as e2e, GuestConfig};
@@ -106,13 +107,4 @@ fn deb13_kaslr_5level_anon_read_from_outside_the_qemu_process() {
         truth.len(),
         hash.hash_values.len()
     );
-}
-
-/// `["0x01", ...]` as bytes.
-fn bytes(v: &Value) -> Vec<u8> {
-    v.as_array()
-        .unwrap_or_else(|| panic!("not a byte array: {v}"))
-        .iter()
-        .map(|b| u8::from_str_radix(b.as_str().unwrap().trim_start_matches("0x"), 16).unwrap())
-        .collect()
 }

@@ -7,6 +7,7 @@
 //! must say the same (the dumps' order is checked against the kernel's own by the
 //! in-guest tests, whose live dump must equal the one from outside byte for byte).
 
+use super::bytes::hex_json;
 use mapwalk_core::ProgType;
 use mapwalk_e2e::{self as e2e, GuestConfig, GuestMap};
 use serde_json::{json, Value};
@@ -65,11 +66,6 @@ pub(super) fn expected(test: &str, line: &str) -> Value {
         o.insert("btf_id".into(), json!(num("btf")));
     }
     Value::Object(o)
-}
-
-/// bpftool's JSON for bytes: `["0x0a", "0xff", ...]`.
-fn hex_json(bytes: &[u8]) -> Value {
-    bytes.iter().map(|b| format!("0x{b:02x}")).collect()
 }
 
 /// The dump of `map` as the guest's `HVAL` (slots) or `VAL` (ARRAY) lines say, in key

@@ -8,6 +8,7 @@
 //! one; the text dump the same values, then `Found N elements`. bpf() cannot list these
 //! maps without popping them.
 
+use super::bytes::hex_json;
 use mapwalk_core::MapType;
 use mapwalk_e2e::queues::{queue_truth, GuestQueue};
 use mapwalk_e2e::{self as e2e, GuestConfig};
@@ -27,11 +28,6 @@ fn deb12_kaslr_5level_queue_stack() {
 #[test]
 fn deb13_kaslr_5level_queue_stack() {
     queue_from_memory(&GuestConfig::DEB13_KASLR_5LEVEL);
-}
-
-/// bpftool's JSON for bytes.
-pub(super) fn hex_json(bytes: &[u8]) -> Value {
-    bytes.iter().map(|b| format!("0x{b:02x}")).collect()
 }
 
 /// What a QUEUE's or STACK's `dump --json` must be: its elements in pop order, each

@@ -9,9 +9,9 @@
 //! pending bytes), then every record (its header with the busy and discard bits, its
 //! data; a busy record's header alone, and nothing after it).
 
+use super::bytes::{bytes, unhex};
 use mapwalk_core::MapType;
 use mapwalk_e2e::{self as e2e, GuestConfig};
-use serde_json::Value;
 use std::collections::BTreeMap;
 
 use super::cli::Cli;
@@ -24,21 +24,6 @@ fn deb12_kaslr_5level_ringbuf() {
 #[test]
 fn deb13_kaslr_5level_ringbuf() {
     ringbuf_from_memory(&GuestConfig::DEB13_KASLR_5LEVEL);
-}
-
-fn bytes(v: &Value) -> Vec<u8> {
-    v.as_array()
-        .unwrap_or_else(|| panic!("not a byte array: {v}"))
-        .iter()
-        .map(|b| u8::from_str_radix(b.as_str().unwrap().trim_start_matches("0x"), 16).unwrap())
-        .collect()
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
 }
 
 /// What the guest said of one ring.

@@ -6,11 +6,11 @@
 //! in `GET_NEXT_KEY` order (bucket order); and the frames, named with the guest's
 //! kallsyms (`mapwalk::stack`), must be the system-call entry path.
 
+use super::bytes::bytes;
 use mapwalk::stack::{frames, Frame, KernelSymbolizer};
 use mapwalk_core::bpf::MapFlags;
 use mapwalk_core::{Kva, MapType};
 use mapwalk_e2e::{self as e2e, GuestConfig};
-use serde_json::Value;
 
 use super::cli::Cli;
 
@@ -22,14 +22,6 @@ fn deb12_kaslr_5level_stack_trace() {
 #[test]
 fn deb13_kaslr_5level_stack_trace() {
     stack_from_memory(&GuestConfig::DEB13_KASLR_5LEVEL);
-}
-
-fn bytes(v: &Value) -> Vec<u8> {
-    v.as_array()
-        .unwrap_or_else(|| panic!("not a byte array: {v}"))
-        .iter()
-        .map(|b| u8::from_str_radix(b.as_str().unwrap().trim_start_matches("0x"), 16).unwrap())
-        .collect()
 }
 
 fn stack_from_memory(config: &GuestConfig) {

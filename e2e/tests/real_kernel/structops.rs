@@ -7,13 +7,13 @@
 //! `mapwalk::struct_ops::from_memory` must name each function pointer's program (id and
 //! name) as the guest does.
 
+use super::bytes::bytes;
 use mapwalk::describe::{self, BtfSource, KernelSpec, MemoryHints, SymbolSource};
 use mapwalk::source::{MapSource, MemorySource};
 use mapwalk::struct_ops::{from_memory, ProgRef};
 use mapwalk_core::MapType;
 use mapwalk_e2e::{self as e2e, GuestConfig};
 use mapwalk_file::RamFile;
-use serde_json::Value;
 
 use super::cli::Cli;
 
@@ -25,14 +25,6 @@ fn deb12_kaslr_5level_struct_ops() {
 #[test]
 fn deb13_kaslr_5level_struct_ops() {
     struct_ops_from_memory(&GuestConfig::DEB13_KASLR_5LEVEL);
-}
-
-fn bytes(v: &Value) -> Vec<u8> {
-    v.as_array()
-        .unwrap_or_else(|| panic!("not a byte array: {v}"))
-        .iter()
-        .map(|b| u8::from_str_radix(b.as_str().unwrap().trim_start_matches("0x"), 16).unwrap())
-        .collect()
 }
 
 /// One `FUNC` line of section `bpf-struct-ops`: member, index, offset, program.
