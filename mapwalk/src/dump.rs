@@ -205,6 +205,25 @@ fn stack_symbols<'s>(
         .flatten()
 }
 
+/// The decoded struct of a STRUCT_OPS map, or `None` (another type, or one that could
+/// not be decoded: then `warn` hears why, and the entry stays bpftool's bytes alone).
+fn struct_ops(
+    src: &dyn MapSource,
+    meta: &MapInfo,
+    warn: &mut dyn FnMut(&str),
+) -> Option<crate::struct_ops::StructOps> {
+    if meta.map_type != crate::source::MapType::STRUCT_OPS {
+        return None;
+    }
+    src.struct_ops(meta).unwrap_or_else(|e| {
+        warn(&format!(
+            "map {}: struct_ops not decoded: {e}; its value is shown as bytes",
+            meta.id
+        ));
+        None
+    })
+}
+
 /// [`dump_map`]: the entries written, and the walk's error.
 fn dump_counted(
     src: &dyn MapSource,
@@ -214,9 +233,11 @@ fn dump_counted(
     warn: &mut dyn FnMut(&str),
 ) -> Result<(u64, Option<SourceError>), io::Error> {
     let btf = map_btf(src, meta, warn);
+    let ops = struct_ops(src, meta, warn);
     let mut w = DumpWriter::new(out, format, types(btf.as_ref(), meta, format))
         .owners(meta.map_type)
-        .stacks(meta.map_type, meta.map_flags, stack_symbols(src, meta));
+        .stacks(meta.map_type, meta.map_flags, stack_symbols(src, meta))
+        .struct_ops(meta.map_type, ops.as_ref());
     let (walked, io_err) = walk_into(src, meta, &mut w);
     if let Some(e) = io_err {
         return Err(e);
@@ -275,6 +296,7 @@ pub fn dump_all(
                 // `{"id":..,...,"entries":[...]}`: the map object, opened again.
                 write!(out, "{},\"entries\":", head.trim_end_matches('}'))?;
                 let btf = map_btf(src, meta, warn);
+                let ops = struct_ops(src, meta, warn);
                 let mut w = DumpWriter::new(
                     &mut *out,
                     Format::Json,
@@ -282,7 +304,8 @@ pub fn dump_all(
                 )
                 .trailing_newline(false)
                 .owners(meta.map_type)
-                .stacks(meta.map_type, meta.map_flags, stack_symbols(src, meta));
+                .stacks(meta.map_type, meta.map_flags, stack_symbols(src, meta))
+                .struct_ops(meta.map_type, ops.as_ref());
                 let (walked, io_err) = walk_into(src, meta, &mut w);
                 if let Some(e) = io_err {
                     return Err(e.into());
@@ -379,6 +402,52 @@ mod tests {
         fn write(&self, _: &MapInfo, _: &[u8], _: u64, _: &[u8]) -> Result<(), SourceError> {
             Err(SourceError::Unsupported("read-only".into()))
         }
+
+        /// Decodes map 1; map 2's kernel BTF is unreadable.
+        fn struct_ops(
+            &self,
+            map: &MapInfo,
+        ) -> Result<Option<crate::struct_ops::StructOps>, SourceError> {
+            if map.id == 2 {
+                return Err(SourceError::Btf("no kernel BTF".into()));
+            }
+            Ok(Some(crate::struct_ops::StructOps {
+                value_type: "bpf_struct_ops_tcp_congestion_ops".into(),
+                struct_name: "tcp_congestion_ops".into(),
+                name: Some("cc".into()),
+                state: 1,
+                refcnt: 1,
+                funcs: Vec::new(),
+            }))
+        }
+    }
+
+    #[test]
+    fn struct_ops_maps_carry_their_decoded_struct_or_a_warning() {
+        let ops_map = |id| MapInfo {
+            map_type: MapType::STRUCT_OPS,
+            btf_vmlinux_value_type_id: 7,
+            ..map(id, "ops")
+        };
+        let mut out = Vec::new();
+        let n = dump_map(&Fake, &ops_map(1), Format::Json, &mut out, &mut |w| {
+            panic!("{w}")
+        })
+        .unwrap();
+        assert_eq!(n, 2);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v[0]["struct_ops"]["type"], "tcp_congestion_ops");
+        assert_eq!(v[0]["struct_ops"]["name"], "cc");
+        // Not decoded: the bytes alone, and a warning saying why.
+        let (mut out, mut warned) = (Vec::new(), Vec::new());
+        let _ = dump_map(&Fake, &ops_map(2), Format::Human, &mut out, &mut |w| {
+            warned.push(w.to_owned())
+        });
+        assert_eq!(
+            warned,
+            ["map 2: struct_ops not decoded: map BTF: no kernel BTF; its value is shown as bytes"]
+        );
+        assert!(!String::from_utf8(out).unwrap().contains("struct_ops"));
     }
 
     fn dump_one(id: u32, format: Format) -> (Result<u64, DumpError>, String) {

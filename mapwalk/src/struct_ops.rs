@@ -257,6 +257,12 @@ pub fn decode(
     })
 }
 
+/// Whether `map` is a STRUCT_OPS map with a kernel value type, which [`decode`] and
+/// [`from_memory`] read.
+pub fn decodable(map: &MapInfo) -> bool {
+    map.map_type == MapType::STRUCT_OPS && map.btf_vmlinux_value_type_id != 0
+}
+
 /// Reads STRUCT_OPS `map` from a described kernel and decodes it ([`decode`]) through
 /// the kernel's BTF, naming each program from the map's own `links[]`.
 ///
@@ -268,7 +274,7 @@ pub fn from_memory<M: PhysRead>(
     kernel: &Kernel<M>,
     map: &MapInfo,
 ) -> Result<StructOps, SourceError> {
-    if map.map_type != MapType::STRUCT_OPS || map.btf_vmlinux_value_type_id == 0 {
+    if !decodable(map) {
         return Err(SourceError::Unsupported(format!(
             "map {} is no struct_ops map with a kernel value type",
             map.id

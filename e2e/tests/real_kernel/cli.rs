@@ -88,6 +88,18 @@ impl<'a> Cli<'a> {
         })
     }
 
+    /// The standard output of a run that must succeed, as text.
+    pub(super) fn text(&self, test: &str, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{test}: mapwalk {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap_or_else(|e| panic!("{test}: mapwalk {args:?}: not UTF-8: {e}"))
+    }
+
     /// Key 0 of `map`, as `dump --json` renders it.
     fn key0(&self, test: &str, map: &str) -> Value {
         let dump = self.json(test, &["dump", map, "--json"]);

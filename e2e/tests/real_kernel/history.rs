@@ -70,11 +70,18 @@ fn snapshot_diff_watch(config: &GuestConfig) {
     let from_ram = ok(&["dump", "--all", "--json"]).stdout;
     let from_snap = host(&["--snapshot", &a, "dump", "--all", "--json"]);
     assert!(from_snap.status.success(), "{test}: {from_snap:?}");
-    // A snapshot stores no kernel symbols (docs/stack-trace.md): the same dump, but
-    // for the names of stack frames, which it leaves null.
+    // A snapshot stores no kernel symbols (docs/stack-trace.md) and no kernel BTF
+    // (docs/struct-ops.md): the same dump, but for the names of stack frames, which it
+    // leaves null, and the decoded struct of STRUCT_OPS maps, which it leaves out
+    // (saying so on stderr).
     let (named, unnamed) = (
-        unname_frames(&from_ram, true),
-        unname_frames(&from_snap.stdout, false),
+        undecorate(&from_ram, true),
+        undecorate(&from_snap.stdout, false),
+    );
+    let warned = String::from_utf8_lossy(&from_snap.stderr);
+    assert!(
+        warned.contains("struct_ops not decoded: a snapshot stores no kernel BTF"),
+        "{test}: {warned}"
     );
     assert!(
         unnamed == named,
@@ -268,13 +275,17 @@ fn diff_bytes(b: &[u8]) -> Value {
     b.iter().map(|x| format!("0x{x:02x}")).collect()
 }
 
-/// `dump --all --json` output with every stack frame's `"symbol"` null; with `named`,
-/// checked to have named at least one (and without, to have named none).
-fn unname_frames(json: &[u8], named: bool) -> Value {
+/// `dump --all --json` output with every stack frame's `"symbol"` null and every
+/// entry's `"struct_ops"` removed; with `named`, checked to have named at least one
+/// frame and decoded one struct_ops (and without, to have done neither).
+fn undecorate(json: &[u8], named: bool) -> Value {
     let mut v: Value = serde_json::from_slice(json).expect("dump --all --json");
-    let mut names = 0usize;
+    let (mut names, mut decoded) = (0usize, 0usize);
     for map in v.as_array_mut().into_iter().flatten() {
         for e in map["entries"].as_array_mut().into_iter().flatten() {
+            if let Some(o) = e.as_object_mut() {
+                decoded += usize::from(o.remove("struct_ops").is_some());
+            }
             for f in e["frames"].as_array_mut().into_iter().flatten() {
                 if !f["symbol"].is_null() {
                     names += 1;
@@ -284,5 +295,6 @@ fn unname_frames(json: &[u8], named: bool) -> Value {
         }
     }
     assert_eq!(names > 0, named, "{names} named frames");
+    assert_eq!(decoded > 0, named, "{decoded} decoded struct_ops");
     v
 }

@@ -139,5 +139,17 @@ fn struct_ops_from_memory(config: &GuestConfig) {
     assert_eq!(got_funcs, want_funcs, "{test}: function pointers");
     // Every other function pointer of tcp_congestion_ops is empty.
     assert!(ops.funcs.len() > 6, "{test}: {:?}", ops.funcs);
-    eprintln!("{test}: {}", ops.to_json());
+    // The CLI's dump carries the same decoded struct: in JSON after the entry's
+    // bytes, in text as a block naming each program.
+    assert_eq!(dump[0]["struct_ops"], ops.to_json(), "{test}: dump --json");
+    let text = cli.text(test, &["dump", &format!("id:{}", map.id)]);
+    assert!(
+        text.contains("struct_ops tcp_congestion_ops \"mw_ca\": state inuse, refcnt 1\n"),
+        "{test}: {text}"
+    );
+    for (member, _, _, prog) in &want_funcs {
+        let line = format!("  {member}: prog {} {}\n", prog.id, prog.name);
+        assert!(text.contains(&line), "{test}: no {line:?} in {text}");
+    }
+    eprintln!("{test}: {}\n{text}", ops.to_json());
 }

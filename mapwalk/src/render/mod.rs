@@ -12,6 +12,7 @@
 pub(crate) mod oracle;
 pub mod stacks;
 pub mod storage;
+mod structops;
 pub mod typed;
 
 use std::io::{self, Write};
@@ -287,6 +288,7 @@ pub struct DumpWriter<'a, W: Write> {
     newline: bool,
     owners: Option<OwnerKind>,
     stacks: Option<stacks::StackFrames<'a>>,
+    struct_ops: Option<&'a crate::struct_ops::StructOps>,
 }
 
 impl<'a, W: Write> DumpWriter<'a, W> {
@@ -302,6 +304,7 @@ impl<'a, W: Write> DumpWriter<'a, W> {
             newline: true,
             owners: None,
             stacks: None,
+            struct_ops: None,
         }
     }
 
@@ -326,6 +329,20 @@ impl<'a, W: Write> DumpWriter<'a, W> {
     ) -> Self {
         self.stacks =
             (map_type == MapType::STACK_TRACE).then_some(stacks::StackFrames { flags, symbols });
+        self
+    }
+
+    /// Writes the entry of a map of type `map_type`: for a STRUCT_OPS map, `decoded`
+    /// (the struct through the kernel's BTF, see [`crate::struct_ops`]) after it, as
+    /// `"struct_ops"` in JSON and a `struct_ops` block in text; any other type, or no
+    /// `decoded`, is left as it is.
+    #[must_use]
+    pub fn struct_ops(
+        mut self,
+        map_type: MapType,
+        decoded: Option<&'a crate::struct_ops::StructOps>,
+    ) -> Self {
+        self.struct_ops = decoded.filter(|_| map_type == MapType::STRUCT_OPS);
         self
     }
 
@@ -370,6 +387,7 @@ impl<'a, W: Write> DumpWriter<'a, W> {
                 &mut w,
                 self.types.as_ref(),
                 self.stacks.as_ref(),
+                self.struct_ops,
                 self.count,
                 key,
                 value,
@@ -378,6 +396,9 @@ impl<'a, W: Write> DumpWriter<'a, W> {
                 entry_human(&mut w, self.types.as_ref(), key, value)?;
                 if let (Some(s), ValueRef::Single(v)) = (&self.stacks, value) {
                     s.write_human(&mut w, v)?;
+                }
+                if let Some(ops) = self.struct_ops {
+                    structops::write_human(&mut w, ops)?;
                 }
             }
         }
@@ -475,6 +496,7 @@ fn entry_json<W: Write + ?Sized>(
     b: &mut W,
     types: Option<&Types<'_>>,
     stacks: Option<&stacks::StackFrames<'_>>,
+    struct_ops: Option<&crate::struct_ops::StructOps>,
     count: u64,
     key: &[u8],
     value: ValueRef<'_>,
@@ -508,6 +530,9 @@ fn entry_json<W: Write + ?Sized>(
     }
     if let (Some(s), ValueRef::Single(v)) = (stacks, value) {
         s.write_json(b, v)?;
+    }
+    if let Some(ops) = struct_ops {
+        structops::write_json(b, ops)?;
     }
     b.write_all(b"}")
 }
@@ -573,7 +598,7 @@ pub fn write_entry<W: Write + ?Sized>(
 ) -> io::Result<()> {
     match format {
         Format::Json => {
-            entry_json(out, types, None, 0, key, value)?;
+            entry_json(out, types, None, None, 0, key, value)?;
             out.write_all(b"\n")
         }
         Format::Human => entry_human(out, types, key, value),

@@ -152,6 +152,41 @@ impl MapSource for LiveSource {
             .unwrap_or_default()
     }
 
+    /// The value a lookup of key 0 returns, decoded through `/sys/kernel/btf/vmlinux`
+    /// (at most [`crate::input::MAX_BTF_FILE`] bytes), each program named by
+    /// `BPF_OBJ_GET_INFO_BY_FD` on its id.
+    fn struct_ops(
+        &self,
+        map: &MapInfo,
+    ) -> Result<Option<crate::struct_ops::StructOps>, SourceError> {
+        if !crate::struct_ops::decodable(map) {
+            return Ok(None);
+        }
+        let live = self.open(map)?;
+        let value = match live.lookup(&0u32.to_ne_bytes())? {
+            Some(mapwalk_live::Value::Single(v)) => v,
+            Some(_) | None => {
+                return Err(SourceError::Unsupported(format!(
+                    "struct_ops map {} has no value at key 0",
+                    map.id
+                )))
+            }
+        };
+        let raw = crate::input::read_capped(
+            std::path::Path::new("/sys/kernel/btf/vmlinux"),
+            crate::input::MAX_BTF_FILE,
+        )
+        .map_err(|e| SourceError::Btf(format!("/sys/kernel/btf/vmlinux: {e}")))?;
+        let btf = crate::btf::BtfReader::new(&raw)
+            .map_err(|e| SourceError::Btf(format!("/sys/kernel/btf/vmlinux: {e}")))?;
+        let name_of = |id: u32| {
+            let fd = mapwalk_live::sys::prog_get_fd_by_id(id).ok()??;
+            let p = mapwalk_live::sys::prog_info(std::os::fd::AsFd::as_fd(&fd)).ok()?;
+            crate::progs::from_live(&p).ok().map(|i| i.name.to_string())
+        };
+        crate::struct_ops::decode(&btf, map.btf_vmlinux_value_type_id, &value, &name_of).map(Some)
+    }
+
     fn btf(&self, map: &MapInfo) -> Result<Option<MapBtf>, SourceError> {
         if map.btf_id == 0 {
             return Ok(None);

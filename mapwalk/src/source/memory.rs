@@ -206,6 +206,16 @@ impl<M: PhysRead + GuestWrite> MapSource for MemorySource<M> {
         (!s.is_empty()).then_some(s)
     }
 
+    fn struct_ops(
+        &self,
+        map: &MapInfo,
+    ) -> Result<Option<crate::struct_ops::StructOps>, SourceError> {
+        if !crate::struct_ops::decodable(map) {
+            return Ok(None);
+        }
+        crate::struct_ops::from_memory(&self.kernel, map).map(Some)
+    }
+
     fn maps(&self) -> Result<Vec<MapInfo>, SourceError> {
         let list = self.maps_report()?;
         if let Some((id, e)) = list.errors.first() {

@@ -197,6 +197,21 @@ pub trait MapSource {
         None
     }
 
+    /// STRUCT_OPS `map`'s value decoded through the kernel's BTF, each function pointer
+    /// with the program (id, name) behind it ([`crate::struct_ops`]); `Ok(None)` for
+    /// another map type, a map without a kernel value type, or a source that cannot
+    /// decode (the default).
+    ///
+    /// # Errors
+    /// When the map, the kernel's BTF or the programs cannot be read.
+    fn struct_ops(
+        &self,
+        map: &MapInfo,
+    ) -> Result<Option<crate::struct_ops::StructOps>, SourceError> {
+        let _ = map;
+        Ok(None)
+    }
+
     /// Forgets what was cached of a memory that may have changed since (the
     /// translations of a running guest), before it is read again; the default: nothing.
     fn refresh(&self) {}

@@ -79,6 +79,20 @@ impl MapSource for SnapshotSource {
         Ok(self.snap.map(id).map(|m| m.info))
     }
 
+    /// A snapshot keeps a STRUCT_OPS map's bytes, not the kernel's BTF its struct is
+    /// decoded through: an error, which a dump reports as a warning.
+    fn struct_ops(
+        &self,
+        map: &MapInfo,
+    ) -> Result<Option<crate::struct_ops::StructOps>, SourceError> {
+        if !crate::struct_ops::decodable(map) {
+            return Ok(None);
+        }
+        Err(SourceError::Unsupported(
+            "a snapshot stores no kernel BTF to decode it through".into(),
+        ))
+    }
+
     fn btf(&self, map: &MapInfo) -> Result<Option<MapBtf>, SourceError> {
         let i = match &self.stored(map)?.btf {
             StoredBtf::None => return Ok(None),
