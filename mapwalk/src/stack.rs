@@ -7,6 +7,8 @@
 //! [`frames`] decodes one; [`KernelSymbolizer`] names an address `symbol+0xoff`, and
 //! [`stack_json`] gives the extra fields docs/stack-trace.md describes.
 
+use std::sync::Arc;
+
 use mapwalk_core::bpf::{stack_frame_size, MapFlags};
 use mapwalk_core::Kva;
 use serde_json::{json, Value};
@@ -69,25 +71,60 @@ pub fn frames(value: &[u8], map_flags: MapFlags) -> Vec<Frame> {
     out
 }
 
-/// Kernel symbols sorted by address, to name the function an address falls in.
+/// Kernel symbols sorted by address, to name the function an address falls in. The
+/// names stay in one buffer (a symbol text's own bytes, or a copy of the names given),
+/// so that a kernel's 100,000-odd symbols cost no allocation each.
 #[derive(Debug, Clone, Default)]
 pub struct KernelSymbolizer {
-    by_addr: Vec<(u64, String)>,
+    /// (address, start of the name in `names`, its length), by address.
+    by_addr: Vec<(u64, u32, u32)>,
+    names: Arc<Vec<u8>>,
 }
 
 impl KernelSymbolizer {
     /// From `(name, address)` pairs (for instance
     /// [`Symbols::iter`](crate::describe::Symbols::iter)); zero addresses (hidden
     /// ones) are left out. Of several names at one address the smallest is kept.
-    pub fn new(symbols: impl IntoIterator<Item = (String, Kva)>) -> Self {
-        let mut by_addr: Vec<(u64, String)> = symbols
-            .into_iter()
-            .filter(|(_, a)| a.0 != 0)
-            .map(|(n, a)| (a.0, n))
-            .collect();
-        by_addr.sort_unstable();
-        by_addr.dedup_by_key(|(a, _)| *a);
-        Self { by_addr }
+    pub fn new<S: AsRef<str>>(symbols: impl IntoIterator<Item = (S, Kva)>) -> Self {
+        let (mut names, mut by_addr) = (Vec::new(), Vec::new());
+        for (name, addr) in symbols {
+            let name = name.as_ref().as_bytes();
+            let (Ok(start), Ok(len)) = (u32::try_from(names.len()), u32::try_from(name.len()))
+            else {
+                continue;
+            };
+            if addr.0 == 0 || start.checked_add(len).is_none() {
+                continue;
+            }
+            names.extend_from_slice(name);
+            by_addr.push((addr.0, start, len));
+        }
+        Self::sealed(by_addr, Arc::new(names))
+    }
+
+    /// Over `text`, each entry `(address, start, length)` naming a range of it (a
+    /// symbol text's names read in place); ranges outside it name nothing.
+    pub(crate) fn over_text(by_addr: Vec<(u64, u32, u32)>, text: Arc<Vec<u8>>) -> Self {
+        Self::sealed(by_addr, text)
+    }
+
+    fn name_bytes(names: &[u8], (_, start, len): (u64, u32, u32)) -> &[u8] {
+        let start = start as usize;
+        names
+            .get(start..start.saturating_add(len as usize))
+            .unwrap_or_default()
+    }
+
+    /// Sorted by address (a text in address order, as `/proc/kallsyms` mostly is,
+    /// sorts in one pass), the smallest name kept at each address.
+    fn sealed(mut by_addr: Vec<(u64, u32, u32)>, names: Arc<Vec<u8>>) -> Self {
+        by_addr.retain(|e| e.0 != 0);
+        by_addr.sort_unstable_by(|&a, &b| {
+            a.0.cmp(&b.0)
+                .then_with(|| Self::name_bytes(&names, a).cmp(Self::name_bytes(&names, b)))
+        });
+        by_addr.dedup_by_key(|e| e.0);
+        Self { by_addr, names }
     }
 
     /// Whether no symbol is known.
@@ -97,13 +134,14 @@ impl KernelSymbolizer {
     }
 
     /// The symbol `addr` falls in and the offset into it, when a symbol lies at most
-    /// [`MAX_SYMBOL_OFFSET`] below it.
+    /// [`MAX_SYMBOL_OFFSET`] below it (and its name is UTF-8).
     #[must_use]
     pub fn lookup(&self, addr: u64) -> Option<(&str, u64)> {
-        let i = self.by_addr.partition_point(|(a, _)| *a <= addr);
-        let (at, name) = self.by_addr.get(i.checked_sub(1)?)?;
-        let off = addr - at;
-        (off <= MAX_SYMBOL_OFFSET).then_some((name.as_str(), off))
+        let i = self.by_addr.partition_point(|&(a, ..)| a <= addr);
+        let e = *self.by_addr.get(i.checked_sub(1)?)?;
+        let off = addr - e.0;
+        let name = std::str::from_utf8(Self::name_bytes(&self.names, e)).ok()?;
+        (off <= MAX_SYMBOL_OFFSET && !name.is_empty()).then_some((name, off))
     }
 
     /// `symbol+0xoff` for `addr`, or `None` (see [`lookup`](Self::lookup)).

@@ -163,6 +163,66 @@ fn parse_full(line: &[u8]) -> Result<Option<crate::kallsyms::Symbol>, (&'static 
         .map_err(|what| (what, text.chars().take(120).collect()))
 }
 
+/// A `/proc/kallsyms` line of the usual shape (`address type name`) read in place:
+/// `Some(Some((address, global, name's range in the line)))` for the image's,
+/// `Some(None)` for a module's (`\t[module]` after the name), `None` for another
+/// shape (which the full parser reads).
+fn image_line(line: &[u8]) -> Option<Option<(u64, bool, std::ops::Range<usize>)>> {
+    let mut addr = 0u64;
+    let mut digits = 0usize;
+    for &b in line {
+        let d = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            b'A'..=b'F' => b - b'A' + 10,
+            _ => break,
+        };
+        addr = (addr << 4) | u64::from(d);
+        digits += 1;
+    }
+    if digits == 0 || digits > 16 {
+        return None;
+    }
+    let kind = match line.get(digits..digits.checked_add(3)?)? {
+        [b' ', kind, b' '] if kind.is_ascii_alphabetic() => *kind,
+        _ => return None,
+    };
+    let start = digits + 3;
+    let rest = line.get(start..)?;
+    let end = memchr::memchr3(b'\t', b' ', b'\r', rest).unwrap_or(rest.len());
+    if end == 0 {
+        return None;
+    }
+    match &rest[end..] {
+        [] | [b'\r'] => Some(Some((addr, kind.is_ascii_uppercase(), start..start + end))),
+        [b'\t', b'[', .., b']'] => Some(None),
+        _ => None,
+    }
+}
+
+/// The byte range of a line's third whitespace-separated field (a symbol's name).
+fn third_field(line: &[u8]) -> Option<std::ops::Range<usize>> {
+    let mut fields = 0usize;
+    let mut i = 0usize;
+    while i < line.len() {
+        while line.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        let start = i;
+        while line.get(i).is_some_and(|b| !b.is_ascii_whitespace()) {
+            i += 1;
+        }
+        if start == i {
+            return None;
+        }
+        fields += 1;
+        if fields == 3 {
+            return Some(start..i);
+        }
+    }
+    None
+}
+
 /// Whether the address of a line of the usual shape is all zeros (`Some(false)`: it is
 /// not; `None`: another shape).
 fn zero_address(line: &[u8]) -> Option<bool> {
@@ -562,6 +622,43 @@ impl Symbols {
         }
     }
 
+    /// [`image_symbols`](Self::image_symbols) as a [`KernelSymbolizer`], made without
+    /// a string for each symbol: a text's usual lines (`address type name`) are read in
+    /// place, any other line parsed fully.
+    ///
+    /// [`KernelSymbolizer`]: crate::stack::KernelSymbolizer
+    pub fn image_symbolizer(&self) -> crate::stack::KernelSymbolizer {
+        let Some(text) = &self.text else {
+            return crate::stack::KernelSymbolizer::new(self.image_symbols());
+        };
+        let image = |addr: u64, global: bool| Sym {
+            addr,
+            module: false,
+            global,
+        };
+        let mut by_addr = Vec::new();
+        for (at, line) in lines(text) {
+            let (addr, global, name) = match image_line(line) {
+                Some(Some(sym)) => sym,
+                // A module's or a BPF program's.
+                Some(None) => continue,
+                None => match parse_full(line) {
+                    Ok(Some(sym)) if sym.module.is_none() => match third_field(line) {
+                        Some(name) => (sym.addr, sym.is_global(), name),
+                        None => continue,
+                    },
+                    _ => continue,
+                },
+            };
+            let start = at.saturating_add(name.start);
+            let (Ok(start), Ok(len)) = (u32::try_from(start), u32::try_from(name.len())) else {
+                continue;
+            };
+            by_addr.push((self.runtime(image(addr, global)), start, len));
+        }
+        crate::stack::KernelSymbolizer::over_text(by_addr, Arc::clone(text))
+    }
+
     /// Every symbol of the kernel image with its runtime address, names that repeat
     /// (static functions of several files) once per address, without modules' (nor BPF
     /// programs', `[bpf]` in `/proc/kallsyms`): what names an address, the same
@@ -722,6 +819,57 @@ mod tests {
         assert_eq!(from_text.file_addr("dup"), Some(0xffff_ffff_8100_0010));
         assert_eq!(from_text.len(), from_table.len());
         assert!(!from_text.addresses_hidden() && !from_text.is_empty());
+    }
+
+    #[test]
+    fn the_image_symbolizer_names_as_the_image_symbols_do() {
+        let mut text = TEXT.to_owned();
+        // Lines of other shapes go through the full parser.
+        text.push_str("\nffffffff81000100  t  spaced\nffffffffc0001000 t prog_1 [bpf]\n");
+        let syms = Symbols::from_text(text.into_bytes()).unwrap();
+        let slow = crate::stack::KernelSymbolizer::new(syms.image_symbols());
+        let fast = syms.image_symbolizer();
+        for (_, addr) in syms.image_symbols() {
+            for probe in [addr.0, addr.0 + 1, addr.0 + 0x10] {
+                assert_eq!(fast.name(probe), slow.name(probe), "{probe:#x}");
+            }
+        }
+        assert_eq!(
+            fast.name(0xffff_ffff_8100_0105).as_deref(),
+            Some("spaced+0x5")
+        );
+        assert_eq!(fast.name(0xffff_ffff_c000_1000), None, "a BPF program's");
+    }
+
+    #[test]
+    fn usual_lines_are_read_in_place() {
+        let line = b"ffffffff81000000 T _stext";
+        assert_eq!(
+            image_line(line),
+            Some(Some((0xffff_ffff_8100_0000, true, 19..25)))
+        );
+        assert_eq!(&line[19..25], b"_stext");
+        assert_eq!(
+            image_line(b"ffffffff81000000 t local\r"),
+            Some(Some((0xffff_ffff_8100_0000, false, 19..24)))
+        );
+        assert_eq!(image_line(b"ffffffffc0000000 t f\t[veth]"), Some(None));
+        for other in [
+            &b"ffffffff81000000  t two_spaces"[..],
+            b"xyz T bad_address",
+            b"11111111111111111 T too_long",
+            b"ffffffff81000000 T",
+            b"ffffffff81000000 T name extra",
+        ] {
+            assert_eq!(
+                image_line(other),
+                None,
+                "{}",
+                String::from_utf8_lossy(other)
+            );
+        }
+        assert_eq!(third_field(b" a  b\tc d"), Some(6..7));
+        assert_eq!(third_field(b"a b"), None);
     }
 
     #[test]

@@ -79,7 +79,7 @@ impl MapSource for LiveSource {
                 if syms.addresses_hidden() {
                     return None;
                 }
-                Some(KernelSymbolizer::new(syms.image_symbols())).filter(|s| !s.is_empty())
+                Some(syms.image_symbolizer()).filter(|s| !s.is_empty())
             })
             .as_ref()
     }

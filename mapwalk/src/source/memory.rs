@@ -200,9 +200,11 @@ impl<M: PhysRead + GuestWrite> MapSource for MemorySource<M> {
     }
 
     fn symbolizer(&self) -> Option<&KernelSymbolizer> {
-        let s = self
-            .symbolizer
-            .get_or_init(|| KernelSymbolizer::new(self.kernel.symbols.image_symbols()));
+        let s = self.symbolizer.get_or_init(|| {
+            let s = self.kernel.symbols.image_symbolizer();
+            crate::timing::mark("stack symbols indexed");
+            s
+        });
         (!s.is_empty()).then_some(s)
     }
 
