@@ -130,14 +130,15 @@ impl Watcher {
             None => (None, Duration::ZERO),
         };
         let secs = since.as_secs_f64();
+        let changed: std::collections::HashMap<u32, usize> = diff
+            .as_ref()
+            .map(|d| d.maps.iter().map(|x| (x.b.id, x.changes.len())).collect())
+            .unwrap_or_default();
         let maps = snap
             .maps
             .iter()
             .map(|m| {
-                let changes = diff
-                    .as_ref()
-                    .and_then(|d| d.maps.iter().find(|x| x.b.id == m.info.id))
-                    .map_or(0, |x| x.changes.len());
+                let changes = changed.get(&m.info.id).copied().unwrap_or(0);
                 MapStat {
                     info: m.info,
                     entries: m.entries.len(),

@@ -247,9 +247,17 @@ impl Snapshot {
             } else {
                 snap.capture_btf(src, &info, &mut interned)
             };
-            let before = prev
-                .as_deref_mut()
-                .and_then(|p| p.maps.iter_mut().find(|m| m.info == info));
+            // The previous sample's map: where this one will be, as a rule (the same
+            // maps in the same order), else found.
+            let pos = snap.maps.len();
+            let before = prev.as_deref_mut().and_then(|p| {
+                let at = if p.maps.get(pos).is_some_and(|m| m.info == info) {
+                    Some(pos)
+                } else {
+                    p.maps.iter().position(|m| m.info == info)
+                };
+                p.maps.get_mut(at?)
+            });
             let old: &[StoredEntry] = before.as_ref().map_or(&[], |m| m.entries.as_slice());
             // Entries the same as `old` so far are only counted (`same`); the first
             // that differs makes them copies.

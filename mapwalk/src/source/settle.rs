@@ -10,7 +10,9 @@
 //! - with [`Settle::Agree`], only a read that equals the read before it, entry for
 //!   entry and byte for byte.
 
-use std::collections::HashSet;
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::ops::ControlFlow;
 
 use mapwalk_core::{MapInfo, MapType};
@@ -36,11 +38,82 @@ pub enum Settle {
 #[derive(Debug)]
 pub(super) struct OnceEach {
     /// The keys handed on; `None` for the maps whose keys cannot repeat (arrays).
-    seen: Option<HashSet<Box<[u8]>>>,
+    seen: Option<KeySet>,
     cap: usize,
     id: u32,
     over: bool,
 }
+
+/// A set of byte keys kept in one buffer: each key's hash (keyed, so that a guest
+/// cannot choose colliding keys) maps to where the key starts, and keys whose hashes
+/// collide are compared in a short list. One hash and no allocation per key.
+#[derive(Debug, Default)]
+struct KeySet {
+    hasher: std::collections::hash_map::RandomState,
+    /// The first key of each hash: (start, length) in `bytes`.
+    first: HashMap<u64, (usize, usize), BuildHasherDefault<Prehashed>>,
+    /// Keys whose hash another key has already.
+    collided: Vec<Box<[u8]>>,
+    bytes: Vec<u8>,
+    len: usize,
+}
+
+impl KeySet {
+    fn with_capacity(keys: usize, key_size: usize) -> Self {
+        Self {
+            first: HashMap::with_capacity_and_hasher(keys, BuildHasherDefault::default()),
+            bytes: Vec::with_capacity(keys.saturating_mul(key_size)),
+            ..Self::default()
+        }
+    }
+
+    /// Inserts `key`: whether it was new.
+    fn insert(&mut self, key: &[u8]) -> bool {
+        let h = self.hasher.hash_one(key);
+        match self.first.entry(h) {
+            Entry::Vacant(v) => {
+                v.insert((self.bytes.len(), key.len()));
+                self.bytes.extend_from_slice(key);
+            }
+            Entry::Occupied(o) => {
+                let (at, n) = *o.get();
+                if self.bytes.get(at..at.saturating_add(n)) == Some(key)
+                    || self.collided.iter().any(|k| **k == *key)
+                {
+                    return false;
+                }
+                self.collided.push(key.into());
+            }
+        }
+        self.len += 1;
+        true
+    }
+}
+
+/// The hasher of keys that are hashes already.
+#[derive(Debug, Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; anything else is folded in.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// Room made up front for this many keys at most (a map's `max_entries` may be far
+/// more than it holds).
+const RESERVE_KEYS: usize = 4096;
 
 impl OnceEach {
     pub(super) fn new(map: &MapInfo) -> Self {
@@ -48,9 +121,11 @@ impl OnceEach {
             map.map_type,
             MapType::HASH | MapType::LRU_HASH | MapType::PERCPU_HASH | MapType::LRU_PERCPU_HASH
         );
+        let cap = usize::try_from(map.max_entries).unwrap_or(usize::MAX);
+        let key_size = usize::try_from(map.key_size).unwrap_or(0);
         Self {
-            seen: hashed.then(HashSet::new),
-            cap: usize::try_from(map.max_entries).unwrap_or(usize::MAX),
+            seen: hashed.then(|| KeySet::with_capacity(cap.min(RESERVE_KEYS), key_size)),
+            cap,
             id: map.id,
             over: false,
         }
@@ -62,14 +137,14 @@ impl OnceEach {
         let Some(seen) = self.seen.as_mut() else {
             return ControlFlow::Continue(true);
         };
-        if seen.contains(key) {
+        let before = seen.len;
+        if !seen.insert(key) {
             return ControlFlow::Continue(false);
         }
-        if seen.len() >= self.cap {
+        if before >= self.cap {
             self.over = true;
             return ControlFlow::Break(());
         }
-        seen.insert(key.into());
         ControlFlow::Continue(true)
     }
 
@@ -133,6 +208,23 @@ mod tests {
             assert!(once.admit(k).is_continue());
         }
         assert!(once.finish().is_ok());
+    }
+
+    #[test]
+    fn keys_whose_hashes_collide_are_told_apart() {
+        let mut set = KeySet::with_capacity(4, 2);
+        // Force two keys into one hash: the second is kept in the collision list.
+        let h = set.hasher.hash_one(&b"ab"[..]);
+        set.first.insert(h, (0, 2));
+        set.bytes.extend_from_slice(b"zz");
+        assert!(
+            set.insert(b"ab"),
+            "a key other than the one stored under its hash"
+        );
+        assert!(!set.insert(b"ab"));
+        assert!(set.insert(b"cd") && !set.insert(b"cd"));
+        assert_eq!(set.len, 2);
+        assert_eq!(set.collided, [Box::from(&b"ab"[..])]);
     }
 
     #[test]
