@@ -1,5 +1,5 @@
 /*
- * BLOOM_FILTER and the maps whose slots hold kernel objects, on the x86_64 guests.
+ * BLOOM_FILTER and the maps whose slots hold kernel objects, on every guest.
  *
  * objmaps_setup(f) (called while the maps' ground truth is written) makes, on every
  * guest:
@@ -61,7 +61,6 @@
 
 #include "guest.h"
 
-#if defined(__x86_64__)
 
 #ifndef AF_XDP
 #define AF_XDP 44
@@ -421,15 +420,3 @@ int objmaps_setup(FILE *f)
 		return -1;
 	return 0;
 }
-
-#else
-
-/* The arm64 guest: not made there yet (its in-guest comparison is not checked with
- * them). */
-int objmaps_setup(FILE *f)
-{
-	(void)f;
-	return 0;
-}
-
-#endif

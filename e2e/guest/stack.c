@@ -1,5 +1,5 @@
 /*
- * A STACK_TRACE map holding real kernel stacks, on the x86_64 guests.
+ * A STACK_TRACE map holding real kernel stacks, on every guest.
  *
  * stack_setup(f) (called while the maps' ground truth is written) makes
  *
@@ -25,7 +25,6 @@
 
 #include "guest.h"
 
-#if defined(__x86_64__)
 
 static struct map_spec stacks = { "mw_stacks", BPF_MAP_TYPE_STACK_TRACE, 4, 256, 16, 0, 0, -1, 0 };
 
@@ -121,14 +120,3 @@ int stack_setup(FILE *f)
 	}
 	return 0;
 }
-
-#else
-
-/* The arm64 guest: not made there yet. */
-int stack_setup(FILE *f)
-{
-	(void)f;
-	return 0;
-}
-
-#endif

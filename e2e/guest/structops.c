@@ -1,5 +1,5 @@
 /*
- * A STRUCT_OPS map registering a TCP congestion control, on the x86_64 guests.
+ * A STRUCT_OPS map registering a TCP congestion control, on every guest.
  *
  * structops_setup(f) (called while the maps' ground truth is written) finds in the
  * kernel's own BTF (/sys/kernel/btf/vmlinux, parsed here) the type ids of
@@ -38,7 +38,6 @@
 
 #include "guest.h"
 
-#if defined(__x86_64__)
 
 /* The kernel's BTF, read whole. */
 static unsigned char *btf;
@@ -331,14 +330,3 @@ int structops_setup(FILE *f)
 		return -1;
 	return 0;
 }
-
-#else
-
-/* The arm64 guest: not made there yet. */
-int structops_setup(FILE *f)
-{
-	(void)f;
-	return 0;
-}
-
-#endif

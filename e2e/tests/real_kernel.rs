@@ -32,6 +32,8 @@ mod arena;
 mod arm64;
 #[path = "real_kernel/arm64_kernels.rs"]
 mod arm64_kernels;
+#[path = "real_kernel/arm64_types.rs"]
+mod arm64_types;
 #[path = "real_kernel/bpf.rs"]
 mod bpf;
 #[path = "real_kernel/bytes.rs"]

@@ -11,7 +11,7 @@ use super::bytes::{bytes, unhex};
 use mapwalk_e2e::{self as e2e, GuestConfig};
 use serde_json::Value;
 
-use super::cli::Cli;
+use super::cli::Outside;
 
 /// ARENA's map type number.
 const ARENA: u64 = 33;
@@ -65,16 +65,16 @@ fn arena_from_memory(config: &GuestConfig) {
         return;
     };
     let _values = e2e::value_lock();
-    let report = guest.report();
+    check_arena(test, &Outside::x86(test, guest, "arena"));
+}
+
+/// The checks of `arena_from_memory`, on any guest read from outside.
+pub(super) fn check_arena(test: &str, out: &Outside<'_>) {
+    let report = out.report;
     let section = report
         .section("bpf-arena")
         .unwrap_or_else(|| panic!("{test}: the guest wrote no section bpf-arena"));
-    let dir = guest.dir().join(format!("arena-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{test}: {}: {e}", dir.display()));
-    let syms = dir.join("kallsyms");
-    std::fs::write(&syms, &report.sections["kallsyms"])
-        .unwrap_or_else(|e| panic!("{test}: {}: {e}", syms.display()));
-    let cli = Cli::file("--ram", guest.ram_path(), &syms);
+    let cli = out.cli();
     let listing = cli.json(test, &["maps", "--json"]);
     let arenas: Vec<&Value> = listing
         .as_array()
@@ -100,7 +100,6 @@ fn arena_from_memory(config: &GuestConfig) {
                 .all(|m| m.get("partial").is_none()),
             "{test}: dump --all: a map in part"
         );
-        let _ = std::fs::remove_dir_all(&dir);
         return;
     };
     assert_eq!(arenas.len(), 1, "{test}: {listing}");
@@ -157,5 +156,4 @@ fn arena_from_memory(config: &GuestConfig) {
         Some(want.len()),
         "{test}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -53,6 +53,18 @@ fn btf_map_id(test: &str, guest: &Arm64Guest) -> u32 {
 }
 
 /// The maps the guest's `/init` made and read back (at least ten).
+/// The id of the arena the guest made (section `bpf-arena`, its `ARENA id=N ...` line), which
+/// `bpf-maps` does not list.
+pub(super) fn arena_id(report: &mapwalk_e2e::GuestReport) -> Option<u32> {
+    report.section("bpf-arena")?.lines().find_map(|l| {
+        l.strip_prefix("ARENA ")?
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix("id="))?
+            .parse()
+            .ok()
+    })
+}
+
 pub(super) fn truth(test: &str, guest: &Arm64Guest) -> Vec<GuestMap> {
     let maps = guest
         .report()
@@ -160,15 +172,23 @@ pub(super) fn check_dump_all(
     truth: &[GuestMap],
     storage: &BTreeMap<u32, Vec<Value>>,
     btf_id: Option<u32>,
+    arena: Option<u32>,
 ) {
     let maps = dump
         .as_array()
         .unwrap_or_else(|| panic!("{test}: dump --all --json is not an array"));
     assert_eq!(
         maps.len(),
-        truth.len() + usize::from(btf_id.is_some()),
+        truth.len() + usize::from(btf_id.is_some()) + usize::from(arena.is_some()),
         "{test}: maps dumped"
     );
+    if let Some(id) = arena {
+        assert!(
+            maps.iter()
+                .any(|m| m["id"] == id && m["name"] == "mw_arena"),
+            "{test}: mw_arena (id {id}) not dumped"
+        );
+    }
     if let Some(btf_id) = btf_id {
         assert!(
             maps.iter()
@@ -197,6 +217,13 @@ pub(super) fn check_dump_all(
                 "{test}: map {} vs the guest's bpf-queues",
                 g.name
             );
+            continue;
+        }
+        if matches!(
+            MapType(g.map_type),
+            MapType::BLOOM_FILTER | MapType::RINGBUF | MapType::USER_RINGBUF
+        ) {
+            // Checked by their own tests (`objmaps`, `ringbuf`, in `arm64_types`).
             continue;
         }
         if OwnerKind::of(MapType(g.map_type)).is_some() {
@@ -235,7 +262,7 @@ pub(super) fn check_dump_all(
         for (k, v) in &g.values {
             want.insert(hex_json(&k.to_le_bytes()).to_string(), hex_json(v));
         }
-        for (k, v) in &g.hash_values {
+        for (k, v) in g.hash_values.iter().chain(&g.object_values) {
             want.insert(hex_json(k).to_string(), hex_json(v));
         }
         for (k, cpus) in &g.percpu_values {
@@ -315,7 +342,14 @@ fn deb13_arm64_4k_lpa2_cli_maps_and_dump() {
     };
     let _ = std::fs::remove_file(&syms);
     let storage = storage_truth(test, guest.report());
-    check_dump_all(test, &dump, &truth, &storage, Some(btf_map_id(test, guest)));
+    check_dump_all(
+        test,
+        &dump,
+        &truth,
+        &storage,
+        Some(btf_map_id(test, guest)),
+        arena_id(guest.report()),
+    );
     assert_eq!(core_dump, dump, "{test}: --core dump vs --ram dump");
     assert_eq!(
         core_listing, listing,
@@ -371,6 +405,7 @@ fn deb13_arm64_4k_lpa2_zero_config() {
         &truth(test, guest),
         &storage_truth(test, guest.report()),
         Some(btf_map_id(test, guest)),
+        arena_id(guest.report()),
     );
 }
 

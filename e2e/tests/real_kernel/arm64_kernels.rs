@@ -20,7 +20,7 @@
 //! core of the same pause, every entry byte for byte as the guest read it back; zero
 //! configuration (6.12) printing the same bytes as with the guest's kallsyms.
 
-use super::arm64::{check_dump_all, kallsyms_file, run_cli, truth};
+use super::arm64::{arena_id, check_dump_all, kallsyms_file, run_cli, truth};
 use super::cli::check_listing;
 use super::storage::storage_truth;
 use mapwalk::describe::vmcoreinfo::{find_vmcoreinfo, Vmcoreinfo};
@@ -157,6 +157,7 @@ fn check_describe(
         .map(|m| m.id)
         .collect();
     let mut want: Vec<u32> = truth(test, guest).iter().map(|m| m.id).collect();
+    want.extend(arena_id(guest.report()));
     want.sort_unstable();
     assert_eq!(ids, want, "{test}: map ids");
     kernel.slide
@@ -201,7 +202,7 @@ fn check_cli(test: &str, guest: &Arm64Guest, symbols: &Path, zero: bool) {
     check_listing(test, &listing, &truth);
     assert_eq!(
         listing.as_array().map(Vec::len),
-        Some(truth.len()),
+        Some(truth.len() + usize::from(arena_id(guest.report()).is_some())),
         "{test}: maps --json lists other maps than the guest made: {listing}"
     );
     // The programs (from prog_idr), as the guest's own bpf() reported them.
@@ -219,7 +220,21 @@ fn check_cli(test: &str, guest: &Arm64Guest, symbols: &Path, zero: bool) {
         test,
         &with(ram_args(guest, Some(symbols)), &["progs", "--json"]),
     );
-    assert_eq!(listed, Value::Array(progs), "{test}: progs --json");
+    let listed = listed.as_array().cloned().unwrap_or_default();
+    for want in &progs {
+        let got = listed.iter().find(|p| p["id"] == want["id"]);
+        assert_eq!(got, Some(want), "{test}: progs --json: {listed:?}");
+    }
+    // With the programs of the struct_ops map (`structops.c`), the guest's only ones.
+    let struct_ops_progs = guest
+        .report()
+        .section("bpf-struct-ops")
+        .map_or(0, |s| s.lines().filter(|l| l.starts_with("FUNC ")).count());
+    assert_eq!(
+        listed.len(),
+        progs.len() + struct_ops_progs,
+        "{test}: progs --json: {listed:?}"
+    );
     let core_path = guest.dir().join(format!("core-{}.elf", std::process::id()));
     let core_args = || -> Vec<OsString> {
         vec![
@@ -250,7 +265,14 @@ fn check_cli(test: &str, guest: &Arm64Guest, symbols: &Path, zero: bool) {
         (dump, paused_maps, core_dump, core_listing, zero_out)
     };
     let storage = storage_truth(test, guest.report());
-    check_dump_all(test, &json(test, &dump), &truth, &storage, None);
+    check_dump_all(
+        test,
+        &json(test, &dump),
+        &truth,
+        &storage,
+        None,
+        arena_id(guest.report()),
+    );
     assert!(core_dump == dump, "{test}: --core dump vs --ram dump");
     assert!(
         core_listing == paused_maps,

@@ -318,3 +318,83 @@ fn cli_on_running_guest(config: &GuestConfig) {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// A booted guest as the per-map-type checks read it from outside: its report, and
+/// the CLI over its RAM file with its symbols (an x86_64 guest's kallsyms; an arm64
+/// guest's kallsyms, or System.map where its kallsyms lacks the data symbols, and its
+/// RAM layout).
+pub(super) struct Outside<'g> {
+    /// What the guest reported.
+    pub(super) report: &'g mapwalk_e2e::GuestReport,
+    /// The symbols file the CLI is given.
+    pub(super) syms: std::path::PathBuf,
+    /// The source's arguments (`--ram FILE`, and `--layout` for arm64).
+    source: Vec<std::ffi::OsString>,
+    /// A scratch directory of the check's own, removed when done.
+    pub(super) dir: std::path::PathBuf,
+    /// Whether the guest is arm64.
+    pub(super) arm64: bool,
+}
+
+impl<'g> Outside<'g> {
+    fn scratch(test: &str, dir: &Path, tag: &str) -> std::path::PathBuf {
+        let dir = dir.join(format!("{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{test}: {}: {e}", dir.display()));
+        dir
+    }
+
+    fn kallsyms(test: &str, dir: &Path, report: &mapwalk_e2e::GuestReport) -> std::path::PathBuf {
+        let syms = dir.join("kallsyms");
+        std::fs::write(&syms, &report.sections["kallsyms"])
+            .unwrap_or_else(|e| panic!("{test}: {}: {e}", syms.display()));
+        syms
+    }
+
+    /// An x86_64 guest, for the check `tag`.
+    pub(super) fn x86(test: &str, guest: &'g mapwalk_e2e::Guest, tag: &str) -> Self {
+        let dir = Self::scratch(test, guest.dir(), tag);
+        Self {
+            report: guest.report(),
+            syms: Self::kallsyms(test, &dir, guest.report()),
+            source: vec!["--ram".into(), guest.ram_path().into()],
+            dir,
+            arm64: false,
+        }
+    }
+
+    /// An arm64 guest, for the check `tag`: its System.map when it has one (6.1),
+    /// else its kallsyms.
+    pub(super) fn arm64(test: &str, guest: &'g mapwalk_e2e::arm64::Arm64Guest, tag: &str) -> Self {
+        let dir = Self::scratch(test, guest.dir(), tag);
+        let syms = match guest.system_map() {
+            Some(map) => map.to_path_buf(),
+            None => Self::kallsyms(test, &dir, guest.report()),
+        };
+        Self {
+            report: guest.report(),
+            syms,
+            source: vec![
+                "--ram".into(),
+                guest.ram_path().into(),
+                "--layout".into(),
+                guest.layout_arg().into(),
+            ],
+            dir,
+            arm64: true,
+        }
+    }
+
+    /// The CLI over this guest.
+    pub(super) fn cli(&self) -> Cli<'_> {
+        Cli {
+            source: self.source.clone(),
+            syms: &self.syms,
+        }
+    }
+}
+
+impl Drop for Outside<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

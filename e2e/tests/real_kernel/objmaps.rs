@@ -25,7 +25,7 @@ use mapwalk_e2e::{self as e2e, GuestConfig, GuestMap};
 use serde_json::json;
 use std::collections::BTreeSet;
 
-use super::cli::Cli;
+use super::cli::{Cli, Outside};
 
 #[test]
 fn deb12_kaslr_5level_objmaps() {
@@ -261,7 +261,12 @@ fn objmaps_from_memory(config: &GuestConfig) {
         return;
     };
     let _values = e2e::value_lock();
-    let report = guest.report();
+    check_objmaps(test, &Outside::x86(test, guest, "objmaps"));
+}
+
+/// The checks of `objmaps_from_memory`, on any guest read from outside.
+pub(super) fn check_objmaps(test: &str, out: &Outside<'_>) {
+    let report = out.report;
     let maps = report.bpf_maps().unwrap_or_else(|e| panic!("{test}: {e}"));
     let find = |name: &str| {
         maps.iter()
@@ -328,12 +333,7 @@ fn objmaps_from_memory(config: &GuestConfig) {
         );
     }
 
-    let dir = guest.dir().join(format!("objmaps-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{test}: {}: {e}", dir.display()));
-    let syms = dir.join("kallsyms");
-    std::fs::write(&syms, &report.sections["kallsyms"])
-        .unwrap_or_else(|e| panic!("{test}: {}: {e}", syms.display()));
-    let cli = Cli::file("--ram", guest.ram_path(), &syms);
+    let cli = out.cli();
 
     // What lookups returned, and the own forms, entry for entry.
     assert_eq!(
@@ -383,7 +383,6 @@ fn objmaps_from_memory(config: &GuestConfig) {
         assert!(types.contains(t.name().unwrap()), "{test}: no {t} dumped");
     }
     let perf_json = json!(hex_json(&perf.object_values[&k(0)]));
-    let _ = std::fs::remove_dir_all(&dir);
     eprintln!(
         "{test}: lookups of {} maps, {} cgroup ids, {} perf events (slot 0: {perf_json}), an \
          AF_XDP socket and the bit arrays of {} bloom filters (seeds {}) equal the guest's own",

@@ -149,7 +149,7 @@ fn progs_from_memory(config: &GuestConfig) {
         assert_eq!(got, want, "{test}: program {}", want["name"]);
     }
     // The programs are the guest's only ones (a Debian cloud kernel loads none), with
-    // those of the struct_ops map of `structops.c` (x86_64 guests).
+    // those of the struct_ops map of `structops.c`.
     let struct_ops_progs = report
         .sections
         .get("bpf-struct-ops")

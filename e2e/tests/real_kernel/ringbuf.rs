@@ -14,7 +14,7 @@ use mapwalk_core::MapType;
 use mapwalk_e2e::{self as e2e, GuestConfig};
 use std::collections::BTreeMap;
 
-use super::cli::Cli;
+use super::cli::Outside;
 
 #[test]
 fn deb12_kaslr_5level_ringbuf() {
@@ -87,7 +87,12 @@ fn ringbuf_from_memory(config: &GuestConfig) {
     let Some(guest) = e2e::guest(test, config) else {
         return;
     };
-    let report = guest.report();
+    check_ringbuf(test, &Outside::x86(test, guest, "ringbuf"));
+}
+
+/// The checks of `ringbuf_from_memory`, on any guest read from outside.
+pub(super) fn check_ringbuf(test: &str, out: &Outside<'_>) {
+    let report = out.report;
     let maps = report.bpf_maps().unwrap_or_else(|e| panic!("{test}: {e}"));
     let rings = parse(
         report
@@ -105,12 +110,7 @@ fn ringbuf_from_memory(config: &GuestConfig) {
     // without it has zero: the kernel ring's reservations moved it past 0.
     let has_pending = rings.get(&kring.id).is_some_and(|r| r.after_prod != 0);
 
-    let dir = guest.dir().join(format!("ringbuf-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{test}: {}: {e}", dir.display()));
-    let syms = dir.join("kallsyms");
-    std::fs::write(&syms, &report.sections["kallsyms"])
-        .unwrap_or_else(|e| panic!("{test}: {}: {e}", syms.display()));
-    let cli = Cli::file("--ram", guest.ram_path(), &syms);
+    let cli = out.cli();
 
     let mut wrapped = 0;
     for (map, map_type) in [(kring, MapType::RINGBUF), (uring, MapType::USER_RINGBUF)] {
@@ -201,7 +201,6 @@ fn ringbuf_from_memory(config: &GuestConfig) {
         all.iter().all(|m| m.get("error").is_none()),
         "{test}: dump --all: a map in part"
     );
-    let _ = std::fs::remove_dir_all(&dir);
     eprintln!(
         "{test}: a RINGBUF ({} records pending, one wrapping, one discarded) and a \
          USER_RINGBUF ({} records, the last busy) equal what the guest read through its \

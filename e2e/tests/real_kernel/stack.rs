@@ -12,7 +12,7 @@ use mapwalk_core::bpf::MapFlags;
 use mapwalk_core::{Kva, MapType};
 use mapwalk_e2e::{self as e2e, GuestConfig};
 
-use super::cli::Cli;
+use super::cli::Outside;
 
 #[test]
 fn deb12_kaslr_5level_stack_trace() {
@@ -31,7 +31,12 @@ fn stack_from_memory(config: &GuestConfig) {
         return;
     };
     let _values = e2e::value_lock();
-    let report = guest.report();
+    check_stack(test, &Outside::x86(test, guest, "stack"));
+}
+
+/// The checks of `stack_from_memory`, on any guest read from outside.
+pub(super) fn check_stack(test: &str, out: &Outside<'_>) {
+    let report = out.report;
     let maps = report.bpf_maps().unwrap_or_else(|e| panic!("{test}: {e}"));
     let map = maps
         .iter()
@@ -40,12 +45,7 @@ fn stack_from_memory(config: &GuestConfig) {
     assert_eq!(map.map_type, MapType::STACK_TRACE.0, "{test}");
     assert!(!map.hash_values.is_empty(), "{test}: no stack reported");
 
-    let dir = guest.dir().join(format!("stack-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{test}: {}: {e}", dir.display()));
-    let syms = dir.join("kallsyms");
-    std::fs::write(&syms, &report.sections["kallsyms"])
-        .unwrap_or_else(|e| panic!("{test}: {}: {e}", syms.display()));
-    let cli = Cli::file("--ram", guest.ram_path(), &syms);
+    let cli = out.cli();
     let dump = cli.json(test, &["dump", &format!("id:{}", map.id), "--json"]);
     let got: Vec<(Vec<u8>, Vec<u8>)> = dump
         .as_array()
@@ -72,6 +72,12 @@ fn stack_from_memory(config: &GuestConfig) {
             .filter(|s| s.module.is_none())
             .map(|s| (s.name.clone(), Kva(s.addr))),
     );
+    // The system-call entry: x86_64's, or arm64's.
+    let (entries, entry_fn): (&[&str], &str) = if out.arm64 {
+        (&["el0_svc+"], "el0_svc")
+    } else {
+        (&["do_syscall_64+", "entry_SYSCALL_64"], "do_syscall_64")
+    };
     let mut seen_entry = false;
     for (key, value) in &got {
         let all: Vec<(u64, Option<String>)> = frames(value, MapFlags::empty())
@@ -85,17 +91,22 @@ fn stack_from_memory(config: &GuestConfig) {
             .iter()
             .map(|(ip, n)| n.clone().unwrap_or_else(|| format!("{ip:#x}")))
             .collect();
-        let unnamed = all.iter().filter(|(_, n)| n.is_none()).count();
+        // At most one address unnamed (arm64's unwinder lists the program's twice).
+        let unnamed: std::collections::BTreeSet<u64> = all
+            .iter()
+            .filter(|(_, n)| n.is_none())
+            .map(|(ip, _)| *ip)
+            .collect();
         assert!(
-            all.len() >= 3 && unnamed <= 1,
+            all.len() >= 3 && unnamed.len() <= 1,
             "{test}: stack {key:?}: {named:?}"
         );
         seen_entry |= named
             .iter()
-            .any(|n| n.starts_with("do_syscall_64+") || n.starts_with("entry_SYSCALL_64"));
+            .any(|n| entries.iter().any(|e| n.starts_with(e)));
         eprintln!("{test}: stack {key:?}: {}", named.join(" <- "));
     }
-    assert!(seen_entry, "{test}: no stack through do_syscall_64");
+    assert!(seen_entry, "{test}: no stack through {entry_fn}");
 
     // The dump names the frames itself: `"frames"` beside each value, every address
     // a kernel function holds named as the guest's kallsyms name it.
@@ -122,5 +133,5 @@ fn stack_from_memory(config: &GuestConfig) {
         got.len(),
         "{test}: {text}"
     );
-    assert!(text.contains(" do_syscall_64+0x"), "{test}: {text}");
+    assert!(text.contains(&format!(" {entry_fn}+0x")), "{test}: {text}");
 }
