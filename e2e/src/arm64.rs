@@ -288,6 +288,12 @@ impl Arm64Guest {
                 "unix:{},server=on,wait=off",
                 dir.join("qmp.sock").display()
             ))
+            // A second monitor, for the tools under test (`qmp_path`).
+            .arg("-qmp")
+            .arg(format!(
+                "unix:{},server=on,wait=off",
+                dir.join("qmp-client.sock").display()
+            ))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2);
@@ -319,6 +325,16 @@ impl Arm64Guest {
             report,
             boot_time,
         })
+    }
+
+    /// The QEMU process's id (whose memory maps guest RAM, the RAM file).
+    pub fn qemu_pid(&self) -> u32 {
+        self.qemu.lock().map_or(0, |c| c.id())
+    }
+
+    /// A QMP socket of QEMU's for the tools under test (the driver has its own).
+    pub fn qmp_path(&self) -> PathBuf {
+        self.dir.join("qmp-client.sock")
     }
 
     /// The configuration it was booted with.

@@ -574,3 +574,63 @@ fn deb13_arm64_4k_48bit_nokaslr_cli() {
     check_cli(test, guest, &syms, true);
     let _ = std::fs::remove_file(&syms);
 }
+
+/// `--pid PID --qmp SOCKET`: the guest's RAM read out of the QEMU process (its regions
+/// from QMP's memory tree and `gpa2hva`), the arm64 kernel found through the VMCOREINFO
+/// in that memory. In a pause of the test's own, `maps` and `dump --all` equal the RAM
+/// file's, and the guest is still paused after (mapwalk leaves a guest it found paused
+/// as it was); on the running guest, mapwalk pauses it for the read and lets it run
+/// again.
+#[test]
+fn deb13_arm64_4k_48bit_nokaslr_pid() {
+    let test = "real_kernel::arm64_kernels::deb13_arm64_4k_48bit_nokaslr_pid";
+    let Some(guest) = arm64_guest(test, &N1) else {
+        return;
+    };
+    let syms = kallsyms_file(test, guest, "pid");
+    let pid_args = |rest: &[&str]| -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec![
+            "--pid".into(),
+            guest.qemu_pid().to_string().into(),
+            "--qmp".into(),
+            guest.qmp_path().into(),
+            "--symbols".into(),
+            syms.clone().into(),
+        ];
+        args.extend(rest.iter().map(Into::into));
+        args
+    };
+    let with = |mut args: Vec<OsString>, rest: &[&str]| {
+        args.extend(rest.iter().map(Into::into));
+        run_cli(test, &args)
+    };
+    {
+        let mut paused = guest.pause().unwrap_or_else(|e| panic!("{test}: {e}"));
+        let ram_dump = with(ram_args(guest, Some(&syms)), &["dump", "--all", "--json"]);
+        let ram_maps = with(ram_args(guest, Some(&syms)), &["maps", "--json"]);
+        let pid_dump = run_cli(test, &pid_args(&["dump", "--all", "--json"]));
+        let pid_maps = run_cli(test, &pid_args(&["maps", "--json"]));
+        assert!(
+            pid_dump == ram_dump,
+            "{test}: --pid dump --all differs from --ram ({} vs {} bytes)",
+            pid_dump.len(),
+            ram_dump.len()
+        );
+        assert_eq!(json(test, &pid_maps), json(test, &ram_maps), "{test}: maps");
+        assert_eq!(
+            paused.qmp().running().ok(),
+            Some(false),
+            "{test}: mapwalk let a guest it found paused run"
+        );
+    }
+    let listing = json(test, &run_cli(test, &pid_args(&["maps", "--json"])));
+    check_listing(test, &listing, &truth(test, guest));
+    let status = guest
+        .hmp("info status")
+        .unwrap_or_else(|e| panic!("{test}: {e}"));
+    assert!(
+        status.contains("running"),
+        "{test}: the guest mapwalk paused does not run again: {status}"
+    );
+    let _ = std::fs::remove_file(&syms);
+}

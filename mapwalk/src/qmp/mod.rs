@@ -28,6 +28,9 @@ use std::time::{Duration, Instant};
 pub struct Qmp {
     reader: BufReader<UnixStream>,
     writer: UnixStream,
+    /// Whether the last [`mapwalk_kvm::Pause::pause`] stopped a running guest (and so
+    /// its `resume` lets it run again).
+    stopped_it: bool,
 }
 
 fn bad_data(msg: String) -> io::Error {
@@ -56,6 +59,7 @@ impl Qmp {
         let mut qmp = Self {
             reader: BufReader::new(stream),
             writer,
+            stopped_it: false,
         };
         let greeting = qmp.read_message()?;
         if greeting.get("QMP").is_none() {
@@ -244,16 +248,25 @@ impl Qmp {
 }
 
 /// QEMU's vCPUs paused and resumed through QMP (`stop` / `cont`), for
-/// [`mapwalk_kvm::with_paused`].
+/// [`mapwalk_kvm::with_paused`]. A guest found paused (by its user, a debugger, another
+/// tool) is left paused: `pause` does not stop it and `resume` does not start it.
 impl mapwalk_kvm::Pause for Qmp {
     type Error = io::Error;
 
     fn pause(&mut self) -> io::Result<()> {
-        self.stop()
+        self.stopped_it = false;
+        if self.running()? {
+            self.stop()?;
+            self.stopped_it = true;
+        }
+        Ok(())
     }
 
     fn resume(&mut self) -> io::Result<()> {
-        self.cont()
+        if std::mem::take(&mut self.stopped_it) {
+            self.cont()?;
+        }
+        Ok(())
     }
 }
 
@@ -304,6 +317,79 @@ impl X86ControlRegs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A QMP server on a socket in a fresh directory: it greets, then answers each
+    /// command from a guest whose vCPUs start `running`, logging the commands.
+    fn fake_qmp(running: bool) -> (std::path::PathBuf, std::thread::JoinHandle<Vec<String>>) {
+        let dir = std::env::temp_dir().join(format!(
+            "mapwalk-qmp-{}-{}",
+            std::process::id(),
+            u8::from(running)
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("qmp.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut out = stream.try_clone().unwrap();
+            writeln!(out, r#"{{"QMP":{{"version":{{}},"capabilities":[]}}}}"#).unwrap();
+            let (mut running, mut log) = (running, Vec::new());
+            for line in BufReader::new(stream).lines() {
+                let msg: Value = serde_json::from_str(&line.unwrap()).unwrap();
+                let cmd = msg["execute"].as_str().unwrap().to_owned();
+                let ret = match cmd.as_str() {
+                    "query-status" => json!({ "running": running }),
+                    "stop" => {
+                        running = false;
+                        json!({})
+                    }
+                    "cont" => {
+                        running = true;
+                        json!({})
+                    }
+                    _ => json!({}),
+                };
+                writeln!(out, "{}", json!({ "return": ret })).unwrap();
+                log.push(cmd);
+            }
+            let _ = fs::remove_dir_all(&dir);
+            log
+        });
+        (path, server)
+    }
+
+    #[test]
+    fn a_paused_guest_is_left_paused_and_a_running_one_runs_again() {
+        use mapwalk_kvm::with_paused;
+        for running in [true, false] {
+            let (path, server) = fake_qmp(running);
+            let mut q = Qmp::connect(&path, Duration::from_secs(5)).unwrap();
+            let seen = with_paused(&mut q, |q| q.running().unwrap()).unwrap();
+            assert!(!seen, "paused while read");
+            assert_eq!(q.running().unwrap(), running, "as it was found");
+            drop(q);
+            let log = server.join().unwrap();
+            let want: &[&str] = if running {
+                &[
+                    "qmp_capabilities",
+                    "query-status",
+                    "stop",
+                    "query-status",
+                    "cont",
+                    "query-status",
+                ]
+            } else {
+                &[
+                    "qmp_capabilities",
+                    "query-status",
+                    "query-status",
+                    "query-status",
+                ]
+            };
+            assert_eq!(log, want, "running {running}");
+        }
+    }
 
     #[test]
     fn parses_control_registers() {
