@@ -196,16 +196,6 @@ fn walk_render(src: &MemorySource<RamFile>, out: &mut Vec<u8>) -> usize {
     out.len()
 }
 
-fn binary() -> Option<PathBuf> {
-    if let Some(b) = std::env::var_os("MAPWALK_BENCH_BIN") {
-        return Some(b.into());
-    }
-    // target/release/deps/describe_dump-<hash> -> target/release/mapwalk
-    let exe = std::env::current_exe().ok()?;
-    let bin = exe.parent()?.parent()?.join("mapwalk");
-    bin.exists().then_some(bin)
-}
-
 fn describe_dump(c: &mut Criterion) {
     let Some(input) = input() else { return };
     let src = source(&input);
@@ -224,7 +214,7 @@ fn describe_dump(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(3));
     g.sample_size(20);
 
-    match binary() {
+    match mapwalk_benches::release_binary() {
         Some(bin) => {
             let out_path =
                 std::env::temp_dir().join(format!("mapwalk-bench-{}.json", std::process::id()));

@@ -36,30 +36,14 @@ use mapwalk_benches::WARM_UP;
 use mapwalk_e2e::GuestConfig;
 use mapwalk_file::RamFile;
 
-/// The types mapwalk read before the other map types: what the baseline dumps.
-const CLASSIC: [MapType; 6] = [
-    MapType::ARRAY,
-    MapType::HASH,
-    MapType::LRU_HASH,
-    MapType::PERCPU_ARRAY,
-    MapType::PERCPU_HASH,
-    MapType::LRU_PERCPU_HASH,
-];
+/// The types mapwalk read before the other map types (what the baseline dumps): the
+/// plain-data types, which `write` patches.
+const CLASSIC: &[MapType] = mapwalk::source::VALUE_MAP_TYPES;
 
 fn loud(what: &str) {
     eprintln!("\n========================================================================");
     eprintln!("map_types: {what}");
     eprintln!("========================================================================\n");
-}
-
-fn binary() -> Option<PathBuf> {
-    if let Some(b) = std::env::var_os("MAPWALK_BENCH_BIN") {
-        return Some(b.into());
-    }
-    // target/release/deps/map_types-<hash> -> target/release/mapwalk
-    let exe = std::env::current_exe().ok()?;
-    let bin = exe.parent()?.parent()?.join("mapwalk");
-    bin.exists().then_some(bin)
 }
 
 /// `BIN --ram RAM --symbols SYMS ARGS...` with stdout to `/dev/null`: whether it exited 0.
@@ -121,7 +105,10 @@ fn map_types(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(3));
     g.sample_size(20);
 
-    match (std::env::var_os("MAPWALK_BASE_BIN"), binary()) {
+    match (
+        std::env::var_os("MAPWALK_BASE_BIN"),
+        mapwalk_benches::release_binary(),
+    ) {
         (Some(base), Some(bin)) => {
             let base = PathBuf::from(base);
             let whole = spawn(&base, &ram, &syms, &["dump", "--all", "--json"]);

@@ -19,6 +19,19 @@ pub const MEASURE: Duration = Duration::from_millis(1000);
 /// Samples per benchmark of a fast iteration (criterion's minimum is 10).
 pub const SAMPLES: usize = 20;
 
+/// The release `mapwalk` binary the process benches spawn: `MAPWALK_BENCH_BIN`, else
+/// `target/release/mapwalk` beside the running bench (build it first with `cargo build
+/// --release -p mapwalk-cli`); `None` when neither is there.
+pub fn release_binary() -> Option<std::path::PathBuf> {
+    if let Some(b) = std::env::var_os("MAPWALK_BENCH_BIN") {
+        return Some(b.into());
+    }
+    // target/release/deps/<bench>-<hash> -> target/release/mapwalk
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe.parent()?.parent()?.join("mapwalk");
+    bin.exists().then_some(bin)
+}
+
 /// SplitMix64: a tiny, fixed, seedable generator, so every run (and every machine)
 /// benchmarks the same addresses and ids.
 ///

@@ -226,10 +226,7 @@ fn check_cli(test: &str, guest: &Arm64Guest, symbols: &Path, zero: bool) {
         assert_eq!(got, Some(want), "{test}: progs --json: {listed:?}");
     }
     // With the programs of the struct_ops map (`structops.c`), the guest's only ones.
-    let struct_ops_progs = guest
-        .report()
-        .section("bpf-struct-ops")
-        .map_or(0, |s| s.lines().filter(|l| l.starts_with("FUNC ")).count());
+    let struct_ops_progs = super::progs::struct_ops_progs(guest.report());
     assert_eq!(
         listed.len(),
         progs.len() + struct_ops_progs,

@@ -73,30 +73,30 @@ impl<'a> Cli<'a> {
             .unwrap_or_else(|e| panic!("run {}: {e}", bin().display()))
     }
 
-    pub(super) fn json(&self, test: &str, args: &[&str]) -> Value {
+    /// The standard output of a run that must succeed.
+    fn stdout(&self, test: &str, args: &[&str]) -> Vec<u8> {
         let out = self.run(args);
         assert!(
             out.status.success(),
             "{test}: mapwalk {args:?} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        out.stdout
+    }
+
+    pub(super) fn json(&self, test: &str, args: &[&str]) -> Value {
+        let out = self.stdout(test, args);
+        serde_json::from_slice(&out).unwrap_or_else(|e| {
             panic!(
                 "{test}: mapwalk {args:?}: not JSON ({e}): {}",
-                String::from_utf8_lossy(&out.stdout)
+                String::from_utf8_lossy(&out)
             )
         })
     }
 
     /// The standard output of a run that must succeed, as text.
     pub(super) fn text(&self, test: &str, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{test}: mapwalk {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
+        String::from_utf8(self.stdout(test, args))
             .unwrap_or_else(|e| panic!("{test}: mapwalk {args:?}: not UTF-8: {e}"))
     }
 

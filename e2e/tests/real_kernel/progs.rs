@@ -25,6 +25,14 @@ fn deb13_kaslr_5level_progs() {
     progs_from_memory(&GuestConfig::DEB13_KASLR_5LEVEL);
 }
 
+/// The programs of the struct_ops map of `structops.c` (its `FUNC` lines in section
+/// `bpf-struct-ops`), which section `bpf-progs` does not list.
+pub(super) fn struct_ops_progs(report: &mapwalk_e2e::GuestReport) -> usize {
+    report
+        .section("bpf-struct-ops")
+        .map_or(0, |s| s.lines().filter(|l| l.starts_with("FUNC ")).count())
+}
+
 /// One `PROG` line of section `bpf-progs` as `bpftool -j prog show` would print it,
 /// for the fields `mapwalk progs` prints.
 pub(super) fn expected(test: &str, line: &str) -> Value {
@@ -150,10 +158,7 @@ fn progs_from_memory(config: &GuestConfig) {
     }
     // The programs are the guest's only ones (a Debian cloud kernel loads none), with
     // those of the struct_ops map of `structops.c`.
-    let struct_ops_progs = report
-        .sections
-        .get("bpf-struct-ops")
-        .map_or(0, |s| s.lines().filter(|l| l.starts_with("FUNC ")).count());
+    let struct_ops_progs = struct_ops_progs(report);
     assert_eq!(
         listed.len(),
         truth_progs.len() + struct_ops_progs,
