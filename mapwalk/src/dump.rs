@@ -212,7 +212,7 @@ fn struct_ops(
     meta: &MapInfo,
     warn: &mut dyn FnMut(&str),
 ) -> Option<crate::struct_ops::StructOps> {
-    if meta.map_type != crate::source::MapType::STRUCT_OPS {
+    if !crate::struct_ops::decodable(meta) {
         return None;
     }
     src.struct_ops(meta).unwrap_or_else(|e| {

@@ -159,9 +159,6 @@ impl MapSource for LiveSource {
         &self,
         map: &MapInfo,
     ) -> Result<Option<crate::struct_ops::StructOps>, SourceError> {
-        if !crate::struct_ops::decodable(map) {
-            return Ok(None);
-        }
         let live = self.open(map)?;
         let value = match live.lookup(&0u32.to_ne_bytes())? {
             Some(mapwalk_live::Value::Single(v)) => v,

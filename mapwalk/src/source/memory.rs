@@ -212,9 +212,6 @@ impl<M: PhysRead + GuestWrite> MapSource for MemorySource<M> {
         &self,
         map: &MapInfo,
     ) -> Result<Option<crate::struct_ops::StructOps>, SourceError> {
-        if !crate::struct_ops::decodable(map) {
-            return Ok(None);
-        }
         crate::struct_ops::from_memory(&self.kernel, map).map(Some)
     }
 

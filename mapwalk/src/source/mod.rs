@@ -198,12 +198,13 @@ pub trait MapSource {
     }
 
     /// STRUCT_OPS `map`'s value decoded through the kernel's BTF, each function pointer
-    /// with the program (id, name) behind it ([`crate::struct_ops`]); `Ok(None)` for
-    /// another map type, a map without a kernel value type, or a source that cannot
+    /// with the program (id, name) behind it ([`crate::struct_ops`]), for a map that
+    /// [`crate::struct_ops::decodable`] accepts; `Ok(None)` from a source that does not
     /// decode (the default).
     ///
     /// # Errors
-    /// When the map, the kernel's BTF or the programs cannot be read.
+    /// When the map, the kernel's BTF or the programs cannot be read, or the map is
+    /// not one `decodable` accepts.
     fn struct_ops(
         &self,
         map: &MapInfo,

@@ -81,13 +81,7 @@ impl MapSource for SnapshotSource {
 
     /// A snapshot keeps a STRUCT_OPS map's bytes, not the kernel's BTF its struct is
     /// decoded through: an error, which a dump reports as a warning.
-    fn struct_ops(
-        &self,
-        map: &MapInfo,
-    ) -> Result<Option<crate::struct_ops::StructOps>, SourceError> {
-        if !crate::struct_ops::decodable(map) {
-            return Ok(None);
-        }
+    fn struct_ops(&self, _: &MapInfo) -> Result<Option<crate::struct_ops::StructOps>, SourceError> {
         Err(SourceError::Unsupported(
             "a snapshot stores no kernel BTF to decode it through".into(),
         ))
