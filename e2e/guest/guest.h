@@ -22,6 +22,8 @@ int section(const char *name, const char *path);
 /* The value of `name=<unsigned>` on the kernel command line, or dflt. */
 unsigned long cmdline_ulong(const char *name, unsigned long dflt);
 
+/* The next byte of init.c's deterministic byte stream (the maps' known contents). */
+unsigned char lcg_byte(void);
 /* The raw bpf() syscall. */
 long sys_bpf(int cmd, union bpf_attr *attr);
 
@@ -68,8 +70,8 @@ int objmaps_setup(FILE *f);
  * and records to section `bpf-ringbuf` (see there). 0 on success. */
 int ringbuf_setup(FILE *f);
 
-/* arena.c: an ARENA with a few pages written (x86_64 guests without the in-guest
- * mapwalk); its truth goes to section `bpf-arena` (see there). 0 on success. */
+/* arena.c: an ARENA with a few pages written (guests without the in-guest mapwalk
+ * whose pages are 4 KiB); its truth goes to section `bpf-arena` (see there). 0 on success. */
 int arena_setup(void);
 
 /* stack.c: a STACK_TRACE map filled by a raw-tracepoint program; its truth goes to f
@@ -84,6 +86,9 @@ int structops_setup(FILE *f);
  * success. */
 int queue_setup(FILE *f);
 
+/* inguest.c: with /bin/mapwalk present, its live view of every map sent to the host;
+ * nothing without it. 0 on success (the runs' own statuses are the host's to judge). */
+int inguest_mapwalk(void);
 /* churn.c: `mapwalk.churn=1` (see there). */
 int churn_setup(void);
 void churn_start(void);
