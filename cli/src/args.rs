@@ -86,6 +86,10 @@ pub struct KernelArgs {
     /// The guest's page-table root (CR3), when the memory source does not say.
     #[arg(long, global = true, value_name = "PA", value_parser = parse_u64)]
     pub cr3: Option<u64>,
+    /// An arm64 guest's TTBR1_EL1 (from a vCPU or a debugger): the kernel's page-table
+    /// root, walked in place of swapper_pg_dir once it maps the kernel as that does.
+    #[arg(long, global = true, value_name = "HEX", value_parser = parse_u64, conflicts_with = "cr3")]
+    pub ttbr1: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -93,6 +93,7 @@ fn memory_source(cli: &Cli) -> Result<Answer, CliError> {
         symbols,
         btf,
         cr3: k.cr3,
+        ttbr1: k.ttbr1,
         layout_override: None,
     };
     if let Some(path) = &cli.source.ram {

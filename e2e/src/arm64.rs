@@ -294,6 +294,12 @@ impl Arm64Guest {
                 "unix:{},server=on,wait=off",
                 dir.join("qmp-client.sock").display()
             ))
+            // The gdbstub, for the vCPU's system registers (`gdb_path`).
+            .arg("-gdb")
+            .arg(format!(
+                "unix:{},server=on,wait=off",
+                dir.join("gdb.sock").display()
+            ))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2);
@@ -335,6 +341,11 @@ impl Arm64Guest {
     /// A QMP socket of QEMU's for the tools under test (the driver has its own).
     pub fn qmp_path(&self) -> PathBuf {
         self.dir.join("qmp-client.sock")
+    }
+
+    /// QEMU's gdbstub socket ([`crate::gdb::read_register`]).
+    pub fn gdb_path(&self) -> PathBuf {
+        self.dir.join("gdb.sock")
     }
 
     /// The configuration it was booted with.

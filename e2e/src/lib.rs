@@ -13,6 +13,7 @@
 //!   [`unavailable`].
 
 pub mod arm64;
+pub mod gdb;
 mod guest;
 pub mod inguest;
 mod memory;

@@ -64,6 +64,8 @@ impl X86PagingState {
 }
 
 /// The aarch64 system registers a walk of the kernel's half of the address space needs.
+/// The `mapwalk` library takes `ttbr1_el1` as it is (`KernelSpec::ttbr1`), as the root
+/// to walk once it checked that it maps the kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Arm64PagingState {
     /// TTBR1_EL1: the root of the kernel's (upper) half.

@@ -631,3 +631,47 @@ fn deb13_arm64_4k_48bit_nokaslr_pid() {
     );
     let _ = std::fs::remove_file(&syms);
 }
+
+/// The page-table root from the vCPU: TTBR1_EL1 read through QEMU's gdbstub (in a pause
+/// of the test's own) and given as `--ttbr1`: the same `dump --all` as from
+/// swapper_pg_dir; a TTBR1 one page off is refused, naming the root as given.
+#[test]
+fn deb13_arm64_16k_lpa2_ttbr1_from_the_vcpu() {
+    let test = "real_kernel::arm64_kernels::deb13_arm64_16k_lpa2_ttbr1_from_the_vcpu";
+    let Some(guest) = arm64_guest(test, &K16) else {
+        return;
+    };
+    let syms = kallsyms_file(test, guest, "ttbr1");
+    let mut paused = guest.pause().unwrap_or_else(|e| panic!("{test}: {e}"));
+    let ttbr1 = mapwalk_e2e::gdb::read_register(&guest.gdb_path(), "TTBR1_EL1")
+        .unwrap_or_else(|e| panic!("{test}: {e}"));
+    // Detaching the debugger let the guest run: stand it still again.
+    paused
+        .qmp()
+        .stop()
+        .unwrap_or_else(|e| panic!("{test}: QMP stop: {e}"));
+    eprintln!("{test}: TTBR1_EL1 {ttbr1:#x}");
+    assert_ne!(ttbr1, 0, "{test}: TTBR1_EL1");
+    let with = |extra: &[String]| {
+        let mut args = ram_args(guest, Some(&syms));
+        args.extend(extra.iter().map(Into::into));
+        args.extend(["dump", "--all", "--json"].map(Into::into));
+        args
+    };
+    let from_swapper = run_cli(test, &with(&[]));
+    let from_vcpu = run_cli(test, &with(&["--ttbr1".into(), format!("{ttbr1:#x}")]));
+    assert!(
+        from_vcpu == from_swapper,
+        "{test}: dump --all with --ttbr1 {ttbr1:#x} differs ({} vs {} bytes)",
+        from_vcpu.len(),
+        from_swapper.len()
+    );
+    let off = ttbr1.wrapping_add(0x4000);
+    let refused = cli_refused(test, &with(&["--ttbr1".into(), format!("{off:#x}")]));
+    assert!(
+        refused.contains("(given) do not map the kernel"),
+        "{test}: --ttbr1 {off:#x}: {refused}"
+    );
+    drop(paused);
+    let _ = std::fs::remove_file(&syms);
+}

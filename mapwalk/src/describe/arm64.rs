@@ -289,6 +289,7 @@ pub(super) fn place<M: PhysRead>(
     mem: &M,
     info: &Vmcoreinfo,
     symbols: &Symbols,
+    ttbr1: Option<u64>,
     warnings: &mut Vec<String>,
 ) -> Result<(Placed, KernelAddrs), DescribeError> {
     let voffset = need(info, "kimage_voffset")?;
@@ -336,7 +337,10 @@ pub(super) fn place<M: PhysRead>(
         phys: Pa(text.0.wrapping_sub(voffset)),
         len: image_len,
     };
-    let root = root_va.0.wrapping_sub(voffset);
+    let swapper = root_va.0.wrapping_sub(voffset);
+    // A vCPU's TTBR1_EL1, when given, is walked instead (and must map the kernel as
+    // swapper_pg_dir does).
+    let root = ttbr1.map_or(swapper, ttbr1_root);
 
     // The linear map over the memory's RAM.
     let ram_start = mem.ranges().iter().map(|r| r.start.0).min().unwrap_or(0);
@@ -353,7 +357,7 @@ pub(super) fn place<M: PhysRead>(
     };
 
     // What the tables must say.
-    let mut probes = vec![(root_va, Pa(root), "swapper_pg_dir")];
+    let mut probes = vec![(root_va, Pa(swapper), "swapper_pg_dir")];
     if let Some(banner) = symbols.lookup("linux_banner") {
         probes.push((banner, Pa(banner.0.wrapping_sub(voffset)), "linux_banner"));
     }
@@ -399,9 +403,16 @@ pub(super) fn place<M: PhysRead>(
     }
     Err(DescribeError::PageTables {
         root,
-        given: false,
+        given: ttbr1.is_some(),
         what: why.join("; "),
     })
+}
+
+/// The table address in a TTBR1_EL1 value: BADDR, bits 47:1 (bit 0 is CnP, 63:48 the
+/// ASID), with bits 51:48 in bits 5:2 when the tables use 52-bit addresses (LPA2 or
+/// FEAT_LPA, whose tables are 64-byte aligned at least; otherwise those bits are 0).
+pub(crate) fn ttbr1_root(ttbr1: u64) -> u64 {
+    (ttbr1 & 0x0000_ffff_ffff_ffc0) | (((ttbr1 >> 2) & 0xf) << 48)
 }
 
 /// The kernel's RAM as far as the memory must hold it: from the memory's first byte
@@ -517,6 +528,16 @@ mod tests {
         t1sz: u32,
         info_t1sz: u32,
     ) -> Result<(Placed, KernelAddrs), DescribeError> {
+        placed_with(lpa2, t1sz, info_t1sz, |_| None)
+    }
+
+    /// [`placed`], with a TTBR1_EL1 made from the tables' root by `ttbr1`.
+    fn placed_with(
+        lpa2: bool,
+        t1sz: u32,
+        info_t1sz: u32,
+        ttbr1: impl Fn(u64) -> Option<u64>,
+    ) -> Result<(Placed, KernelAddrs), DescribeError> {
         use mapwalk_core::synth::{Aarch64PageTables, SynthRam};
         const BASE: u64 = 0x4000_0000;
         const LEN: u64 = 8 << 20;
@@ -554,7 +575,13 @@ mod tests {
             .prefetch(&["_text", "_end", "linux_banner", "swapper_pg_dir"])
             .unwrap();
         let mut warnings = Vec::new();
-        let r = place(&ram.as_ram(), &info, &symbols, &mut warnings);
+        let r = place(
+            &ram.as_ram(),
+            &info,
+            &symbols,
+            ttbr1(pt.root().0),
+            &mut warnings,
+        );
         assert!(warnings.is_empty(), "{warnings:?}");
         r
     }
@@ -590,6 +617,36 @@ mod tests {
         };
         assert_eq!((p.lpa2(), p.levels(), p.va_bits()), (false, 4, 48));
         assert_eq!(addrs.direct_map.unwrap().virt, Kva(0xffff_0000_0000_0000));
+    }
+
+    #[test]
+    fn a_vcpus_ttbr1_is_walked_and_checked() {
+        assert_eq!(
+            ttbr1_root(0x0001_0000_4000_1001),
+            0x4000_1000,
+            "ASID, CnP off"
+        );
+        assert_eq!(
+            ttbr1_root(0x4000_1000 | 0b1100),
+            0x0003_0000_4000_1000,
+            "LPA2"
+        );
+        // The tables' own root, with an ASID and CnP set: placed as from swapper_pg_dir.
+        let (placed, _) = placed_with(true, 12, 12, |root| Some(root | 0x0042 << 48 | 1)).unwrap();
+        let Paging::Aarch64(p) = placed.paging else {
+            panic!("{:?}", placed.paging)
+        };
+        assert_eq!((p.lpa2(), p.levels()), (true, 5));
+        // Another page of RAM as the root: refused, naming the root as given.
+        match placed_with(true, 12, 12, |root| Some(root + 0x1000)) {
+            Err(e @ DescribeError::PageTables { given: true, .. }) => {
+                assert!(
+                    e.to_string().contains("(given) do not map the kernel"),
+                    "{e}"
+                );
+            }
+            other => panic!("{:?}", other.map(|(p, _)| p.paging)),
+        }
     }
 
     #[test]

@@ -84,7 +84,8 @@ pub enum DescribeError {
     PageTables {
         /// The page-table root used.
         root: u64,
-        /// Whether the root came from the user (`--cr3`).
+        /// Whether the root was given (`--cr3`, `--ttbr1`, a vCPU's register) rather
+        /// than found.
         given: bool,
         /// What did not map.
         what: String,
@@ -190,7 +191,7 @@ impl fmt::Display for DescribeError {
             Self::PageTables { root, given, what } => write!(
                 f,
                 "the page tables at {root:#x}{} do not map the kernel: {what}",
-                if *given { " (--cr3)" } else { "" }
+                if *given { " (given)" } else { "" }
             ),
             Self::LayoutMismatch { layout_from, what } => write!(
                 f,

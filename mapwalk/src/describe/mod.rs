@@ -139,6 +139,10 @@ pub struct KernelSpec {
     pub btf: Option<BtfSource>,
     /// The page-table root (CR3), overriding [`MemoryHints::cr3`].
     pub cr3: Option<u64>,
+    /// An arm64 vCPU's TTBR1_EL1 (the kernel half's page-table root, from a vCPU or a
+    /// debugger): the root to walk in place of `swapper_pg_dir`, checked as that is
+    /// (the tables must map the kernel where its symbols are).
+    pub ttbr1: Option<u64>,
     /// A layout to use instead of resolving one from the BTF (tests, and kernels whose
     /// BTF lacks something). The BTF is still loaded, for rendering.
     pub layout_override: Option<KernelLayout>,
@@ -151,6 +155,7 @@ impl KernelSpec {
             symbols,
             btf: None,
             cr3: None,
+            ttbr1: None,
             layout_override: None,
         }
     }
@@ -837,7 +842,7 @@ pub fn describe_with<M: PhysRead>(
     // An arm64 kernel (describe/arm64.rs) is placed by its VMCOREINFO alone.
     let arm64_info = info.filter(|i| arm64::is_arm64(i));
     let (placed, addrs) = match arm64_info {
-        Some(i) => arm64::place(&mem, i, &symbols, &mut warnings)?,
+        Some(i) => arm64::place(&mem, i, &symbols, spec.ttbr1, &mut warnings)?,
         None => {
             let placed = place(&mem, spec, hints, info, by_symbols, &symbols, &mut warnings)?;
             let ram_end = mem.ranges().iter().map(|r| r.end()).max().unwrap_or(0);

@@ -160,6 +160,7 @@ fn spec(dir: &TempDir, symbols: &str) -> KernelSpec {
         symbols: SymbolSource::SymbolFile(dir.file("kallsyms", symbols.as_bytes())),
         btf: Some(BtfSource::GuestMemory),
         cr3: None,
+        ttbr1: None,
         layout_override: Some(mapwalk_core::synth::default_layout()),
     }
 }
@@ -683,6 +684,7 @@ fn vmlinux_with_btf_and_kerneloffset() {
         symbols: SymbolSource::Vmlinux(dir.file("vmlinux", &elf)),
         btf: None,
         cr3: None,
+        ttbr1: None,
         layout_override: Some(mapwalk_core::synth::default_layout()),
     };
     let k = describe(g.mem(), &spec, &MemoryHints::default()).unwrap();
@@ -756,7 +758,7 @@ fn a_cr3_that_does_not_map_the_kernel_is_refused() {
         Err(e @ DescribeError::PageTables { given: true, .. }) => {
             let msg = e.to_string();
             assert!(
-                msg.contains("0x1000 (--cr3) do not map the kernel"),
+                msg.contains("0x1000 (given) do not map the kernel"),
                 "{msg}"
             );
         }
@@ -853,6 +855,7 @@ fn memory_spec() -> KernelSpec {
         symbols: SymbolSource::GuestMemory,
         btf: Some(BtfSource::GuestMemory),
         cr3: None,
+        ttbr1: None,
         layout_override: Some(mapwalk_core::synth::default_layout()),
     }
 }
