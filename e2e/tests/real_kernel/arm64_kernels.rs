@@ -672,6 +672,12 @@ fn deb13_arm64_16k_lpa2_ttbr1_from_the_vcpu() {
         refused.contains("(given) do not map the kernel"),
         "{test}: --ttbr1 {off:#x}: {refused}"
     );
+    // A CR3 is no root of an arm64 kernel.
+    let refused = cli_refused(test, &with(&["--cr3".into(), format!("{ttbr1:#x}")]));
+    assert!(
+        refused.contains("is no page-table root of this kernel, which is arm64"),
+        "{test}: --cr3: {refused}"
+    );
     drop(paused);
     let _ = std::fs::remove_file(&syms);
 }

@@ -27,6 +27,16 @@ pub enum DescribeError {
     },
     /// A symbol the description needs is not in the symbols.
     MissingSymbol(&'static str),
+    /// A page-table root register of the other architecture was given (`--cr3` for an
+    /// arm64 kernel, `--ttbr1` for an x86_64 one).
+    RootOfOtherArch {
+        /// What was given (`CR3 0x... (--cr3)`).
+        given: String,
+        /// The kernel's architecture, as the memory shows it.
+        arch: &'static str,
+        /// The register that kernel's root is (`TTBR1_EL1 (--ttbr1)`).
+        want: &'static str,
+    },
     /// No page-table root: no CR3 was given and no VMCOREINFO (given or found in
     /// memory) names `init_top_pgt`/`swapper_pg_dir` with `phys_base`.
     NoPagingRoot,
@@ -134,6 +144,11 @@ impl fmt::Display for DescribeError {
             Self::MissingSymbol(name) => {
                 write!(f, "the kernel symbols have no {name}, which is required")
             }
+            Self::RootOfOtherArch { given, arch, want } => write!(
+                f,
+                "{given} is no page-table root of this kernel, which is {arch}: its root \
+                 is {want}"
+            ),
             Self::NoPagingRoot => write!(
                 f,
                 "no page-table root: give a CR3 (an ELF core with CPU state, or --cr3), \

@@ -842,7 +842,23 @@ pub fn describe_with<M: PhysRead>(
     // An arm64 kernel (describe/arm64.rs) is placed by its VMCOREINFO alone.
     let arm64_info = info.filter(|i| arm64::is_arm64(i));
     let (placed, addrs) = match arm64_info {
-        Some(i) => arm64::place(&mem, i, &symbols, spec.ttbr1, &mut warnings)?,
+        Some(i) => {
+            if let Some(cr3) = spec.cr3 {
+                return Err(DescribeError::RootOfOtherArch {
+                    given: format!("CR3 {cr3:#x} (--cr3)"),
+                    arch: "arm64",
+                    want: "TTBR1_EL1 (--ttbr1)",
+                });
+            }
+            arm64::place(&mem, i, &symbols, spec.ttbr1, &mut warnings)?
+        }
+        None if spec.ttbr1.is_some() => {
+            return Err(DescribeError::RootOfOtherArch {
+                given: format!("TTBR1_EL1 {:#x} (--ttbr1)", spec.ttbr1.unwrap_or(0)),
+                arch: "x86_64",
+                want: "CR3 (--cr3)",
+            })
+        }
         None => {
             let placed = place(&mem, spec, hints, info, by_symbols, &symbols, &mut warnings)?;
             let ram_end = mem.ranges().iter().map(|r| r.end()).max().unwrap_or(0);

@@ -198,6 +198,26 @@ fn check_maps<M: PhysRead>(k: &Kernel<M>, g: &Guest) {
 }
 
 #[test]
+fn a_ttbr1_for_an_x86_64_kernel_is_refused() {
+    let g = Guest::new(false);
+    let dir = TempDir::new();
+    let spec = KernelSpec {
+        ttbr1: Some(0x4000_1000),
+        ..spec(&dir, &kallsyms(&g.symbols(), 0))
+    };
+    let err = describe(g.mem(), &spec, &g.hints()).unwrap_err();
+    assert!(
+        matches!(err, DescribeError::RootOfOtherArch { arch: "x86_64", .. }),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "TTBR1_EL1 0x40001000 (--ttbr1) is no page-table root of this kernel, which is \
+         x86_64: its root is CR3 (--cr3)"
+    );
+}
+
+#[test]
 fn kallsyms_and_cpu_state() {
     for l5 in [false, true] {
         let g = Guest::new(l5);
