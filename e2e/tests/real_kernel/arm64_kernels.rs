@@ -652,14 +652,18 @@ fn deb13_arm64_16k_lpa2_ttbr1_from_the_vcpu() {
         .unwrap_or_else(|e| panic!("{test}: QMP stop: {e}"));
     eprintln!("{test}: TTBR1_EL1 {ttbr1:#x}");
     assert_ne!(ttbr1, 0, "{test}: TTBR1_EL1");
-    let with = |extra: &[String]| {
+    let with = |extra: &[String], rest: &[&str]| {
         let mut args = ram_args(guest, Some(&syms));
         args.extend(extra.iter().map(Into::into));
-        args.extend(["dump", "--all", "--json"].map(Into::into));
+        args.extend(rest.iter().map(Into::into));
         args
     };
-    let from_swapper = run_cli(test, &with(&[]));
-    let from_vcpu = run_cli(test, &with(&["--ttbr1".into(), format!("{ttbr1:#x}")]));
+    let dump = ["dump", "--all", "--json"];
+    let from_swapper = run_cli(test, &with(&[], &dump));
+    let from_vcpu = run_cli(
+        test,
+        &with(&["--ttbr1".into(), format!("{ttbr1:#x}")], &dump),
+    );
     assert!(
         from_vcpu == from_swapper,
         "{test}: dump --all with --ttbr1 {ttbr1:#x} differs ({} vs {} bytes)",
@@ -667,13 +671,19 @@ fn deb13_arm64_16k_lpa2_ttbr1_from_the_vcpu() {
         from_swapper.len()
     );
     let off = ttbr1.wrapping_add(0x4000);
-    let refused = cli_refused(test, &with(&["--ttbr1".into(), format!("{off:#x}")]));
+    let refused = cli_refused(
+        test,
+        &with(&["--ttbr1".into(), format!("{off:#x}")], &["maps"]),
+    );
     assert!(
         refused.contains("(given) do not map the kernel"),
         "{test}: --ttbr1 {off:#x}: {refused}"
     );
     // A CR3 is no root of an arm64 kernel.
-    let refused = cli_refused(test, &with(&["--cr3".into(), format!("{ttbr1:#x}")]));
+    let refused = cli_refused(
+        test,
+        &with(&["--cr3".into(), format!("{ttbr1:#x}")], &["maps"]),
+    );
     assert!(
         refused.contains("is no page-table root of this kernel, which is arm64"),
         "{test}: --cr3: {refused}"
