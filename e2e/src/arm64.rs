@@ -169,6 +169,15 @@ impl Arm64Config {
         ..Self::DEB13_ARM64_4K_LPA2
     };
 
+    /// [`Self::DEB12_ARM64_4K`] with the in-guest `mapwalk` (only the types bpf() reads
+    /// whole, and `mw_btf`).
+    pub const DEB12_ARM64_4K_INGUEST: Self = Self {
+        name: "deb12-arm64-4k-inguest",
+        kernel: "deb12-arm64",
+        inguest: true,
+        ..Self::DEB13_ARM64_4K_LPA2
+    };
+
     /// Debian 13's `arm64-16k` kernel (Linux 6.12, 16 KiB pages) on `-cpu max` without
     /// SVE (as [`Self::DEB13_ARM64_4K_LPA2`]): 52-bit VAs with LPA2 (four levels of 16 KiB tables), KASLR, 512 MiB, 2 vCPUs.
     pub const DEB13_ARM64_16K_LPA2: Self = Self {
