@@ -26,6 +26,10 @@ unsigned long cmdline_ulong(const char *name, unsigned long dflt);
 unsigned char lcg_byte(void);
 /* The raw bpf() syscall. */
 long sys_bpf(int cmd, union bpf_attr *attr);
+/* BPF_BTF_LOAD of a BTF object made of `types` and `strs` (which starts with "\0"):
+ * its fd, or -1 (said on the console with the kernel's log, naming `who`). */
+int btf_load(const char *who, const uint32_t *types, uint32_t type_len, const char *strs,
+	     uint32_t str_len);
 
 /* One map the guest makes; fd and id are filled by map_create. */
 struct map_spec {

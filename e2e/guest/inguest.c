@@ -243,28 +243,10 @@ static int make_btf_map(void)
 		S_B, 2, 32,				/*     unsigned int b */
 		S_C, 3, 64,				/*     long long unsigned int c */
 	};
-	static unsigned char blob[24 + sizeof types + sizeof strs];
-	struct {
-		uint16_t magic;
-		uint8_t version, flags;
-		uint32_t hdr_len, type_off, type_len, str_off, str_len;
-	} hdr = { 0xeb9f, 1, 0, 24, 0, sizeof types, sizeof types, sizeof strs };
-	memcpy(blob, &hdr, 24);
-	memcpy(blob + 24, types, sizeof types);
-	memcpy(blob + 24 + sizeof types, strs, sizeof strs);
-	static char log[4096];
-	union bpf_attr a;
-	memset(&a, 0, sizeof a);
-	a.btf = (uint64_t)(uintptr_t)blob;
-	a.btf_size = sizeof blob;
-	a.btf_log_buf = (uint64_t)(uintptr_t)log;
-	a.btf_log_size = sizeof log;
-	a.btf_log_level = 1;
-	long btf_fd = sys_bpf(BPF_BTF_LOAD, &a);
-	if (btf_fd < 0) {
-		say("MAPWALK-ERROR ERR btf_load errno=%d (%s): %.300s\n", errno, strerror(errno), log);
+	int btf_fd = btf_load("mw_btf", types, sizeof types, strs, sizeof strs);
+	if (btf_fd < 0)
 		return -1;
-	}
+	union bpf_attr a;
 	struct map_spec m = { "mw_btf", BPF_MAP_TYPE_ARRAY, 4, 16, 4, 0, 0, -1, 0 };
 	memset(&a, 0, sizeof a);
 	a.map_type = m.type;

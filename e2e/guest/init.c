@@ -186,6 +186,40 @@ long sys_bpf(int cmd, union bpf_attr *attr)
 	return syscall(__NR_bpf, cmd, attr, sizeof *attr);
 }
 
+int btf_load(const char *who, const uint32_t *types, uint32_t type_len, const char *strs,
+	     uint32_t str_len)
+{
+	unsigned char *blob = malloc(24 + (size_t)type_len + str_len);
+	if (!blob) {
+		say("MAPWALK-ERROR ERR %s: btf_load: out of memory\n", who);
+		return -1;
+	}
+	struct {
+		uint16_t magic;
+		uint8_t version, flags;
+		uint32_t hdr_len, type_off, type_len, str_off, str_len;
+	} hdr = { 0xeb9f, 1, 0, 24, 0, type_len, type_len, str_len };
+	memcpy(blob, &hdr, 24);
+	memcpy(blob + 24, types, type_len);
+	memcpy(blob + 24 + type_len, strs, str_len);
+	static char log[4096];
+	union bpf_attr a;
+	memset(&a, 0, sizeof a);
+	a.btf = (uint64_t)(uintptr_t)blob;
+	a.btf_size = 24 + type_len + str_len;
+	a.btf_log_buf = (uint64_t)(uintptr_t)log;
+	a.btf_log_size = sizeof log;
+	a.btf_log_level = 1;
+	long fd = sys_bpf(BPF_BTF_LOAD, &a);
+	free(blob);
+	if (fd < 0) {
+		say("MAPWALK-ERROR ERR %s: btf_load errno=%d (%s): %.300s\n", who, errno,
+		    strerror(errno), log);
+		return -1;
+	}
+	return (int)fd;
+}
+
 /* A deterministic, non-trivial byte stream (64-bit LCG, high bytes). */
 static uint64_t lcg_state = 0x9e3779b97f4a7c15ULL;
 unsigned char lcg_byte(void)

@@ -76,26 +76,8 @@ static int load_btf(void)
 		S_A, 2, 0,				/*     unsigned int a */
 		S_B, 2, 32,				/*     unsigned int b */
 	};
-	static unsigned char blob[24 + sizeof types + sizeof strs];
-	struct {
-		uint16_t magic;
-		uint8_t version, flags;
-		uint32_t hdr_len, type_off, type_len, str_off, str_len;
-	} hdr = { 0xeb9f, 1, 0, 24, 0, sizeof types, sizeof types, sizeof strs };
-	memcpy(blob, &hdr, 24);
-	memcpy(blob + 24, types, sizeof types);
-	memcpy(blob + 24 + sizeof types, strs, sizeof strs);
-	union bpf_attr a;
-	memset(&a, 0, sizeof a);
-	a.btf = (uint64_t)(uintptr_t)blob;
-	a.btf_size = sizeof blob;
-	long fd = sys_bpf(BPF_BTF_LOAD, &a);
-	if (fd < 0) {
-		say("MAPWALK-ERROR storage: btf_load errno=%d (%s)\n", errno, strerror(errno));
-		return -1;
-	}
-	btf_fd = (int)fd;
-	return 0;
+	btf_fd = btf_load("storage", types, sizeof types, strs, sizeof strs);
+	return btf_fd < 0 ? -1 : 0;
 }
 
 /* A local-storage map typed by the BTF; 1 when the kernel has no such type, -1 on

@@ -209,27 +209,9 @@ static uint32_t prog_id(int fd)
  * btf_vmlinux_value_type_id. */
 static int load_btf(void)
 {
-	static const unsigned char raw[] = {
-		0x9f, 0xeb, 1, 0, 24, 0, 0, 0, /* magic, version, flags, hdr_len */
-		0, 0, 0, 0, 16, 0, 0, 0, /* type_off, type_len */
-		16, 0, 0, 0, 5, 0, 0, 0, /* str_off, str_len */
-		1, 0, 0, 0, 0, 0, 0, 1, 4, 0, 0, 0, /* INT "int", size 4 */
-		32, 0, 0, 1, /* 32 bits, signed */
-		0, 'i', 'n', 't', 0,
-	};
-	static char log[4096];
-	union bpf_attr a;
-	memset(&a, 0, sizeof a);
-	a.btf = (uint64_t)(uintptr_t)raw;
-	a.btf_size = sizeof raw;
-	a.btf_log_buf = (uint64_t)(uintptr_t)log;
-	a.btf_log_size = sizeof log;
-	a.btf_log_level = 1;
-	long fd = sys_bpf(BPF_BTF_LOAD, &a);
-	if (fd < 0)
-		say("MAPWALK-ERROR ERR BTF_LOAD errno=%d (%s): %.200s\n", errno, strerror(errno),
-		    log);
-	return (int)fd;
+	static const char strs[] = "\0int";
+	static const uint32_t types[] = { 1, 1u << 24, 4, 1u << 24 | 32 }; /* [1] int */
+	return btf_load("struct_ops", types, sizeof types, strs, sizeof strs);
 }
 
 static struct map_spec ca = { "mw_ca", BPF_MAP_TYPE_STRUCT_OPS, 4, 0, 1, 0, 0, -1, 0 };
